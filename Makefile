@@ -1,0 +1,31 @@
+# ray_nas: `make quickstart` runs the demo sweep; `make test` runs the test suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv test quickstart lint format clean
+
+$(BIN)/ray-nas: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(BIN)/ray-nas
+
+test: venv
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
+
+quickstart: venv
+	$(BIN)/ray-nas sweep jobs/quickstart.yaml
+
+lint: venv
+	$(BIN)/ruff check ray_nas tests benchmarks jobs
+	$(BIN)/ruff format --check ray_nas tests benchmarks jobs
+
+format: venv
+	$(BIN)/ruff format ray_nas tests benchmarks jobs
+	$(BIN)/ruff check --fix ray_nas tests benchmarks jobs
+
+clean:
+	rm -rf runs mlflow.db .pytest_cache

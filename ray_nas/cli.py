@@ -1,0 +1,105 @@
+"""`ray-nas` command line: argument parsing only; each command calls one stage's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ray_nas.spec import SpecError
+
+
+def _add_job(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", help="job YAML, e.g. jobs/quickstart.yaml")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="dotted override of a job key, e.g. --set search.epochs=3 (repeatable)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ray-nas", description="DARTS sweeps on NAS-Bench-201 with Ray")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sweep", help="run (or resume) the job's sweep on Ray, then the offline stage")
+    _add_job(p)
+    p.add_argument("--dry-run", action="store_true", help="print the expanded grid and exit")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the offline stage after the sweep")
+
+    p = sub.add_parser("search", help="one search in this process (no Ray), written to the store")
+    _add_job(p)
+    p.add_argument("--quiet", action="store_true", help="no batch progress bar")
+
+    p = sub.add_parser("evaluate", help="offline stage: criteria, benchmark/retrain, selections, MLflow")
+    _add_job(p)
+
+    p = sub.add_parser("report", help="write the job's HTML dashboard")
+    _add_job(p)
+    p.add_argument("-o", "--output", help="output file (default {store}/{job}/report.html)")
+
+    p = sub.add_parser("benchmark", help="NAS-Bench-201 benchmark tools")
+    bsub = p.add_subparsers(dest="benchmark_command", required=True)
+    c = bsub.add_parser("convert", help="official NAS-Bench-201 .pth -> compact Parquet table")
+    c.add_argument("pth", help="NAS-Bench-201-v1_1-096897.pth")
+    c.add_argument("-o", "--output", required=True, help="output Parquet table")
+
+    sub.add_parser("criteria", help="list the stop criteria and their parameters")
+
+    p = sub.add_parser("analysis", help="the paper's numerical studies")
+    asub = p.add_subparsers(dest="analysis_command", required=True)
+    r = asub.add_parser("restore", help="Section 2.2: steps to restore the softmax order after the gradient flips")
+    r.add_argument("--lr", type=float, nargs="+", default=[0.001, 0.01])
+    r.add_argument("--t1", type=int, default=25)
+    r.add_argument("--momentum", type=float, default=0.9)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (SpecError, FileNotFoundError, ValueError) as e:
+        print(f"ray-nas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "search":
+        from ray_nas.runner import search_command
+
+        return search_command(args.job, args.overrides, progress=not args.quiet)
+    if args.command == "sweep":
+        from ray_nas.runner import sweep_command
+
+        return sweep_command(args.job, args.overrides, dry_run=args.dry_run, evaluate=not args.no_evaluate)
+    if args.command == "evaluate":
+        from ray_nas.runner import evaluate_command
+
+        return evaluate_command(args.job, args.overrides)
+    if args.command == "report":
+        from ray_nas.runner import report_command
+
+        return report_command(args.job, args.overrides, args.output)
+    if args.command == "criteria":
+        from ray_nas.criteria import describe_criteria
+
+        print(describe_criteria())
+        return 0
+    if args.command == "benchmark":
+        from ray_nas.benchmark import convert
+
+        df = convert(args.pth, args.output)
+        print(f"wrote {len(df)} architectures to {args.output}")
+        return 0
+    if args.command == "analysis":
+        from ray_nas.analysis import format_restore_table
+
+        print(format_restore_table(args.lr, t1=args.t1, momentum=args.momentum))
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,568 @@
+"""Stop criteria: which epoch of a search's trajectory to keep (the paper's Eq.11-13 and baselines).
+
+Every criterion is a pure function `fn(traj, **params) -> StopResult` over a `Trajectory` of
+epochs 0..T, catalogued in `CRITERIA`; job specs name them through `parse_criterion`.
+
+Rules shared by all criteria (MISSION.md, "Operation magnitude and the stop criteria"):
+- They choose among epochs 1..T only. Epoch 0 (before any update) is never chosen and never
+  compared with: a "previous epoch" exists from epoch 2 on.
+- Ties go to the earliest epoch (scores equal up to float rounding, relative 1e-12, are ties).
+- A criterion that does not fire gives epoch T with `fired=False` and a note saying why; a
+  trajectory with T = 0 gives epoch 0, not fired.
+- A criterion reads nothing past the last epoch it is given, so online early stop (Algorithm 1)
+  calls it on `traj.prefix(t)` and gets exactly what the offline stage (Algorithm 2) gets on that
+  prefix. The argmax criteria take `patience` to be useful online: they fire only once the peak
+  is at least `patience` epochs old.
+
+Operation magnitude (Eq.11): m(t, o) = mean over the edges of w[t, edge, o], w the op distribution
+the supernet mixes with (softmax(alpha) for DARTS).
+Eq.12: t* = argmax_t m(t, o_i).
+Eq.13: t* = argmax_t sum_{j in S, j != i} (m(t, o_i) - m(t, o_j)) = argmax_t |S| m(t, o_i) - sum_S m(t, .).
+Over the full op set sum_o m(t, o) = 1 (every edge's w sums to 1), so Eq.13 is argmax_t
+(K m(t, o_i) - 1): the SAME epoch as Eq.12. The two differ only when S is a subset of the op set,
+which `exclude` gives (e.g. exclude=["none"]); tests check both facts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ray_nas import nb201
+
+_TIE_RTOL = 1e-12  # scores this close (relative) to the best count as ties -> earliest epoch
+
+
+def _frozen(x: Any) -> np.ndarray:
+    """A read-only float64 copy of `x` (criteria must not be able to alter a trajectory)."""
+    a = np.array(x, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """One search's record over epochs 0..T (epoch 0 = before any update). Arrays are read-only."""
+
+    ops: tuple[str, ...]
+    """the K op names, in nb201.OPS order (a subset of it for op-set variants)"""
+    edges: tuple[str, ...]
+    """the E edge names (nb201.EDGES on NAS-Bench-201)"""
+    alpha: np.ndarray
+    """[T+1, E, K] raw architecture logits, axes (epoch, edges, ops)"""
+    weights: np.ndarray
+    """[T+1, E, K] op distribution the supernet mixes with (softmax(alpha) for DARTS)"""
+    archs: tuple[str, ...]
+    """T+1 NAS-Bench-201 arch strings: the genotype recorded at each epoch"""
+    valid_acc: np.ndarray
+    """[T+1] supernet search-valid accuracy (NaN where not measured)"""
+    hessian_eig: np.ndarray
+    """[T+1] dominant eigenvalue of the search-valid loss Hessian w.r.t. alpha (NaN where not computed)"""
+    metrics: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """benchmark score of archs[t] per epoch, keyed like "cifar10_test": each [T+1], NaN where unknown"""
+
+    def __post_init__(self) -> None:
+        ops, edges = tuple(self.ops), tuple(self.edges)
+        if nb201.validate_ops(ops) != ops:
+            raise ValueError(f"ops must follow nb201.OPS order {nb201.OPS}, got {ops}")
+        alpha, weights = _frozen(self.alpha), _frozen(self.weights)
+        if alpha.ndim != 3 or alpha.shape[0] < 1 or alpha.shape[1:] != (len(edges), len(ops)):
+            raise ValueError(f"alpha: expected [T+1, {len(edges)}, {len(ops)}], got {alpha.shape}")
+        if weights.shape != alpha.shape:
+            raise ValueError(f"weights: expected {alpha.shape} like alpha, got {weights.shape}")
+        n = alpha.shape[0]
+        series = {"valid_acc": self.valid_acc, "hessian_eig": self.hessian_eig}
+        series |= {f"metrics[{k!r}]": v for k, v in self.metrics.items()}
+        for what, values in series.items():
+            if np.shape(values) != (n,):
+                raise ValueError(f"{what}: expected [{n}] (one per epoch), got {np.shape(values)}")
+        if len(self.archs) != n:
+            raise ValueError(f"archs: expected {n} (one per epoch), got {len(self.archs)}")
+        object.__setattr__(self, "ops", ops)
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "archs", tuple(self.archs))
+        object.__setattr__(self, "valid_acc", _frozen(self.valid_acc))
+        object.__setattr__(self, "hessian_eig", _frozen(self.hessian_eig))
+        object.__setattr__(self, "metrics", {str(k): _frozen(v) for k, v in self.metrics.items()})
+
+    @property
+    def last_epoch(self) -> int:
+        """T: the last recorded epoch."""
+        return self.alpha.shape[0] - 1
+
+    def prefix(self, t: int) -> Trajectory:
+        """Epochs 0..t: what an online criterion sees at the end of epoch t."""
+        if not 0 <= t <= self.last_epoch:
+            raise ValueError(f"prefix({t}): epoch out of range 0..{self.last_epoch}")
+        s = slice(0, t + 1)
+        return Trajectory(
+            ops=self.ops,
+            edges=self.edges,
+            alpha=self.alpha[s],
+            weights=self.weights[s],
+            archs=self.archs[s],
+            valid_acc=self.valid_acc[s],
+            hessian_eig=self.hessian_eig[s],
+            metrics={k: v[s] for k, v in self.metrics.items()},
+        )
+
+    @classmethod
+    def from_alpha(
+        cls,
+        alpha: np.ndarray,
+        ops: Sequence[str] = nb201.OPS,
+        valid_acc: np.ndarray | None = None,
+        hessian_eig: np.ndarray | None = None,
+        metrics: Mapping[str, np.ndarray] | None = None,
+    ) -> Trajectory:
+        """A DARTS trajectory on the NAS-Bench-201 edges from logits alone.
+
+        alpha: [T+1, 6, K] logits, order (epoch, nb201.EDGES, ops). weights = softmax(alpha);
+        archs = per-edge argmax op (first op on ties); missing series are all NaN.
+        """
+        alpha = np.asarray(alpha, dtype=np.float64)
+        ops = tuple(ops)
+        z = np.exp(alpha - alpha.max(axis=2, keepdims=True))
+        nan = np.full(alpha.shape[0], np.nan)
+        return cls(
+            ops=ops,
+            edges=nb201.EDGES,
+            alpha=alpha,
+            weights=z / z.sum(axis=2, keepdims=True),
+            archs=tuple(nb201.arch_string([ops[k] for k in row]) for row in alpha.argmax(axis=2)),
+            valid_acc=nan if valid_acc is None else valid_acc,
+            hessian_eig=nan if hessian_eig is None else hessian_eig,
+            metrics=metrics or {},
+        )
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What a criterion chose."""
+
+    epoch: int
+    """the chosen epoch, 1..T (T when not fired; 0 only for a trajectory with T = 0)"""
+    fired: bool
+    """False when the criterion never fired and `epoch` fell back to T"""
+    arch: str
+    """the arch string recorded at `epoch`"""
+    note: str = ""
+    """why it did not fire, or a detail worth a human's eye"""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _stop(traj: Trajectory, epoch: int, note: str = "") -> StopResult:
+    return StopResult(epoch=epoch, fired=True, arch=traj.archs[epoch], note=note)
+
+
+def _no_stop(traj: Trajectory, note: str) -> StopResult:
+    """Fall back to the last epoch, not fired."""
+    T = traj.last_epoch
+    return StopResult(epoch=T, fired=False, arch=traj.archs[T], note=note)
+
+
+_NOTHING_TO_CHOOSE = "the trajectory has no epoch after 0 to choose from"
+
+
+def _best_epoch(scores: np.ndarray, eligible: np.ndarray | None = None) -> int | None:
+    """Earliest epoch in 1..T maximising `scores` [T+1] over finite, eligible entries; None if none."""
+    ok = np.isfinite(scores)
+    ok[0] = False
+    if eligible is not None:
+        ok &= eligible
+    if not ok.any():
+        return None
+    best = scores[ok].max()
+    near = ok & (scores >= best - _TIE_RTOL * max(1.0, abs(best)))
+    return int(np.flatnonzero(near)[0])
+
+
+def _suggest(word: str, options: Sequence[str]) -> str:
+    """'; did you mean X?' for a close match, else the list of valid options."""
+    close = difflib.get_close_matches(word, list(options), n=3)
+    if close:
+        return f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    return f"; valid: {', '.join(options)}"
+
+
+_MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0}
+
+
+def _check_param(key: str, value: Any) -> None:
+    """Range/name checks on one parameter value, shared by the criteria and parse_criterion."""
+    if key == "op" and value not in nb201.OPS:
+        raise ValueError(f"op: unknown op {value!r}{_suggest(str(value), nb201.OPS)}")
+    if key == "exclude":
+        for o in value:
+            if o not in nb201.OPS:
+                raise ValueError(f"exclude: unknown op {o!r}{_suggest(str(o), nb201.OPS)}")
+    if key in _MIN_INT and value < _MIN_INT[key]:
+        raise ValueError(f"{key}: must be >= {_MIN_INT[key]}, got {value!r}")
+    if key == "factor" and not value > 0:
+        raise ValueError(f"factor: must be > 0, got {value!r}")
+
+
+def _check_params(**params: Any) -> None:
+    for key, value in params.items():
+        _check_param(key, value)
+    if params.get("op") in params.get("exclude", ()):
+        raise ValueError(f"exclude: cannot exclude the selected op {params['op']!r}")
+
+
+def _too_recent(traj: Trajectory, t: int, patience: int) -> StopResult | None:
+    """Not-fired result when the peak at `t` is younger than `patience` epochs, else None."""
+    T = traj.last_epoch
+    if T - t >= patience:
+        return None
+    return _no_stop(traj, f"peak at epoch {t} is {T - t} epoch(s) before the last ({T}); patience {patience}")
+
+
+# ---------------------------------------------------------------- Eq.11-13
+
+
+def magnitude(traj: Trajectory, exclude: Sequence[str] = ()) -> np.ndarray:
+    """Eq.11 operation magnitude m[t, k] = mean over edges of traj.weights[t, :, k]: [T+1, K].
+
+    Column k is always op traj.ops[k]; the columns of ops in `exclude` (op names) are NaN.
+    """
+    _check_params(exclude=exclude)
+    m = traj.weights.mean(axis=1)
+    for k, o in enumerate(traj.ops):
+        if o in exclude:
+            m[:, k] = np.nan
+    return m
+
+
+def _selective_stop(
+    traj: Trajectory, op: str, exclude: Sequence[str], gate: bool, patience: int, eq13: bool
+) -> StopResult:
+    """Eq.12 (eq13=False) or Eq.13 over the ops not in `exclude`, with the paper code's gate."""
+    _check_params(op=op, exclude=exclude, patience=patience)
+    if op not in traj.ops:
+        return _no_stop(traj, f"op {op!r} is not in this search's op set {list(traj.ops)}")
+    if traj.last_epoch == 0:
+        return _no_stop(traj, _NOTHING_TO_CHOOSE)
+    m = magnitude(traj, exclude)
+    mi = m[:, traj.ops.index(op)]
+    n_ops = np.isfinite(m[0]).sum()
+    score = len(traj.ops) * mi - np.nansum(m, axis=1) if eq13 else mi
+    eligible, note = None, ""
+    if gate:  # before op first leads m(t, .) every epoch is eligible; from then on only where it leads
+        leads = mi >= np.nanmax(m, axis=1)
+        leads[0] = False
+        if leads.any():
+            first = int(np.flatnonzero(leads)[0])
+            eligible = leads.copy()
+            eligible[:first] = True
+            note = f"gate: {op} leads from epoch {first}"
+    t = _best_epoch(score, eligible)
+    if t is None:
+        return _no_stop(traj, "no finite operation magnitude")
+    return _too_recent(traj, t, patience) or _stop(traj, t, note)
+
+
+def ss_eq12(
+    traj: Trajectory, op: str = "nor_conv_3x3", gate: bool = True, patience: int = 0
+) -> StopResult:
+    """Eq.12 selective stop: the epoch where m(t, op) peaks."""
+    return _selective_stop(traj, op, (), gate, patience, eq13=False)
+
+
+def ss_eq13(
+    traj: Trajectory,
+    op: str = "nor_conv_3x3",
+    exclude: Sequence[str] = (),
+    gate: bool = True,
+    patience: int = 0,
+) -> StopResult:
+    """Eq.13 selective stop: the peak of sum_{j != op} (m(t, op) - m(t, j)) over ops not excluded."""
+    return _selective_stop(traj, op, tuple(exclude), gate, patience, eq13=True)
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def final(traj: Trajectory) -> StopResult:
+    """The last epoch T: no early stop."""
+    if traj.last_epoch == 0:
+        return _no_stop(traj, _NOTHING_TO_CHOOSE)
+    return _stop(traj, traj.last_epoch)
+
+
+def best_valid(traj: Trajectory) -> StopResult:
+    """The epoch of the best supernet search-valid accuracy (NaN epochs ignored)."""
+    t = _best_epoch(traj.valid_acc)
+    if t is None:
+        return _no_stop(traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else "no valid_acc recorded")
+    return _stop(traj, t)
+
+
+def oracle(traj: Trajectory, metric: str = "cifar10_test") -> StopResult:
+    """The epoch whose genotype scores best on the benchmark (upper bound; NaN epochs ignored)."""
+    if metric not in traj.metrics:
+        return _no_stop(traj, f"metric {metric!r} not recorded{_suggest(metric, sorted(traj.metrics))}")
+    t = _best_epoch(traj.metrics[metric])
+    if t is None:
+        return _no_stop(traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else f"{metric} unknown at every epoch")
+    return _stop(traj, t)
+
+
+def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
+    """DARTS+ sc_k: the first epoch whose genotype has >= k skip_connect edges."""
+    _check_params(k=k)
+    for t in range(1, traj.last_epoch + 1):
+        if nb201.parse_arch(traj.archs[t]).count("skip_connect") >= k:
+            return _stop(traj, t)
+    if traj.last_epoch == 0:
+        return _no_stop(traj, _NOTHING_TO_CHOOSE)
+    if "skip_connect" not in traj.ops:
+        return _no_stop(traj, "skip_connect is not in this search's op set")
+    return _no_stop(traj, f"no genotype with >= {k} skip_connect edges")
+
+
+def dartsplus_rt(traj: Trajectory, k: int = 10, learnable_only: bool = False) -> StopResult:
+    """DARTS+ rt_k: the first epoch where every edge's ranking of ops by alpha has held k epochs."""
+    _check_params(k=k)
+    cols = [i for i, o in enumerate(traj.ops) if not learnable_only or o in nb201.LEARNABLE_OPS]
+    if not cols:
+        return _no_stop(traj, "no learnable op (nor_conv_1x1, nor_conv_3x3) in the op set")
+    # [T+1, E, K'] ops per edge, largest alpha first; stable sort: ties keep op order
+    ranking = np.argsort(-traj.alpha[:, :, cols], axis=2, kind="stable")
+    count = longest = 0
+    for t in range(1, traj.last_epoch + 1):
+        same = t >= 2 and np.array_equal(ranking[t], ranking[t - 1])
+        count = count + 1 if same else 1
+        longest = max(longest, count)
+        if count >= k:
+            return _stop(traj, t)
+    if traj.last_epoch == 0:
+        return _no_stop(traj, _NOTHING_TO_CHOOSE)
+    return _no_stop(traj, f"ranking never held {k} epochs (longest {longest})")
+
+
+def darts_es(
+    traj: Trajectory,
+    window: int = 5,
+    delta: int = 4,
+    factor: float = 1.3,
+    start_epoch: int = 0,
+    rollback: bool = True,
+) -> StopResult:
+    """DARTS-ES (R-DARTS): stop when the dominant Hessian eigenvalue's local average grows > factor.
+
+    Evaluations are the epochs >= 1 with a finite hessian_eig. local_avg(i) = mean of the last
+    `window` evaluations up to evaluation i, defined only for a full window. It fires at the first
+    evaluation i, at an epoch >= start_epoch, with local_avg(i) / local_avg(i - delta) > factor
+    (skipped where local_avg(i - delta) <= 0). rollback: return the epoch of evaluation i - delta
+    (R-DARTS), else that of evaluation i (the paper's code).
+    """
+    _check_params(window=window, delta=delta, factor=factor, start_epoch=start_epoch)
+    eig = traj.hessian_eig
+    evals = [t for t in range(1, traj.last_epoch + 1) if np.isfinite(eig[t])]
+    avg = {i: eig[evals[i - window + 1 : i + 1]].mean() for i in range(window - 1, len(evals))}
+    for i in range(window - 1 + delta, len(evals)):
+        t, before = evals[i], avg[i - delta]
+        if t >= start_epoch and before > 0 and avg[i] / before > factor:
+            note = f"local_avg ratio {avg[i] / before:.3g} at epoch {t}"
+            return _stop(traj, evals[i - delta] if rollback else t, note)
+    if traj.last_epoch == 0:
+        return _no_stop(traj, _NOTHING_TO_CHOOSE)
+    need = window + delta
+    if len(evals) < need:
+        return _no_stop(traj, f"{len(evals)} Hessian evaluation(s) after epoch 0; needs >= {need}")
+    return _no_stop(traj, f"local_avg never grew by > {factor}x")
+
+
+# ---------------------------------------------------------------- catalogue
+
+
+@dataclass(frozen=True)
+class CriterionInfo:
+    """One catalogue entry: a criterion function and its metadata."""
+
+    name: str
+    fn: Callable[..., StopResult]
+    doc: str
+    """one line: what epoch it chooses"""
+    params: dict[str, Any]
+    """parameter name -> default, read from fn's signature"""
+    param_docs: dict[str, str]
+    """parameter name -> one line"""
+
+
+def _info(fn: Callable[..., StopResult], doc: str, **param_docs: str) -> CriterionInfo:
+    sig = list(inspect.signature(fn).parameters.values())[1:]  # after traj
+    params = {p.name: p.default for p in sig}
+    if set(params) != set(param_docs):
+        raise TypeError(f"{fn.__name__}: document exactly its parameters {sorted(params)}")
+    return CriterionInfo(fn.__name__, fn, doc, params, {p: param_docs[p] for p in params})
+
+
+_OP = "the op o_i whose magnitude peak is sought (by name)"
+_GATE = "after op first leads m(t, .), only epochs where it leads are eligible (the paper's code)"
+_PATIENCE = "fire only when the peak is >= this many epochs before the last (online use); 0 = always"
+
+#: Every criterion by name.
+CRITERIA: dict[str, CriterionInfo] = {
+    c.name: c
+    for c in [
+        _info(final, "the last epoch T: no early stop"),
+        _info(best_valid, "the best supernet search-valid accuracy"),
+        _info(ss_eq12, "Eq.12 selective stop: peak of m(t, op)", op=_OP, gate=_GATE, patience=_PATIENCE),
+        _info(
+            ss_eq13,
+            "Eq.13 selective stop: peak of sum_j (m(t, op) - m(t, j)); = Eq.12 over the full op set",
+            op=_OP,
+            exclude="op names left out of the sum (and of the gate), e.g. [none]",
+            gate=_GATE,
+            patience=_PATIENCE,
+        ),
+        _info(dartsplus_sc, "DARTS+ sc_k: first genotype with >= k skip_connect edges", k="skip_connect edges"),
+        _info(
+            dartsplus_rt,
+            "DARTS+ rt_k: first epoch where every edge's alpha ranking has held k epochs",
+            k="epochs the ranking must hold (counter is 1 at epoch 1)",
+            learnable_only="rank only nor_conv_1x1/nor_conv_3x3 (DARTS+ paper) instead of all ops",
+        ),
+        _info(
+            darts_es,
+            "DARTS-ES: Hessian eigenvalue local average grows by > factor",
+            window="evaluations per local average (a full window is required)",
+            delta="evaluations between the two local averages compared",
+            factor="growth ratio that stops the search",
+            start_epoch="do not stop before this epoch",
+            rollback="return the genotype delta evaluations back (R-DARTS) instead of the current one",
+        ),
+        _info(oracle, "the best benchmark score over all epochs (upper bound)", metric="benchmark metric, e.g. cifar10_test"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class CriterionSpec:
+    """A criterion with all its parameters fixed, as a job spec or the CLI names it."""
+
+    name: str
+    params: dict[str, Any]
+    """every parameter, defaults filled in"""
+    label: str
+    """stable display/grouping key: `name`, or `name[k=v,...]` with the user's explicit params, sorted"""
+
+    @property
+    def params_json(self) -> str:
+        """All params as canonical JSON (sorted keys, tuples as lists)."""
+        return json.dumps({k: _jsonable(v) for k, v in self.params.items()}, sort_keys=True)
+
+    def apply(self, traj: Trajectory) -> StopResult:
+        return CRITERIA[self.name].fn(traj, **self.params)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.params_json, self.label))
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _fmt(v: Any) -> str:
+    """Label spelling of a value: [a,b] for lists, true/false for bools."""
+    if isinstance(v, tuple):
+        return "[" + ",".join(map(str, v)) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
+    """`value` as the type of `default`, or ValueError naming the criterion and parameter."""
+    kind = type(default)
+    ok = True
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, str)
+    elif kind is tuple:
+        value = (value,) if isinstance(value, str) else value
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        want = {tuple: "a list of op names", bool: "true/false"}.get(kind, kind.__name__)
+        raise ValueError(f"criterion {name!r}: parameter {key!r} expects {want}, got {value!r}")
+    return value
+
+
+def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
+    """A CriterionSpec from a name ("final") or a dict ({name: "ss_eq13", exclude: [none]}).
+
+    Raises ValueError (one line, with close matches) on an unknown name or parameter, a wrong
+    type or an out-of-range value.
+    """
+    if isinstance(item, str):
+        name, given = item, {}
+    elif isinstance(item, Mapping):
+        given = dict(item)
+        name = given.pop("name", None)
+        if not isinstance(name, str):
+            raise ValueError(f"a criterion given as a dict needs a 'name' (str), got {dict(item)!r}")
+    else:
+        raise ValueError(f"a criterion is a name or {{name: ..., params}}, got {item!r}")
+    if name not in CRITERIA:
+        raise ValueError(f"unknown criterion {name!r}{_suggest(name, list(CRITERIA))}")
+    info = CRITERIA[name]
+    params = dict(info.params)
+    for key, value in given.items():
+        if key not in info.params:
+            valid = list(info.params) or ["(none)"]
+            raise ValueError(f"criterion {name!r} has no parameter {key!r}{_suggest(str(key), valid)}")
+        params[key] = _coerce(name, key, value, info.params[key])
+    try:
+        _check_params(**params)
+    except ValueError as e:
+        raise ValueError(f"criterion {name!r}: {e}") from None
+    label = name
+    if given:
+        label += "[" + ",".join(f"{k}={_fmt(params[k])}" for k in sorted(given)) + "]"
+    return CriterionSpec(name=name, params=params, label=label)
+
+
+_PAPER_SET: list[str | dict[str, Any]] = [
+    "final",
+    "best_valid",
+    {"name": "ss_eq12", "op": "nor_conv_3x3"},
+    {"name": "ss_eq13", "op": "nor_conv_3x3"},
+    {"name": "ss_eq13", "op": "nor_conv_3x3", "exclude": ["none"]},
+    *({"name": "dartsplus_sc", "k": k} for k in (2, 3, 4)),
+    *({"name": "dartsplus_rt", "k": k} for k in (2, 3, 4, 10)),
+    "darts_es",
+    "oracle",
+]
+
+
+def default_criteria() -> list[CriterionSpec]:
+    """The paper's comparison set (Tables 2-3), used when a job spec lists no criteria."""
+    return [parse_criterion(item) for item in _PAPER_SET]
+
+
+def describe_criteria() -> str:
+    """A text table of every criterion, its parameters with defaults, and what they mean."""
+    lines = []
+    for info in CRITERIA.values():
+        lines.append(f"{info.name:<14}{info.doc}")
+        for key, default in info.params.items():
+            lines.append(f"  {key}={_fmt(default):<16}{info.param_docs[key]}")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""The commands behind the CLI: load and validate the job, then call the stage that does the work.
+
+Everything a command needs is validated here before any work starts.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ray_nas import spec as specmod
+from ray_nas.spec import SpecError
+
+
+def _search_overrides(overrides: list[str]) -> dict:
+    """`--set search.x=1` pairs as {x: 1}, for reporting what a single search changed."""
+    return {k[len("search.") :]: v for k, v in specmod.parse_set(overrides) if k.startswith("search.")}
+
+
+def search_command(job: str, overrides: list[str], progress: bool = True) -> int:
+    """`ray-nas search`: one search in this process, on the job's `search` defaults + overrides."""
+    spec = specmod.load_spec(job, overrides)
+    cfg = specmod.search_config(spec)
+    rid = specmod.run_id(cfg)
+    from ray_nas.trial import run_trial
+
+    print(f"job {spec.name}: search {rid} ({cfg.dataset}, C={cfg.channels}, N={cfg.cells}, "
+          f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
+    t0 = time.perf_counter()
+    status = run_trial(spec, cfg, rid, progress=progress)
+    if status != "skipped":
+        print(f"search {rid} {status} in {time.perf_counter() - t0:.1f}s")
+        print(f"  epochs: {spec.job_dir}/epochs/run_id={rid}/")
+        print(f"  alphas: {spec.job_dir}/alphas/run_id={rid}/")
+    return 0
+
+
+def sweep_command(job: str, overrides: list[str], dry_run: bool = False, evaluate: bool = True) -> int:
+    spec = specmod.load_spec(job, overrides)
+    trials = specmod.expand_grid(spec)
+    if dry_run:
+        for _cfg, rid, point in trials:
+            print(rid, " ".join(f"{k}={v}" for k, v in point.items()))
+        print(f"{len(trials)} trials")
+        return 0
+    from ray_nas.sweep import run_sweep
+
+    run_sweep(spec, trials)
+    if evaluate:
+        return evaluate_command(job, overrides)
+    return 0
+
+
+def evaluate_command(job: str, overrides: list[str]) -> int:
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.evaluate import run_evaluate
+
+    run_evaluate(spec)
+    return 0
+
+
+def report_command(job: str, overrides: list[str], output: str | None) -> int:
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.report import write_report
+
+    path = write_report(spec, output)
+    print(f"report written to {path}")
+    return 0
+
+
+__all__ = ["SpecError", "search_command", "sweep_command", "evaluate_command", "report_command"]

@@ -1,0 +1,280 @@
+"""The bilevel search loop (DARTS-V1, first order) and the Hessian eigenvalue.
+
+Per batch: a weight step on a search-train batch (SGD), then an alpha step on a randomly drawn
+search-valid batch (Adam), as NAS-Bench-201's reference DARTS-V1. Each epoch (and epoch 0, the
+state before any update) is handed to `on_epoch(record)`; the loop knows nothing of files or Ray.
+A checkpoint store, when given, makes the loop resumable bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ray_nas import nb201
+from ray_nas.data import Batcher, DataSet, load_dataset
+from ray_nas.spec import SearchConfig
+from ray_nas.supernet import Supernet, build_supernet
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch leaves behind. Accuracies in percent, losses are mean cross-entropy."""
+
+    epoch: int
+    """0 = before any update; epochs 1..warmup_epochs have alpha frozen"""
+    train_loss: float
+    """mean over the epoch's weight steps (NaN at epoch 0)"""
+    train_acc: float
+    valid_loss: float
+    """supernet on search-valid after the epoch (eval mode, up to steps_per_epoch batches)"""
+    valid_acc: float
+    lr_weights: float
+    """lr of the epoch's last weight step"""
+    lr_alpha: float
+    """alpha lr (0 while alpha is frozen)"""
+    hessian_eig: float | None
+    """dominant eigenvalue of d2 L_valid / d alpha2 on the last search-valid batch, or None"""
+    seconds: float
+    """wall seconds of the epoch (training + evaluation)"""
+    arch: str
+    alpha: np.ndarray
+    """float32 [E, K] raw logits, order nb201.EDGES x config.ops"""
+    weights: np.ndarray
+    """float32 [E, K] softmax(alpha) per edge"""
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> dict | None: ...
+    def save(self, state: dict) -> None: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("search.device: cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def weights_lr(cfg: SearchConfig, epoch: int, step: int, steps: int) -> float:
+    """The weights' lr at training epoch `epoch` (0-based, warmup first) and batch `step` of `steps`.
+
+    Warmup: linear from 0, step by step, to weights.lr. Joint epoch e: cosine from weights.lr to
+    weights.lr_min over `epochs`, stepped once per epoch (or constant).
+    """
+    w = cfg.weights
+    if epoch < cfg.warmup_epochs:
+        return (epoch + step / steps) / cfg.warmup_epochs * w.lr
+    if w.schedule == "constant":
+        return w.lr
+    e = epoch - cfg.warmup_epochs
+    return w.lr_min + (w.lr - w.lr_min) * (1 + math.cos(math.pi * e / cfg.epochs)) / 2
+
+
+def hessian_eigenvalue(model: Supernet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
+    """Exact Hessian of the CE loss on (x, y) w.r.t. alpha [E, K] by double backprop.
+
+    Returns (largest eigenvalue, the symmetrised Hessian [E*K, E*K] float64).
+    """
+    alpha = model.alpha.detach().clone().requires_grad_(True)
+    loss = F.cross_entropy(model(x, alpha=alpha), y)
+    (g,) = torch.autograd.grad(loss, alpha, create_graph=True)
+    g = g.flatten()
+    rows = [torch.autograd.grad(g[i], alpha, retain_graph=i < g.numel() - 1)[0].flatten() for i in range(g.numel())]
+    h = torch.stack(rows).double().cpu()
+    h = (h + h.T) / 2
+    return float(torch.linalg.eigvalsh(h).max()), h.numpy()
+
+
+def rng_state() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch, numpy and python; return the generator that drives data order and augmentation."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+class Progress:
+    """A one-line batch progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def update(self, epoch: int, total_epochs: int, step: int, steps: int, loss: float) -> None:
+        if self.enabled:
+            done = int(20 * step / steps)
+            bar = "#" * done + "." * (20 - done)
+            sys.stderr.write(f"\r  epoch {epoch}/{total_epochs} [{bar}] {step}/{steps} loss {loss:.3f}")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+
+
+@torch.no_grad()
+def evaluate_split(model: Supernet, batcher: Batcher, batch_size: int, max_batches: int | None):
+    """(mean loss, accuracy %, last (x, y)) on the first batches of a split, eval mode, no augmentation."""
+    model.eval()
+    n = len(batcher)
+    starts = list(range(0, n, batch_size))[: max_batches or None]
+    loss_sum, correct, count, last = 0.0, 0, 0, None
+    for s in starts:
+        x, y = batcher.get(torch.arange(s, min(s + batch_size, n)))
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        count += len(y)
+        last = (x, y)
+    model.train()
+    return loss_sum / count, 100.0 * correct / count, last
+
+
+def search(
+    cfg: SearchConfig,
+    on_epoch: Callable[[EpochRecord], bool | None],
+    checkpoint: CheckpointStore | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    data: DataSet | None = None,
+) -> int:
+    """Run (or resume) one DARTS-V1 search. `on_epoch` returning True stops it (online early stop).
+
+    Returns the last completed epoch.
+    """
+    device = resolve_device(cfg.device)
+    gen = seed_everything(cfg.seed)
+    data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)
+    train_b = Batcher(data.search_train, data.name, device)
+    valid_b = Batcher(data.search_valid, data.name, device)
+    model = build_supernet(
+        cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats
+    ).to(device)
+    w_params = model.weight_parameters()
+    w_opt = torch.optim.SGD(
+        w_params, lr=cfg.weights.lr, momentum=cfg.weights.momentum,
+        nesterov=cfg.weights.nesterov, weight_decay=cfg.weights.weight_decay,
+    )  # fmt: skip
+    a_opt = torch.optim.Adam(
+        [model.alpha], lr=cfg.alpha.lr, betas=cfg.alpha.betas, weight_decay=cfg.alpha.weight_decay
+    )
+    steps = math.ceil(len(train_b) / cfg.batch_size)
+    if cfg.steps_per_epoch:
+        steps = min(steps, cfg.steps_per_epoch)
+    total = cfg.total_epochs
+
+    state = checkpoint.load() if checkpoint else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        w_opt.load_state_dict(state["w_opt"])
+        a_opt.load_state_dict(state["a_opt"])
+        gen.set_state(state["data_gen"])
+        set_rng_state(state["rng"])
+        start = state["epoch"] + 1
+        log(f"resuming from the checkpoint of epoch {state['epoch']}")
+    else:
+        start = 1
+        rec = end_of_epoch(model, cfg, valid_b, 0, math.nan, math.nan, 0.0, 0.0, 0.0)
+        report(rec, total, log)
+        if on_epoch(rec):
+            return 0
+
+    bar = Progress(progress)
+    for epoch in range(start, total + 1):
+        t0 = time.perf_counter()
+        frozen = epoch <= cfg.warmup_epochs  # alpha frozen during warmup
+        order = torch.randperm(len(train_b), generator=gen)
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step in range(steps):
+            lr = weights_lr(cfg, epoch - 1, step, steps)
+            for g in w_opt.param_groups:
+                g["lr"] = lr
+            # weight step on a search-train batch
+            x, y = train_b.get(order[step * cfg.batch_size : (step + 1) * cfg.batch_size], gen)
+            w_opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward(inputs=w_params)
+            if cfg.weights.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(w_params, cfg.weights.grad_clip)
+            w_opt.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            # alpha step on a search-valid batch drawn at random (as the reference's sampler)
+            xv, yv = valid_b.get(torch.randint(len(valid_b), (cfg.batch_size,), generator=gen), gen)
+            if not frozen:
+                a_opt.zero_grad(set_to_none=True)
+                arch_loss = F.cross_entropy(model(xv), yv)
+                arch_loss.backward(inputs=[model.alpha])
+                a_opt.step()
+            bar.update(epoch, total, step + 1, steps, loss.item())
+        bar.clear()
+        lr_alpha = 0.0 if frozen else a_opt.param_groups[0]["lr"]
+        rec = end_of_epoch(
+            model, cfg, valid_b, epoch, loss_sum / seen, 100.0 * correct / seen, lr, lr_alpha, t0
+        )
+        report(rec, total, log)
+        stop = on_epoch(rec)
+        if checkpoint:
+            checkpoint.save({
+                "epoch": epoch, "model": model.state_dict(), "w_opt": w_opt.state_dict(),
+                "a_opt": a_opt.state_dict(), "data_gen": gen.get_state(), "rng": rng_state(),
+            })  # fmt: skip
+        if stop:
+            return epoch
+    return total
+
+
+def end_of_epoch(model, cfg, valid_b, epoch, train_loss, train_acc, lr_w, lr_a, t0) -> EpochRecord:
+    """Evaluate on search-valid, optionally the Hessian eigenvalue, and snapshot alpha."""
+    valid_loss, valid_acc, (xv, yv) = evaluate_split(model, valid_b, cfg.batch_size, cfg.steps_per_epoch)
+    eig = None
+    if cfg.hessian_every and epoch % cfg.hessian_every == 0:
+        model.eval()
+        eig, _ = hessian_eigenvalue(model, xv, yv)
+        model.train()
+    alpha = model.alpha.detach().float().cpu()
+    return EpochRecord(
+        epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss,
+        valid_acc=valid_acc, lr_weights=lr_w, lr_alpha=lr_a, hessian_eig=eig,
+        seconds=time.perf_counter() - t0 if t0 else 0.0, arch=model.arch(),
+        alpha=alpha.numpy().astype(np.float32), weights=F.softmax(alpha, -1).numpy().astype(np.float32),
+    )  # fmt: skip
+
+
+def report(rec: EpochRecord, total: int, log: Callable[[str], None]) -> None:
+    genotype = ",".join(op for op in nb201.parse_arch(rec.arch))
+    eig = f" eig {rec.hessian_eig:.3g}" if rec.hessian_eig is not None else ""
+    log(
+        f"epoch {rec.epoch:>3}/{total} train {rec.train_loss:.3f}/{rec.train_acc:5.1f}% "
+        f"valid {rec.valid_loss:.3f}/{rec.valid_acc:5.1f}% lr {rec.lr_weights:.2e}{eig} "
+        f"{rec.seconds:.1f}s {genotype}"
+    )

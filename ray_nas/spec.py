@@ -1,0 +1,515 @@
+"""The job spec: YAML -> frozen dataclasses, `--set` overrides, grid expansion and stable run ids.
+
+A job file holds the search defaults every trial starts from (`search:`), a `grid:` of dotted
+`search` keys whose Cartesian product gives the trials, the offline `criteria`, and where things
+go (`store`, `tracking_uri`). Resolution order for one trial's search config:
+dataclass defaults < the `lr_scheme` preset < the job's explicit `search` keys < the grid point.
+Everything is validated here, before any work: a bad key or value raises SpecError with one line
+that names the key and what would be valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ray_nas import nb201
+
+DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
+ALGORITHMS = ("darts_v1",)
+SCHEDULES = ("cosine", "constant")
+IMPLS = ("reference",)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class SpecError(ValueError):
+    """A job spec problem; the message is one line naming the key and what would be valid."""
+
+
+@dataclass(frozen=True)
+class WeightsOptim:
+    """SGD on the supernet weights (search-train batches)."""
+
+    lr: float = 0.025
+    """initial learning rate (after warmup)"""
+    lr_min: float = 0.001
+    """cosine floor, reached after `epochs` joint epochs"""
+    schedule: str = "cosine"
+    """cosine (stepped once per epoch) | constant"""
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5.0e-4
+    grad_clip: float = 5.0
+    """max global L2 norm of the weight gradients; 0 = no clipping"""
+
+
+@dataclass(frozen=True)
+class AlphaOptim:
+    """Adam on the architecture parameters (search-valid batches)."""
+
+    lr: float = 3.0e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1.0e-3
+    """L2 on alpha (Adam's coupled weight decay, as the reference)"""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One search = one trial. Defaults are the paper's S.1 (NAS-Bench-201's DARTS-V1)."""
+
+    algorithm: str = "darts_v1"
+    """darts_v1 (first-order DARTS)"""
+    dataset: str = "cifar10"
+    """cifar10 | cifar100 | imagenet16-120 | digits | fake"""
+    data_root: str = "data"
+    """directory holding the data set in its own on-disk format"""
+    download: bool = False
+    """let torchvision download CIFAR into data_root when missing"""
+    split_file: str | None = None
+    """an NB201 split file (cifar-split.txt, ...), or null for a seeded 50/50 split"""
+    ops: tuple[str, ...] = nb201.OPS
+    """candidate ops on every edge, by name (stored in nb201.OPS order)"""
+    channels: int = 16
+    """C: channels of the first stage"""
+    cells: int = 5
+    """N: search cells per stage"""
+    epochs: int = 50
+    """joint (weights + alpha) epochs, after `warmup_epochs`"""
+    batch_size: int = 64
+    steps_per_epoch: int | None = None
+    """cap on batches per epoch (also on evaluation batches); null = the whole split"""
+    lr_scheme: str = "nb201"
+    """preset of learning rates: nb201 (S.1) | exchange (EX-DARTS); explicit keys override"""
+    weights: WeightsOptim = field(default_factory=WeightsOptim)
+    alpha: AlphaOptim = field(default_factory=AlphaOptim)
+    warmup_epochs: int = 0
+    """epochs with alpha frozen (weights' lr ramps linearly from 0), before the joint ones"""
+    hessian_every: int = 1
+    """epochs between dominant-Hessian-eigenvalue evaluations; 0 = never"""
+    track_running_stats: bool = False
+    """BatchNorm running statistics in the search cells"""
+    seed: int = 0
+    impl: str = "reference"
+    """supernet implementation: reference (per-op modules)"""
+    device: str = "auto"
+    """auto (cuda when available) | cpu | cuda"""
+
+    @property
+    def total_epochs(self) -> int:
+        return self.warmup_epochs + self.epochs
+
+
+#: lr presets (the paper's code decides the exchange scheme: both rates constant).
+LR_PRESETS: dict[str, dict[str, Any]] = {
+    "nb201": {"weights": {"lr": 0.025, "lr_min": 0.001, "schedule": "cosine"}, "alpha": {"lr": 3.0e-4}},
+    "exchange": {"weights": {"lr": 3.0e-4, "lr_min": 3.0e-4, "schedule": "constant"}, "alpha": {"lr": 0.025}},
+}
+
+#: Fields that say where things are, not what is searched: not part of the run_id.
+NON_IDENTITY_FIELDS = ("data_root", "download", "device")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resource request for Ray; a fractional gpu packs trials onto one GPU."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Retraining of selected archs where no benchmark covers the data set."""
+
+    epochs: int = 10
+    channels: int = 16
+    cells: int = 5
+    batch_size: int = 64
+    lr: float = 0.1
+    steps_per_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    benchmark: str | None = None
+    """a compact NB201 table (Parquet), or null"""
+    metric: str | None = None
+    """benchmark metric for the summary and the oracle; null = the search data set's test metric"""
+    retrain: RetrainConfig | None = field(default_factory=RetrainConfig)
+    """null = never retrain"""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    """job name: the store folder and the MLflow experiment"""
+    store: str = "runs"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    resources: Resources = field(default_factory=Resources)
+    search: dict = field(default_factory=dict)
+    """the raw `search` mapping as written (explicit keys only); see resolve_search"""
+    stop: dict | None = None
+    """online early stop (Algorithm 1): {name: criterion, **params}"""
+    max_failures: int = 2
+    grid: dict = field(default_factory=dict)
+    """dotted search key -> list of values"""
+    criteria: tuple = ()
+    """criteria items as written (name or {name, **params}); empty = the paper's set"""
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    source: str = ""
+    """where the spec was loaded from (for messages)"""
+
+    @property
+    def job_dir(self) -> str:
+        return f"{self.store.rstrip('/')}/{self.name}"
+
+
+# --------------------------------------------------------------------------------------------
+# coercion of plain YAML values into dataclass fields
+
+
+def _suggest(key: str, valid: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML value to field type `tp`, or raise SpecError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise SpecError(f"{key}: expected a mapping, got {value!r}")
+        return build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{key}: expected a string, got {value!r}")
+        return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise SpecError(f"{key}: expected a list of {len(args)} items, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{key}: expected a list, got {value!r}")
+        return tuple(value)
+    raise TypeError(f"unsupported field type {tp} at {key}")
+
+
+def build(cls: type, raw: dict, prefix: str = "") -> Any:
+    """Instantiate dataclass `cls` from a plain mapping; unknown keys get a close-match hint."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise SpecError(f"{full}: unknown key{_suggest(str(key), names)} (valid: {', '.join(names)})")
+        kwargs[key] = _coerce(value, hints[key], full)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        raise SpecError(f"{prefix or cls.__name__}: {e}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain (JSON/YAML-ready) form of a dataclass tree; tuples become lists."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{'weights': {'lr': 1}} -> {'weights.lr': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def set_dotted(d: dict, key: str, value: Any) -> None:
+    """d['a']['b'] = value for key 'a.b', creating mappings on the way."""
+    parts = key.split(".")
+    for p in parts[:-1]:
+        nxt = d.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise SpecError(f"{key}: {p!r} is not a mapping")
+        d = nxt
+    d[parts[-1]] = value
+
+
+# --------------------------------------------------------------------------------------------
+# search config resolution and validation
+
+
+def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
+    """defaults < lr_scheme preset < raw explicit keys -> a validated SearchConfig."""
+    raw = dict(raw or {})
+    scheme = raw.get("lr_scheme", SearchConfig.lr_scheme)
+    if scheme not in LR_PRESETS:
+        raise SpecError(f"{where}.lr_scheme: unknown preset {scheme!r}; valid: {', '.join(LR_PRESETS)}")
+    merged = _deep_merge(LR_PRESETS[scheme], raw)
+    if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
+        try:
+            merged["ops"] = list(nb201.validate_ops(merged["ops"]))
+        except ValueError as e:
+            raise SpecError(f"{where}.ops: {e}") from None
+    cfg = build(SearchConfig, merged, where)
+    _validate_search(cfg, where)
+    return cfg
+
+
+def _choice(value: str, valid: tuple[str, ...], key: str) -> None:
+    if value not in valid:
+        raise SpecError(f"{key}: unknown value {value!r}{_suggest(value, valid)} (valid: {', '.join(valid)})")
+
+
+def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SpecError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _validate_search(c: SearchConfig, w: str) -> None:
+    _choice(c.algorithm, ALGORITHMS, f"{w}.algorithm")
+    _choice(c.dataset, DATASETS, f"{w}.dataset")
+    _choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
+    _choice(c.impl, IMPLS, f"{w}.impl")
+    _choice(c.device, DEVICES, f"{w}.device")
+    for key in ("channels", "cells", "epochs", "batch_size", "steps_per_epoch"):
+        _positive(getattr(c, key), f"{w}.{key}")
+    for key in ("warmup_epochs", "hessian_every", "seed"):
+        _positive(getattr(c, key), f"{w}.{key}", allow_zero=True)
+    _positive(c.weights.lr, f"{w}.weights.lr")
+    _positive(c.alpha.lr, f"{w}.alpha.lr")
+    for key in ("lr_min", "momentum", "weight_decay", "grad_clip"):
+        _positive(getattr(c.weights, key), f"{w}.weights.{key}", allow_zero=True)
+    if c.weights.lr_min > c.weights.lr:
+        raise SpecError(f"{w}.weights.lr_min: must be <= weights.lr ({c.weights.lr}), got {c.weights.lr_min}")
+    _positive(c.alpha.weight_decay, f"{w}.alpha.weight_decay", allow_zero=True)
+    if not all(0 <= b < 1 for b in c.alpha.betas):
+        raise SpecError(f"{w}.alpha.betas: each must be in [0, 1), got {list(c.alpha.betas)}")
+    if not c.ops:
+        raise SpecError(f"{w}.ops: no op left; choose from: {', '.join(nb201.OPS)}")
+
+
+def config_json(cfg: SearchConfig) -> str:
+    """Canonical JSON of a resolved config (sorted keys, no whitespace)."""
+    return json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+
+
+def run_id(cfg: SearchConfig) -> str:
+    """Short stable id of a resolved search config: the same grid point gets the same id anywhere.
+
+    Fields in NON_IDENTITY_FIELDS (where data lies, the device) are left out.
+    """
+    d = to_dict(cfg)
+    for k in NON_IDENTITY_FIELDS:
+        d.pop(k, None)
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SEARCH_KEYS = {f.name for f in dataclasses.fields(SearchConfig)}
+
+
+def parse_set(items: typing.Iterable[str]) -> list[tuple[str, Any]]:
+    """`key=value` strings -> (key, YAML-parsed value) pairs."""
+    out = []
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set {item!r}: expected key=value, e.g. --set search.epochs=3")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        out.append((key.strip(), parsed))
+    return out
+
+
+def load_raw(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{path}: job file not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else "invalid YAML"
+        raise SpecError(f"{path}: not valid YAML ({first})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a job file must be a YAML mapping with at least `name:`")
+    return raw
+
+
+def load_spec(path: str | Path, overrides: typing.Iterable[str] = ()) -> JobSpec:
+    """Load, override (`--set key=value`, dotted) and validate a job. Raises SpecError."""
+    raw = load_raw(path)
+    for key, value in parse_set(overrides):
+        set_dotted(raw, key, value)
+    return spec_from_dict(raw, source=str(path))
+
+
+def spec_from_dict(raw: dict, source: str = "<dict>") -> JobSpec:
+    raw = copy.deepcopy(raw)
+    raw.pop("source", None)
+    if "criteria" in raw and raw["criteria"] is not None:
+        if not isinstance(raw["criteria"], list):
+            raise SpecError("criteria: expected a list of names or {name: ..., params}")
+        raw["criteria"] = tuple(raw["criteria"])
+    elif "criteria" in raw:
+        raw["criteria"] = ()
+    if raw.get("grid") is None:
+        raw["grid"] = {}
+    if raw.get("search") is None:
+        raw["search"] = {}
+    try:
+        spec = build(JobSpec, raw)
+    except SpecError as e:
+        raise SpecError(f"{source}: {e}") from None
+    spec = dataclasses.replace(spec, source=source)
+    try:
+        _validate_job(spec)
+    except SpecError as e:
+        raise SpecError(f"{source}: {e}") from None
+    return spec
+
+
+def _validate_job(spec: JobSpec) -> None:
+    if not _NAME_RE.match(spec.name):
+        raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '-', '.' (it names a folder)")
+    if not spec.store:
+        raise SpecError("store: must be a path or s3:// URI")
+    _positive(spec.resources.cpu, "resources.cpu", allow_zero=True)
+    _positive(spec.resources.gpu, "resources.gpu", allow_zero=True)
+    _positive(spec.max_failures, "max_failures", allow_zero=True)
+    for key, values in spec.grid.items():
+        top = str(key).split(".")[0]
+        if top not in _SEARCH_KEYS:
+            raise SpecError(
+                f"grid.{key}: not a search key{_suggest(top, _SEARCH_KEYS)} (grid keys are dotted keys of `search`)"
+            )
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
+    base = resolve_search(spec.search)  # the defaults alone must be valid
+    for cfg, _rid, _point in expand_grid(spec):  # and so must every grid point
+        pass
+    del base
+    if spec.evaluate.retrain is not None:
+        r = spec.evaluate.retrain
+        for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
+            _positive(getattr(r, key), f"evaluate.retrain.{key}")
+        _positive(r.lr, "evaluate.retrain.lr")
+    from ray_nas import criteria  # pure numpy: cheap
+
+    for i, item in enumerate(spec.criteria):
+        try:
+            criteria.parse_criterion(item)
+        except ValueError as e:
+            raise SpecError(f"criteria[{i}]: {e}") from None
+    if spec.stop is not None:
+        try:
+            criteria.parse_criterion(spec.stop)
+        except ValueError as e:
+            raise SpecError(f"stop: {e}") from None
+
+
+def grid_points(spec: JobSpec) -> list[dict[str, Any]]:
+    """The Cartesian product of the grid in a stable order (keys as written, last key fastest)."""
+    keys = list(spec.grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(spec.grid[k] for k in keys))]
+
+
+def expand_grid(spec: JobSpec) -> list[tuple[SearchConfig, str, dict[str, Any]]]:
+    """[(resolved SearchConfig, run_id, grid point)] for every grid point, in stable order."""
+    out = []
+    for point in grid_points(spec) or [{}]:
+        raw = copy.deepcopy(spec.search)
+        for key, value in point.items():
+            set_dotted(raw, key, value)
+        where = "search" if not point else "grid point " + ",".join(f"{k}={v}" for k, v in point.items())
+        cfg = resolve_search(raw, where)
+        out.append((cfg, run_id(cfg), point))
+    return out
+
+
+def search_config(spec: JobSpec, overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """The job's `search` defaults plus dotted search-key overrides (no grid): `ray-nas search`."""
+    raw = copy.deepcopy(spec.search)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    return resolve_search(raw)
+
+
+def resolved_job_dict(spec: JobSpec) -> dict:
+    """The spec as plain data (for job.yaml and MLflow), the search defaults resolved."""
+    d = to_dict(spec)
+    d.pop("source", None)
+    d["search"] = to_dict(resolve_search(spec.search))
+    return d

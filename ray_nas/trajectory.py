@@ -1,0 +1,227 @@
+"""The trajectory store: Parquet schema, atomic writers and readers (the only module touching Parquet).
+
+Layout under `{store}/{job}/` (see README): `epochs/run_id=<id>/`, `alphas/run_id=<id>/`,
+`trials.parquet`, `selections.parquet`. `store` is a local path or an `s3://` URI; files go
+through pyarrow's filesystem layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def _fs_path(path: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or a URI such as s3://bucket/key."""
+    if "://" in str(path):
+        return pafs.FileSystem.from_uri(str(path))
+    return pafs.LocalFileSystem(), os.path.abspath(str(path))
+
+
+def write_frame(df, path: str, metadata: dict[str, str] | None = None) -> None:
+    """Write a pandas DataFrame to one Parquet file atomically (temp name `.…` then rename)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    write_table(table, path, metadata)
+
+
+def write_table(table: pa.Table, path: str, metadata: dict[str, str] | None = None) -> None:
+    """Write an Arrow table to one Parquet file atomically; `metadata` is added as key-value metadata."""
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    fs, p = _fs_path(path)
+    parent, name = p.rsplit("/", 1) if "/" in p else ("", p)
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+        pq.write_table(table, tmp, filesystem=fs)
+        fs.move(tmp, p)  # atomic rename on POSIX
+    else:  # object stores: a PUT appears whole
+        pq.write_table(table, p, filesystem=fs)
+
+
+def read_frame(path: str, columns: list[str] | None = None):
+    """Read one Parquet file (or a directory dataset) into a pandas DataFrame."""
+    fs, p = _fs_path(path)
+    return pq.read_table(p, columns=columns, filesystem=fs).to_pandas()
+
+
+def exists(path: str) -> bool:
+    fs, p = _fs_path(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write bytes atomically (local: temp name then rename; object stores: one PUT)."""
+    fs, p = _fs_path(path)
+    parent, name = p.rsplit("/", 1)
+    fs.create_dir(parent, recursive=True)
+    target = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if isinstance(fs, pafs.LocalFileSystem) else p
+    with fs.open_output_stream(target) as f:
+        f.write(data)
+    if target != p:
+        fs.move(target, p)
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    fs, p = _fs_path(path)
+    if fs.get_file_info(p).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def delete(path: str) -> None:
+    fs, p = _fs_path(path)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(p)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(p)
+
+
+# ------------------------------------------------------------------------------------------
+# the trajectory schema (contract: README "Store layout")
+
+SCHEMA_VERSION = "1"
+PART = "part-0.parquet"
+
+EPOCHS_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int32()),  # 0 = before any update
+        ("train_loss", pa.float64()),  # mean CE over the epoch's weight steps (NaN at epoch 0)
+        ("train_acc", pa.float64()),  # percent
+        ("valid_loss", pa.float64()),  # supernet on search-valid after the epoch
+        ("valid_acc", pa.float64()),  # percent
+        ("lr_weights", pa.float64()),  # lr of the epoch's last weight step
+        ("lr_alpha", pa.float64()),  # 0 while alpha is frozen (warmup)
+        ("hessian_eig", pa.float64()),  # dominant eigenvalue of the alpha Hessian; null if not computed
+        ("seconds", pa.float64()),  # wall seconds of the epoch
+        ("arch", pa.string()),  # NB201 arch string of the epoch's genotype
+    ]
+)
+
+ALPHAS_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        ("cell", pa.string()),  # "shared" for NAS-Bench-201 (one alpha for all cells)
+        ("edge", pa.string()),  # "1<-0", ... (nb201.EDGES order)
+        ("op", pa.string()),  # op name
+        ("alpha", pa.float32()),  # the raw parameter
+        ("weight", pa.float32()),  # softmax(alpha) per (epoch, cell, edge): rows sum to 1
+    ]
+)
+
+STATUS_COLUMNS = ("run_id", "status", "epochs_done", "stop_epoch", "stop_reason", "error", "updated")
+
+
+def trial_paths(job_dir: str, run_id: str) -> dict[str, str]:
+    base = job_dir.rstrip("/")
+    return {
+        "epochs": f"{base}/epochs/run_id={run_id}/{PART}",
+        "alphas": f"{base}/alphas/run_id={run_id}/{PART}",
+        "status": f"{base}/status/run_id={run_id}/{PART}",
+        "checkpoint": f"{base}/checkpoints/{run_id}.pt",
+    }
+
+
+class TrialWriter:
+    """Accumulates a trial's epoch records and rewrites its two Parquet files after every epoch.
+
+    One file per table per trial (`part-0.parquet`), replaced atomically, so a reader never sees a
+    torn file and each epoch appears once. Resuming: `truncate(k)` keeps epochs <= k.
+    """
+
+    def __init__(self, job_dir: str, run_id: str, ops: tuple[str, ...], edges: tuple[str, ...], config_json: str):
+        self.paths = trial_paths(job_dir, run_id)
+        self.ops, self.edges = tuple(ops), tuple(edges)
+        self.metadata = {
+            "ray_nas.schema_version": SCHEMA_VERSION,
+            "ray_nas.ops": json.dumps(list(self.ops)),
+            "ray_nas.edges": json.dumps(list(self.edges)),
+            "ray_nas.config": config_json,
+            "ray_nas.run_id": run_id,
+        }
+        self.epochs: list[dict] = []
+        self.alphas: list[pa.Table] = []
+
+    def truncate(self, upto_epoch: int) -> None:
+        """Load what is on disk and keep epochs <= upto_epoch (-1: start empty)."""
+        self.epochs, self.alphas = [], []
+        if upto_epoch < 0 or not exists(self.paths["epochs"]) or not exists(self.paths["alphas"]):
+            return
+        ep = pq.read_table(_fs_path(self.paths["epochs"])[1], filesystem=_fs_path(self.paths["epochs"])[0])
+        al = pq.read_table(_fs_path(self.paths["alphas"])[1], filesystem=_fs_path(self.paths["alphas"])[0])
+        ep = ep.filter(pc.less_equal(ep["epoch"], upto_epoch)).select(EPOCHS_SCHEMA.names)
+        al = al.filter(pc.less_equal(al["epoch"], upto_epoch)).select(ALPHAS_SCHEMA.names)
+        self.epochs = ep.to_pylist()
+        self.alphas = [al.cast(ALPHAS_SCHEMA)] if al.num_rows else []
+
+    @property
+    def last_epoch(self) -> int:
+        return self.epochs[-1]["epoch"] if self.epochs else -1
+
+    def append(self, rec) -> None:
+        """Add one EpochRecord (see search.EpochRecord) and rewrite both files."""
+        row = {name: getattr(rec, name) for name in EPOCHS_SCHEMA.names}
+        self.epochs = [r for r in self.epochs if r["epoch"] < rec.epoch] + [row]
+        e, k = len(self.edges), len(self.ops)
+        self.alphas.append(
+            pa.table(
+                {
+                    "epoch": pa.array(np.full(e * k, rec.epoch, dtype=np.int32)),
+                    "cell": pa.array(["shared"] * (e * k)),
+                    "edge": pa.array(np.repeat(np.array(self.edges, dtype=object), k).tolist()),
+                    "op": pa.array(list(self.ops) * e),
+                    "alpha": pa.array(np.asarray(rec.alpha, dtype=np.float32).reshape(-1)),
+                    "weight": pa.array(np.asarray(rec.weights, dtype=np.float32).reshape(-1)),
+                },
+                schema=ALPHAS_SCHEMA,
+            )
+        )
+        self.flush()
+
+    def flush(self) -> None:
+        ep = pa.Table.from_pylist(self.epochs, schema=EPOCHS_SCHEMA)
+        al = pa.concat_tables(self.alphas) if self.alphas else ALPHAS_SCHEMA.empty_table()
+        write_table(al, self.paths["alphas"], self.metadata)
+        write_table(ep, self.paths["epochs"], self.metadata)
+
+
+def write_status(job_dir: str, run_id: str, row: dict) -> None:
+    """The trial's one-row status file (run_id, status, ..., resolved config as dotted columns)."""
+    write_table(pa.Table.from_pylist([row]), trial_paths(job_dir, run_id)["status"])
+
+
+def read_status(job_dir: str):
+    """All trials' status rows as a DataFrame (empty if none)."""
+    import pandas as pd
+
+    path = f"{job_dir.rstrip('/')}/status"
+    if not exists(path):
+        return pd.DataFrame(columns=list(STATUS_COLUMNS))
+    fs, p = _fs_path(path)
+    frames = []
+    for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
+        if info.type == pafs.FileType.File and info.base_name == PART:
+            frames.append(pq.read_table(info.path, filesystem=fs).to_pandas())
+    if not frames:
+        return pd.DataFrame(columns=list(STATUS_COLUMNS))
+    return pd.concat(frames, ignore_index=True).sort_values("run_id", ignore_index=True)
+
+
+def consolidate_trials(job_dir: str):
+    """Rewrite `{job}/trials.parquet` from the per-trial status files; returns the frame."""
+    df = read_status(job_dir)
+    write_frame(df, f"{job_dir.rstrip('/')}/trials.parquet")
+    return df

@@ -1,0 +1,156 @@
+"""One trial end to end: the search loop wired to the trajectory store, checkpoints and status.
+
+Used by `ray-nas search` (in this process) and by the sweep's Ray Tune trainable alike, so a trial
+behaves the same everywhere: resumable from its last checkpoint on the store, each epoch written
+once, its status row kept current, the online stop (Algorithm 1) applied after every epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ray_nas import nb201, trajectory
+from ray_nas.spec import JobSpec, SearchConfig, config_json, flatten, to_dict
+
+#: Test-only fault injection: "DIR:EPOCH" makes a trial raise once after writing EPOCH
+#: (a marker file in DIR records that it happened, so the retry succeeds).
+FAIL_ONCE_ENV = "RAY_NAS_FAIL_ONCE"
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+class FileCheckpoint:
+    """The trial's checkpoint as one file on the store (torch.save bytes, written atomically)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._cached: dict | None = None
+        self._loaded = False
+
+    def load(self) -> dict | None:
+        if not self._loaded:
+            import torch
+
+            data = trajectory.read_bytes(self.path)
+            # our own file, written by save(): it holds numpy/python RNG states, hence weights_only=False
+            self._cached = None if data is None else torch.load(io.BytesIO(data), weights_only=False)
+            self._loaded = True
+        return self._cached
+
+    def save(self, state: dict) -> None:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        trajectory.write_bytes(self.path, buf.getvalue())
+
+
+def config_columns(cfg: SearchConfig) -> dict:
+    """The resolved search fields as dotted columns; lists as JSON strings (stable Parquet types)."""
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(to_dict(cfg)).items()}
+
+
+def trial_status(job_dir: str, run_id: str) -> dict | None:
+    df = trajectory.read_status(job_dir)
+    rows = df[df["run_id"] == run_id]
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def is_complete(job_dir: str, run_id: str) -> bool:
+    st = trial_status(job_dir, run_id)
+    return st is not None and st["status"] in ("completed", "stopped")
+
+
+def run_trial(
+    spec: JobSpec,
+    cfg: SearchConfig,
+    run_id: str,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    on_record: Callable[[object], None] | None = None,
+) -> str:
+    """Run or resume one search; returns its final status (completed | stopped | skipped).
+
+    `on_record(record)` is called after each epoch is stored (the sweep reports to Tune there).
+    """
+    job_dir = spec.job_dir
+    if is_complete(job_dir, run_id):
+        log(f"trial {run_id}: trajectory already complete under {job_dir}; nothing to do")
+        return "skipped"
+    paths = trajectory.trial_paths(job_dir, run_id)
+    writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, nb201.EDGES, config_json(cfg))
+    ckpt = FileCheckpoint(paths["checkpoint"])
+    state = ckpt.load()
+    writer.truncate(state["epoch"] if state else -1)
+    stopper = _online_stop(spec, cfg)
+    status = {"run_id": run_id, "status": "running", "epochs_done": writer.last_epoch,
+              "total_epochs": cfg.total_epochs, "stop_epoch": None, "stop_reason": None,
+              "error": None, **config_columns(cfg)}  # fmt: skip
+
+    def put_status(**changes) -> None:
+        status.update(changes, updated=time.time())
+        trajectory.write_status(job_dir, run_id, status)
+
+    def on_epoch(rec) -> bool:
+        writer.append(rec)
+        stop = stopper(writer) if stopper else None
+        if stop is not None:
+            put_status(epochs_done=rec.epoch, stop_epoch=stop[0], stop_reason=stop[1])
+            log(f"trial {run_id}: online stop at epoch {rec.epoch}: {stop[1]}")
+        else:
+            put_status(epochs_done=rec.epoch)
+        if on_record:
+            on_record(rec)
+        _maybe_fail(rec.epoch)
+        return stop is not None
+
+    put_status()
+    from ray_nas.search import search
+
+    try:
+        last = search(cfg, on_epoch, checkpoint=ckpt, progress=progress, log=log)
+    except BaseException as e:
+        put_status(status="failed", error=f"{type(e).__name__}: {e}"[:500])
+        raise
+    final = "stopped" if status["stop_epoch"] is not None else "completed"
+    put_status(status=final, epochs_done=last)
+    trajectory.consolidate_trials(job_dir)
+    return final
+
+
+def _online_stop(spec: JobSpec, cfg: SearchConfig):
+    """A function(writer) -> (stop_epoch, reason) | None for the job's `stop`, or None."""
+    if spec.stop is None:
+        return None
+    from ray_nas import criteria
+    from ray_nas.evaluate import trajectory_from_rows
+
+    crit = criteria.parse_criterion(spec.stop)
+
+    def check(writer: trajectory.TrialWriter):
+        traj = trajectory_from_rows(writer.epochs, writer.alphas, cfg.ops)
+        res = crit.apply(traj)
+        if res.fired:
+            return res.epoch, f"{crit.label} fired (selected epoch {res.epoch})"
+        return None
+
+    return check
+
+
+def _maybe_fail(epoch: int) -> None:
+    spec = os.environ.get(FAIL_ONCE_ENV)
+    if not spec:
+        return
+    folder, _, at = spec.rpartition(":")
+    marker = Path(folder) / "failed-once"
+    if epoch == int(at) and not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(epoch))
+        raise InjectedFailure(f"{FAIL_ONCE_ENV}: injected failure after epoch {epoch}")

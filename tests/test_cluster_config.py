@@ -1,0 +1,57 @@
+"""The cluster launcher configs pass Ray's own validator, offline (no cloud calls)."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ["cluster.yaml", "cluster-local.yaml"]
+SHARED = "/mnt/shared"
+
+
+def _validate(config: dict) -> dict:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    return prepared
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_passes_rays_validator(name):
+    prepared = _validate(_load(name))
+    assert prepared["file_mounts"] == {"~/ray_nas": "."}
+    setup = " ".join(prepared["setup_commands"])
+    assert "pip install -q -e ~/ray_nas" in setup
+    assert "ray[default,tune]==2.60.*" in setup
+    # Every node mounts the shared store at the same path before anything runs.
+    init = " ".join(prepared["initialization_commands"])
+    assert f"mountpoint -q {SHARED}" in init and f"{SHARED}/runs" in init
+    head = " ".join(prepared["head_start_ray_commands"])
+    assert "mlflow server" in head and "--host 127.0.0.1 --port 5000" in head
+
+
+def test_aws_gpu_workers_autoscale_from_zero():
+    prepared = _validate(_load("cluster.yaml"))
+    head = prepared["available_node_types"][prepared["head_node_type"]]
+    workers = [
+        t for n, t in prepared["available_node_types"].items() if n != prepared["head_node_type"]
+    ]
+    assert head["resources"].get("GPU", 0) == 0
+    assert any(t["resources"].get("GPU", 0) >= 1 and t["min_workers"] == 0 for t in workers)
+
+
+def test_fractional_gpu_in_node_resources_is_rejected():
+    import jsonschema
+
+    broken = _load("cluster.yaml")
+    worker = next(n for n in broken["available_node_types"] if n != broken["head_node_type"])
+    broken["available_node_types"][worker]["resources"]["GPU"] = 0.5
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(broken)
