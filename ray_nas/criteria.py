@@ -224,7 +224,9 @@ def _too_recent(traj: Trajectory, t: int, patience: int) -> StopResult | None:
     T = traj.last_epoch
     if T - t >= patience:
         return None
-    return _no_stop(traj, f"peak at epoch {t} is {T - t} epoch(s) before the last ({T}); patience {patience}")
+    return _no_stop(
+        traj, f"peak at epoch {t} is {T - t} epoch(s) before the last ({T}); patience {patience}"
+    )
 
 
 # ---------------------------------------------------------------- Eq.11-13
@@ -255,9 +257,10 @@ def _selective_stop(
     m = magnitude(traj, exclude)
     mi = m[:, traj.ops.index(op)]
     n_ops = np.isfinite(m[0]).sum()
-    score = len(traj.ops) * mi - np.nansum(m, axis=1) if eq13 else mi
+    score = n_ops * mi - np.nansum(m, axis=1) if eq13 else mi
     eligible, note = None, ""
-    if gate:  # before op first leads m(t, .) every epoch is eligible; from then on only where it leads
+    # gate: before op first leads m(t, .) every epoch is eligible; from then on only where it leads
+    if gate:
         leads = mi >= np.nanmax(m, axis=1)
         leads[0] = False
         if leads.any():
@@ -303,17 +306,23 @@ def best_valid(traj: Trajectory) -> StopResult:
     """The epoch of the best supernet search-valid accuracy (NaN epochs ignored)."""
     t = _best_epoch(traj.valid_acc)
     if t is None:
-        return _no_stop(traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else "no valid_acc recorded")
+        return _no_stop(
+            traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else "no valid_acc recorded"
+        )
     return _stop(traj, t)
 
 
 def oracle(traj: Trajectory, metric: str = "cifar10_test") -> StopResult:
     """The epoch whose genotype scores best on the benchmark (upper bound; NaN epochs ignored)."""
     if metric not in traj.metrics:
-        return _no_stop(traj, f"metric {metric!r} not recorded{_suggest(metric, sorted(traj.metrics))}")
+        return _no_stop(
+            traj, f"metric {metric!r} not recorded{_suggest(metric, sorted(traj.metrics))}"
+        )
     t = _best_epoch(traj.metrics[metric])
     if t is None:
-        return _no_stop(traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else f"{metric} unknown at every epoch")
+        return _no_stop(
+            traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else f"{metric} unknown at every epoch"
+        )
     return _stop(traj, t)
 
 
@@ -410,7 +419,9 @@ def _info(fn: Callable[..., StopResult], doc: str, **param_docs: str) -> Criteri
 
 _OP = "the op o_i whose magnitude peak is sought (by name)"
 _GATE = "after op first leads m(t, .), only epochs where it leads are eligible (the paper's code)"
-_PATIENCE = "fire only when the peak is >= this many epochs before the last (online use); 0 = always"
+_PATIENCE = (
+    "fire only when the peak is >= this many epochs before the last (online use); 0 = always"
+)
 
 #: Every criterion by name.
 CRITERIA: dict[str, CriterionInfo] = {
@@ -418,7 +429,13 @@ CRITERIA: dict[str, CriterionInfo] = {
     for c in [
         _info(final, "the last epoch T: no early stop"),
         _info(best_valid, "the best supernet search-valid accuracy"),
-        _info(ss_eq12, "Eq.12 selective stop: peak of m(t, op)", op=_OP, gate=_GATE, patience=_PATIENCE),
+        _info(
+            ss_eq12,
+            "Eq.12 selective stop: peak of m(t, op)",
+            op=_OP,
+            gate=_GATE,
+            patience=_PATIENCE,
+        ),
         _info(
             ss_eq13,
             "Eq.13 selective stop: peak of sum_j (m(t, op) - m(t, j)); = Eq.12 over the full op set",
@@ -427,7 +444,11 @@ CRITERIA: dict[str, CriterionInfo] = {
             gate=_GATE,
             patience=_PATIENCE,
         ),
-        _info(dartsplus_sc, "DARTS+ sc_k: first genotype with >= k skip_connect edges", k="skip_connect edges"),
+        _info(
+            dartsplus_sc,
+            "DARTS+ sc_k: first genotype with >= k skip_connect edges",
+            k="skip_connect edges",
+        ),
         _info(
             dartsplus_rt,
             "DARTS+ rt_k: first epoch where every edge's alpha ranking has held k epochs",
@@ -443,7 +464,11 @@ CRITERIA: dict[str, CriterionInfo] = {
             start_epoch="do not stop before this epoch",
             rollback="return the genotype delta evaluations back (R-DARTS) instead of the current one",
         ),
-        _info(oracle, "the best benchmark score over all epochs (upper bound)", metric="benchmark metric, e.g. cifar10_test"),
+        _info(
+            oracle,
+            "the best benchmark score over all epochs (upper bound)",
+            metric="benchmark metric, e.g. cifar10_test",
+        ),
     ]
 }
 
@@ -518,7 +543,9 @@ def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
         given = dict(item)
         name = given.pop("name", None)
         if not isinstance(name, str):
-            raise ValueError(f"a criterion given as a dict needs a 'name' (str), got {dict(item)!r}")
+            raise ValueError(
+                f"a criterion given as a dict needs a 'name' (str), got {dict(item)!r}"
+            )
     else:
         raise ValueError(f"a criterion is a name or {{name: ..., params}}, got {item!r}")
     if name not in CRITERIA:
@@ -528,7 +555,9 @@ def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
     for key, value in given.items():
         if key not in info.params:
             valid = list(info.params) or ["(none)"]
-            raise ValueError(f"criterion {name!r} has no parameter {key!r}{_suggest(str(key), valid)}")
+            raise ValueError(
+                f"criterion {name!r} has no parameter {key!r}{_suggest(str(key), valid)}"
+            )
         params[key] = _coerce(name, key, value, info.params[key])
     try:
         _check_params(**params)
@@ -562,7 +591,8 @@ def describe_criteria() -> str:
     """A text table of every criterion, its parameters with defaults, and what they mean."""
     lines = []
     for info in CRITERIA.values():
-        lines.append(f"{info.name:<14}{info.doc}")
+        lines.append(f"{info.name:<24}{info.doc}")
         for key, default in info.params.items():
-            lines.append(f"  {key}={_fmt(default):<16}{info.param_docs[key]}")
+            setting = f"{key}={_fmt(default)}"
+            lines.append(f"  {setting:<22}{info.param_docs[key]}")
     return "\n".join(lines)

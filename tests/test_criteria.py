@@ -19,7 +19,9 @@ def arch_with_skips(n: int) -> str:
     return nb201.arch_string(["skip_connect"] * n + [C3] * (6 - n))
 
 
-def make(n_epochs, ops=OPS, alpha=None, weights=None, archs=None, valid=None, eig=None, metrics=None):
+def make(
+    n_epochs, ops=OPS, alpha=None, weights=None, archs=None, valid=None, eig=None, metrics=None
+):
     """A trajectory of epochs 0..n_epochs-1 with only the given series set (others neutral/NaN)."""
     shape = (n_epochs, 6, len(ops))
     alpha = np.zeros(shape) if alpha is None else np.asarray(alpha, float)
@@ -47,18 +49,36 @@ def from_m(rows, ops=OPS) -> Trajectory:
 
 U = [0.2] * 5
 # m rows, columns in OPS order: none, skip, conv1x1, conv3x3, pool
-PEAK = [U, [.1, .2, .2, .3, .2], [.1, .1, .2, .4, .2], [.1, .3, .1, .35, .15], [.1, .5, .1, .2, .1]]
+PEAK = [
+    U,
+    [0.1, 0.2, 0.2, 0.3, 0.2],
+    [0.1, 0.1, 0.2, 0.4, 0.2],
+    [0.1, 0.3, 0.1, 0.35, 0.15],
+    [0.1, 0.5, 0.1, 0.2, 0.1],
+]
 EPOCH0_MAX = [[0, 0, 0, 1, 0], *PEAK[1:]]
-TIES = [U, [.1, .2, .2, .4, .1], [.1, .2, .2, .3, .2], [.1, .2, .2, .4, .1], [.1, .5, .1, .2, .1]]
+TIES = [
+    U,
+    [0.1, 0.2, 0.2, 0.4, 0.1],
+    [0.1, 0.2, 0.2, 0.3, 0.2],
+    [0.1, 0.2, 0.2, 0.4, 0.1],
+    [0.1, 0.5, 0.1, 0.2, 0.1],
+]
 # conv3x3 first leads at epoch 2; its highest value (epoch 4) is where skip leads
-GATED = [U, [.2, .3, .15, .2, .15], [.1, .2, .2, .4, .1], [.1, .2, .2, .3, .2], [0, .5, 0, .45, .05]]
+GATED = [
+    U,
+    [0.2, 0.3, 0.15, 0.2, 0.15],
+    [0.1, 0.2, 0.2, 0.4, 0.1],
+    [0.1, 0.2, 0.2, 0.3, 0.2],
+    [0, 0.5, 0, 0.45, 0.05],
+]
 # epoch 1 is before conv3x3 first leads (epoch 2), so it stays eligible under the gate
-GATED_EARLY = [U, [0, .5, 0, .48, .02], *GATED[2:]]
-NEVER_LEADS = [U, [.1, .5, .1, .2, .1], [.1, .4, .1, .3, .1], [.1, .6, .1, .1, .1]]
+GATED_EARLY = [U, [0, 0.5, 0, 0.48, 0.02], *GATED[2:]]
+NEVER_LEADS = [U, [0.1, 0.5, 0.1, 0.2, 0.1], [0.1, 0.4, 0.1, 0.3, 0.1], [0.1, 0.6, 0.1, 0.1, 0.1]]
 # Eq.13 over ops without `none` prefers epoch 2 (none's mass counts for conv3x3), Eq.12 epoch 1
-EXCL = [U, [0, .25, .2, .3, .25], [.2, .2, .16, .28, .16]]
+EXCL = [U, [0, 0.25, 0.2, 0.3, 0.25], [0.21, 0.2, 0.17, 0.25, 0.17]]
 # over ops without `none`, conv3x3 leads at epoch 1 but not at 2; over all ops it never leads
-EXCL_GATE = [U, [.5, .1, .1, .2, .1], [0, .34, 0, .33, .33]]
+EXCL_GATE = [U, [0.5, 0.1, 0.1, 0.2, 0.1], [0, 0.34, 0, 0.33, 0.33]]
 
 
 @pytest.mark.parametrize(
@@ -96,7 +116,7 @@ def test_selective_stop(rows, fn, params, epoch, fired):
 
 def test_selective_stop_op_missing_from_op_set_never_shifts_index():
     ops = tuple(o for o in OPS if o != C3)  # conv3x3 gone: index 3 is now avg_pool_3x3
-    traj = from_m([[.25] * 4, [.1, .1, .1, .7], [.1, .6, .1, .2]], ops=ops)
+    traj = from_m([[0.25] * 4, [0.1, 0.1, 0.1, 0.7], [0.1, 0.6, 0.1, 0.2]], ops=ops)
     for fn in (C.ss_eq12, C.ss_eq13):
         r = fn(traj, op=C3)
         assert (r.epoch, r.fired) == (2, False)
@@ -106,7 +126,7 @@ def test_selective_stop_op_missing_from_op_set_never_shifts_index():
 
 def test_exclude_of_an_op_outside_the_op_set_is_harmless():
     ops = tuple(o for o in OPS if o != "none")
-    traj = from_m([[.25] * 4, [.2, .2, .4, .2], [.1, .1, .3, .5]], ops=ops)
+    traj = from_m([[0.25] * 4, [0.2, 0.2, 0.4, 0.2], [0.1, 0.1, 0.3, 0.5]], ops=ops)
     assert C.ss_eq13(traj, exclude=("none",)).epoch == C.ss_eq12(traj).epoch == 1
 
 
@@ -135,6 +155,18 @@ def test_eq13_equals_eq12_over_the_full_op_set(seed):
         op = str(rng.choice(ops))
         for gate in (True, False):
             assert C.ss_eq13(traj, op=op, gate=gate) == C.ss_eq12(traj, op=op, gate=gate)
+
+
+def test_eq13_with_exclude_matches_the_literal_sum():
+    rng = np.random.default_rng(7)
+    S = [1, 2, 3, 4]  # every op but none
+    for _ in range(40):
+        T = int(rng.integers(1, 30))
+        traj = Trajectory.from_alpha(np.cumsum(rng.normal(scale=0.3, size=(T + 1, 6, 5)), axis=0))
+        m = traj.weights.mean(axis=1)
+        literal = [sum(m[t, 3] - m[t, j] for j in S if j != 3) for t in range(1, T + 1)]
+        expected = 1 + int(np.argmax(literal))
+        assert C.ss_eq13(traj, exclude=("none",), gate=False).epoch == expected
 
 
 @pytest.mark.parametrize(
@@ -359,7 +391,10 @@ def test_parse_labels_and_params():
     spec = C.parse_criterion({"name": "ss_eq13", "op": C3, "exclude": ["none"]})
     assert spec.label == "ss_eq13[exclude=[none],op=nor_conv_3x3]"
     assert spec.params["exclude"] == ("none",)
-    assert spec.params_json == '{"exclude": ["none"], "gate": true, "op": "nor_conv_3x3", "patience": 0}'
+    assert (
+        spec.params_json
+        == '{"exclude": ["none"], "gate": true, "op": "nor_conv_3x3", "patience": 0}'
+    )
     assert C.parse_criterion({"name": "ss_eq13", "exclude": "none"}).params["exclude"] == ("none",)
     assert C.parse_criterion({"name": "ss_eq12", "gate": False}).label == "ss_eq12[gate=false]"
     es = C.parse_criterion({"name": "darts_es", "factor": 2})

@@ -1,0 +1,83 @@
+"""The trajectory store and resume: a killed search rerun gives exactly the uninterrupted trajectory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ray_nas import nb201
+from ray_nas.spec import load_spec, run_id, search_config
+
+CMD = [sys.executable, "-m", "ray_nas.cli", "search"]
+
+
+def _run(job, *extra):
+    return subprocess.run([*CMD, str(job), "--quiet", *extra], capture_output=True, text=True, timeout=300)
+
+
+def _read(store, name, rid):
+    ep = pd.read_parquet(f"{store}/{name}/epochs/run_id={rid}")
+    al = pd.read_parquet(f"{store}/{name}/alphas/run_id={rid}")
+    return ep.sort_values("epoch", ignore_index=True), al.sort_values(["epoch", "edge", "op"], ignore_index=True)
+
+
+def test_columns_metadata_and_skip_when_complete(write_job, tmp_path):
+    job = write_job(search={"epochs": 2})
+    r = _run(job)
+    assert r.returncode == 0, r.stderr
+    spec = load_spec(job)
+    rid = run_id(search_config(spec))
+    ep, al = _read(spec.store, spec.name, rid)
+    assert ep.epoch.tolist() == [0, 1, 2]
+    assert {"train_loss", "valid_acc", "lr_weights", "lr_alpha", "hessian_eig", "seconds", "arch"} <= set(ep)
+    assert len(al) == 3 * 6 * 5 and set(al.edge) == set(nb201.EDGES) and set(al.cell) == {"shared"}
+    sums = al.groupby(["epoch", "edge"]).weight.sum()
+    assert ((sums - 1).abs() < 1e-5).all()
+    # the whole job reads with a run_id column, and Eq.11 is one groupby
+    whole = pd.read_parquet(f"{spec.store}/{spec.name}/alphas")
+    assert whole.run_id.astype(str).unique().tolist() == [rid]
+    assert whole.groupby(["run_id", "epoch", "op"], observed=True).weight.mean().shape[0] == 3 * 5
+    meta = pq.read_schema(f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet").metadata
+    assert json.loads(meta[b"ray_nas.ops"]) == list(nb201.OPS)
+    assert json.loads(meta[b"ray_nas.edges"]) == list(nb201.EDGES)
+    assert json.loads(meta[b"ray_nas.config"])["seed"] == 0
+    trials = pd.read_parquet(f"{spec.store}/{spec.name}/trials.parquet")
+    assert trials.run_id.tolist() == [rid] and trials.status.tolist() == ["completed"]
+    assert trials["weights.lr"].tolist() == [0.025]
+    # a complete trajectory is not rerun
+    again = _run(job)
+    assert again.returncode == 0 and "already complete" in again.stdout
+
+
+def test_killed_search_resumes_bit_identically(write_job, tmp_path):
+    search = {"epochs": 5, "steps_per_epoch": 4, "hessian_every": 2}
+    ref_job = write_job(name="ref", search=search)
+    assert _run(ref_job).returncode == 0
+    job = write_job(name="killed", search=search)
+    spec = load_spec(job)
+    rid = run_id(search_config(spec))
+    epochs_file = f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet"
+    proc = subprocess.Popen([*CMD, str(job), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if os.path.exists(epochs_file) and pq.read_table(epochs_file).num_rows >= 3:  # epochs 0..2 written
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = pq.read_table(epochs_file).num_rows
+    assert 3 <= written < 6, "the search finished before it could be killed"
+    r = _run(job)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stdout
+    ref_ep, ref_al = _read(spec.store, "ref", rid)
+    ep, al = _read(spec.store, "killed", rid)
+    assert ep.epoch.tolist() == list(range(6))  # each epoch exactly once
+    pd.testing.assert_frame_equal(al, ref_al)  # alphas bit-identical
+    pd.testing.assert_frame_equal(ep.drop(columns="seconds"), ref_ep.drop(columns="seconds"))
