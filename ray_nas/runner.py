@@ -46,16 +46,35 @@ def sweep_command(job: str, overrides: list[str], dry_run: bool = False, evaluat
 
     run_sweep(spec, trials)
     if evaluate:
-        return evaluate_command(job, overrides)
+        return evaluate_command(job, overrides, use_ray=True)
+    print(f"next: ray-nas evaluate {job}")
     return 0
 
 
-def evaluate_command(job: str, overrides: list[str]) -> int:
+def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
+    """`ray-nas evaluate`: retraining runs as Ray tasks when Ray is up or RAY_ADDRESS is set."""
     spec = specmod.load_spec(job, overrides)
     from ray_nas.evaluate import run_evaluate
 
-    run_evaluate(spec)
+    if use_ray is None:
+        import os
+
+        use_ray = bool(os.environ.get("RAY_ADDRESS"))
+    retrain_map = None
+    if use_ray:
+        from ray_nas.sweep import ray_map
+
+        retrain_map = ray_map
+    result = run_evaluate(spec, retrain_map=retrain_map)
+    _where(spec, result)
     return 0
+
+
+def _where(spec, result) -> None:
+    print("\nwhere the results are:")
+    print(f"  selections:   {spec.job_dir}/selections.parquet  (pandas.read_parquet)")
+    print(f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)")
+    print(f"  MLflow:       mlflow ui --backend-store-uri {spec.tracking_uri}   (experiment {spec.name!r})")
 
 
 def report_command(job: str, overrides: list[str], output: str | None) -> int:

@@ -195,7 +195,12 @@ class DiscreteNet(nn.Module):
 
 
 def build_supernet(impl: str, ops: Sequence[str], channels: int, cells: int, num_classes: int, track: bool) -> nn.Module:
-    """The supernet of `search.impl`: `reference` (this module, per-op modules)."""
+    """The supernet of `search.impl`: `reference` (this module, per-op modules) or `fast`
+    (ray_nas.fast_supernet: the same function, work shared across edges and ops)."""
     if impl == "reference":
         return Supernet(ops, channels, cells, num_classes, track)
+    if impl == "fast":
+        from ray_nas.fast_supernet import FastSupernet  # imports this module
+
+        return FastSupernet(ops, channels, cells, num_classes, track)
     raise ValueError(f"search.impl: unknown implementation {impl!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -225,3 +226,100 @@ def consolidate_trials(job_dir: str):
     df = read_status(job_dir)
     write_frame(df, f"{job_dir.rstrip('/')}/trials.parquet")
     return df
+
+
+# ------------------------------------------------------------------------------------------
+# reading a whole job back
+
+
+@dataclass
+class TrialData:
+    """One trial's stored trajectory, as arrays. T = last epoch; E edges; K ops."""
+
+    run_id: str
+    config: dict
+    """the trial's resolved search config (from the file metadata)"""
+    ops: tuple[str, ...]
+    edges: tuple[str, ...]
+    epochs: dict[str, np.ndarray]
+    """column -> [T+1] (epoch, train_loss, ..., hessian_eig NaN where null, arch as object)"""
+    alpha: np.ndarray
+    """float64 [T+1, E, K] raw logits"""
+    weights: np.ndarray
+    """float64 [T+1, E, K] softmax(alpha)"""
+
+
+def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
+    ep = pq.read_table(epochs_path, filesystem=fs)
+    al = pq.read_table(alphas_path, filesystem=fs)
+    meta = {k.decode(): v.decode() for k, v in (ep.schema.metadata or {}).items()}
+    ops = tuple(json.loads(meta["ray_nas.ops"]))
+    edges = tuple(json.loads(meta["ray_nas.edges"]))
+    e, k = len(edges), len(ops)
+    epochs = ep.column("epoch").to_numpy()
+    n = len(epochs)
+    if n == 0 or not np.array_equal(epochs, np.arange(n)):
+        raise ValueError(f"epochs are not 0..T in order ({n} rows)")
+    if al.num_rows != n * e * k:
+        raise ValueError(f"alphas has {al.num_rows} rows, expected {n}x{e}x{k} for epochs 0..{n - 1}")
+    a_ep = al.column("epoch").to_numpy()
+    if not np.array_equal(a_ep, np.repeat(np.arange(n, dtype=a_ep.dtype), e * k)):
+        raise ValueError("alphas epochs are not 0..T in order")
+    cols = {name: ep.column(name).to_numpy(zero_copy_only=False) for name in EPOCHS_SCHEMA.names}
+    cols["hessian_eig"] = np.asarray(ep.column("hessian_eig").to_pandas(), dtype=np.float64)
+    shape = (n, e, k)
+    return TrialData(
+        run_id=meta.get("ray_nas.run_id", ""),
+        config=json.loads(meta.get("ray_nas.config", "{}")),
+        ops=ops,
+        edges=edges,
+        epochs=cols,
+        alpha=al.column("alpha").to_numpy().astype(np.float64).reshape(shape),
+        weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
+    )
+
+
+def list_run_ids(job_dir: str) -> list[str]:
+    """run_ids that have an `epochs/` or `alphas/` partition under the job."""
+    fs, p = _fs_path(job_dir.rstrip("/"))
+    ids: set[str] = set()
+    for table in ("epochs", "alphas"):
+        info = fs.get_file_info(f"{p}/{table}")
+        if info.type != pafs.FileType.Directory:
+            continue
+        for child in fs.get_file_info(pafs.FileSelector(f"{p}/{table}")):
+            if child.type == pafs.FileType.Directory and child.base_name.startswith("run_id="):
+                ids.add(child.base_name[len("run_id=") :])
+    return sorted(ids)
+
+
+def read_job(job_dir: str, threads: int = 8) -> tuple[list[TrialData], dict[str, str]]:
+    """Every trial's trajectory under `job_dir`, read in parallel.
+
+    Returns (trials sorted by run_id, problems: run_id -> why it was skipped) where problems are
+    missing, partial or unreadable files.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    fs, _ = _fs_path(job_dir)
+
+    def one(rid: str):
+        paths = trial_paths(job_dir, rid)
+        for table in ("epochs", "alphas"):
+            if not exists(paths[table]):
+                return rid, None, f"missing {table} file {paths[table]}"
+        try:
+            trial = _read_trial(_fs_path(paths["epochs"])[1], _fs_path(paths["alphas"])[1], fs)
+        except Exception as e:  # unreadable or inconsistent: report, never crash the job
+            return rid, None, f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        trial.run_id = trial.run_id or rid
+        return rid, trial, None
+
+    trials, problems = [], {}
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for rid, trial, problem in pool.map(one, list_run_ids(job_dir)):
+            if problem:
+                problems[rid] = problem
+            else:
+                trials.append(trial)
+    return trials, problems

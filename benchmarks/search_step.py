@@ -1,0 +1,163 @@
+"""Time one bilevel DARTS-V1 step of each supernet implementation, side by side.
+
+Run: .venv/bin/python benchmarks/search_step.py --channels 16 --cells 5 --batch 64 --steps 3
+
+A step is what `ray_nas.search` does per batch: weight step (forward, CE, backward to the weights,
+grad-norm clip 5, SGD nesterov) on a search-train batch, then alpha step (forward, CE, backward to
+alpha, Adam) on a search-valid batch. Inputs are random CIFAR-shaped tensors (no data files).
+images/s counts the B search-train images of a step (one step per training batch), so an epoch of
+N search-train images takes N / (images/s) seconds; each step also runs B search-valid images.
+
+Trials are `--impl` entries: an implementation name, optionally with `+` options:
+  bf16     autocast to bfloat16 around the forwards (search.precision: bf16)
+  compile  torch.compile the supernet (search.compile: true)
+  cl       channels-last memory format for the model and the inputs
+e.g. `--impl reference fast fast+bf16 fast+bf16+compile`. The ratio column is against the first
+trial. On CUDA the peak GPU memory of each trial is printed (what one trial needs on a shared GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ray_nas import nb201
+from ray_nas.supernet import build_supernet
+
+OPTIONS = ("bf16", "compile", "cl")
+
+
+@dataclass
+class Result:
+    trial: str
+    ms: list[float]
+    """wall ms of each timed step"""
+    peak_mb: float | None
+    """CUDA only: peak memory allocated by the trial (its model, optimizer state and one step), MiB"""
+
+
+def parse_trial(text: str) -> tuple[str, set[str]]:
+    impl, *opts = text.split("+")
+    unknown = [o for o in opts if o not in OPTIONS]
+    if unknown:
+        raise SystemExit(f"--impl {text}: unknown option {unknown[0]!r} (valid: {', '.join(OPTIONS)})")
+    return impl, set(opts)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Trial:
+    """One implementation (+ options) with its own model, optimizers and input stream."""
+
+    def __init__(self, text: str, args: argparse.Namespace, device: torch.device):
+        impl, opts = parse_trial(text)
+        self.text, self.args, self.device = text, args, device
+        torch.manual_seed(0)
+        model = build_supernet(impl, nb201.OPS, args.channels, args.cells, 10, False).to(device)
+        self.fmt = torch.channels_last if "cl" in opts else torch.contiguous_format
+        self.model = model.to(memory_format=self.fmt)
+        self.forward = torch.compile(model) if "compile" in opts else model
+        self.w_params = model.weight_parameters()
+        self.w_opt = torch.optim.SGD(self.w_params, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        self.a_opt = torch.optim.Adam([model.alpha], lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        self.bf16 = "bf16" in opts
+        self.gen = torch.Generator().manual_seed(0)
+        self.ms: list[float] = []
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        b, size = self.args.batch, self.args.size
+        x = torch.randn(b, 3, size, size, generator=self.gen)
+        y = torch.randint(0, 10, (b,), generator=self.gen)
+        return x.to(self.device).contiguous(memory_format=self.fmt), y.to(self.device)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return F.cross_entropy(self.forward(x), y)
+
+    def step(self) -> None:
+        """One bilevel step, as ray_nas.search runs it (inputs drawn outside the timed region)."""
+        (x, y), (xv, yv) = self.batch(), self.batch()
+        sync(self.device)
+        t0 = time.perf_counter()
+        self.w_opt.zero_grad(set_to_none=True)
+        self.loss(x, y).backward(inputs=self.w_params)
+        torch.nn.utils.clip_grad_norm_(self.w_params, 5.0)
+        self.w_opt.step()
+        self.a_opt.zero_grad(set_to_none=True)
+        self.loss(xv, yv).backward(inputs=[self.model.alpha])
+        self.a_opt.step()
+        sync(self.device)
+        self.ms.append(1000 * (time.perf_counter() - t0))
+
+
+def run(args: argparse.Namespace, device: torch.device) -> list[Result]:
+    """Build and warm up each trial in turn (its peak memory measured on CUDA), then time the steps
+    round-robin, one step of each trial per round, so that load from other processes on a shared
+    machine falls on every trial alike."""
+    trials, peaks = [], []
+    for text in args.impl:
+        base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+        trial = Trial(text, args, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(args.warmup):
+            trial.step()
+        if device.type == "cuda":
+            peaks.append((torch.cuda.max_memory_allocated(device) - base) / 2**20)
+        else:
+            peaks.append(None)
+        trial.ms.clear()
+        trials.append(trial)
+    for _ in range(args.steps):
+        for trial in trials:
+            trial.step()
+    return [Result(t.text, t.ms, peak) for t, peak in zip(trials, peaks)]
+
+
+def table(results: list[Result], batch: int) -> str:
+    base = statistics.median(results[0].ms)
+    head = f"{'impl':<24} {'ms/step':>10} {'images/s':>10} {'ratio':>7} {'total s':>8}"
+    has_mem = any(r.peak_mb is not None for r in results)
+    head += f" {'peak MiB':>9}" if has_mem else ""
+    lines = [head, "-" * len(head)]
+    for r in results:
+        med = statistics.median(r.ms)
+        line = f"{r.trial:<24} {med:>10.1f} {1000 * batch / med:>10.1f} {base / med:>6.2f}x {sum(r.ms) / 1000:>8.1f}"
+        line += f" {r.peak_mb:>9.0f}" if r.peak_mb is not None else ""
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--channels", type=int, default=16, help="C, channels of the first stage")
+    p.add_argument("--cells", type=int, default=5, help="N, search cells per stage")
+    p.add_argument("--batch", type=int, default=64, help="B, images per batch")
+    p.add_argument("--size", type=int, default=32, help="image side (32 = CIFAR)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per trial (391 = a CIFAR-10 search epoch at B=64)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per trial first (>= 1: compile, caches)")
+    p.add_argument("--impl", nargs="+", default=["reference", "fast"], help="trials: impl[+bf16][+compile][+cl]")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    for trial in args.impl:
+        parse_trial(trial)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(
+        f"bilevel search step: C={args.channels} N={args.cells} B={args.batch} {args.size}x{args.size}, "
+        f"{args.steps} timed steps (median), {name}, torch {torch.__version__}"
+    )
+    print("images/s = B search-train images per step / step time (each step also runs B search-valid images)")
+    print(table(run(args, device), args.batch))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The offline stage (Algorithm 2): stored trajectories x criteria -> selected epochs and archs,
+their benchmark scores (or retrained accuracy), `selections.parquet`, a summary over seeds, MLflow.
+
+It reads only what the store holds, so it can be rerun with new criteria at any time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ray_nas import criteria as crit
+from ray_nas import nb201, trajectory
+from ray_nas.spec import JobSpec, flatten, resolve_search
+
+SELECTION_COLUMNS = ["run_id", "criterion", "params", "label", "fired", "stop_epoch", "arch", "note", "in_progress"]
+
+
+def trajectory_from_rows(epoch_rows: list[dict], alpha_tables: list, ops: Sequence[str]) -> crit.Trajectory:
+    """A criteria Trajectory from a TrialWriter's in-memory rows (the online stop's view)."""
+    import pyarrow as pa
+
+    n, e, k = len(epoch_rows), len(nb201.EDGES), len(ops)
+    al = pa.concat_tables(alpha_tables)
+    shape = (n, e, k)
+    return crit.Trajectory(
+        ops=tuple(ops),
+        edges=nb201.EDGES,
+        alpha=al.column("alpha").to_numpy().astype(np.float64).reshape(shape),
+        weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
+        archs=tuple(r["arch"] for r in epoch_rows),
+        valid_acc=np.array([r["valid_acc"] for r in epoch_rows], dtype=np.float64),
+        hessian_eig=np.array([np.nan if r["hessian_eig"] is None else r["hessian_eig"] for r in epoch_rows]),
+    )
+
+
+def to_trajectory(t: trajectory.TrialData, metrics: dict[str, np.ndarray] | None = None) -> crit.Trajectory:
+    return crit.Trajectory(
+        ops=t.ops, edges=t.edges, alpha=t.alpha, weights=t.weights, archs=tuple(t.epochs["arch"]),
+        valid_acc=np.asarray(t.epochs["valid_acc"], dtype=np.float64),
+        hessian_eig=np.asarray(t.epochs["hessian_eig"], dtype=np.float64), metrics=metrics or {},
+    )  # fmt: skip
+
+
+def job_criteria(spec: JobSpec, metric: str | None) -> list[crit.CriterionSpec]:
+    """The job's criteria (the paper's set when it lists none); a plain `oracle` uses `metric`."""
+    specs = [crit.parse_criterion(c) for c in spec.criteria] if spec.criteria else crit.default_criteria()
+    out = []
+    for c in specs:
+        if c.name == "oracle" and "metric=" not in c.label and metric:
+            c = crit.CriterionSpec(c.name, {**c.params, "metric": metric}, c.label)
+        out.append(c)
+    return out
+
+
+def main_metric(spec: JobSpec) -> str | None:
+    """The benchmark metric the summary reports: evaluate.metric, else the data set's test metric."""
+    if spec.evaluate.metric:
+        return spec.evaluate.metric
+    from ray_nas.benchmark import default_metric
+
+    return default_metric(resolve_search(spec.search).dataset)
+
+
+@dataclass
+class EvaluateResult:
+    selections: pd.DataFrame
+    summary: pd.DataFrame
+    trials: list[trajectory.TrialData]
+    problems: dict[str, str]
+    metric: str
+
+
+def select(
+    trials: list[trajectory.TrialData],
+    specs: list[crit.CriterionSpec],
+    per_epoch_metrics: Callable[[trajectory.TrialData], dict[str, np.ndarray]] | None = None,
+    in_progress: set[str] = frozenset(),
+) -> pd.DataFrame:
+    """One row per (trial, criterion): the stop epoch, whether it fired, the arch there."""
+    rows = []
+    for t in trials:
+        traj = to_trajectory(t, per_epoch_metrics(t) if per_epoch_metrics else None)
+        for c in specs:
+            r = c.apply(traj)
+            rows.append((t.run_id, c.name, c.params_json, c.label, bool(r.fired), int(r.epoch), r.arch, r.note,
+                         t.run_id in in_progress))  # fmt: skip
+    df = pd.DataFrame(rows, columns=SELECTION_COLUMNS)
+    df["stop_epoch"] = df["stop_epoch"].astype("int32")
+    return df
+
+
+def run_evaluate(
+    spec: JobSpec,
+    log: Callable[[str], None] = print,
+    retrain_map: Callable | None = None,
+    track: bool = True,
+) -> EvaluateResult:
+    """The whole offline stage for a job; prints the summary table. Idempotent."""
+    t0 = time.perf_counter()
+    job_dir = spec.job_dir
+    metric = main_metric(spec)
+    specs = job_criteria(spec, metric)
+    table = _load_benchmark(spec)
+    trials, problems = trajectory.read_job(job_dir)
+    status = trajectory.consolidate_trials(job_dir) if trajectory.exists(f"{job_dir}/status") else None
+    running = set()
+    if status is not None and len(status):
+        running = set(status.loc[status.status.isin(["running", "failed"]), "run_id"])
+    if not trials:
+        raise FileNotFoundError(f"{job_dir}: no readable trajectory (run `ray-nas sweep` or `ray-nas search` first)")
+    log(f"evaluate {spec.name}: {len(trials)} trials, {len(specs)} criteria, {time.perf_counter() - t0:.1f}s to read")
+    for rid, why in sorted(problems.items()):
+        log(f"  skipped trial {rid}: {why}")
+
+    per_epoch = None
+    if table is not None:
+        per_epoch = _benchmark_per_epoch(table, trials)
+    sel = select(trials, specs, per_epoch, running)
+    if table is not None:
+        from ray_nas.benchmark import lookup
+
+        scores = lookup(table, sel["arch"].tolist())
+        for col in scores.columns:
+            if col not in ("arch", "index"):
+                sel[col] = scores[col].to_numpy(dtype=np.float64)
+        sel["bench_index"] = scores["index"].to_numpy(dtype="float64") if "index" in scores else np.nan
+    uncovered = table is None or metric is None or metric not in sel
+    if uncovered and spec.evaluate.retrain is not None:
+        from ray_nas.retrain import retrain_archs
+
+        dataset = {t.run_id: t.config.get("dataset") for t in trials}
+        accs = retrain_archs(spec, sel, dataset, retrain_map=retrain_map, log=log)
+        sel["retrain_acc"] = [accs.get((a, dataset[r])) for a, r in zip(sel["arch"], sel["run_id"])]
+        metric = "retrain_acc"
+    elif metric not in sel:
+        metric = None
+    trajectory.write_frame(sel, f"{job_dir}/selections.parquet")
+    summary = summarize(spec, trials, sel, specs, metric)
+    log(format_summary(summary, metric))
+    log(f"selections: {job_dir}/selections.parquet ({len(sel)} rows); "
+        f"{len(problems)} trials skipped; {time.perf_counter() - t0:.1f}s")  # fmt: skip
+    result = EvaluateResult(sel, summary, trials, problems, metric or "")
+    if track:
+        from ray_nas.tracking import log_job
+
+        log_job(spec, result, log=log)
+    return result
+
+
+def _load_benchmark(spec: JobSpec):
+    if not spec.evaluate.benchmark:
+        return None
+    from ray_nas.benchmark import load_table
+
+    return load_table(spec.evaluate.benchmark)
+
+
+def _benchmark_per_epoch(table: pd.DataFrame, trials: list[trajectory.TrialData]):
+    """A function trial -> {metric: [T+1] score of each epoch's arch} (one join for all trials)."""
+    from ray_nas.benchmark import METRICS, lookup
+
+    archs = pd.unique(np.concatenate([np.asarray(t.epochs["arch"], dtype=object) for t in trials]))
+    scores = lookup(table, list(archs))
+    present = [m for m in METRICS if m in scores]
+    by_arch = {m: dict(zip(scores["arch"], scores[m].to_numpy(dtype=np.float64))) for m in present}
+
+    def per_epoch(t: trajectory.TrialData) -> dict[str, np.ndarray]:
+        return {m: np.array([by_arch[m].get(a, np.nan) for a in t.epochs["arch"]]) for m in present}
+
+    return per_epoch
+
+
+def grid_group_keys(spec: JobSpec) -> list[str]:
+    """The grid keys that define a group (every grid key except `seed`)."""
+    return [k for k in spec.grid if k != "seed"]
+
+
+def group_label(config: dict, keys: list[str]) -> str:
+    flat = flatten(config)
+    if not keys:
+        return "all"
+    return " ".join(f"{k}={_short(flat.get(k))}" for k in keys)
+
+
+def _short(v) -> str:
+    if isinstance(v, list):
+        return "[" + ",".join(map(str, v)) + "]"
+    return str(v)
+
+
+def summarize(spec, trials, sel: pd.DataFrame, specs, metric: str | None) -> pd.DataFrame:
+    """Rows (group, criterion label): n, metric mean/std over seeds, mean stop epoch, fire count."""
+    keys = grid_group_keys(spec)
+    groups = {t.run_id: group_label(t.config, keys) for t in trials}
+    df = sel.assign(group=sel["run_id"].map(groups))
+    value = df[metric] if metric and metric in df else pd.Series(np.nan, index=df.index)
+    df = df.assign(value=pd.to_numeric(value, errors="coerce"))
+    order = {c.label: i for i, c in enumerate(specs)}
+    out = (
+        df.groupby(["group", "label"], sort=False)
+        .agg(n=("run_id", "size"), mean=("value", "mean"), std=("value", lambda s: s.std(ddof=0)),
+             stop_epoch=("stop_epoch", "mean"), fired=("fired", "sum"))  # fmt: skip
+        .reset_index()
+    )
+    out["order"] = out["label"].map(order)
+    return out.sort_values(["group", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
+
+
+def format_summary(summary: pd.DataFrame, metric: str | None) -> str:
+    """Text table: one row per grid group, one column per criterion; each cell
+    `mean±std @stop_epoch fired/n` over seeds."""
+    if summary.empty:
+        return "(no selections)"
+    labels = list(dict.fromkeys(summary["label"]))
+    cells = {}
+    for _, r in summary.iterrows():
+        score = "n/a" if math.isnan(r["mean"]) else f"{r['mean']:.2f}±{r['std']:.2f}"
+        cells[(r["group"], r["label"])] = f"{score} @{r['stop_epoch']:.1f} {int(r['fired'])}/{int(r['n'])}"
+    groups = list(dict.fromkeys(summary["group"]))
+    header = ["group", *labels]
+    rows = [[g, *(cells.get((g, lab), "") for lab in labels)] for g in groups]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    title = f"{metric or 'no metric'}: mean±std over seeds @mean stop epoch, fired/trials"
+    return "\n".join([title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+

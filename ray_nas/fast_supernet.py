@@ -1,0 +1,233 @@
+"""The fast supernet: the function of `supernet.Supernet`, with the work shared where the math allows.
+
+Same shapes and interface as the reference: images [B, 3, H, W]; alpha [E=6, K] logits, order
+nb201.EDGES x ops. Per search cell the reference runs every op of every edge as its own module
+(30 op calls, 12 ReLUs, 6 poolings, 12 small convolutions). Here, per SOURCE node j of a cell
+(node 0 has 3 outgoing edges, node 1 two, node 2 one):
+
+- ReLU(node j) once, shared by all its outgoing conv ops;
+- avg_pool_3x3(node j) once (pooling does not depend on the edge);
+- per conv op one convolution whose C * n_out output channels are the outgoing edges' kernels
+  concatenated, and one BatchNorm over them (BN without affine is per channel, so one BN over the
+  concatenation equals a BN per edge); the op weight softmax(alpha)[e, op] rides in the BN's
+  per-channel scale, so normalising and weighting are one pass;
+- skip and pool terms added as one fused multiply-add each (`addcmul`) for all outgoing edges;
+- `none` contributes exactly 0 (its weight still counts in the softmax).
+
+Parameters are initialised by building the reference supernet (same RNG draws) and copying it,
+so `impl: fast` and `impl: reference` start a search from the same weights and alphas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ray_nas import nb201
+from ray_nas.supernet import SearchCell, Supernet
+
+#: Kernel size of each conv op (stride 1, padding k // 2).
+CONV_KERNELS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+
+#: Per source node j: the edges leaving it (indices into nb201.EDGES), targets j+1, j+2, ... in order.
+SOURCE_EDGES: tuple[tuple[int, ...], ...] = tuple(
+    tuple(e for e, (_, s) in enumerate(nb201.EDGE_PAIRS) if s == j) for j in range(nb201.NODES - 1)
+)
+
+# nn.BatchNorm2d defaults, as the reference's cells use them
+BN_MOMENTUM, BN_EPS = 0.1, 1e-5
+
+
+def pool_inv_count(x: torch.Tensor) -> torch.Tensor:
+    """1 / (number of in-image pixels of each 3x3 window) [H, W] (4 in corners, 6 on edges, 9 inside)."""
+    ones = torch.ones(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
+    return F.avg_pool2d(ones, 3, stride=1, padding=1, divisor_override=1)[0, 0].reciprocal()
+
+
+class SourceConvs(nn.Module):
+    """The conv ops of every outgoing edge of one node: per op one conv with C * n_out outputs.
+
+    weights[i]: [n_out * C, C, k, k], output channels edge-major (edge d of the node: rows d*C..);
+    biases[i]: [n_out * C] (the reference's conv has a bias because its BN has no affine);
+    running_mean_i / running_var_i: [n_out * C] when BN tracks running stats, else None.
+    """
+
+    def __init__(self, convs: Sequence[str], c: int, n_out: int, track: bool):
+        super().__init__()
+        self.kernels = tuple(CONV_KERNELS[o] for o in convs)
+        self.track = track
+        n = n_out * c
+        # uninitialised: FastSupernet copies the reference's weights in
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(n, c, k, k)) for k in self.kernels)
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(n)) for _ in self.kernels)
+        for i in range(len(self.kernels)):
+            self.register_buffer(f"running_mean_{i}", torch.zeros(n) if track else None)
+            self.register_buffer(f"running_var_{i}", torch.ones(n) if track else None)
+
+    def forward(self, r: torch.Tensor, scales: list[torch.Tensor]) -> torch.Tensor:
+        """r = ReLU(node) [B, C, H, W]; scales[i] [n_out * C] op weights -> sum_i w_i BN(conv_i(r))."""
+        out = None
+        for i, k in enumerate(self.kernels):  # at most two: 1x1 and 3x3
+            y = F.conv2d(r, self.weights[i], self.biases[i], padding=k // 2)
+            y = F.batch_norm(
+                y, getattr(self, f"running_mean_{i}"), getattr(self, f"running_var_{i}"),
+                weight=scales[i], bias=None, training=self.training or not self.track,
+                momentum=BN_MOMENTUM, eps=BN_EPS,
+            )  # fmt: skip
+            out = y if out is None else out + y
+        return out
+
+
+class FastCell(nn.Module):
+    """A search cell computed source node by source node; node i = sum_{j<i} edge(i<-j)(node j)."""
+
+    def __init__(self, ops: Sequence[str], c: int, track: bool):
+        super().__init__()
+        ops = tuple(ops)
+        self.c = c
+        convs = tuple(o for o in ops if o in CONV_KERNELS)
+        self.col = {o: ops.index(o) for o in ops}
+        self.has_skip = "skip_connect" in ops
+        self.has_pool = "avg_pool_3x3" in ops
+        self.only_none = ops == ("none",)
+        self.sources = nn.ModuleList(
+            SourceConvs(convs, c, len(edges), track) if convs else None for edges in SOURCE_EDGES
+        )
+        k = len(ops)
+        # flat indices into w.flatten() ([E, K] op weights): per source, per op, per output row
+        for j, edges in enumerate(SOURCE_EDGES):
+            idx = torch.tensor([e * k for e in edges])
+            per_channel = idx.repeat_interleave(c)
+            for o in ops:
+                self.register_buffer(f"idx_{j}_{o}", idx + self.col[o], persistent=False)
+                if o in CONV_KERNELS:
+                    self.register_buffer(f"cidx_{j}_{o}", per_channel + self.col[o], persistent=False)
+        self.convs = convs
+        self.register_buffer("box", torch.ones(1, 1, 3, 3), persistent=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x [B, C, H, W]; w [E, K] op weights (softmax of alpha), order nb201.EDGES."""
+        wf = w.flatten().to(x.dtype)
+        inv_count = pool_inv_count(x) if self.has_pool else None
+        incoming: list[list[torch.Tensor]] = [[] for _ in range(nb201.NODES)]
+        node = x
+        for j, edges in enumerate(SOURCE_EDGES):
+            outs = self._from_source(j, node, wf, len(edges), inv_count)
+            for d, out in enumerate(outs):  # edge d of node j goes to node j + 1 + d
+                incoming[j + 1 + d].append(out)
+            node = incoming[j + 1][0]
+            for term in incoming[j + 1][1:]:
+                node = node + term
+        return node
+
+    def _from_source(
+        self, j: int, h: torch.Tensor, wf: torch.Tensor, n: int, inv_count: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...]:
+        """The outputs [B, C, H, W] of the n edges leaving node j (value h [B, C, H, W])."""
+        b, c, hh, ww = h.shape
+        out = None
+        if self.convs:
+            scales = [wf[getattr(self, f"cidx_{j}_{o}")] for o in self.convs]
+            out = self.sources[j](F.relu(h), scales).view(b, n, c, hh, ww)
+        hs = h.unsqueeze(1)
+        if self.has_skip:
+            ws = wf[getattr(self, f"idx_{j}_skip_connect")].view(1, n, 1, 1, 1)
+            out = hs * ws if out is None else torch.addcmul(out, hs, ws)
+        if self.has_pool:
+            # avg_pool_3x3 (stride 1, pad 1, count_include_pad=False) = 3x3 box sum / count; the
+            # box sum as a depthwise conv is an order of magnitude faster than avg_pool2d on CPU
+            box = F.conv2d(h, self.box.expand(c, 1, 3, 3), padding=1, groups=c).unsqueeze(1)
+            wp = wf[getattr(self, f"idx_{j}_avg_pool_3x3")].view(1, n, 1, 1, 1) * inv_count
+            out = box * wp if out is None else torch.addcmul(out, box, wp)
+        if out is None:  # only `none`: the reference's x * 0 * w, kept so alpha stays in the graph
+            wn = wf[getattr(self, f"idx_{j}_none")].view(1, n, 1, 1, 1)
+            out = hs.mul(0.0) * wn
+        return out.unbind(1)
+
+    @torch.no_grad()
+    def load_from_reference(self, ref: SearchCell) -> None:
+        """Copy a reference cell's conv weights, biases and BN running stats into the batched layout."""
+        for j, edges in enumerate(SOURCE_EDGES):
+            src = self.sources[j]
+            if src is None:
+                continue
+            for i, o in enumerate(self.convs):
+                seqs = [ref.edges[e].ops[self.col[o]] for e in edges]  # ReLU, Conv2d, BatchNorm2d
+                src.weights[i].copy_(torch.cat([s[1].weight for s in seqs]))
+                src.biases[i].copy_(torch.cat([s[1].bias for s in seqs]))
+                if src.track:
+                    getattr(src, f"running_mean_{i}").copy_(torch.cat([s[2].running_mean for s in seqs]))
+                    getattr(src, f"running_var_{i}").copy_(torch.cat([s[2].running_var for s in seqs]))
+
+
+class FastSupernet(nn.Module):
+    """DARTS supernet on the NB201 cell space, one shared alpha [E, K]; see the module docstring."""
+
+    def __init__(
+        self,
+        ops: Sequence[str],
+        channels: int = 16,
+        cells: int = 5,
+        num_classes: int = 10,
+        track_running_stats: bool = False,
+    ):
+        super().__init__()
+        # draw the reference's initialisation (same RNG use), then take it over
+        ref = Supernet(ops, channels, cells, num_classes, track_running_stats)
+        self.op_names = ref.op_names
+        self.stem = ref.stem
+        layers, c = [], channels
+        for layer in ref.layers:  # stage by stage: cells at c, a ResNet block to 2c, ...
+            if isinstance(layer, SearchCell):
+                layers.append(FastCell(self.op_names, c, track_running_stats))
+            else:
+                layers.append(layer)
+                c = layer.conv_b[1].out_channels
+        self.layers = nn.ModuleList(layers)
+        self.lastact = ref.lastact
+        self.classifier = ref.classifier
+        self.alpha = ref.alpha
+        self.load_from_reference(ref)
+
+    @torch.no_grad()
+    def load_from_reference(self, ref: Supernet) -> None:
+        """Make this net compute exactly `ref`'s function: copy every weight, BN stat and alpha."""
+        if ref.op_names != self.op_names or len(ref.layers) != len(self.layers):
+            raise ValueError("load_from_reference: the reference has another op set or depth")
+        self.stem.load_state_dict(ref.stem.state_dict())
+        for mine, theirs in zip(self.layers, ref.layers):
+            if isinstance(mine, FastCell):
+                mine.load_from_reference(theirs)
+            else:
+                mine.load_state_dict(theirs.state_dict())
+        self.lastact.load_state_dict(ref.lastact.state_dict())
+        self.classifier.load_state_dict(ref.classifier.state_dict())
+        self.alpha.copy_(ref.alpha)
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except alpha."""
+        return [p for name, p in self.named_parameters() if name != "alpha"]
+
+    def op_weights(self) -> torch.Tensor:
+        """[E, K] the distribution the cells mix with: softmax(alpha) per edge."""
+        return F.softmax(self.alpha, dim=-1)
+
+    def forward(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, 3, H, W] -> logits [B, classes]. `alpha` replaces self.alpha (Hessian)."""
+        w = F.softmax(self.alpha if alpha is None else alpha, dim=-1)
+        h = self.stem(x)
+        for layer in self.layers:
+            h = layer(h, w) if isinstance(layer, FastCell) else layer(h)
+        h = self.lastact(h)
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+    def genotype(self) -> tuple[str, ...]:
+        """Per edge the argmax op over all candidate ops (`none` included), order nb201.EDGES."""
+        idx = self.alpha.detach().argmax(dim=-1).tolist()
+        return tuple(self.op_names[i] for i in idx)
+
+    def arch(self) -> str:
+        return nb201.arch_string(self.genotype())

@@ -1,0 +1,178 @@
+"""The sweep on Ray Tune (the only module importing ray): one trial per grid point.
+
+Each trial runs `trial.run_trial`, which keeps its own checkpoint and trajectory on the job's
+store, keyed by the stable run_id. So a crashed trial retried by Tune (`max_failures`) resumes
+from its last epoch, and a sweep whose driver died is resumed by running the same command again:
+finished trials are skipped, unfinished ones resume. Tune's own trial ids are never used as keys.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+
+import yaml
+
+from ray_nas import trajectory
+from ray_nas.spec import (
+    JobSpec,
+    SearchConfig,
+    SpecError,
+    resolve_search,
+    resolved_job_dict,
+    spec_from_dict,
+    to_dict,
+)
+from ray_nas.trial import FAIL_ONCE_ENV, is_complete, run_trial
+
+#: Job keys that define WHAT is searched: a store holding the same job name with other values is
+#: a different job. criteria / evaluate / stop / display keys may change freely.
+IDENTITY_KEYS = ("grid", "search")
+
+
+def check_job_identity(spec: JobSpec) -> None:
+    """Raise SpecError if `{store}/{job}/job.yaml` describes a different grid or search defaults."""
+    path = f"{spec.job_dir}/job.yaml"
+    data = trajectory.read_bytes(path)
+    if data is None:
+        return
+    old = yaml.safe_load(data.decode()) or {}
+    new = resolved_job_dict(spec)
+    for key in IDENTITY_KEYS:
+        if _norm(old.get(key)) != _norm(new.get(key)):
+            raise SpecError(
+                f"{spec.job_dir} already holds job {spec.name!r} with a different `{key}`; "
+                f"use another `name` or `store` (nothing was changed)"
+            )
+
+
+def _norm(v):
+    return yaml.safe_load(yaml.safe_dump(v))
+
+
+def check_store_writable(spec: JobSpec) -> None:
+    probe = f"{spec.job_dir}/.write-probe-{uuid.uuid4().hex}"
+    try:
+        trajectory.write_bytes(probe, b"ok")
+        trajectory.delete(probe)
+    except OSError as e:
+        raise SpecError(f"store {spec.store}: not writable ({e})") from None
+
+
+def check_ray_address(timeout: float = 5.0) -> None:
+    """A clear error when RAY_ADDRESS names a host:port nothing answers on."""
+    addr = os.environ.get("RAY_ADDRESS", "")
+    if not addr or addr == "auto" or addr.startswith("local"):
+        return
+    hostport = addr.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SpecError(f"RAY_ADDRESS={addr!r}: expected host:port, ray://host:port or http://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise SpecError(f"RAY_ADDRESS={addr}: no Ray cluster answers there ({e.strerror or e})") from None
+
+
+def _trainable(config: dict) -> None:
+    """Tune function trainable: one search, reported to Tune after every epoch."""
+    from ray import tune
+
+    if config.get("fail_once"):
+        os.environ[FAIL_ONCE_ENV] = config["fail_once"]
+    if os.path.isdir(config["cwd"]):  # Tune starts trials in their own folder: relative paths are the driver's
+        os.chdir(config["cwd"])
+    import torch
+
+    torch.set_num_threads(max(1, int(config["job"]["resources"]["cpu"])))
+    spec = spec_from_dict(config["job"], source="sweep")
+    cfg = resolve_search(config["trial"]["search"])
+    rid = config["trial"]["run_id"]
+
+    def on_record(rec) -> None:
+        tune.report({"epoch": rec.epoch, "valid_acc": rec.valid_acc, "train_loss": rec.train_loss,
+                     "arch": rec.arch, "run_id": rid})  # fmt: skip
+
+    status = run_trial(spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record)
+    if status == "skipped":
+        tune.report({"epoch": cfg.total_epochs, "run_id": rid, "skipped": True})
+
+
+def init_ray(resources: dict | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    check_ray_address()
+    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True, **(resources or {}))
+
+
+def run_sweep(spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=print) -> dict[str, str]:
+    """Run every unfinished trial of the grid on Ray; returns run_id -> final status."""
+    check_job_identity(spec)
+    check_store_writable(spec)
+    from ray_nas.tracking import check_tracking
+
+    check_tracking(spec.tracking_uri)
+    trajectory.write_bytes(f"{spec.job_dir}/job.yaml", yaml.safe_dump(resolved_job_dict(spec), sort_keys=False).encode())
+
+    todo = [(cfg, rid, point) for cfg, rid, point in trials if not is_complete(spec.job_dir, rid)]
+    log(f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(todo)} already complete, {len(todo)} to run")
+    log(f"  trajectories: {spec.job_dir}/{{epochs,alphas}}/run_id=<id>/   status: {spec.job_dir}/trials.parquet")
+    if todo:
+        _tune(spec, todo, log)
+    status = trajectory.consolidate_trials(spec.job_dir)
+    result = dict(zip(status["run_id"], status["status"]))
+    failed = [rid for _, rid, _ in trials if result.get(rid) not in ("completed", "stopped")]
+    if failed:
+        log(f"sweep {spec.name}: {len(failed)} trials did not complete: {', '.join(failed)} "
+            "(rerun the same command to resume them)")  # fmt: skip
+    return result
+
+
+def _tune(spec: JobSpec, todo, log) -> None:
+    from ray import tune
+
+    init_ray()
+    job = resolved_job_dict(spec)
+    job["search"] = spec.search  # trials carry their fully resolved search; the job keeps what was written
+    space = [{"run_id": rid, "search": to_dict(cfg), "point": point} for cfg, rid, point in todo]
+    storage = spec.store if "://" in spec.store else os.path.abspath(spec.store)
+    trainable = tune.with_resources(_trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(space), "job": job, "cwd": os.getcwd(),
+                     "fail_once": os.environ.get(FAIL_ONCE_ENV)},  # fmt: skip
+        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: t.config["trial"]["run_id"]),
+        run_config=tune.RunConfig(
+            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=f"{storage.rstrip('/')}/{spec.name}/tune",
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            verbose=1,
+        ),
+    )
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    errors = sum(1 for r in grid if r.error is not None)
+    log(f"sweep {spec.name}: Tune finished {len(todo)} trials in {time.perf_counter() - t0:.1f}s ({errors} errored)")
+
+
+def ray_map(fn, args: list[tuple], cpu: float = 1.0) -> list:
+    """Run fn(*a) for each a as Ray tasks (the retraining stage), results in order."""
+    import ray
+
+    init_ray()
+    remote = ray.remote(num_cpus=cpu)(fn)
+    return ray.get([remote.remote(*a) for a in args])
+
+
+def ray_available() -> bool:
+    """True when a Ray cluster is running here or named by RAY_ADDRESS."""
+    import ray
+
+    return ray.is_initialized() or bool(os.environ.get("RAY_ADDRESS"))
+
+
+__all__ = ["run_sweep", "ray_map", "check_job_identity", "init_ray", "ray_available", "SpecError"]

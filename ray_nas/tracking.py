@@ -1,0 +1,225 @@
+"""MLflow (the only module importing it): written by the offline stage from the Parquet store.
+
+Layout: one experiment per job (its `name`); one parent run for the job (resolved spec, summary
+table, report as artifacts); one child run per trial (its resolved config as params, per-epoch
+metrics with step=epoch, per criterion `<label>.stop_epoch` and `<label>.<metric>`).
+
+Idempotent: every run carries a deterministic key tag `ray_nas.key` (`job:<name>`,
+`trial:<run_id>`). A rerun finds the runs by key; a FINISHED run only gets what is new (epochs
+past its `ray_nas.epochs` tag, criteria values that changed); a run left unfinished by a crash is
+deleted and written again. Nothing is logged twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+KEY_TAG = "ray_nas.key"
+EPOCHS_TAG = "ray_nas.epochs"
+EPOCH_METRICS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr_weights", "lr_alpha", "hessian_eig", "seconds")
+BATCH = 1000  # MLflow's limit of metrics per log_batch
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+def check_tracking(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any work, when the tracking backend cannot be reached or written."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+                if r.status != 200:
+                    raise TrackingError(f"tracking_uri {uri}: /health answered HTTP {r.status}")
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise TrackingError(f"tracking_uri {uri}: MLflow server not reachable ({reason})") from None
+    elif uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///") :]).resolve().parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise TrackingError(f"tracking_uri {uri}: folder {parent} does not exist or is not writable")
+
+
+def metric_name(label: str) -> str:
+    """A criterion label as an MLflow-legal metric name: ss_eq13[exclude=[none],op=x] -> ss_eq13 exclude:none op:x."""
+    m = re.match(r"^(\w+)\[(.*)\]$", label)
+    if not m:
+        return label
+    parts = re.findall(r"(\w+)=(\[[^\]]*\]|[^,]*)", m.group(2))
+    return m.group(1) + " " + " ".join(f"{k}:{v.strip('[]').replace(',', '+')}" for k, v in parts)
+
+
+def _client(uri: str):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment(client, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return client.create_experiment(name)
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+def _runs_by_key(client, exp_id: str) -> dict[str, list]:
+    out: dict[str, list] = {}
+    token = None
+    while True:
+        page = client.search_runs([exp_id], filter_string=f"tags.`{KEY_TAG}` != ''", max_results=5000, page_token=token)
+        for run in page:
+            out.setdefault(run.data.tags.get(KEY_TAG), []).append(run)
+        token = page.token
+        if not token:
+            return out
+
+
+def _get_or_create(client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log):
+    """(run, fresh) for a key: a FINISHED run is reused; unfinished or duplicate runs are deleted."""
+    runs = existing.get(key, [])
+    keep = next((r for r in runs if r.info.status == "FINISHED"), None)
+    for r in runs:
+        if r is not keep:
+            client.delete_run(r.info.run_id)
+            log(f"  mlflow: replaced the unfinished run {r.info.run_id} of {key}")
+    if keep is not None:
+        client.update_run(keep.info.run_id, status="RUNNING")
+        return keep, False
+    tags = {KEY_TAG: key, EPOCHS_TAG: "0"}
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    return client.create_run(exp_id, tags=tags, run_name=name), True
+
+
+def _log_metrics(client, run_id: str, items: list[tuple[str, float, int]]) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, int(s)) for k, v, s in items if v is not None and math.isfinite(v)]
+    for i in range(0, len(metrics), BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+
+
+def _epoch_metrics(trial, start: int) -> list[tuple[str, float, int]]:
+    """Per-epoch metrics of epochs >= start, including magnitude.<op> (Eq.11)."""
+    items = []
+    ep = trial.epochs
+    mag = trial.weights.mean(axis=1)  # [T+1, K]
+    for t in range(start, len(ep["epoch"])):
+        items.extend((name, float(ep[name][t]), t) for name in EPOCH_METRICS)
+        items.extend((f"magnitude.{op}", float(mag[t, k]), t) for k, op in enumerate(trial.ops))
+    return items
+
+
+def log_job(spec, result, log: Callable[[str], None] = print, report_path: str | None = None) -> dict:
+    """Write (or complete) the job's MLflow experiment from an evaluate result. Returns counts."""
+    from ray_nas.spec import flatten, resolved_job_dict
+
+    t0 = time.perf_counter()
+    check_tracking(spec.tracking_uri)
+    client = _client(spec.tracking_uri)
+    exp_id = _experiment(client, spec.name)
+    existing = _runs_by_key(client, exp_id)
+    parent, _ = _get_or_create(client, exp_id, existing, f"job:{spec.name}", spec.name, None, log)
+    pid = parent.info.run_id
+    counts = {"created": 0, "updated": 0, "epochs_logged": 0}
+    sel = result.selections
+    value_cols = [c for c in sel.columns if c not in ("run_id", "criterion", "params", "label", "fired",
+                                                      "stop_epoch", "arch", "note", "in_progress", "bench_index")]  # fmt: skip
+    by_run = {rid: g for rid, g in sel.groupby("run_id")}
+    for trial in result.trials:
+        run, fresh = _get_or_create(client, exp_id, existing, f"trial:{trial.run_id}", trial.run_id, pid, log)
+        rid = run.info.run_id
+        counts["created" if fresh else "updated"] += 1
+        if fresh:
+            params = {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in flatten(trial.config).items()}
+            params["run_id"] = trial.run_id
+            from mlflow.entities import Param
+
+            client.log_batch(rid, params=[Param(k, v[:6000]) for k, v in params.items()])
+        done = int(run.data.tags.get(EPOCHS_TAG, "0")) if not fresh else 0
+        items = _epoch_metrics(trial, done)
+        _log_metrics(client, rid, items)
+        counts["epochs_logged"] += len(trial.epochs["epoch"]) - done
+        latest = {} if fresh else run.data.metrics
+        crit_items = []
+        for r in by_run.get(trial.run_id, sel.iloc[:0]).itertuples(index=False):
+            name = metric_name(r.label)
+            values = {f"{name}.stop_epoch": float(r.stop_epoch), f"{name}.fired": float(r.fired)}
+            values.update({f"{name}.{c}": float(getattr(r, c)) for c in value_cols
+                           if getattr(r, c) is not None and not _isnan(getattr(r, c))})  # fmt: skip
+            crit_items.extend((k, v, 0) for k, v in values.items() if latest.get(k) != v)
+        _log_metrics(client, rid, crit_items)
+        client.set_tag(rid, EPOCHS_TAG, str(len(trial.epochs["epoch"])))
+        client.set_terminated(rid, "FINISHED")
+    _log_parent(client, pid, spec, result, resolved_job_dict(spec), report_path)
+    client.set_terminated(pid, "FINISHED")
+    log(f"mlflow: experiment {spec.name!r} at {spec.tracking_uri}: {counts['created']} runs created, "
+        f"{counts['updated']} updated, {counts['epochs_logged']} epochs logged ({time.perf_counter() - t0:.1f}s)")  # fmt: skip
+    return counts
+
+
+def _isnan(v) -> bool:
+    try:
+        return math.isnan(v)
+    except TypeError:
+        return False
+
+
+def _log_parent(client, pid: str, spec, result, job_dict: dict, report_path: str | None) -> None:
+    from ray_nas.evaluate import format_summary
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "job.yaml").write_text(yaml.safe_dump(job_dict, sort_keys=False))
+        result.summary.to_csv(Path(tmp) / "summary.csv", index=False)
+        (Path(tmp) / "summary.txt").write_text(format_summary(result.summary, result.metric) + "\n")
+        for name in ("job.yaml", "summary.csv", "summary.txt"):
+            client.log_artifact(pid, str(Path(tmp) / name))
+    if report_path and Path(report_path).is_file():
+        client.log_artifact(pid, report_path)
+
+
+def log_artifact_to_job(spec, path: str) -> None:
+    """Attach a file (the HTML report) to the job's parent run, if the job was evaluated."""
+    check_tracking(spec.tracking_uri)
+    client = _client(spec.tracking_uri)
+    exp = client.get_experiment_by_name(spec.name)
+    if exp is None:
+        return
+    runs = _runs_by_key(client, exp.experiment_id).get(f"job:{spec.name}", [])
+    if runs:
+        client.log_artifact(runs[0].info.run_id, path)
+
+
+def count_runs(uri: str, name: str) -> dict[str, int]:
+    """{'runs': n, 'steps_<metric>': n} for tests and notes: how many runs and logged points."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return {"runs": 0}
+    runs = client.search_runs([exp.experiment_id], max_results=50000)
+    out = {"runs": len(runs)}
+    for r in runs:
+        if r.data.tags.get(KEY_TAG, "").startswith("trial:"):
+            hist = client.get_metric_history(r.info.run_id, "valid_acc")
+            out["valid_acc_points"] = out.get("valid_acc_points", 0) + len(hist)
+            steps = [m.step for m in hist]
+            out["duplicate_steps"] = out.get("duplicate_steps", 0) + len(steps) - len(set(steps))
+    return out
+
+
