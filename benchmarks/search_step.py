@@ -145,9 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--steps", type=int, default=5, help="timed steps per trial (391 = a CIFAR-10 search epoch at B=64)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per trial first (>= 1: compile, caches)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--impl", nargs="+", default=["reference", "fast"], help="trials: impl[+bf16][+compile][+cl]")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     for trial in args.impl:
         parse_trial(trial)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"

@@ -37,6 +37,9 @@ SOURCE_EDGES: tuple[tuple[int, ...], ...] = tuple(
     tuple(e for e, (_, s) in enumerate(nb201.EDGE_PAIRS) if s == j) for j in range(nb201.NODES - 1)
 )
 
+import os
+MIX = os.environ.get("MIX", "bmm")
+CL = os.environ.get("CL", "0") == "1"
 # nn.BatchNorm2d defaults, as the reference's cells use them
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 
@@ -98,13 +101,13 @@ class FastCell(nn.Module):
         )
         k = len(ops)
         # flat indices into w.flatten() ([E, K] op weights): per source, per op, per output row
+        shared = [self.col[o] for o in ("skip_connect", "avg_pool_3x3") if o in ops]
         for j, edges in enumerate(SOURCE_EDGES):
             idx = torch.tensor([e * k for e in edges])
-            per_channel = idx.repeat_interleave(c)
-            for o in ops:
-                self.register_buffer(f"idx_{j}_{o}", idx + self.col[o], persistent=False)
-                if o in CONV_KERNELS:
-                    self.register_buffer(f"cidx_{j}_{o}", per_channel + self.col[o], persistent=False)
+            self.register_buffer(f"idx_{j}_none", idx + self.col.get("none", 0), persistent=False)
+            self.register_buffer(f"sidx_{j}", idx[:, None] + torch.tensor(shared, dtype=torch.long), persistent=False)
+            for o in convs:  # the BN scale of conv op o: per output channel, edge-major
+                self.register_buffer(f"cidx_{j}_{o}", idx.repeat_interleave(c) + self.col[o], persistent=False)
         self.convs = convs
         self.register_buffer("box", torch.ones(1, 1, 3, 3), persistent=False)
 
@@ -127,25 +130,37 @@ class FastCell(nn.Module):
         self, j: int, h: torch.Tensor, wf: torch.Tensor, n: int, inv_count: torch.Tensor | None
     ) -> tuple[torch.Tensor, ...]:
         """The outputs [B, C, H, W] of the n edges leaving node j (value h [B, C, H, W])."""
-        b, c, hh, ww = h.shape
-        out = None
+        b = h.shape[0]
+        out = None  # [B, n, C*H*W], edge-major
         if self.convs:
             scales = [wf[getattr(self, f"cidx_{j}_{o}")] for o in self.convs]
-            out = self.sources[j](F.relu(h), scales).view(b, n, c, hh, ww)
-        hs = h.unsqueeze(1)
+            out = self.sources[j](F.relu(h), scales)
+            out = out.reshape(b, n, -1) if MIX != "addcmul" else out
+        shared = []  # the parameter-free candidates, the same for every outgoing edge
         if self.has_skip:
-            ws = wf[getattr(self, f"idx_{j}_skip_connect")].view(1, n, 1, 1, 1)
-            out = hs * ws if out is None else torch.addcmul(out, hs, ws)
+            shared.append(h)
         if self.has_pool:
             # avg_pool_3x3 (stride 1, pad 1, count_include_pad=False) = 3x3 box sum / count; the
             # box sum as a depthwise conv is an order of magnitude faster than avg_pool2d on CPU
-            box = F.conv2d(h, self.box.expand(c, 1, 3, 3), padding=1, groups=c).unsqueeze(1)
-            wp = wf[getattr(self, f"idx_{j}_avg_pool_3x3")].view(1, n, 1, 1, 1) * inv_count
-            out = box * wp if out is None else torch.addcmul(out, box, wp)
+            c = h.shape[1]
+            shared.append(F.conv2d(h, self.box.expand(c, 1, 3, 3), padding=1, groups=c) * inv_count)
+        if shared and MIX == "addcmul":
+            out = None if out is None else out.view(b, n, *h.shape[1:])
+            w_shared = wf[getattr(self, f"sidx_{j}")]
+            for i, t in enumerate(shared):
+                wv = w_shared[:, i].view(1, n, 1, 1, 1)
+                out = t.unsqueeze(1) * wv if out is None else torch.addcmul(out, t.unsqueeze(1), wv)
+            return out.unbind(1)
+        if shared:
+            # out[b, d] += sum_s w[edge d, op s] * shared[s][b]: one batched matmul, whose backward
+            # is again matmuls (no full-size temporaries for the op weights' gradient)
+            cand = torch.stack(shared, 1).reshape(b, len(shared), -1)  # [B, S, C*H*W]
+            w_shared = wf[getattr(self, f"sidx_{j}")].expand(b, n, len(shared))  # [B, n, S]
+            out = torch.bmm(w_shared, cand) if out is None else torch.baddbmm(out, w_shared, cand)
         if out is None:  # only `none`: the reference's x * 0 * w, kept so alpha stays in the graph
-            wn = wf[getattr(self, f"idx_{j}_none")].view(1, n, 1, 1, 1)
-            out = hs.mul(0.0) * wn
-        return out.unbind(1)
+            wn = wf[getattr(self, f"idx_{j}_none")].view(1, n, 1)
+            out = h.reshape(b, 1, -1).mul(0.0) * wn
+        return out.view(b, n, *h.shape[1:]).unbind(1)
 
     @torch.no_grad()
     def load_from_reference(self, ref: SearchCell) -> None:
@@ -218,6 +233,8 @@ class FastSupernet(nn.Module):
     def forward(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, 3, H, W] -> logits [B, classes]. `alpha` replaces self.alpha (Hessian)."""
         w = F.softmax(self.alpha if alpha is None else alpha, dim=-1)
+        if CL:
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.stem(x)
         for layer in self.layers:
             h = layer(h, w) if isinstance(layer, FastCell) else layer(h)

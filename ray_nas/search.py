@@ -66,6 +66,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """`search.precision`: bf16 autocasts the forward (weights, alpha and grads stay fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def weights_lr(cfg: SearchConfig, epoch: int, step: int, steps: int) -> float:
     """The weights' lr at training epoch `epoch` (0-based, warmup first) and batch `step` of `steps`.
 
@@ -89,9 +94,11 @@ def hessian_eigenvalue(model: Supernet, x: torch.Tensor, y: torch.Tensor) -> tup
     alpha = model.alpha.detach().clone().requires_grad_(True)
     loss = F.cross_entropy(model(x, alpha=alpha), y)
     (g,) = torch.autograd.grad(loss, alpha, create_graph=True)
-    g = g.flatten()
-    rows = [torch.autograd.grad(g[i], alpha, retain_graph=i < g.numel() - 1)[0].flatten() for i in range(g.numel())]
-    h = torch.stack(rows).double().cpu()
+    n = g.numel()
+    eye = torch.eye(n, device=g.device, dtype=g.dtype).view(n, *alpha.shape)
+    # all n Hessian-vector products in one batched backward (vmap over the grad outputs)
+    (h,) = torch.autograd.grad(g, alpha, grad_outputs=eye, is_grads_batched=True)
+    h = h.reshape(n, n).double().cpu()
     h = (h + h.T) / 2
     return float(torch.linalg.eigvalsh(h).max()), h.numpy()
 
@@ -177,6 +184,7 @@ def search(
     model = build_supernet(
         cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats
     ).to(device)
+    forward = torch.compile(model) if cfg.compile else model  # state_dict, eval, Hessian: eager `model`
     w_params = model.weight_parameters()
     w_opt = torch.optim.SGD(
         w_params, lr=cfg.weights.lr, momentum=cfg.weights.momentum,
@@ -219,8 +227,9 @@ def search(
             # weight step on a search-train batch
             x, y = train_b.get(order[step * cfg.batch_size : (step + 1) * cfg.batch_size], gen)
             w_opt.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            with autocast(device, cfg.precision):
+                logits = forward(x)
+                loss = F.cross_entropy(logits, y)
             loss.backward(inputs=w_params)
             if cfg.weights.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(w_params, cfg.weights.grad_clip)
@@ -232,7 +241,8 @@ def search(
             xv, yv = valid_b.get(torch.randint(len(valid_b), (cfg.batch_size,), generator=gen), gen)
             if not frozen:
                 a_opt.zero_grad(set_to_none=True)
-                arch_loss = F.cross_entropy(model(xv), yv)
+                with autocast(device, cfg.precision):
+                    arch_loss = F.cross_entropy(forward(xv), yv)
                 arch_loss.backward(inputs=[model.alpha])
                 a_opt.step()
             bar.update(epoch, total, step + 1, steps, loss.item())

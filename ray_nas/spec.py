@@ -30,7 +30,8 @@ from ray_nas import nb201
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
 ALGORITHMS = ("darts_v1",)
 SCHEDULES = ("cosine", "constant")
-IMPLS = ("reference",)
+IMPLS = ("fast", "reference")
+PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -101,8 +102,12 @@ class SearchConfig:
     track_running_stats: bool = False
     """BatchNorm running statistics in the search cells"""
     seed: int = 0
-    impl: str = "reference"
-    """supernet implementation: reference (per-op modules)"""
+    impl: str = "fast"
+    """supernet implementation, the same function: fast (work shared across edges) | reference (per-op modules)"""
+    precision: str = "fp32"
+    """fp32 | bf16 (autocast around the forwards of the weight and alpha steps; for GPUs)"""
+    compile: bool = False
+    """torch.compile the supernet for the weight and alpha steps (evaluation and Hessian stay eager)"""
     device: str = "auto"
     """auto (cuda when available) | cpu | cuda"""
 
@@ -152,6 +157,27 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """What `--dry-run` assumes to estimate a job's GPU-hours: trials x total epochs x this.
+
+    The default is NAS-Bench-201's DARTS-V1 reference: 10,890 s for 50 epochs = 217.8 s per epoch
+    of CIFAR-10 (25k search-train + 25k search-valid images) at batch 64 on one (older) GPU, one
+    trial per GPU. Kept per epoch, not per step: a larger batch sees the same images per epoch
+    (and runs somewhat faster: the paper's SS-DARTS took 7,330 s at batch 256, ~147 s per epoch).
+    Warmup epochs (no alpha step) are counted as full epochs, so the estimate errs high.
+    """
+
+    gpu_seconds_per_epoch: float = 218.0
+    """seconds of one whole GPU per search epoch (warmup or joint); measure yours and set it"""
+
+    def __post_init__(self) -> None:
+        if not self.gpu_seconds_per_epoch > 0:
+            raise SpecError(
+                f"estimate.gpu_seconds_per_epoch: must be > 0, got {self.gpu_seconds_per_epoch!r}"
+            )
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     """job name: the store folder and the MLflow experiment"""
@@ -168,6 +194,8 @@ class JobSpec:
     criteria: tuple = ()
     """criteria items as written (name or {name, **params}); empty = the paper's set"""
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    estimate: Estimate = field(default_factory=Estimate)
+    """cost assumptions behind the GPU-hour estimate of `ray-nas sweep --dry-run`"""
     source: str = ""
     """where the spec was loaded from (for messages)"""
 
@@ -336,6 +364,7 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     _choice(c.dataset, DATASETS, f"{w}.dataset")
     _choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
     _choice(c.impl, IMPLS, f"{w}.impl")
+    _choice(c.precision, PRECISIONS, f"{w}.precision")
     _choice(c.device, DEVICES, f"{w}.device")
     for key in ("channels", "cells", "epochs", "batch_size", "steps_per_epoch"):
         _positive(getattr(c, key), f"{w}.{key}")
@@ -457,10 +486,8 @@ def _validate_job(spec: JobSpec) -> None:
             )
         if not isinstance(values, list) or not values:
             raise SpecError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
-    base = resolve_search(spec.search)  # the defaults alone must be valid
-    for cfg, _rid, _point in expand_grid(spec):  # and so must every grid point
-        pass
-    del base
+    resolve_search(spec.search)  # the defaults alone must be valid
+    expand_grid(spec)  # and so must every grid point
     if spec.evaluate.retrain is not None:
         r = spec.evaluate.retrain
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
@@ -475,9 +502,15 @@ def _validate_job(spec: JobSpec) -> None:
             raise SpecError(f"criteria[{i}]: {e}") from None
     if spec.stop is not None:
         try:
-            criteria.parse_criterion(spec.stop)
+            stop = criteria.parse_criterion(spec.stop)
         except ValueError as e:
             raise SpecError(f"stop: {e}") from None
+        if stop.name in ("final", "best_valid", "oracle"):
+            raise SpecError(f"stop: {stop.name!r} cannot stop a search early (it looks at the whole run)")
+        if "patience" in stop.params and stop.params["patience"] < 1:
+            raise SpecError(
+                f"stop: {stop.name} needs patience >= 1 online (with 0 the peak so far always 'fires' at epoch 1)"
+            )
 
 
 def grid_points(spec: JobSpec) -> list[dict[str, Any]]:

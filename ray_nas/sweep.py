@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 
+import numpy as np
 import yaml
 
 from ray_nas import trajectory
@@ -91,11 +92,15 @@ def _trainable(config: dict) -> None:
     cfg = resolve_search(config["trial"]["search"])
     rid = config["trial"]["run_id"]
 
+    metrics = TrialMetrics(spec.name, rid, cfg.ops)  # live Prometheus metrics (dashboards/grafana)
+
     def on_record(rec) -> None:
+        metrics.record(rec)
         tune.report({"epoch": rec.epoch, "valid_acc": rec.valid_acc, "train_loss": rec.train_loss,
                      "arch": rec.arch, "run_id": rid})  # fmt: skip
 
     status = run_trial(spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record)
+    metrics.close()
     if status == "skipped":
         tune.report({"epoch": cfg.total_epochs, "run_id": rid, "skipped": True})
 
@@ -150,6 +155,7 @@ def _tune(spec: JobSpec, todo, log) -> None:
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=f"{storage.rstrip('/')}/{spec.name}/tune",
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[sweep_metrics_callback(spec.name)],
             verbose=1,
         ),
     )
@@ -157,6 +163,96 @@ def _tune(spec: JobSpec, todo, log) -> None:
     grid = tuner.fit()
     errors = sum(1 for r in grid if r.error is not None)
     log(f"sweep {spec.name}: Tune finished {len(todo)} trials in {time.perf_counter() - t0:.1f}s ({errors} errored)")
+
+
+# ------------------------------------------------------------------------------------------
+# Live metrics for Prometheus / Grafana (dashboards/grafana/ray_nas_sweep.json). Ray exports a
+# `ray.util.metrics` metric named `x` as `ray_x`, a Counter as `ray_x_total`; values reach
+# Prometheus through each node's metrics agent (every `metrics_report_interval_ms`, 10 s).
+# A gauge of a process that ended ages out of the export, so per-trial series vanish with the trial.
+
+#: name -> (kind, tag keys, what it is); the Prometheus name is `prometheus_name(name)`.
+METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "nas_trial_epoch": ("gauge", ("nas_job", "run_id"), "last epoch the trial wrote (= epochs completed)"),
+    "nas_epoch_seconds": ("gauge", ("nas_job", "run_id"), "wall seconds of the trial's last epoch"),
+    "nas_epochs": ("counter", ("nas_job", "run_id"), "epochs completed (rate() = epochs per second)"),
+    "nas_valid_acc": ("gauge", ("nas_job", "run_id"), "supernet search-valid accuracy (%) at the last epoch"),
+    "nas_op_magnitude": ("gauge", ("nas_job", "run_id", "op"), "m(t, o): mean softmax weight of op over edges"),
+    "nas_trial_running": ("gauge", ("nas_job", "run_id"), "1 while the trial's search runs"),
+    "nas_sweep_trials": ("gauge", ("nas_job", "state"), "the sweep's trials per Tune state (driver)"),
+}
+
+
+def prometheus_name(name: str) -> str:
+    """The name Prometheus stores a METRICS entry under (Ray's `ray_` prefix, `_total` on counters)."""
+    return f"ray_{name}_total" if METRICS[name][0] == "counter" else f"ray_{name}"
+
+
+def _metric(name: str, **default_tags: str):
+    from ray.util.metrics import Counter, Gauge
+
+    kind, tags, doc = METRICS[name]
+    return (Counter if kind == "counter" else Gauge)(name, doc, tags).set_default_tags(default_tags)
+
+
+class TrialMetrics:
+    """One trial's live metrics, updated after every epoch; a metrics failure never stops a search."""
+
+    def __init__(self, job: str, run_id: str, ops: tuple[str, ...]):
+        self.ops, self.live = tuple(ops), True
+        try:
+            self.m = {n: _metric(n, nas_job=job, run_id=run_id) for n in METRICS if "run_id" in METRICS[n][1]}
+            self.m["nas_trial_running"].set(1)
+        except Exception as e:  # noqa: BLE001
+            self._off(e)
+
+    def record(self, rec) -> None:
+        """rec: search.EpochRecord (epoch, seconds, valid_acc, weights [E, K] in `ops` order)."""
+        if not self.live:
+            return
+        try:
+            self.m["nas_trial_epoch"].set(rec.epoch)
+            self.m["nas_epoch_seconds"].set(rec.seconds)
+            self.m["nas_valid_acc"].set(rec.valid_acc)
+            if rec.epoch > 0:
+                self.m["nas_epochs"].inc(1)
+            for op, m in zip(self.ops, np.asarray(rec.weights, dtype=np.float64).mean(axis=0)):
+                self.m["nas_op_magnitude"].set(float(m), tags={"op": op})
+        except Exception as e:  # noqa: BLE001
+            self._off(e)
+
+    def close(self) -> None:
+        if self.live:
+            self.m["nas_trial_running"].set(0)
+
+    def _off(self, e: Exception) -> None:
+        self.live = False
+        print(f"live metrics off for this trial ({type(e).__name__}: {e})")
+
+
+def sweep_metrics_callback(job: str):
+    """A Tune callback on the driver: `nas_sweep_trials{state}` = how many trials are in each state."""
+    from ray import tune
+
+    class SweepMetrics(tune.Callback):
+        STATES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
+
+        def __init__(self):
+            self.gauge, self.last = _metric("nas_sweep_trials", nas_job=job), 0.0
+
+        def on_step_end(self, iteration, trials, **info):
+            if time.monotonic() - self.last >= 1.0:  # the loop steps often; Prometheus reads every 10 s
+                self.on_experiment_end(trials)
+
+        def on_experiment_end(self, trials, **info):
+            self.last = time.monotonic()
+            counts = dict.fromkeys(self.STATES, 0)
+            for t in trials:
+                counts[t.status] = counts.get(t.status, 0) + 1
+            for state, n in counts.items():
+                self.gauge.set(n, tags={"state": state})
+
+    return SweepMetrics()
 
 
 def ray_map(fn, args: list[tuple], cpu: float = 1.0) -> list:

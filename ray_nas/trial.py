@@ -92,7 +92,7 @@ def run_trial(
     stopper = _online_stop(spec, cfg)
     status = {"run_id": run_id, "status": "running", "epochs_done": writer.last_epoch,
               "total_epochs": cfg.total_epochs, "stop_epoch": None, "stop_reason": None,
-              "error": None, **config_columns(cfg)}  # fmt: skip
+              "error": None, "started": time.time(), **config_columns(cfg)}  # fmt: skip
 
     def put_status(**changes) -> None:
         status.update(changes, updated=time.time())

@@ -13,6 +13,12 @@ SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+# One intra-op thread: tests share 2 cores with Ray workers and subprocesses, and OpenMP threads
+# that spin on an oversubscribed machine make tiny models 10x slower.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 TINY_SEARCH = {
     "dataset": "fake",
     "channels": 4,
@@ -20,7 +26,7 @@ TINY_SEARCH = {
     "epochs": 3,
     "batch_size": 16,
     "steps_per_epoch": 3,
-    "hessian_every": 1,
+    "hessian_every": 0,
     "device": "cpu",
 }
 

@@ -1,0 +1,179 @@
+"""The fast supernet computes the reference supernet's function: outputs, losses, gradients, search.
+
+Two tolerances. float64: the impls agree to 1e-10 elementwise (seen: 4e-15), i.e. they are the
+same function up to the order of additions. float32: they agree to 1e-5 relative (seen: 1e-6),
+measured as the 2-norm of the difference over the 2-norm of the reference's tensor (the weight
+gradient as one vector, as gradient clipping sees it). float32 caveat: an activation within
+rounding distance of a ReLU kink can take the other side in one impl, which changes that
+element's gradient by O(1) (seen once, with another data seed: ~1% on the alpha gradient, the
+reference being the one off from float64); the seeds here avoid such a coincidence.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ray_nas import nb201
+from ray_nas.fast_supernet import FastSupernet
+from ray_nas.search import hessian_eigenvalue, search
+from ray_nas.spec import resolve_search
+from ray_nas.supernet import Supernet, build_supernet
+
+from .conftest import TINY_SEARCH
+
+OP_SETS = [
+    nb201.OPS,
+    tuple(o for o in nb201.OPS if o != "skip_connect"),
+    tuple(o for o in nb201.OPS if o != "none"),
+    ("nor_conv_1x1", "nor_conv_3x3"),
+    ("skip_connect", "nor_conv_1x1"),
+    ("none", "avg_pool_3x3"),
+    ("nor_conv_3x3",),
+    ("avg_pool_3x3",),
+    ("none",),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: a second thread only adds synchronisation (seconds per op on a busy 2-core box)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def norm_close(fast: torch.Tensor, ref: torch.Tensor, what: str, tol: float = 1e-5, scale=None) -> None:
+    """|fast - ref|_2 <= tol * scale, scale = |ref|_2 unless given."""
+    err = (fast - ref).double().norm().item()
+    bound = tol * (ref.double().norm().item() if scale is None else scale)
+    assert err <= bound, f"{what}: |fast - ref| = {err:.3g} > {bound:.3g}"
+
+
+def pair(ops, track: bool, dtype: torch.dtype, seed: int = 0) -> tuple[Supernet, FastSupernet]:
+    """A reference net with random alphas and a fast net holding the same weights."""
+    torch.manual_seed(seed)
+    ref = Supernet(ops, channels=4, cells=1, num_classes=10, track_running_stats=track)
+    with torch.no_grad():
+        ref.alpha.normal_()  # far from uniform: every op weight differs
+    fast = FastSupernet(ops, channels=4, cells=1, num_classes=10, track_running_stats=track)
+    fast.load_from_reference(ref)
+    return ref.to(dtype), fast.to(dtype)
+
+
+def weight_grads_in_fast_layout(ref: Supernet, fast: FastSupernet) -> dict[str, torch.Tensor]:
+    """The reference's weight gradients, rearranged as the fast net's parameters."""
+    holder = copy.deepcopy(ref)
+    with torch.no_grad():
+        for p, q in zip(holder.weight_parameters(), ref.weight_parameters()):
+            p.copy_(q.grad)
+    out = copy.deepcopy(fast)
+    out.load_from_reference(holder)
+    return {name: p.detach() for name, p in out.named_parameters() if name != "alpha"}
+
+
+def forward_backward(net, x, y):
+    logits = net(x)
+    loss = F.cross_entropy(logits, y)
+    net.zero_grad(set_to_none=True)
+    loss.backward()
+    return logits.detach(), loss.detach()
+
+
+def compare(fast: torch.Tensor, ref: torch.Tensor, what: str, dtype: torch.dtype, scale=None) -> None:
+    if dtype == torch.float64:
+        scale = ref.abs().max().item() if scale is None else scale
+        torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10 * scale, msg=lambda m: f"{what}: {m}")
+    else:
+        norm_close(fast, ref, what, scale=scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("track", [False, True], ids=["batch-stats", "running-stats"])
+@pytest.mark.parametrize("ops", OP_SETS, ids=lambda ops: "+".join(ops))
+def test_same_outputs_losses_and_gradients(ops, track, dtype):
+    ref, fast = pair(ops, track, dtype)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(2):  # the second pass sees running stats updated by the first
+        x = torch.randn(8, 3, 16, 16, generator=gen, dtype=dtype)
+        y = torch.randint(0, 10, (8,), generator=gen)
+        logits_r, loss_r = forward_backward(ref, x, y)
+        logits_f, loss_f = forward_backward(fast, x, y)
+        compare(logits_f, logits_r, "logits", dtype)
+        compare(loss_f, loss_r, "loss", dtype)
+        if ref.alpha.grad is not None:  # None: a single op, whose softmax is constant
+            compare(fast.alpha.grad, ref.alpha.grad, "alpha grad", dtype)
+        expected = weight_grads_in_fast_layout(ref, fast)
+        got = {name: p.grad for name, p in fast.named_parameters() if name != "alpha"}
+        whole = torch.cat([g.flatten() for g in expected.values()])
+        compare(torch.cat([g.flatten() for g in got.values()]), whole, "weight grads", dtype)
+        scale = whole.abs().max().item() if dtype == torch.float64 else whole.double().norm().item()
+        for name in expected:  # each tensor, on the scale of the whole gradient
+            compare(got[name], expected[name], f"grad of {name}", dtype, scale=scale)
+    # eval mode: the running statistics (when tracked) replace the batch statistics
+    ref.eval(), fast.eval()
+    with torch.no_grad():
+        x = torch.randn(5, 3, 16, 16, generator=gen, dtype=dtype)
+        compare(fast(x), ref(x), "eval logits", dtype)
+
+
+def test_one_step_each_keeps_the_nets_equal_and_steps_separate():
+    """A weight step then an alpha step, as the search loop does, on both impls."""
+    ref, fast = pair(nb201.OPS, False, torch.float32)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    for net in (ref, fast):
+        alpha0 = net.alpha.detach().clone()
+        w = net.weight_parameters()
+        F.cross_entropy(net(x), y).backward(inputs=w)
+        assert net.alpha.grad is None and all(p.grad is not None for p in w)
+        torch.optim.SGD(w, lr=0.1, momentum=0.9).step()
+        assert torch.equal(net.alpha, alpha0)
+        weights0 = [p.detach().clone() for p in w]
+        F.cross_entropy(net(x), y).backward(inputs=[net.alpha])
+        torch.optim.Adam([net.alpha], lr=0.01).step()
+        assert all(torch.equal(a, b) for a, b in zip(w, weights0))
+    with torch.no_grad():
+        norm_close(fast(x), ref(x), "logits after one step each")
+
+
+def test_same_initialisation_and_hessian():
+    """Built from one seed, both impls start identical; their alpha Hessians agree."""
+    torch.manual_seed(3)
+    ref = build_supernet("reference", nb201.OPS, 4, 1, 10, False)
+    torch.manual_seed(3)
+    fast = build_supernet("fast", nb201.OPS, 4, 1, 10, False)
+    assert torch.equal(ref.alpha, fast.alpha) and fast.arch() == ref.arch()
+    x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 10, (6,))
+    with torch.no_grad():
+        norm_close(fast(x), ref(x), "logits at init")
+    eig_r, h_r = hessian_eigenvalue(ref, x, y)
+    eig_f, h_f = hessian_eigenvalue(fast, x, y)
+    np.testing.assert_allclose(h_f, h_r, rtol=1e-4, atol=1e-4 * np.abs(h_r).max())
+    assert eig_f == pytest.approx(eig_r, rel=1e-4)
+
+
+def run_search(**over):
+    cfg = resolve_search({**TINY_SEARCH, "steps_per_epoch": 2, "hessian_every": 0, **over})
+    records = []
+    search(cfg, records.append, progress=False, log=lambda s: None)
+    return records
+
+
+def test_a_3_epoch_search_is_the_same_with_either_impl():
+    ref = run_search(impl="reference")
+    fast = run_search(impl="fast")
+    assert [r.epoch for r in fast] == [0, 1, 2, 3]
+    for r, f in zip(ref, fast):
+        assert f.arch == r.arch
+        np.testing.assert_allclose(f.alpha, r.alpha, rtol=0, atol=1e-4)
+        assert f.valid_loss == pytest.approx(r.valid_loss, rel=1e-4)
+    assert not np.array_equal(fast[0].alpha, fast[-1].alpha)  # the search moved alpha
+
+
+def test_fast_is_the_default_and_bf16_runs():
+    assert resolve_search({}).impl == "fast"
+    records = run_search(precision="bf16", epochs=1, steps_per_epoch=1)
+    assert np.isfinite(records[-1].train_loss)

@@ -1,0 +1,190 @@
+"""Every job in jobs/ loads, expands to the paper's trials and carries its row's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ray_nas import nb201
+from ray_nas.cli import main
+from ray_nas.criteria import default_criteria, parse_criterion
+from ray_nas.spec import expand_grid, load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS = [0, 1, 2, 3, 4]
+
+#: job file -> trials it expands to (grid values x 5 seeds; quickstart: 2 schemes x 3 seeds)
+TRIALS = {
+    "jobs/quickstart.yaml": 6,
+    "jobs/paper/baseline.yaml": 5,
+    "jobs/paper/exp1_warmup.yaml": 15,
+    "jobs/paper/exp2_alpha_l2.yaml": 10,
+    "jobs/paper/exp3_pretrain.yaml": 5,
+    "jobs/paper/exp4_alpha_lr.yaml": 15,
+    "jobs/paper/exp5_exchange.yaml": 5,
+    "jobs/paper/exp6_no_skip.yaml": 5,
+    "jobs/paper/exp7_long.yaml": 5,
+    "jobs/paper/table2_ss_darts.yaml": 5,
+    "jobs/paper/table3_weights_lr.yaml": 15,
+}
+PAPER = [job for job in TRIALS if job.startswith("jobs/paper/")]
+
+
+def _configs(job: str) -> list:
+    return [cfg for cfg, _rid, _point in expand_grid(load_spec(REPO / job))]
+
+
+def _values(job: str, attr: str) -> list:
+    """Distinct values of a dotted SearchConfig attribute over the job's trials, sorted."""
+    out = set()
+    for cfg in _configs(job):
+        for part in attr.split("."):
+            cfg = getattr(cfg, part)
+        out.add(cfg)
+    return sorted(out)
+
+
+def _constant_weights_lr(job: str) -> list[float]:
+    """The weights' lr of every trial, asserting the schedule keeps it constant."""
+    cfgs = _configs(job)
+    assert {c.weights.schedule for c in cfgs} == {"constant"}, job
+    return sorted({c.weights.lr for c in cfgs})
+
+
+def test_every_job_file_is_listed():
+    on_disk = {str(p.relative_to(REPO)) for p in (REPO / "jobs").rglob("*.yaml")}
+    assert on_disk == set(TRIALS)
+
+
+@pytest.mark.parametrize("job", list(TRIALS))
+def test_job_loads_and_expands(job):
+    path = REPO / job
+    assert path.read_text().splitlines()[0] == f"# Run: ray-nas sweep {job}"
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    trials = expand_grid(spec)
+    assert len(trials) == TRIALS[job]
+    assert len({rid for _cfg, rid, _point in trials}) == len(trials)  # no two trials alike
+
+
+@pytest.mark.parametrize("job", PAPER)
+def test_paper_job_common_settings(job):
+    spec = load_spec(REPO / job)
+    assert spec.store == "/mnt/shared/runs"
+    assert spec.tracking_uri == "http://127.0.0.1:5000"
+    assert (spec.resources.cpu, spec.resources.gpu) == (2, 0.25)
+    assert spec.grid["seed"] == SEEDS
+    assert spec.evaluate.benchmark == "/mnt/shared/nb201/nb201.parquet"
+    assert spec.criteria, "every paper job names the criteria its row reports"
+    for cfg in _configs(job):
+        assert cfg.dataset == "cifar10"
+        assert cfg.data_root == "/mnt/shared/data"
+        assert cfg.split_file == "/mnt/shared/data/nb201/cifar-split.txt"
+
+
+def test_baseline_is_s1():
+    (cfg, *_), *_ = expand_grid(load_spec(REPO / "jobs/paper/baseline.yaml"))
+    assert (cfg.epochs, cfg.batch_size, cfg.warmup_epochs) == (50, 64, 0)
+    assert (cfg.weights.lr, cfg.weights.lr_min, cfg.weights.schedule) == (0.025, 0.001, "cosine")
+    assert (cfg.alpha.lr, cfg.alpha.weight_decay) == (3.0e-4, 1.0e-3)
+    assert cfg.ops == nb201.OPS
+
+
+def test_exp1_warmup_then_50_joint_epochs():
+    assert _values("jobs/paper/exp1_warmup.yaml", "warmup_epochs") == [10, 20, 30]
+    assert _values("jobs/paper/exp1_warmup.yaml", "epochs") == [50]
+
+
+def test_exp2_alpha_l2():
+    assert _values("jobs/paper/exp2_alpha_l2.yaml", "alpha.weight_decay") == [0.005, 0.01]
+
+
+def test_exp3_pretrain_100_frozen_then_50_joint():
+    cfgs = _configs("jobs/paper/exp3_pretrain.yaml")
+    assert {(c.warmup_epochs, c.epochs, c.total_epochs) for c in cfgs} == {(100, 50, 150)}
+
+
+def test_exp4_alpha_lr():
+    assert _values("jobs/paper/exp4_alpha_lr.yaml", "alpha.lr") == [0.001, 0.002, 0.003]
+
+
+def test_exp5_exchanges_the_lr_schemes():
+    assert _constant_weights_lr("jobs/paper/exp5_exchange.yaml") == [3.0e-4]
+    assert _values("jobs/paper/exp5_exchange.yaml", "alpha.lr") == [0.025]
+    assert _values("jobs/paper/exp5_exchange.yaml", "epochs") == [50]
+
+
+def test_exp6_has_no_skip_connect():
+    for cfg in _configs("jobs/paper/exp6_no_skip.yaml"):
+        assert "skip_connect" not in cfg.ops
+        assert cfg.ops == tuple(op for op in nb201.OPS if op != "skip_connect")
+
+
+def test_exp7_long():
+    assert _constant_weights_lr("jobs/paper/exp7_long.yaml") == [3.0e-4]
+    assert _values("jobs/paper/exp7_long.yaml", "alpha.lr") == [0.001]
+    assert _values("jobs/paper/exp7_long.yaml", "epochs") == [500]
+
+
+@pytest.mark.parametrize(
+    ("job", "weights_lr"),
+    [
+        ("jobs/paper/table2_ss_darts.yaml", [0.003]),
+        ("jobs/paper/table3_weights_lr.yaml", [0.003, 0.009, 0.015]),
+    ],
+)
+def test_tables_ss_darts_settings_and_all_criteria(job, weights_lr):
+    assert _constant_weights_lr(job) == weights_lr
+    assert _values(job, "alpha.lr") == [0.001]
+    assert _values(job, "batch_size") == [256]
+    assert _values(job, "epochs") == [50]
+    assert _values(job, "hessian_every") == [1]  # darts_es needs the eigenvalue every epoch
+    spec = load_spec(REPO / job)
+    labels = [parse_criterion(item).label for item in spec.criteria]
+    assert labels == [c.label for c in default_criteria()]  # the paper's full comparison set
+
+
+@pytest.mark.parametrize("job", ["jobs/paper/exp1_warmup.yaml", "jobs/quickstart.yaml"])
+def test_dry_run_prints_each_trial_and_the_estimate(job, capsys):
+    assert main(["sweep", str(REPO / job), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    trials = expand_grid(load_spec(REPO / job))
+    for (_cfg, rid, point), line in zip(trials, out):
+        assert line == f"{rid} " + " ".join(f"{k}={v}" for k, v in point.items())
+    assert out[len(trials)] == f"{len(trials)} trials"
+    hours = (
+        sum(c.total_epochs for c, _rid, _p in trials)
+        * load_spec(REPO / job).estimate.gpu_seconds_per_epoch
+        / 3600
+    )
+    assert any(line.startswith("estimate:") and f"= {hours:.1f} GPU-hours" in line for line in out)
+
+
+def test_dry_run_estimate_follows_the_job_key(capsys):
+    job = str(REPO / "jobs/paper/exp1_warmup.yaml")
+    # 15 trials, (10 + 20 + 30 + 3 x 50) x 5 = 1050 epochs; at 36 s each: 10.5 GPU-hours
+    assert main(["sweep", job, "--dry-run", "--set", "estimate.gpu_seconds_per_epoch=36"]) == 0
+    out = capsys.readouterr().out
+    assert "15 trials, 1050 epochs in all, x 36 s/epoch = 10.5 GPU-hours" in out
+    assert "resources.gpu=0.25 packs 4 trials" in out
+    assert main(["sweep", job, "--dry-run", "--set", "estimate.gpu_seconds_per_epoch=0"]) == 2
+    assert "estimate.gpu_seconds_per_epoch" in capsys.readouterr().err
+
+
+def test_evaluate_criteria_override_takes_a_yaml_list():
+    """docs/cluster.md reruns the offline stage with `--set 'criteria=[...]'`."""
+    spec = load_spec(
+        REPO / "jobs/paper/table2_ss_darts.yaml", ["criteria=[final, {name: dartsplus_sc, k: 3}]"]
+    )
+    assert [parse_criterion(item).label for item in spec.criteria] == ["final", "dartsplus_sc[k=3]"]
+
+
+def test_analysis_restore_prints_the_papers_steps(capsys):
+    assert main(["analysis", "restore", "--lr", "0.001", "0.01"]) == 0
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) == 2 and cells[1].isdigit():
+            rows[float(cells[0])] = int(cells[1])
+    assert rows == {0.001: 34, 0.01: 44}

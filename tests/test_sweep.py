@@ -1,0 +1,216 @@
+"""The sweep on a real local Ray (shared by these tests), results in a real MLflow."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from ray_nas import trajectory
+from ray_nas.evaluate import run_evaluate
+from ray_nas.runner import evaluate_command, sweep_command
+from ray_nas.spec import SpecError, expand_grid, load_spec
+from ray_nas.tracking import count_runs
+
+pytestmark = pytest.mark.ray
+
+GRID = {"lr_scheme": ["nb201", "exchange"], "seed": [0, 1]}
+NO_RETRAIN = {"benchmark": None, "retrain": None}
+
+
+def _epochs(spec):
+    ep = pd.read_parquet(f"{spec.job_dir}/epochs")
+    return ep.assign(run_id=ep.run_id.astype(str))
+
+
+def test_sweep_end_to_end_and_idempotent_mlflow(ray_session, write_job, capsys):
+    job = write_job(name="e2e", search={"epochs": 2}, grid=GRID, resources={"cpu": 0.5, "gpu": 0},
+                    criteria=["final", {"name": "dartsplus_sc", "k": 2}], evaluate=NO_RETRAIN)  # fmt: skip
+    assert sweep_command(str(job), [], dry_run=True) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    spec = load_spec(job)
+    rids = [rid for _, rid, _ in expand_grid(spec)]
+    assert [line.split()[0] for line in lines[:4]] == rids and "lr_scheme=nb201 seed=0" in lines[0]
+    assert not os.path.exists(spec.job_dir)  # a dry run writes nothing
+
+    assert sweep_command(str(job), []) == 0
+    ep = _epochs(spec)
+    assert sorted(ep.run_id.unique()) == sorted(rids)
+    assert ep.groupby("run_id").epoch.apply(list).map(lambda e: sorted(e) == [0, 1, 2]).all()
+    sel = pd.read_parquet(f"{spec.job_dir}/selections.parquet")
+    assert len(sel) == 8
+    trials = pd.read_parquet(f"{spec.job_dir}/trials.parquet")
+    assert sorted(trials.run_id) == sorted(rids) and set(trials.status) == {"completed"}
+    first = count_runs(spec.tracking_uri, spec.name)
+    assert first["runs"] == 5 and first["valid_acc_points"] == 4 * 3 and first["duplicate_steps"] == 0
+    # a second evaluate creates no run and duplicates no step
+    assert evaluate_command(str(job), []) == 0
+    assert count_runs(spec.tracking_uri, spec.name) == first
+    # rerunning the sweep reruns nothing
+    capsys.readouterr()
+    assert sweep_command(str(job), [], evaluate=False) == 0
+    assert "4 already complete, 0 to run" in capsys.readouterr().out
+
+
+def test_crashed_trial_is_retried_from_its_checkpoint(ray_session, write_job, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_NAS_FAIL_ONCE", f"{tmp_path}/fault:1")
+    job = write_job(name="crash", search={"epochs": 3}, resources={"cpu": 1, "gpu": 0}, max_failures=2,
+                    evaluate=NO_RETRAIN)  # fmt: skip
+    assert sweep_command(str(job), [], evaluate=False) == 0
+    assert (tmp_path / "fault" / "failed-once").exists()  # it did crash once
+    spec = load_spec(job)
+    ep = _epochs(spec)
+    assert sorted(ep.epoch) == [0, 1, 2, 3]  # every epoch exactly once
+    assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
+
+
+def test_packing_four_trials_on_one_gpu(ray_session, write_job):
+    job = write_job(name="pack", search={"epochs": 2}, grid={"seed": [0, 1, 2, 3]},
+                    resources={"cpu": 0.5, "gpu": 0.25}, evaluate=NO_RETRAIN)  # fmt: skip
+    assert sweep_command(str(job), [], evaluate=False) == 0
+    st = trajectory.read_status(load_spec(job).job_dir)
+    assert len(st) == 4 and set(st.status) == {"completed"}
+    assert st.started.max() < st.updated.min(), "the four trials did not run at the same time"
+
+
+def test_driver_killed_then_resumed(ray_session, write_job):
+    job = write_job(name="killed", search={"epochs": 3, "steps_per_epoch": 4}, grid={"seed": [0, 1, 2, 3]},
+                    resources={"cpu": 1, "gpu": 0}, evaluate=NO_RETRAIN)  # fmt: skip
+    spec = load_spec(job)
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    cmd = [sys.executable, "-m", "ray_nas.cli", "sweep", str(job), "--no-evaluate"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    done = []
+    while time.time() < deadline and proc.poll() is None:
+        st = trajectory.read_status(spec.job_dir)
+        done = st[st.status == "completed"].run_id.tolist() if len(st) else []
+        if done:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    mtimes = {rid: os.path.getmtime(trajectory.trial_paths(spec.job_dir, rid)["epochs"]) for rid in done}
+    time.sleep(1)  # let Ray reap the dead driver's trial actors
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"{len(done)} already complete" in r.stdout
+    st = trajectory.read_status(spec.job_dir)
+    assert len(st) == 4 and set(st.status) == {"completed"}
+    ep = _epochs(spec)
+    assert (ep.groupby("run_id").epoch.count() == 4).all()  # every epoch once, every trial
+    for rid, mtime in mtimes.items():  # finished trials were not rerun
+        assert os.path.getmtime(trajectory.trial_paths(spec.job_dir, rid)["epochs"]) == mtime
+
+
+def test_retrain_cache(write_job):
+    job = write_job(name="rt", search={"epochs": 1, "steps_per_epoch": 2}, grid={"seed": [0, 1]},
+                    criteria=["final", "best_valid"],
+                    evaluate={"retrain": {"epochs": 1, "channels": 4, "cells": 1, "batch_size": 32, "steps_per_epoch": 2}})  # fmt: skip
+    spec = load_spec(job)
+    from ray_nas.trial import run_trial
+
+    for cfg, rid, _ in expand_grid(spec):
+        run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
+    first, second = [], []
+    res = run_evaluate(spec, log=first.append, track=False)
+    assert res.metric == "retrain_acc" and res.selections.retrain_acc.notna().all()
+    assert any("0 cached" in line for line in first)
+    run_evaluate(spec, log=second.append, track=False)
+    assert any(" 0 to train" in line for line in second)
+    cache = pd.read_parquet(f"{spec.job_dir}/retrain.parquet")
+    assert len(cache) == cache.arch.nunique()
+
+
+def test_online_stop_ends_where_the_offline_criterion_says(write_job):
+    from ray_nas.criteria import parse_criterion
+    from ray_nas.evaluate import to_trajectory
+    from ray_nas.trial import run_trial
+
+    stop = {"name": "darts_es", "window": 1, "delta": 1, "factor": 1e-6, "rollback": False}
+    job = write_job(name="stop", search={"epochs": 5, "hessian_every": 1}, stop=stop, evaluate=NO_RETRAIN)
+    spec = load_spec(job)
+    cfg, rid, _ = expand_grid(spec)[0]
+    assert run_trial(spec, cfg, rid, progress=False, log=lambda s: None) == "stopped"
+    trials, _ = trajectory.read_job(spec.job_dir)
+    traj = to_trajectory(trials[0])
+    crit = parse_criterion(stop)
+    last = traj.last_epoch
+    assert last < 5
+    assert crit.apply(traj).fired and crit.apply(traj).epoch == last
+    assert not crit.apply(traj.prefix(last - 1)).fired
+    st = trajectory.read_status(spec.job_dir).iloc[0]
+    assert st.status == "stopped" and st.stop_epoch == last
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bad_input_fails_before_any_trial(ray_session, write_job, monkeypatch):
+    job = write_job(name="bad", grid={"seed": [0]}, evaluate=NO_RETRAIN)
+    spec = load_spec(job)
+    # unreachable tracking server
+    port = _free_port()
+    with pytest.raises(Exception, match="not reachable"):
+        sweep_command(str(job), [f"tracking_uri=http://127.0.0.1:{port}"])
+    # a store that already holds this job with a different grid
+    trajectory.write_bytes(f"{spec.job_dir}/job.yaml", b"name: bad\ngrid: {seed: [5]}\nsearch: {}\n")
+    with pytest.raises(SpecError, match="different `grid`"):
+        sweep_command(str(job), [])
+    assert not os.path.exists(f"{spec.job_dir}/status")  # no trial started
+    # an unwritable store
+    with pytest.raises(SpecError, match="not writable"):
+        sweep_command(str(job), ["store=/proc/ray_nas_store"])
+
+
+def test_unreachable_ray_address(write_job, monkeypatch):
+    from ray_nas.sweep import check_ray_address
+
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
+    with pytest.raises(SpecError, match="no Ray cluster answers"):
+        check_ray_address(timeout=2)
+
+
+def test_http_tracking_server(write_job, tmp_path):
+    port = _free_port()
+    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    server = subprocess.Popen(
+        [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path}/srv.db", "--default-artifact-root", str(tmp_path / "art")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        from ray_nas.tracking import check_tracking
+
+        while True:
+            try:
+                check_tracking(uri, timeout=1)
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        job = write_job(name="http", search={"epochs": 1, "steps_per_epoch": 1}, tracking_uri=uri,
+                        criteria=["final"], evaluate=NO_RETRAIN)  # fmt: skip
+        spec = load_spec(job)
+        from ray_nas.trial import run_trial
+
+        cfg, rid, _ = expand_grid(spec)[0]
+        run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
+        run_evaluate(spec, log=lambda s: None)
+        run_evaluate(spec, log=lambda s: None)
+        counts = count_runs(uri, "http")
+        assert counts["runs"] == 2 and counts["valid_acc_points"] == 2 and counts["duplicate_steps"] == 0
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
