@@ -259,9 +259,21 @@ class Series:
     dash: str = ""
 
     def stats(self):
+        """(mean, band low, band high) per epoch; the band is `band_name(seeds)`."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs stay NaN
-            return np.nanmean(self.runs, 0), np.nanmin(self.runs, 0), np.nanmax(self.runs, 0)
+            mean = np.nanmean(self.runs, 0)
+            if len(self.runs) <= MINMAX_SEEDS:
+                return mean, np.nanmin(self.runs, 0), np.nanmax(self.runs, 0)
+            std = np.nanstd(self.runs, 0)
+            return mean, mean - std, mean + std
+
+
+MINMAX_SEEDS = 5  # up to this many seeds the band is min-max; above, mean ± 1 std (an envelope of 50 is noise)
+
+
+def band_name(seeds: int) -> str:
+    return f"min-max over {seeds} seeds" if seeds <= MINMAX_SEEDS else f"± 1 std over {seeds} seeds"
 
 
 @dataclass
@@ -296,12 +308,23 @@ def _group_section(d: ReportData, group: str, trials: list, index: int) -> str:
     else:
         charts.append('<figure class="chart empty"><figcaption>Dominant Hessian eigenvalue</figcaption>'
                       "<p>not recorded (search.hessian_every: 0)</p></figure>")  # fmt: skip
-    seeds = ", ".join(str(t.config.get("seed")) for t in trials)
-    intro = (f'<p class="sub">{len(trials)} trials (seeds {_e(seeds)}); curves: mean over seeds, band: min-max'
+    seeds = _compact([t.config.get("seed") for t in trials])
+    intro = (f'<p class="sub">{len(trials)} trials (seeds {_e(seeds)}); curves: mean over seeds, band: '
+             f"{band_name(len(trials))}"
              f"{'; shaded: warmup (alpha frozen)' if warmup else ''}. Dashed lines: each criterion's mean stop "
              "epoch over seeds.</p>")  # fmt: skip
     inner = intro + f'<div class="charts">{"".join(charts)}</div>' + _table2(d, sel)
     return _section(f"group-{index}", f"Grid group <code>{_e(group)}</code>", inner)
+
+
+def _compact(values: list, limit: int = 12) -> str:
+    """`0, 1, 2` or, for long lists, `0-49` (consecutive ints) or the first `limit` values and a count."""
+    if len(values) <= limit:
+        return ", ".join(map(str, values))
+    ints = sorted(v for v in values if isinstance(v, int))
+    if len(ints) == len(values) and ints == list(range(ints[0], ints[-1] + 1)):
+        return f"{ints[0]}–{ints[-1]}"
+    return ", ".join(map(str, values[:limit])) + f", … ({len(values)} in all)"
 
 
 def _stop_markers(d: ReportData, sel: pd.DataFrame) -> list[Marker]:
@@ -374,8 +397,9 @@ def svg_chart(series: list[Series], *, xlabel: str, ylabel: str, x_max: int, mar
     if y_zero:
         lo_v = min(0.0, lo_v)
     yt = nice_ticks(lo_v, hi_v)
-    xt = nice_ticks(0, max(x_max, 1), n=min(8, max(x_max, 1)), integer=True)
-    x0, x1, y0, y1 = 0.0, float(max(xt[-1], 1)), float(yt[0]), float(yt[-1])
+    x1 = float(max(x_max, 1))
+    xt = [v for v in nice_ticks(0, x1, n=min(8, int(x1)), integer=True) if v <= x1]
+    x0, y0, y1 = 0.0, float(yt[0]), float(yt[-1])
     pw, ph = W - ML - MR, H - MT - MB
     sx = lambda x: ML + (x - x0) / (x1 - x0) * pw
     sy = lambda y: MT + ph - (y - y0) / (y1 - y0) * ph
@@ -454,13 +478,15 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
             continue
         tds = "".join(f'<td class="{"best" if math.isfinite(b) and abs(v - b) < 1e-9 else ""}">{txt}</td>'
                       for (txt, v), b in zip(cells[c.label], best))  # fmt: skip
-        per_seed = ", ".join(str(int(e)) for e in s["stop_epoch"])
+        stops = [int(e) for e in s["stop_epoch"]]
+        per_seed = ", ".join(map(str, stops)) if len(stops) <= 12 else (
+            f"{min(stops)}–{max(stops)}, median {np.median(stops):g}")
         fired = f"{s['fired'].mean() * 100:.0f}% ({int(s['fired'].sum())}/{len(s)})"
         rows.append(f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}'
                     f"<td>{_fmt_ms(s['stop_epoch'])[0]}</td><td>{_e(per_seed)}</td><td>{fired}</td></tr>")  # fmt: skip
     head = "".join(f"<th>{_e(METRIC_NAMES.get(c, c))} (%)</th>" for c in cols)
     return ("<h3>Criteria (Table 2 layout): accuracy of the selected arch, mean ± std over seeds; best in bold</h3>"
-            f'<table class="data"><thead><tr><th>criterion</th>{head}<th>stop epoch</th><th>per seed</th>'
+            f'<table class="data"><thead><tr><th>criterion</th>{head}<th>stop epoch</th><th>stop epochs (per seed, or range)</th>'
             f"<th>fire rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
 
@@ -560,7 +586,7 @@ svg{width:100%;height:auto;display:block}
 svg text{font-family:inherit}
 svg .tick{font-size:11.5px;fill:#444}svg .label{font-size:12.5px;fill:#222}
 svg .grid{stroke:#eceef1;stroke-width:1}svg .frame{fill:none;stroke:#b8bcc4}
-svg .band{opacity:.17;stroke:none}svg .line{fill:none;stroke-width:2.2}
+svg .band{opacity:.13;stroke:none}svg .line{fill:none;stroke-width:2.2}
 svg .seeds{display:none;fill:none;stroke-width:1;opacity:.5}body.show-seeds svg .seeds{display:inline}
 svg .pt{fill:transparent;stroke-width:0}svg .pt:hover{fill:#fff;stroke-width:2}
 svg .warmup{fill:#000;opacity:.05}
@@ -569,7 +595,8 @@ svg .marker circle{fill:#fff;stroke:#333;stroke-width:1.2}svg .marker text{font-
 .badge{display:inline-block;min-width:18px;height:18px;line-height:16px;border:1.2px solid #333;border-radius:9px;
  text-align:center;font-size:11px;font-weight:700;background:#fff}
 table{border-collapse:collapse;margin:6px 0 10px}th,td{padding:3px 10px;border-bottom:1px solid var(--line);text-align:left}
-th{background:var(--alt);font-weight:600}table.data td:not(:first-child){font-variant-numeric:tabular-nums}
+th{background:var(--alt);font-weight:600}
+table.data td:not(:first-child){font-variant-numeric:tabular-nums;white-space:nowrap}
 td.best{font-weight:700}table.markers{font-size:13px}
 tr.st-failed td.status,tr.st-unreadable td.status{color:#b3261e;font-weight:600}
 tr.st-running td.status{color:#1a5fb4;font-weight:600}
