@@ -479,8 +479,12 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
         tds = "".join(f'<td class="{"best" if math.isfinite(b) and abs(v - b) < 1e-9 else ""}">{txt}</td>'
                       for (txt, v), b in zip(cells[c.label], best))  # fmt: skip
         stops = [int(e) for e in s["stop_epoch"]]
-        per_seed = ", ".join(map(str, stops)) if len(stops) <= 12 else (
-            f"{min(stops)}–{max(stops)}, median {np.median(stops):g}")
+        if len(stops) <= 12:
+            per_seed = ", ".join(map(str, stops))
+        elif min(stops) == max(stops):
+            per_seed = f"all {stops[0]}"
+        else:
+            per_seed = f"{min(stops)}–{max(stops)}, median {np.median(stops):g}"
         fired = f"{s['fired'].mean() * 100:.0f}% ({int(s['fired'].sum())}/{len(s)})"
         rows.append(f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}'
                     f"<td>{_fmt_ms(s['stop_epoch'])[0]}</td><td>{_e(per_seed)}</td><td>{fired}</td></tr>")  # fmt: skip
@@ -555,7 +559,7 @@ def _ok(v) -> bool:
 
 
 def _spec_section(d: ReportData) -> str:
-    text = yaml.safe_dump(resolved_job_dict(d.spec), sort_keys=False)
+    text = yaml.safe_dump(resolved_job_dict(d.spec), sort_keys=False, default_flow_style=None, width=100)
     return _section("spec", "Job spec (resolved)", f"<pre>{_e(text)}</pre>")
 
 

@@ -192,6 +192,25 @@ class TrialWriter:
         )
         self.flush()
 
+    def write_all(self, epoch_rows: list[dict], alpha: np.ndarray, weights: np.ndarray) -> None:
+        """Write a whole trajectory at once (synthetic stores, imports): alpha/weights [T+1, E, K]."""
+        n, e, k = alpha.shape
+        self.epochs = list(epoch_rows)
+        self.alphas = [
+            pa.table(
+                {
+                    "epoch": pa.array(np.repeat(np.arange(n, dtype=np.int32), e * k)),
+                    "cell": pa.array(["shared"] * (n * e * k)).dictionary_encode().cast(pa.string()),
+                    "edge": pa.array(np.tile(np.repeat(np.array(self.edges, dtype=object), k), n).tolist()),
+                    "op": pa.array(np.tile(np.array(self.ops, dtype=object), n * e).tolist()),
+                    "alpha": pa.array(alpha.astype(np.float32).reshape(-1)),
+                    "weight": pa.array(weights.astype(np.float32).reshape(-1)),
+                },
+                schema=ALPHAS_SCHEMA,
+            )
+        ]
+        self.flush()
+
     def flush(self) -> None:
         ep = pa.Table.from_pylist(self.epochs, schema=EPOCHS_SCHEMA)
         al = pa.concat_tables(self.alphas) if self.alphas else ALPHAS_SCHEMA.empty_table()

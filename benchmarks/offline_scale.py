@@ -1,0 +1,90 @@
+"""Time the offline stage at scale: N synthetic trials of T epochs in the real store layout.
+
+    python benchmarks/offline_scale.py --trials 10000 --epochs 50
+    python benchmarks/offline_scale.py --trials 1000 --epochs 500
+
+Writes the store into a temporary folder (or --store), then runs `ray-nas evaluate` on it in a
+subprocess with the paper's criteria and the shared NB201 table when present, and prints the write
+time, the evaluate wall time and its peak memory (ru_maxrss of the child).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ray_nas import nb201, trajectory
+from ray_nas.spec import config_json, resolve_search, run_id
+
+SHARED_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "nb201_test_accuracy.parquet"
+
+
+def synth_trial(rng: np.random.Generator, epochs: int, ops=nb201.OPS):
+    """A random-walk alpha trajectory [T+1, 6, K] with the columns the worker writes."""
+    k = len(ops)
+    steps = rng.normal(0, 0.05, size=(epochs + 1, 6, k))
+    steps[0] = rng.normal(0, 1e-3, size=(6, k))
+    alpha = np.cumsum(steps, axis=0)
+    z = np.exp(alpha - alpha.max(-1, keepdims=True))
+    weights = z / z.sum(-1, keepdims=True)
+    archs = [nb201.arch_string([ops[i] for i in row]) for row in alpha.argmax(-1)]
+    eig = np.abs(np.cumsum(rng.normal(0.01, 0.05, size=epochs + 1))) + 0.05
+    rows = [
+        {"epoch": t, "train_loss": 2.0 - t / (epochs + 1), "train_acc": 50.0, "valid_loss": 1.0,
+         "valid_acc": float(40 + 40 * t / epochs + rng.normal()), "lr_weights": 0.025, "lr_alpha": 3e-4,
+         "hessian_eig": float(eig[t]), "seconds": 1.0, "arch": archs[t]}
+        for t in range(epochs + 1)
+    ]  # fmt: skip
+    return rows, alpha, weights
+
+
+def write_store(job_dir: str, trials: int, epochs: int, seed: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    for i in range(trials):
+        cfg = resolve_search({"seed": i, "epochs": epochs})
+        rid = run_id(cfg)
+        rows, alpha, weights = synth_trial(rng, epochs)
+        trajectory.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg)).write_all(rows, alpha, weights)
+        if (i + 1) % max(1, trials // 10) == 0:
+            print(f"  wrote {i + 1}/{trials} trials ({time.perf_counter() - t0:.0f}s)", flush=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--store", help="store folder (default: a temporary one)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store or tmp
+        name = f"scale_{args.trials}x{args.epochs}"
+        job = {"name": name, "store": store, "tracking_uri": f"sqlite:///{tmp}/mlflow.db",
+               "search": {"epochs": args.epochs},
+               "evaluate": {"benchmark": str(SHARED_TABLE) if SHARED_TABLE.is_file() else None, "retrain": None}}  # fmt: skip
+        job_path = Path(tmp) / "job.yaml"
+        job_path.write_text(json.dumps(job))
+        if not Path(store, name, "epochs").exists():
+            print(f"writing {args.trials} trials x {args.epochs} epochs under {store}/{name}")
+            print(f"  write: {write_store(f'{store}/{name}', args.trials, args.epochs):.1f}s")
+        cmd = [sys.executable, "-c", "import sys; from ray_nas.runner import evaluate_command; "
+               f"from ray_nas.spec import load_spec; from ray_nas.evaluate import run_evaluate; "
+               f"run_evaluate(load_spec({str(job_path)!r}), track=False, log=lambda s: None)"]  # fmt: skip
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True)
+        wall = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+        print(f"evaluate {args.trials} trials x {args.epochs} epochs: {wall:.1f}s wall, peak RSS {peak:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
