@@ -110,11 +110,7 @@ def read_cifar10(root: str | Path, download: bool = False) -> tuple[Split, Split
         import torchvision
 
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-    _require(
-        train + test,
-        "cifar10",
-        "put CIFAR-10 (python version) under search.data_root, or set search.download: true",
-    )
+    check_available("cifar10", root)
     return _read_batches(train, "labels", 32), _read_batches(test, "labels", 32)
 
 
@@ -124,11 +120,7 @@ def read_cifar100(root: str | Path, download: bool = False) -> tuple[Split, Spli
         import torchvision
 
         torchvision.datasets.CIFAR100(str(root), train=True, download=True)
-    _require(
-        [base / "train", base / "test"],
-        "cifar100",
-        "put CIFAR-100 (python version) under search.data_root, or set search.download: true",
-    )
+    check_available("cifar100", root)
     return _read_batches([base / "train"], "fine_labels", 32), _read_batches([base / "test"], "fine_labels", 32)
 
 
@@ -137,11 +129,7 @@ def read_imagenet16(root: str | Path, classes: int = 120) -> tuple[Split, Split]
     base = Path(root) / "ImageNet16"
     train = [base / f"train_data_batch_{i}" for i in range(1, 11)]
     val = [base / "val_data"]
-    _require(
-        train + val,
-        "imagenet16-120",
-        "download ImageNet16 (the NAS-Bench-201 authors' 16x16 downsampled ImageNet) into search.data_root/ImageNet16",
-    )
+    check_available("imagenet16-120", root)
 
     def keep(s: Split) -> Split:
         m = (s.labels >= 1) & (s.labels <= classes)
@@ -203,6 +191,22 @@ def _split_keys(split: dict[str, np.ndarray], keys: tuple[str, str], path: str, 
         if len(split[k]) and (split[k].max() >= n or split[k].min() < 0):
             raise DataError(f"split_file: {path} key {k!r} has indices outside 0..{n - 1}")
     return split[keys[0]], split[keys[1]]
+
+
+def check_available(name: str, root: str = "data", download: bool = False) -> None:
+    """Raise DataError naming the expected path when a data set's files are missing (cheap, no read)."""
+    base = Path(root)
+    files = {
+        "cifar10": [base / "cifar-10-batches-py" / f for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]],
+        "cifar100": [base / "cifar-100-python" / "train", base / "cifar-100-python" / "test"],
+        "imagenet16-120": [base / "ImageNet16" / f for f in [*(f"train_data_batch_{i}" for i in range(1, 11)), "val_data"]],
+    }.get(name, [])
+    if download and name in ("cifar10", "cifar100"):
+        return
+    how = {
+        "imagenet16-120": "download ImageNet16 (the NAS-Bench-201 authors' 16x16 ImageNet) into search.data_root/ImageNet16",
+    }.get(name, "put the data set (python version) under search.data_root, or set search.download: true")
+    _require(files, name, how)
 
 
 def load_dataset(

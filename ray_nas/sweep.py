@@ -121,6 +121,10 @@ def run_sweep(spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=p
     from ray_nas.tracking import check_tracking
 
     check_tracking(spec.tracking_uri)
+    from ray_nas.data import check_available
+
+    for cfg in {(c.dataset, c.data_root, c.download) for c, _, _ in trials}:
+        check_available(*cfg)
     trajectory.write_bytes(f"{spec.job_dir}/job.yaml", yaml.safe_dump(resolved_job_dict(spec), sort_keys=False).encode())
 
     todo = [(cfg, rid, point) for cfg, rid, point in trials if not is_complete(spec.job_dir, rid)]

@@ -84,6 +84,9 @@ def run_trial(
     if is_complete(job_dir, run_id):
         log(f"trial {run_id}: trajectory already complete under {job_dir}; nothing to do")
         return "skipped"
+    from ray_nas.data import load_dataset
+
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)  # fails before any write
     paths = trajectory.trial_paths(job_dir, run_id)
     writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, nb201.EDGES, config_json(cfg))
     ckpt = FileCheckpoint(paths["checkpoint"])
@@ -115,7 +118,7 @@ def run_trial(
     from ray_nas.search import search
 
     try:
-        last = search(cfg, on_epoch, checkpoint=ckpt, progress=progress, log=log)
+        last = search(cfg, on_epoch, checkpoint=ckpt, progress=progress, log=log, data=data)
     except BaseException as e:
         put_status(status="failed", error=f"{type(e).__name__}: {e}"[:500])
         raise

@@ -94,3 +94,24 @@ def test_batches_are_seeded_and_augmented():
     x0, _ = b.get(idx)
     assert x1.shape == (8, 3, 32, 32) and y1.dtype == torch.int64
     assert torch.equal(x1, x2) and not torch.equal(x1, x3) and not torch.equal(x0, x1)
+
+
+def test_real_cifar10_from_the_shared_jpegs(tmp_path):
+    """The only real CIFAR-10 here: unpacked (small) by the shared tool into CIFAR's own format."""
+    import subprocess
+    import sys
+
+    from .conftest import SHARED
+
+    tool = SHARED / "tools" / "cifar10_from_jpeg.py"
+    if not tool.is_file():
+        pytest.skip(f"{tool} not found")
+    subprocess.run([sys.executable, str(tool), str(tmp_path), "--limit-per-class", "10"], check=True,
+                   capture_output=True)  # fmt: skip
+    ds = load_dataset("cifar10", str(tmp_path), seed=0)
+    assert len(ds.train) == 100 and len(ds.test) == 100
+    assert ds.train.images.shape[1:] == (32, 32, 3) and set(ds.train.labels.tolist()) == set(range(10))
+    # the official split file indexes the original 50k order, so it is refused here with a clear error
+    split = SHARED / "data" / "nb201" / "cifar-split.txt"
+    with pytest.raises(DataError, match="outside 0..99"):
+        load_dataset("cifar10", str(tmp_path), split_file=str(split))

@@ -81,3 +81,12 @@ def test_killed_search_resumes_bit_identically(write_job, tmp_path):
     assert ep.epoch.tolist() == list(range(6))  # each epoch exactly once
     pd.testing.assert_frame_equal(al, ref_al)  # alphas bit-identical
     pd.testing.assert_frame_equal(ep.drop(columns="seconds"), ref_ep.drop(columns="seconds"))
+
+
+def test_missing_data_fails_before_writing(write_job, tmp_path):
+    job = write_job(search={"dataset": "cifar10", "data_root": str(tmp_path / "nowhere")})
+    r = _run(job)
+    assert r.returncode == 2
+    assert "nowhere/cifar-10-batches-py/data_batch_1" in r.stderr and "search.download" in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "store").exists()
