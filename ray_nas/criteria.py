@@ -330,7 +330,8 @@ def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
     """DARTS+ sc_k: the first epoch whose genotype has >= k skip_connect edges."""
     _check_params(k=k)
     for t in range(1, traj.last_epoch + 1):
-        if nb201.parse_arch(traj.archs[t]).count("skip_connect") >= k:
+        # "skip_connect~j" appears once per skip edge in an NB201 arch string (validated on write)
+        if traj.archs[t].count("skip_connect~") >= k:
             return _stop(traj, t)
     if traj.last_epoch == 0:
         return _no_stop(traj, _NOTHING_TO_CHOOSE)
@@ -347,10 +348,13 @@ def dartsplus_rt(traj: Trajectory, k: int = 10, learnable_only: bool = False) ->
         return _no_stop(traj, "no learnable op (nor_conv_1x1, nor_conv_3x3) in the op set")
     # [T+1, E, K'] ops per edge, largest alpha first; stable sort: ties keep op order
     ranking = np.argsort(-traj.alpha[:, :, cols], axis=2, kind="stable")
+    # same[t]: epoch t ranks every edge as epoch t-1 did (compared from epoch 2 on)
+    same = np.zeros(traj.last_epoch + 1, dtype=bool)
+    same[2:] = (ranking[2:] == ranking[1:-1]).all(axis=(1, 2))
+    same = same.tolist()
     count = longest = 0
     for t in range(1, traj.last_epoch + 1):
-        same = t >= 2 and np.array_equal(ranking[t], ranking[t - 1])
-        count = count + 1 if same else 1
+        count = count + 1 if same[t] else 1
         longest = max(longest, count)
         if count >= k:
             return _stop(traj, t)
@@ -377,8 +381,10 @@ def darts_es(
     """
     _check_params(window=window, delta=delta, factor=factor, start_epoch=start_epoch)
     eig = traj.hessian_eig
-    evals = [t for t in range(1, traj.last_epoch + 1) if np.isfinite(eig[t])]
-    avg = {i: eig[evals[i - window + 1 : i + 1]].mean() for i in range(window - 1, len(evals))}
+    evals = (np.flatnonzero(np.isfinite(eig[1:])) + 1).tolist()
+    csum = np.concatenate([[0.0], np.cumsum(eig[evals])])
+    # avg[i]: mean of evaluations i-window+1..i (full windows only)
+    avg = {i: (csum[i + 1] - csum[i + 1 - window]) / window for i in range(window - 1, len(evals))}
     for i in range(window - 1 + delta, len(evals)):
         t, before = evals[i], avg[i - delta]
         if t >= start_epoch and before > 0 and avg[i] / before > factor:

@@ -37,9 +37,6 @@ SOURCE_EDGES: tuple[tuple[int, ...], ...] = tuple(
     tuple(e for e, (_, s) in enumerate(nb201.EDGE_PAIRS) if s == j) for j in range(nb201.NODES - 1)
 )
 
-import os
-MIX = os.environ.get("MIX", "bmm")
-CL = os.environ.get("CL", "0") == "1"
 # nn.BatchNorm2d defaults, as the reference's cells use them
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 
@@ -134,8 +131,7 @@ class FastCell(nn.Module):
         out = None  # [B, n, C*H*W], edge-major
         if self.convs:
             scales = [wf[getattr(self, f"cidx_{j}_{o}")] for o in self.convs]
-            out = self.sources[j](F.relu(h), scales)
-            out = out.reshape(b, n, -1) if MIX != "addcmul" else out
+            out = self.sources[j](F.relu(h), scales).reshape(b, n, -1)
         shared = []  # the parameter-free candidates, the same for every outgoing edge
         if self.has_skip:
             shared.append(h)
@@ -144,13 +140,6 @@ class FastCell(nn.Module):
             # box sum as a depthwise conv is an order of magnitude faster than avg_pool2d on CPU
             c = h.shape[1]
             shared.append(F.conv2d(h, self.box.expand(c, 1, 3, 3), padding=1, groups=c) * inv_count)
-        if shared and MIX == "addcmul":
-            out = None if out is None else out.view(b, n, *h.shape[1:])
-            w_shared = wf[getattr(self, f"sidx_{j}")]
-            for i, t in enumerate(shared):
-                wv = w_shared[:, i].view(1, n, 1, 1, 1)
-                out = t.unsqueeze(1) * wv if out is None else torch.addcmul(out, t.unsqueeze(1), wv)
-            return out.unbind(1)
         if shared:
             # out[b, d] += sum_s w[edge d, op s] * shared[s][b]: one batched matmul, whose backward
             # is again matmuls (no full-size temporaries for the op weights' gradient)
@@ -233,8 +222,6 @@ class FastSupernet(nn.Module):
     def forward(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, 3, H, W] -> logits [B, classes]. `alpha` replaces self.alpha (Hessian)."""
         w = F.softmax(self.alpha if alpha is None else alpha, dim=-1)
-        if CL:
-            x = x.contiguous(memory_format=torch.channels_last)
         h = self.stem(x)
         for layer in self.layers:
             h = layer(h, w) if isinstance(layer, FastCell) else layer(h)

@@ -61,7 +61,9 @@ METRIC_NAMES = {
 }
 
 
-def write_report(spec: JobSpec, output: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> str:
+def write_report(
+    spec: JobSpec, output: str | os.PathLike | None = None, log: Callable[[str], None] = print
+) -> str:
     """Write the job's report (default `{store}/{job}/report.html`), attach it to the job's MLflow
     parent run when there is one, and return its path."""
     t0 = time.perf_counter()
@@ -86,9 +88,13 @@ def _attach(spec: JobSpec, path: str, page: str, log: Callable[[str], None]) -> 
                 with open(local, "w", encoding="utf-8") as f:
                     f.write(page)
                 log_artifact_to_job(spec, local)
-        log(f"report: attached to the job's MLflow run when there is one ({spec.tracking_uri}, experiment {spec.name!r})")
+        log(
+            f"report: attached to the job's MLflow run when there is one ({spec.tracking_uri}, experiment {spec.name!r})"
+        )
     except Exception as e:  # noqa: BLE001 - any backend error only skips the attachment
-        log(f"report: not attached to MLflow ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
+        log(
+            f"report: not attached to MLflow ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -120,7 +126,9 @@ def load_report_data(spec: JobSpec) -> ReportData:
     trials, problems = trajectory.read_job(spec.job_dir)
     status = trajectory.read_status(spec.job_dir)
     if not trials and status.empty:
-        raise FileNotFoundError(f"{spec.job_dir}: no trajectory or trial status (run `ray-nas sweep` first)")
+        raise FileNotFoundError(
+            f"{spec.job_dir}: no trajectory or trial status (run `ray-nas sweep` first)"
+        )
     trials.sort(key=lambda t: (_grid_rank(spec, t.config), t.run_id))
     metric = ev.main_metric(spec)
     specs = ev.job_criteria(spec, metric)
@@ -130,7 +138,11 @@ def load_report_data(spec: JobSpec) -> ReportData:
         groups.setdefault(ev.group_label(t.config, keys), []).append(t)
     table = ev._load_benchmark(spec)
     per_epoch = ev._benchmark_per_epoch(table, trials) if table is not None and trials else None
-    sel = ev.select(trials, specs, per_epoch) if trials else pd.DataFrame(columns=ev.SELECTION_COLUMNS)
+    sel = (
+        ev.select(trials, specs, per_epoch)
+        if trials
+        else pd.DataFrame(columns=ev.SELECTION_COLUMNS)
+    )
     notes: list[str] = []
     if table is not None and len(sel):
         from ray_nas.benchmark import lookup
@@ -150,7 +162,9 @@ def load_report_data(spec: JobSpec) -> ReportData:
     if not score_cols:
         notes.append("no accuracy of the selected archs: set evaluate.benchmark, or run "
                      "`ray-nas evaluate` to retrain them")  # fmt: skip
-    return ReportData(spec, trials, problems, specs, sel, score_cols, metric, groups, status, per_epoch, notes)
+    return ReportData(
+        spec, trials, problems, specs, sel, score_cols, metric, groups, status, per_epoch, notes
+    )
 
 
 def _grid_rank(spec: JobSpec, config: dict) -> tuple:
@@ -212,8 +226,14 @@ def _header(d: ReportData) -> str:
     n_groups = len(d.groups)
     metric = METRIC_NAMES.get(d.metric or "", d.metric) or "none"
     facts = [
-        ("trials", f"{len(d.trials)} read" + (f", {len(d.problems)} unreadable" if d.problems else "")),
-        ("grid groups", f"{n_groups} ({', '.join(ev.grid_group_keys(d.spec)) or 'no grid key but seed'})"),
+        (
+            "trials",
+            f"{len(d.trials)} read" + (f", {len(d.problems)} unreadable" if d.problems else ""),
+        ),
+        (
+            "grid groups",
+            f"{n_groups} ({', '.join(ev.grid_group_keys(d.spec)) or 'no grid key but seed'})",
+        ),
         ("criteria", str(len(d.criteria))),
         ("score", metric),
         ("store", d.spec.job_dir),
@@ -269,7 +289,9 @@ class Series:
             return mean, mean - std, mean + std
 
 
-MINMAX_SEEDS = 5  # up to this many seeds the band is min-max; above, mean ± 1 std (an envelope of 50 is noise)
+MINMAX_SEEDS = (
+    5  # up to this many seeds the band is min-max; above, mean ± 1 std (an envelope of 50 is noise)
+)
 
 
 def band_name(seeds: int) -> str:
@@ -293,9 +315,18 @@ def _group_section(d: ReportData, group: str, trials: list, index: int) -> str:
            for k, op in enumerate(ops)]  # fmt: skip
     charts = [_chart_block("Operation magnitude m(t, o)", mag, "epoch", "m(t, o): mean softmax weight over edges",
                            x_max, markers, warmup, y_zero=True, fmt="{:.3f}")]  # fmt: skip
-    acc = [Series("supernet search-valid", VALID_COLOR, _stack([t.epochs["valid_acc"] for t in trials]))]
+    acc = [
+        Series(
+            "supernet search-valid", VALID_COLOR, _stack([t.epochs["valid_acc"] for t in trials])
+        )
+    ]
     if d.bench_per_epoch is not None and d.metric and d.metric != "retrain_acc":
-        runs = _stack([d.bench_per_epoch(t).get(d.metric, np.full(len(t.epochs["epoch"]), np.nan)) for t in trials])
+        runs = _stack(
+            [
+                d.bench_per_epoch(t).get(d.metric, np.full(len(t.epochs["epoch"]), np.nan))
+                for t in trials
+            ]
+        )
         if np.isfinite(runs).any():
             acc.append(Series(f"benchmark {METRIC_NAMES.get(d.metric, d.metric)} of the epoch's genotype",
                               BENCH_COLOR, runs, dash="6 3"))  # fmt: skip
@@ -333,12 +364,19 @@ def _stop_markers(d: ReportData, sel: pd.DataFrame) -> list[Marker]:
     for i, c in enumerate(d.criteria, start=1):
         s = sel[sel["label"] == c.label]
         if len(s):
-            mean, per_seed = float(s["stop_epoch"].mean()), ", ".join(str(int(e)) for e in s["stop_epoch"])
-            markers.append(Marker(i, mean, f"{i}. {c.label}: mean stop epoch {mean:.1f} (per seed {per_seed})"))
+            mean, per_seed = (
+                float(s["stop_epoch"].mean()),
+                ", ".join(str(int(e)) for e in s["stop_epoch"]),
+            )
+            markers.append(
+                Marker(i, mean, f"{i}. {c.label}: mean stop epoch {mean:.1f} (per seed {per_seed})")
+            )
     return markers
 
 
-def _chart_block(title, series, xlabel, ylabel, x_max, markers, warmup, y_zero=False, fmt="{:.3f}") -> str:
+def _chart_block(
+    title, series, xlabel, ylabel, x_max, markers, warmup, y_zero=False, fmt="{:.3f}"
+) -> str:
     keys = "".join(f'<span><i style="border-color:{s.color};border-top-style:{"dashed" if s.dash else "solid"}">'
                    f"</i>{_e(s.name)}</span>" for s in series)  # fmt: skip
     svg = svg_chart(series, xlabel=xlabel, ylabel=ylabel, x_max=x_max, markers=markers, warmup=warmup,
@@ -391,7 +429,9 @@ def svg_chart(series: list[Series], *, xlabel: str, ylabel: str, x_max: int, mar
     """A line chart as an inline <svg>: mean lines, min-max bands, per-seed lines (hidden unless
     the page's "show every seed" is on), vertical stop markers, hover titles on every point."""
     stats = [s.stats() for s in series]
-    vals = np.concatenate([np.concatenate([m, lo, hi, s.runs.ravel()]) for (m, lo, hi), s in zip(stats, series)])
+    vals = np.concatenate(
+        [np.concatenate([m, lo, hi, s.runs.ravel()]) for (m, lo, hi), s in zip(stats, series)]
+    )
     vals = vals[np.isfinite(vals)]
     lo_v, hi_v = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
     if y_zero:
@@ -403,7 +443,9 @@ def svg_chart(series: list[Series], *, xlabel: str, ylabel: str, x_max: int, mar
     pw, ph = W - ML - MR, H - MT - MB
     sx = lambda x: ML + (x - x0) / (x1 - x0) * pw
     sy = lambda y: MT + ph - (y - y0) / (y1 - y0) * ph
-    out = [f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg">']
+    out = [
+        f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg">'
+    ]
     if warmup > 0:
         out.append(f'<rect class="warmup" x="{sx(0):.1f}" y="{MT}" width="{sx(min(warmup, x1)) - sx(0):.1f}" '
                    f'height="{ph}"><title>warmup: alpha frozen</title></rect>')  # fmt: skip
@@ -431,7 +473,9 @@ def svg_chart(series: list[Series], *, xlabel: str, ylabel: str, x_max: int, mar
             out.append(f'<circle class="pt" cx="{sx(x):.1f}" cy="{sy(m):.1f}" r="4" stroke="{s.color}">'
                        f"<title>{_e(tip)}</title></circle>")  # fmt: skip
     out.extend(_svg_markers(markers, sx, ph))
-    out.append(f'<text class="label" x="{ML + pw / 2:.1f}" y="{H - 8}" text-anchor="middle">{_e(xlabel)}</text>')
+    out.append(
+        f'<text class="label" x="{ML + pw / 2:.1f}" y="{H - 8}" text-anchor="middle">{_e(xlabel)}</text>'
+    )
     out.append(f'<text class="label" transform="translate(14,{MT + ph / 2:.1f}) rotate(-90)" '
                f'text-anchor="middle">{_e(ylabel)}</text></svg>')  # fmt: skip
     return "".join(out)
@@ -471,7 +515,10 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
     for c in d.criteria:
         s = sel[sel["label"] == c.label]
         cells[c.label] = [_fmt_ms(s[col]) for col in cols]
-    best = [max((r[j][1] for r in cells.values() if math.isfinite(r[j][1])), default=math.nan) for j in range(len(cols))]
+    best = [
+        max((r[j][1] for r in cells.values() if math.isfinite(r[j][1])), default=math.nan)
+        for j in range(len(cols))
+    ]
     for i, c in enumerate(d.criteria, start=1):
         s = sel[sel["label"] == c.label]
         if s.empty:
@@ -509,13 +556,19 @@ def _table3(d: ReportData) -> str:
         return '<p class="sub">Table 3 layout (criterion x weights.lr): the trials share one weights.lr.</p>'
     sel = d.selections.assign(lr=d.selections["run_id"].map(lr))
     col = d.metric or "stop_epoch"
-    what = f"{METRIC_NAMES.get(col, col)} (%)" if d.metric else "mean stop epoch (no accuracy available)"
+    what = (
+        f"{METRIC_NAMES.get(col, col)} (%)"
+        if d.metric
+        else "mean stop epoch (no accuracy available)"
+    )
     head = "".join(f"<th>weights.lr = {v:g}</th>" for v in values)
     rows = []
     for i, c in enumerate(d.criteria, start=1):
         s = sel[sel["label"] == c.label]
         tds = "".join(f"<td>{_fmt_ms(s.loc[s['lr'] == v, col])[0]}</td>" for v in values)
-        rows.append(f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}</tr>')
+        rows.append(
+            f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}</tr>'
+        )
     return (f"<h3>Table 3 layout: {_e(what)} by weights.lr, mean ± std over all trials with that lr</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
@@ -529,16 +582,31 @@ def _trials_section(d: ReportData) -> str:
     for rid in [*by_id, *sorted(set(st.index) - set(by_id))]:
         t = by_id.get(rid)
         s = st.loc[rid] if rid in st.index else None
-        status = str(s["status"]) if s is not None else ("unreadable" if rid in d.problems else "unknown")
+        status = (
+            str(s["status"])
+            if s is not None
+            else ("unreadable" if rid in d.problems else "unknown")
+        )
         if t is not None:
             va = np.asarray(t.epochs["valid_acc"], dtype=np.float64)
             group, seed = ev.group_label(t.config, keys), t.config.get("seed")
-            epochs = f"{len(va) - 1}" + (f"/{int(s['total_epochs'])}" if s is not None and _ok(s.get("total_epochs")) else "")
+            epochs = f"{len(va) - 1}" + (
+                f"/{int(s['total_epochs'])}" if s is not None and _ok(s.get("total_epochs")) else ""
+            )
             acc, best = f"{va[-1]:.2f}", f"{np.nanmax(va):.2f}"
             secs = f"{np.nansum(t.epochs['seconds']):.1f}"
         else:
-            group, seed, epochs, acc, best, secs = "", s.get("seed", "") if s is not None else "", "", "", "", ""
-        why = d.problems.get(rid) or (s.get("error") if s is not None and _ok(s.get("error")) else "")
+            group, seed, epochs, acc, best, secs = (
+                "",
+                s.get("seed", "") if s is not None else "",
+                "",
+                "",
+                "",
+                "",
+            )
+        why = d.problems.get(rid) or (
+            s.get("error") if s is not None and _ok(s.get("error")) else ""
+        )
         if not why and s is not None and _ok(s.get("stop_reason")):
             why = s["stop_reason"]
         rows.append(f'<tr class="st-{_e(status)}"><td><code>{_e(rid)}</code></td><td>{_e(group)}</td>'
@@ -555,11 +623,18 @@ def _trials_section(d: ReportData) -> str:
 
 
 def _ok(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v)) and v is not pd.NA and str(v) != ""
+    return (
+        v is not None
+        and not (isinstance(v, float) and math.isnan(v))
+        and v is not pd.NA
+        and str(v) != ""
+    )
 
 
 def _spec_section(d: ReportData) -> str:
-    text = yaml.safe_dump(resolved_job_dict(d.spec), sort_keys=False, default_flow_style=None, width=100)
+    text = yaml.safe_dump(
+        resolved_job_dict(d.spec), sort_keys=False, default_flow_style=None, width=100
+    )
     return _section("spec", "Job spec (resolved)", f"<pre>{_e(text)}</pre>")
 
 

@@ -268,9 +268,15 @@ class TrialData:
     """float64 [T+1, E, K] softmax(alpha)"""
 
 
+def _read_file(path: str, fs) -> pa.Table:
+    """One Parquet file (ParquetFile.read: about 2x faster than read_table's dataset path)."""
+    with fs.open_input_file(path) as f:
+        return pq.ParquetFile(f).read(use_threads=False)
+
+
 def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
-    ep = pq.read_table(epochs_path, filesystem=fs)
-    al = pq.read_table(alphas_path, filesystem=fs)
+    ep = _read_file(epochs_path, fs)
+    al = _read_file(alphas_path, fs)
     meta = {k.decode(): v.decode() for k, v in (ep.schema.metadata or {}).items()}
     ops = tuple(json.loads(meta["ray_nas.ops"]))
     edges = tuple(json.loads(meta["ray_nas.edges"]))
@@ -312,7 +318,7 @@ def list_run_ids(job_dir: str) -> list[str]:
     return sorted(ids)
 
 
-def read_job(job_dir: str, threads: int = 8) -> tuple[list[TrialData], dict[str, str]]:
+def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str, str]]:
     """Every trial's trajectory under `job_dir`, read in parallel.
 
     Returns (trials sorted by run_id, problems: run_id -> why it was skipped) where problems are
@@ -324,11 +330,11 @@ def read_job(job_dir: str, threads: int = 8) -> tuple[list[TrialData], dict[str,
 
     def one(rid: str):
         paths = trial_paths(job_dir, rid)
-        for table in ("epochs", "alphas"):
-            if not exists(paths[table]):
-                return rid, None, f"missing {table} file {paths[table]}"
         try:
             trial = _read_trial(_fs_path(paths["epochs"])[1], _fs_path(paths["alphas"])[1], fs)
+        except FileNotFoundError:
+            missing = [t for t in ("epochs", "alphas") if not exists(paths[t])]
+            return rid, None, f"missing {' and '.join(missing) or 'a'} file under {job_dir}"
         except Exception as e:  # unreadable or inconsistent: report, never crash the job
             return rid, None, f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
         trial.run_id = trial.run_id or rid

@@ -1,6 +1,7 @@
 """The offline stage end to end on stores written by the real worker."""
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -94,11 +95,13 @@ def test_corrupted_and_in_progress_trials(store, tmp_path):
     meta = {k.decode(): v.decode() for k, v in pq.read_schema(meta_src).metadata.items() if k.startswith(b"ray_nas")}
     trajectory.write_frame(ep[ep.epoch <= 2], w.paths["epochs"], meta)
     trajectory.write_frame(al[al.epoch <= 2], w.paths["alphas"], meta)
+    os.remove(copy / spec.name / "alphas" / f"run_id={rids[3]}" / "part-0.parquet")  # a missing file
     lines = []
     res = run_evaluate(spec, track=False, log=lines.append)
-    assert list(res.problems) == [rids[0]] and "unreadable" in res.problems[rids[0]]
+    assert sorted(res.problems) == [rids[0], rids[3]] and "unreadable" in res.problems[rids[0]]
+    assert "missing alphas" in res.problems[rids[3]]
     assert any(f"skipped trial {rids[0]}" in line for line in lines)
-    assert any("1 trials skipped" in line for line in lines)
+    assert any("2 trials skipped" in line for line in lines)
     sel = res.selections
     assert rids[0] not in set(sel.run_id)
     part = sel[sel.run_id == rids[1]]

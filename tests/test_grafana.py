@@ -43,7 +43,9 @@ def queries(d: dict) -> list[str]:
 def selectors(expr: str) -> list[tuple[str, set[str]]]:
     """(metric, label names) of every `metric{...}` or bare `metric` in a PromQL expression (or a
     Grafana `label_values(metric{...}, label)` query)."""
-    e = re.sub(r"label_values\(\s*(.*),\s*\w+\s*\)\s*$", r"\1", expr)  # keep the metric, drop the label
+    e = re.sub(
+        r"label_values\(\s*(.*),\s*\w+\s*\)\s*$", r"\1", expr
+    )  # keep the metric, drop the label
     e = re.sub(r'"[^"]*"', '""', e)  # string literals: label values, $variables
     e = re.sub(r"\[[^\]]*\]", "", e)  # range selectors [2m]
     e = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", e)  # grouping label lists
@@ -59,7 +61,9 @@ def test_dashboard_loads():
     assert d["title"] and d["uid"] and d["schemaVersion"] >= 36
     ids = [p["id"] for p in panels(d)]
     assert len(ids) == len(set(ids)) > 10
-    assert all(t["datasource"]["uid"] == "${datasource}" for p in panels(d) for t in p.get("targets", []))
+    assert all(
+        t["datasource"]["uid"] == "${datasource}" for p in panels(d) for t in p.get("targets", [])
+    )
 
 
 def test_every_queried_metric_is_exported():
@@ -68,8 +72,12 @@ def test_every_queried_metric_is_exported():
     for expr in queries(d):
         for name, labels in selectors(expr):
             seen.add(name)
-            assert name in OURS or name in RAY_METRICS, f"{name!r} in {expr!r} is neither ours nor a known Ray metric"
-            if name in OURS:  # only the tags the trial sets (Ray adds SessionName, NodeAddress, WorkerId)
+            assert name in OURS or name in RAY_METRICS, (
+                f"{name!r} in {expr!r} is neither ours nor a known Ray metric"
+            )
+            if (
+                name in OURS
+            ):  # only the tags the trial sets (Ray adds SessionName, NodeAddress, WorkerId)
                 assert labels <= set(sweep.METRICS[OURS[name]][1]), (name, labels)
     assert set(OURS) <= seen, f"exported but never shown: {set(OURS) - seen}"
     assert RAY_METRICS <= seen
@@ -96,7 +104,9 @@ def test_trial_metrics_reach_prometheus_under_these_names(ray_session):
     def fake_trial(seconds: float):
         m = sweep.TrialMetrics("grafana_test", "r0", ("none", "nor_conv_3x3"))
         for epoch in range(3):
-            rec = types.SimpleNamespace(epoch=epoch, seconds=1.5, valid_acc=50.0, weights=np.full((6, 2), 0.5))
+            rec = types.SimpleNamespace(
+                epoch=epoch, seconds=1.5, valid_acc=50.0, weights=np.full((6, 2), 0.5)
+            )
             m.record(rec)
         time.sleep(seconds)  # a gauge lives as long as its process reports it
         return True
@@ -105,10 +115,18 @@ def test_trial_metrics_reach_prometheus_under_these_names(ray_session):
     port = ray._private.worker.global_worker.node.metrics_export_port
     want = {n for p, n in OURS.items() if "run_id" in sweep.METRICS[n][1]}
     found: set = set()
-    deadline = time.monotonic() + 35  # metrics reach the agent every metrics_report_interval_ms (10 s)
+    deadline = (
+        time.monotonic() + 35
+    )  # metrics reach the agent every metrics_report_interval_ms (10 s)
     while time.monotonic() < deadline and found != want:
         time.sleep(2)
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        found = {n for n in want if re.search(rf'^{sweep.prometheus_name(n)}\{{[^}}]*run_id="r0"', text, re.M)}
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        )
+        found = {
+            n
+            for n in want
+            if re.search(rf'^{sweep.prometheus_name(n)}\{{[^}}]*run_id="r0"', text, re.M)
+        }
     ray.cancel(ref, force=True)
     assert found == want, f"missing on the metrics endpoint: {sorted(want - found)}"

@@ -36,7 +36,12 @@ def write_benchmark(path: Path) -> None:
     archs, c10 = [], []
     for ops in itertools.product(nb201.OPS, repeat=len(nb201.EDGES)):
         archs.append(nb201.arch_string(ops))
-        c10.append(60 + 5 * ops.count("nor_conv_3x3") + 3 * ops.count("nor_conv_1x1") - 4 * ops.count("none"))
+        c10.append(
+            60
+            + 5 * ops.count("nor_conv_3x3")
+            + 3 * ops.count("nor_conv_1x1")
+            - 4 * ops.count("none")
+        )
     c10 = np.array(c10, dtype=np.float64)
     df = pd.DataFrame({"index": np.arange(len(archs)), "arch": archs, "cifar10_valid": c10 - 1.0,
                        "cifar10_test": c10, "cifar100_test": c10 - 25.0})  # fmt: skip
@@ -80,11 +85,15 @@ def test_report_is_written_with_every_criterion(tiny_job, capsys):
         assert group in page
     assert page.count("<svg") == 2 * 2  # magnitude and accuracy per group (Hessian not recorded)
     assert "not recorded (search.hessian_every: 0)" in page
-    assert "weights.lr = 0.025" in page and "weights.lr = 0.0003" in page  # Table 3: lr_scheme varies weights.lr
+    assert (
+        "weights.lr = 0.025" in page and "weights.lr = 0.0003" in page
+    )  # Table 3: lr_scheme varies weights.lr
     assert "CIFAR-10 test" in page  # the benchmark column and per-epoch benchmark curve
     assert "of the epoch&#x27;s genotype" in page
     # self-contained: nothing loaded from elsewhere
-    assert "<link" not in page and "src=" not in page and "@import" not in page and "url(" not in page
+    assert (
+        "<link" not in page and "src=" not in page and "@import" not in page and "url(" not in page
+    )
 
 
 def test_report_output_option(tiny_job, tmp_path):
@@ -120,7 +129,9 @@ def test_retrained_scores_come_from_matching_selections(tiny_job):
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's `chromium`, installed with apt-get when missing (needs root); skip if that fails."""
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    found = shutil.which("chromium") or (
+        "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+    )
     if found:
         return found
     if not shutil.which("apt-get") or os.geteuid() != 0:
@@ -130,7 +141,9 @@ def chromium() -> str:
         for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
             subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=1200)
     except (subprocess.SubprocessError, OSError) as e:
-        pytest.skip(f"chromium is missing and `apt-get install -y chromium` failed: {type(e).__name__}")
+        pytest.skip(
+            f"chromium is missing and `apt-get install -y chromium` failed: {type(e).__name__}"
+        )
     found = shutil.which("chromium")
     if not found:
         pytest.skip("apt-get installed chromium but no `chromium` is on PATH")
@@ -154,7 +167,9 @@ def render(chromium: str, page: Path, tmp: Path, size=(1440, 2200)) -> tuple[Pat
 def test_console_errors_are_detected(chromium, tmp_path):
     """The harness itself: a page whose script throws is caught (so 'no errors' below means something)."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><html><body><p>x</p><script>document.getElementById('nope').click()</script>")
+    bad.write_text(
+        "<!DOCTYPE html><html><body><p>x</p><script>document.getElementById('nope').click()</script>"
+    )
     _, console = render(chromium, bad, tmp_path, size=(400, 300))
     assert any("Uncaught" in ln for ln in console), console
 
