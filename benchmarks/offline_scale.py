@@ -24,7 +24,13 @@ import numpy as np
 from ray_nas import nb201, trajectory
 from ray_nas.spec import config_json, resolve_search, run_id
 
-SHARED_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "nb201_test_accuracy.parquet"
+SHARED_TABLE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "nb201"
+    / "nb201_test_accuracy.parquet"
+)
 
 
 def synth_trial(rng: np.random.Generator, epochs: int, ops=nb201.OPS):
@@ -53,14 +59,18 @@ def write_store(job_dir: str, trials: int, epochs: int, seed: int = 0) -> float:
         cfg = resolve_search({"seed": i, "epochs": epochs})
         rid = run_id(cfg)
         rows, alpha, weights = synth_trial(rng, epochs)
-        trajectory.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg)).write_all(rows, alpha, weights)
+        trajectory.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg)).write_all(
+            rows, alpha, weights
+        )
         if (i + 1) % max(1, trials // 10) == 0:
             print(f"  wrote {i + 1}/{trials} trials ({time.perf_counter() - t0:.0f}s)", flush=True)
     return time.perf_counter() - t0
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--store", help="store folder (default: a temporary one)")
@@ -83,7 +93,9 @@ def main() -> None:
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
-        print(f"evaluate {args.trials} trials x {args.epochs} epochs: {wall:.1f}s wall, peak RSS {peak:.2f} GB")
+        print(
+            f"evaluate {args.trials} trials x {args.epochs} epochs: {wall:.1f}s wall, peak RSS {peak:.2f} GB"
+        )
 
 
 if __name__ == "__main__":

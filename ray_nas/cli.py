@@ -17,19 +17,27 @@ def _add_job(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ray-nas", description="DARTS sweeps on NAS-Bench-201 with Ray")
+    parser = argparse.ArgumentParser(
+        prog="ray-nas", description="DARTS sweeps on NAS-Bench-201 with Ray"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sweep", help="run (or resume) the job's sweep on Ray, then the offline stage")
+    p = sub.add_parser(
+        "sweep", help="run (or resume) the job's sweep on Ray, then the offline stage"
+    )
     _add_job(p)
     p.add_argument("--dry-run", action="store_true", help="print the expanded grid and exit")
-    p.add_argument("--no-evaluate", action="store_true", help="skip the offline stage after the sweep")
+    p.add_argument(
+        "--no-evaluate", action="store_true", help="skip the offline stage after the sweep"
+    )
 
     p = sub.add_parser("search", help="one search in this process (no Ray), written to the store")
     _add_job(p)
     p.add_argument("--quiet", action="store_true", help="no batch progress bar")
 
-    p = sub.add_parser("evaluate", help="offline stage: criteria, benchmark/retrain, selections, MLflow")
+    p = sub.add_parser(
+        "evaluate", help="offline stage: criteria, benchmark/retrain, selections, MLflow"
+    )
     _add_job(p)
 
     p = sub.add_parser("report", help="write the job's HTML dashboard")
@@ -46,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analysis", help="the paper's numerical studies")
     asub = p.add_subparsers(dest="analysis_command", required=True)
-    r = asub.add_parser("restore", help="Section 2.2: steps to restore the softmax order after the gradient flips")
+    r = asub.add_parser(
+        "restore", help="Section 2.2: steps to restore the softmax order after the gradient flips"
+    )
     r.add_argument("--lr", type=float, nargs="+", default=[0.001, 0.01])
     r.add_argument("--t1", type=int, default=25)
     r.add_argument("--momentum", type=float, default=0.9)
@@ -73,7 +83,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sweep":
         from ray_nas.runner import sweep_command
 
-        return sweep_command(args.job, args.overrides, dry_run=args.dry_run, evaluate=not args.no_evaluate)
+        return sweep_command(
+            args.job, args.overrides, dry_run=args.dry_run, evaluate=not args.no_evaluate
+        )
     if args.command == "evaluate":
         from ray_nas.runner import evaluate_command
 

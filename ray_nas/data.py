@@ -98,7 +98,9 @@ def _read_batches(paths: list[Path], label_key: str, size: int) -> Split:
 def _require(paths: list[Path], name: str, how: str) -> None:
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise DataError(f"{name}: missing {missing[0]} ({len(missing)} of {len(paths)} files missing); {how}")
+        raise DataError(
+            f"{name}: missing {missing[0]} ({len(missing)} of {len(paths)} files missing); {how}"
+        )
 
 
 def read_cifar10(root: str | Path, download: bool = False) -> tuple[Split, Split]:
@@ -121,7 +123,9 @@ def read_cifar100(root: str | Path, download: bool = False) -> tuple[Split, Spli
 
         torchvision.datasets.CIFAR100(str(root), train=True, download=True)
     check_available("cifar100", root)
-    return _read_batches([base / "train"], "fine_labels", 32), _read_batches([base / "test"], "fine_labels", 32)
+    return _read_batches([base / "train"], "fine_labels", 32), _read_batches(
+        [base / "test"], "fine_labels", 32
+    )
 
 
 def read_imagenet16(root: str | Path, classes: int = 120) -> tuple[Split, Split]:
@@ -153,7 +157,9 @@ def read_digits() -> tuple[Split, Split]:
     return Split(img[train], labels[train]), Split(img[test], labels[test])
 
 
-def make_fake(seed: int = 0, n_train: int = 512, n_test: int = 256, classes: int = 10, size: int = 32):
+def make_fake(
+    seed: int = 0, n_train: int = 512, n_test: int = 256, classes: int = 10, size: int = 32
+):
     """Seeded CIFAR-shaped data: per class a fixed random pattern plus noise, so a model can learn."""
     rng = np.random.default_rng(10_000 + seed)
     patterns = rng.uniform(0, 255, size=(classes, size, size, 3))
@@ -197,20 +203,33 @@ def check_available(name: str, root: str = "data", download: bool = False) -> No
     """Raise DataError naming the expected path when a data set's files are missing (cheap, no read)."""
     base = Path(root)
     files = {
-        "cifar10": [base / "cifar-10-batches-py" / f for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]],
+        "cifar10": [
+            base / "cifar-10-batches-py" / f
+            for f in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+        ],
         "cifar100": [base / "cifar-100-python" / "train", base / "cifar-100-python" / "test"],
-        "imagenet16-120": [base / "ImageNet16" / f for f in [*(f"train_data_batch_{i}" for i in range(1, 11)), "val_data"]],
+        "imagenet16-120": [
+            base / "ImageNet16" / f
+            for f in [*(f"train_data_batch_{i}" for i in range(1, 11)), "val_data"]
+        ],
     }.get(name, [])
     if download and name in ("cifar10", "cifar100"):
         return
     how = {
         "imagenet16-120": "download ImageNet16 (the NAS-Bench-201 authors' 16x16 ImageNet) into search.data_root/ImageNet16",
-    }.get(name, "put the data set (python version) under search.data_root, or set search.download: true")
+    }.get(
+        name,
+        "put the data set (python version) under search.data_root, or set search.download: true",
+    )
     _require(files, name, how)
 
 
 def load_dataset(
-    name: str, root: str = "data", split_file: str | None = None, download: bool = False, seed: int = 0
+    name: str,
+    root: str = "data",
+    split_file: str | None = None,
+    download: bool = False,
+    seed: int = 0,
 ) -> DataSet:
     """Read a data set and make its search splits.
 
@@ -274,13 +293,17 @@ class Batcher:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def get(self, idx: torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def get(
+        self, idx: torch.Tensor, gen: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, 3, H, W] float32, y [B] int64; random crop + flip when `gen` is given."""
         x = self.images[idx].float().div_(255.0)
         if gen is not None:
             x = self._augment(x, gen)
         x = (x - self.mean) / self.std
-        return x.to(self.device, non_blocking=True), self.labels[idx].to(self.device, non_blocking=True)
+        return x.to(self.device, non_blocking=True), self.labels[idx].to(
+            self.device, non_blocking=True
+        )
 
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         b, _, h, w = x.shape

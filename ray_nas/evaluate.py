@@ -18,10 +18,22 @@ from ray_nas import criteria as crit
 from ray_nas import nb201, trajectory
 from ray_nas.spec import JobSpec, flatten, resolve_search
 
-SELECTION_COLUMNS = ["run_id", "criterion", "params", "label", "fired", "stop_epoch", "arch", "note", "in_progress"]
+SELECTION_COLUMNS = [
+    "run_id",
+    "criterion",
+    "params",
+    "label",
+    "fired",
+    "stop_epoch",
+    "arch",
+    "note",
+    "in_progress",
+]
 
 
-def trajectory_from_rows(epoch_rows: list[dict], alpha_tables: list, ops: Sequence[str]) -> crit.Trajectory:
+def trajectory_from_rows(
+    epoch_rows: list[dict], alpha_tables: list, ops: Sequence[str]
+) -> crit.Trajectory:
     """A criteria Trajectory from a TrialWriter's in-memory rows (the online stop's view)."""
     import pyarrow as pa
 
@@ -35,11 +47,15 @@ def trajectory_from_rows(epoch_rows: list[dict], alpha_tables: list, ops: Sequen
         weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
         archs=tuple(r["arch"] for r in epoch_rows),
         valid_acc=np.array([r["valid_acc"] for r in epoch_rows], dtype=np.float64),
-        hessian_eig=np.array([np.nan if r["hessian_eig"] is None else r["hessian_eig"] for r in epoch_rows]),
+        hessian_eig=np.array(
+            [np.nan if r["hessian_eig"] is None else r["hessian_eig"] for r in epoch_rows]
+        ),
     )
 
 
-def to_trajectory(t: trajectory.TrialData, metrics: dict[str, np.ndarray] | None = None) -> crit.Trajectory:
+def to_trajectory(
+    t: trajectory.TrialData, metrics: dict[str, np.ndarray] | None = None
+) -> crit.Trajectory:
     return crit.Trajectory(
         ops=t.ops, edges=t.edges, alpha=t.alpha, weights=t.weights, archs=tuple(t.epochs["arch"]),
         valid_acc=np.asarray(t.epochs["valid_acc"], dtype=np.float64),
@@ -49,7 +65,11 @@ def to_trajectory(t: trajectory.TrialData, metrics: dict[str, np.ndarray] | None
 
 def job_criteria(spec: JobSpec, metric: str | None) -> list[crit.CriterionSpec]:
     """The job's criteria (the paper's set when it lists none); a plain `oracle` uses `metric`."""
-    specs = [crit.parse_criterion(c) for c in spec.criteria] if spec.criteria else crit.default_criteria()
+    specs = (
+        [crit.parse_criterion(c) for c in spec.criteria]
+        if spec.criteria
+        else crit.default_criteria()
+    )
     out = []
     for c in specs:
         if c.name == "oracle" and "metric=" not in c.label and metric:
@@ -108,13 +128,19 @@ def run_evaluate(
     specs = job_criteria(spec, metric)
     table = _load_benchmark(spec)
     trials, problems = trajectory.read_job(job_dir)
-    status = trajectory.consolidate_trials(job_dir) if trajectory.exists(f"{job_dir}/status") else None
+    status = (
+        trajectory.consolidate_trials(job_dir) if trajectory.exists(f"{job_dir}/status") else None
+    )
     running = set()
     if status is not None and len(status):
         running = set(status.loc[status.status.isin(["running", "failed"]), "run_id"])
     if not trials:
-        raise FileNotFoundError(f"{job_dir}: no readable trajectory (run `ray-nas sweep` or `ray-nas search` first)")
-    log(f"evaluate {spec.name}: {len(trials)} trials, {len(specs)} criteria, {time.perf_counter() - t0:.1f}s to read")
+        raise FileNotFoundError(
+            f"{job_dir}: no readable trajectory (run `ray-nas sweep` or `ray-nas search` first)"
+        )
+    log(
+        f"evaluate {spec.name}: {len(trials)} trials, {len(specs)} criteria, {time.perf_counter() - t0:.1f}s to read"
+    )
     for rid, why in sorted(problems.items()):
         log(f"  skipped trial {rid}: {why}")
 
@@ -129,7 +155,9 @@ def run_evaluate(
         for col in scores.columns:
             if col not in ("arch", "index"):
                 sel[col] = scores[col].to_numpy(dtype=np.float64)
-        sel["bench_index"] = scores["index"].to_numpy(dtype="float64") if "index" in scores else np.nan
+        sel["bench_index"] = (
+            scores["index"].to_numpy(dtype="float64") if "index" in scores else np.nan
+        )
     uncovered = table is None or metric is None or metric not in sel
     if uncovered and spec.evaluate.retrain is not None:
         from ray_nas.retrain import retrain_archs
@@ -204,12 +232,21 @@ def summarize(spec, trials, sel: pd.DataFrame, specs, metric: str | None) -> pd.
     order = {c.label: i for i, c in enumerate(specs)}
     out = (
         df.groupby(["group", "label"], sort=False)
-        .agg(n=("run_id", "size"), mean=("value", "mean"), std=("value", lambda s: s.std(ddof=0)),
-             stop_epoch=("stop_epoch", "mean"), fired=("fired", "sum"))  # fmt: skip
+        .agg(
+            n=("run_id", "size"),
+            mean=("value", "mean"),
+            std=("value", lambda s: s.std(ddof=0)),
+            stop_epoch=("stop_epoch", "mean"),
+            fired=("fired", "sum"),
+        )  # fmt: skip
         .reset_index()
     )
     out["order"] = out["label"].map(order)
-    return out.sort_values(["group", "order"], kind="stable").drop(columns="order").reset_index(drop=True)
+    return (
+        out.sort_values(["group", "order"], kind="stable")
+        .drop(columns="order")
+        .reset_index(drop=True)
+    )
 
 
 def format_summary(summary: pd.DataFrame, metric: str | None) -> str:
@@ -221,13 +258,15 @@ def format_summary(summary: pd.DataFrame, metric: str | None) -> str:
     cells = {}
     for _, r in summary.iterrows():
         score = "n/a" if math.isnan(r["mean"]) else f"{r['mean']:.2f}±{r['std']:.2f}"
-        cells[(r["group"], r["label"])] = f"{score} @{r['stop_epoch']:.1f} {int(r['fired'])}/{int(r['n'])}"
+        cells[(r["group"], r["label"])] = (
+            f"{score} @{r['stop_epoch']:.1f} {int(r['fired'])}/{int(r['n'])}"
+        )
     groups = list(dict.fromkeys(summary["group"]))
     header = ["group", *labels]
     rows = [[g, *(cells.get((g, lab), "") for lab in labels)] for g in groups]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
     title = f"{metric or 'no metric'}: mean±std over seeds @mean stop epoch, fired/trials"
-    return "\n".join([title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
-
-
+    return "\n".join(
+        [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    )

@@ -37,7 +37,9 @@ def retrain_one(arch: str, dataset: str, settings: dict, data_root: str) -> tupl
     ds = load_dataset(dataset, data_root)
     net = DiscreteNet(arch, settings["channels"], settings["cells"], ds.num_classes)
     train, test = Batcher(ds.train, ds.name), Batcher(ds.test, ds.name)
-    opt = torch.optim.SGD(net.parameters(), lr=settings["lr"], momentum=0.9, nesterov=True, weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        net.parameters(), lr=settings["lr"], momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     bs, epochs = settings["batch_size"], settings["epochs"]
     steps = math.ceil(len(train) / bs)
     if settings.get("steps_per_epoch"):
@@ -73,7 +75,11 @@ def retrain_archs(
     key = json.dumps(settings, sort_keys=True)
     data_root = resolve_search(spec.search).data_root
     cache_path = f"{spec.job_dir}/retrain.parquet"
-    cache = trajectory.read_frame(cache_path) if trajectory.exists(cache_path) else pd.DataFrame(columns=CACHE_COLUMNS)
+    cache = (
+        trajectory.read_frame(cache_path)
+        if trajectory.exists(cache_path)
+        else pd.DataFrame(columns=CACHE_COLUMNS)
+    )
     known = {(r.arch, r.dataset): r.test_acc for r in cache.itertuples() if r.settings == key}
     wanted = sorted({(a, dataset_of_run[r]) for a, r in zip(sel["arch"], sel["run_id"])})
     todo = [w for w in wanted if w not in known]
@@ -90,10 +96,13 @@ def retrain_archs(
                 results.append(retrain_one(*a))
                 log(f"  retrained {i}/{len(args)}: {results[-1][0]:.2f}% in {results[-1][1]:.1f}s")
         new = pd.DataFrame(
-            [(arch, ds, key, acc, sec) for (arch, ds), (acc, sec) in zip(todo, results)], columns=CACHE_COLUMNS
+            [(arch, ds, key, acc, sec) for (arch, ds), (acc, sec) in zip(todo, results)],
+            columns=CACHE_COLUMNS,
         )
         cache = pd.concat([cache, new], ignore_index=True) if len(cache) else new
         trajectory.write_frame(cache, cache_path)
         known.update({(a, d): acc for (a, d), (acc, _) in zip(todo, results)})
-        log(f"retrain: {len(todo)} archs in {time.perf_counter() - t0:.1f}s, cached in {cache_path}")
+        log(
+            f"retrain: {len(todo)} archs in {time.perf_counter() - t0:.1f}s, cached in {cache_path}"
+        )
     return known

@@ -13,7 +13,9 @@ from ray_nas.spec import SpecError
 
 def _search_overrides(overrides: list[str]) -> dict:
     """`--set search.x=1` pairs as {x: 1}, for reporting what a single search changed."""
-    return {k[len("search.") :]: v for k, v in specmod.parse_set(overrides) if k.startswith("search.")}
+    return {
+        k[len("search.") :]: v for k, v in specmod.parse_set(overrides) if k.startswith("search.")
+    }
 
 
 def search_command(job: str, overrides: list[str], progress: bool = True) -> int:
@@ -34,7 +36,9 @@ def search_command(job: str, overrides: list[str], progress: bool = True) -> int
     return 0
 
 
-def sweep_command(job: str, overrides: list[str], dry_run: bool = False, evaluate: bool = True) -> int:
+def sweep_command(
+    job: str, overrides: list[str], dry_run: bool = False, evaluate: bool = True
+) -> int:
     spec = specmod.load_spec(job, overrides)
     trials = specmod.expand_grid(spec)
     if dry_run:
@@ -96,8 +100,12 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
 def _where(spec, result) -> None:
     print("\nwhere the results are:")
     print(f"  selections:   {spec.job_dir}/selections.parquet  (pandas.read_parquet)")
-    print(f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)")
-    print(f"  MLflow:       mlflow ui --backend-store-uri {spec.tracking_uri}   (experiment {spec.name!r})")
+    print(
+        f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)"
+    )
+    print(
+        f"  MLflow:       mlflow ui --backend-store-uri {spec.tracking_uri}   (experiment {spec.name!r})"
+    )
 
 
 def report_command(job: str, overrides: list[str], output: str | None) -> int:

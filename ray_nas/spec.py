@@ -118,8 +118,14 @@ class SearchConfig:
 
 #: lr presets (the paper's code decides the exchange scheme: both rates constant).
 LR_PRESETS: dict[str, dict[str, Any]] = {
-    "nb201": {"weights": {"lr": 0.025, "lr_min": 0.001, "schedule": "cosine"}, "alpha": {"lr": 3.0e-4}},
-    "exchange": {"weights": {"lr": 3.0e-4, "lr_min": 3.0e-4, "schedule": "constant"}, "alpha": {"lr": 0.025}},
+    "nb201": {
+        "weights": {"lr": 0.025, "lr_min": 0.001, "schedule": "cosine"},
+        "alpha": {"lr": 3.0e-4},
+    },
+    "exchange": {
+        "weights": {"lr": 3.0e-4, "lr_min": 3.0e-4, "schedule": "constant"},
+        "alpha": {"lr": 0.025},
+    },
 }
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
@@ -274,7 +280,9 @@ def build(cls: type, raw: dict, prefix: str = "") -> Any:
     for key, value in raw.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            raise SpecError(f"{full}: unknown key{_suggest(str(key), names)} (valid: {', '.join(names)})")
+            raise SpecError(
+                f"{full}: unknown key{_suggest(str(key), names)} (valid: {', '.join(names)})"
+            )
         kwargs[key] = _coerce(value, hints[key], full)
     try:
         return cls(**kwargs)
@@ -335,7 +343,9 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
     raw = dict(raw or {})
     scheme = raw.get("lr_scheme", SearchConfig.lr_scheme)
     if scheme not in LR_PRESETS:
-        raise SpecError(f"{where}.lr_scheme: unknown preset {scheme!r}; valid: {', '.join(LR_PRESETS)}")
+        raise SpecError(
+            f"{where}.lr_scheme: unknown preset {scheme!r}; valid: {', '.join(LR_PRESETS)}"
+        )
     merged = _deep_merge(LR_PRESETS[scheme], raw)
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
@@ -349,7 +359,9 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
 
 def _choice(value: str, valid: tuple[str, ...], key: str) -> None:
     if value not in valid:
-        raise SpecError(f"{key}: unknown value {value!r}{_suggest(value, valid)} (valid: {', '.join(valid)})")
+        raise SpecError(
+            f"{key}: unknown value {value!r}{_suggest(value, valid)} (valid: {', '.join(valid)})"
+        )
 
 
 def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> None:
@@ -375,7 +387,9 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     for key in ("lr_min", "momentum", "weight_decay", "grad_clip"):
         _positive(getattr(c.weights, key), f"{w}.weights.{key}", allow_zero=True)
     if c.weights.lr_min > c.weights.lr:
-        raise SpecError(f"{w}.weights.lr_min: must be <= weights.lr ({c.weights.lr}), got {c.weights.lr_min}")
+        raise SpecError(
+            f"{w}.weights.lr_min: must be <= weights.lr ({c.weights.lr}), got {c.weights.lr_min}"
+        )
     _positive(c.alpha.weight_decay, f"{w}.alpha.weight_decay", allow_zero=True)
     if not all(0 <= b < 1 for b in c.alpha.betas):
         raise SpecError(f"{w}.alpha.betas: each must be in [0, 1), got {list(c.alpha.betas)}")
@@ -472,7 +486,9 @@ def spec_from_dict(raw: dict, source: str = "<dict>") -> JobSpec:
 
 def _validate_job(spec: JobSpec) -> None:
     if not _NAME_RE.match(spec.name):
-        raise SpecError(f"name: {spec.name!r} must be letters, digits, '_', '-', '.' (it names a folder)")
+        raise SpecError(
+            f"name: {spec.name!r} must be letters, digits, '_', '-', '.' (it names a folder)"
+        )
     if not spec.store:
         raise SpecError("store: must be a path or s3:// URI")
     _positive(spec.resources.cpu, "resources.cpu", allow_zero=True)
@@ -506,7 +522,9 @@ def _validate_job(spec: JobSpec) -> None:
         except ValueError as e:
             raise SpecError(f"stop: {e}") from None
         if stop.name in ("final", "best_valid", "oracle"):
-            raise SpecError(f"stop: {stop.name!r} cannot stop a search early (it looks at the whole run)")
+            raise SpecError(
+                f"stop: {stop.name!r} cannot stop a search early (it looks at the whole run)"
+            )
         if "patience" in stop.params and stop.params["patience"] < 1:
             raise SpecError(
                 f"stop: {stop.name} needs patience >= 1 online (with 0 the peak so far always 'fires' at epoch 1)"
@@ -526,7 +544,11 @@ def expand_grid(spec: JobSpec) -> list[tuple[SearchConfig, str, dict[str, Any]]]
         raw = copy.deepcopy(spec.search)
         for key, value in point.items():
             set_dotted(raw, key, value)
-        where = "search" if not point else "grid point " + ",".join(f"{k}={v}" for k, v in point.items())
+        where = (
+            "search"
+            if not point
+            else "grid point " + ",".join(f"{k}={v}" for k, v in point.items())
+        )
         cfg = resolve_search(raw, where)
         out.append((cfg, run_id(cfg), point))
     return out

@@ -182,7 +182,9 @@ class DiscreteNet(nn.Module):
     def __init__(self, arch: str, channels: int = 16, cells: int = 5, num_classes: int = 10):
         super().__init__()
         genotype = nb201.parse_arch(arch)
-        self.stem, self.layers, c_last = _backbone(channels, cells, lambda c: DiscreteCell(genotype, c))
+        self.stem, self.layers, c_last = _backbone(
+            channels, cells, lambda c: DiscreteCell(genotype, c)
+        )
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_last), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(c_last, num_classes)
 
@@ -194,7 +196,9 @@ class DiscreteNet(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
-def build_supernet(impl: str, ops: Sequence[str], channels: int, cells: int, num_classes: int, track: bool) -> nn.Module:
+def build_supernet(
+    impl: str, ops: Sequence[str], channels: int, cells: int, num_classes: int, track: bool
+) -> nn.Module:
     """The supernet of `search.impl`: `reference` (this module, per-op modules) or `fast`
     (ray_nas.fast_supernet: the same function, work shared across edges and ops)."""
     if impl == "reference":

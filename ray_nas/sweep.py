@@ -70,11 +70,15 @@ def check_ray_address(timeout: float = 5.0) -> None:
     hostport = addr.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise SpecError(f"RAY_ADDRESS={addr!r}: expected host:port, ray://host:port or http://host:port")
+        raise SpecError(
+            f"RAY_ADDRESS={addr!r}: expected host:port, ray://host:port or http://host:port"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as e:
-        raise SpecError(f"RAY_ADDRESS={addr}: no Ray cluster answers there ({e.strerror or e})") from None
+        raise SpecError(
+            f"RAY_ADDRESS={addr}: no Ray cluster answers there ({e.strerror or e})"
+        ) from None
 
 
 def _trainable(config: dict) -> None:
@@ -83,7 +87,9 @@ def _trainable(config: dict) -> None:
 
     if config.get("fail_once"):
         os.environ[FAIL_ONCE_ENV] = config["fail_once"]
-    if os.path.isdir(config["cwd"]):  # Tune starts trials in their own folder: relative paths are the driver's
+    if os.path.isdir(
+        config["cwd"]
+    ):  # Tune starts trials in their own folder: relative paths are the driver's
         os.chdir(config["cwd"])
     import torch
 
@@ -99,7 +105,9 @@ def _trainable(config: dict) -> None:
         tune.report({"epoch": rec.epoch, "valid_acc": rec.valid_acc, "train_loss": rec.train_loss,
                      "arch": rec.arch, "run_id": rid})  # fmt: skip
 
-    status = run_trial(spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record)
+    status = run_trial(
+        spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record
+    )
     metrics.close()
     if status == "skipped":
         tune.report({"epoch": cfg.total_epochs, "run_id": rid, "skipped": True})
@@ -114,7 +122,9 @@ def init_ray(resources: dict | None = None) -> None:
     ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True, **(resources or {}))
 
 
-def run_sweep(spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=print) -> dict[str, str]:
+def run_sweep(
+    spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=print
+) -> dict[str, str]:
     """Run every unfinished trial of the grid on Ray; returns run_id -> final status."""
     check_job_identity(spec)
     check_store_writable(spec)
@@ -125,11 +135,18 @@ def run_sweep(spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=p
 
     for cfg in {(c.dataset, c.data_root, c.download) for c, _, _ in trials}:
         check_available(*cfg)
-    trajectory.write_bytes(f"{spec.job_dir}/job.yaml", yaml.safe_dump(resolved_job_dict(spec), sort_keys=False).encode())
+    trajectory.write_bytes(
+        f"{spec.job_dir}/job.yaml",
+        yaml.safe_dump(resolved_job_dict(spec), sort_keys=False).encode(),
+    )
 
     todo = [(cfg, rid, point) for cfg, rid, point in trials if not is_complete(spec.job_dir, rid)]
-    log(f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(todo)} already complete, {len(todo)} to run")
-    log(f"  trajectories: {spec.job_dir}/{{epochs,alphas}}/run_id=<id>/   status: {spec.job_dir}/trials.parquet")
+    log(
+        f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(todo)} already complete, {len(todo)} to run"
+    )
+    log(
+        f"  trajectories: {spec.job_dir}/{{epochs,alphas}}/run_id=<id>/   status: {spec.job_dir}/trials.parquet"
+    )
     if todo:
         _tune(spec, todo, log)
     status = trajectory.consolidate_trials(spec.job_dir)
@@ -146,14 +163,22 @@ def _tune(spec: JobSpec, todo, log) -> None:
 
     init_ray()
     job = resolved_job_dict(spec)
-    job["search"] = spec.search  # trials carry their fully resolved search; the job keeps what was written
+    job["search"] = (
+        spec.search
+    )  # trials carry their fully resolved search; the job keeps what was written
     space = [{"run_id": rid, "search": to_dict(cfg), "point": point} for cfg, rid, point in todo]
     storage = spec.store if "://" in spec.store else os.path.abspath(spec.store)
-    trainable = tune.with_resources(_trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    trainable = tune.with_resources(
+        _trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    )
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search(space), "job": job, "cwd": os.getcwd(),
-                     "fail_once": os.environ.get(FAIL_ONCE_ENV)},  # fmt: skip
+        param_space={
+            "trial": tune.grid_search(space),
+            "job": job,
+            "cwd": os.getcwd(),
+            "fail_once": os.environ.get(FAIL_ONCE_ENV),
+        },  # fmt: skip
         tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: t.config["trial"]["run_id"]),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -166,7 +191,9 @@ def _tune(spec: JobSpec, todo, log) -> None:
     t0 = time.perf_counter()
     grid = tuner.fit()
     errors = sum(1 for r in grid if r.error is not None)
-    log(f"sweep {spec.name}: Tune finished {len(todo)} trials in {time.perf_counter() - t0:.1f}s ({errors} errored)")
+    log(
+        f"sweep {spec.name}: Tune finished {len(todo)} trials in {time.perf_counter() - t0:.1f}s ({errors} errored)"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -177,13 +204,33 @@ def _tune(spec: JobSpec, todo, log) -> None:
 
 #: name -> (kind, tag keys, what it is); the Prometheus name is `prometheus_name(name)`.
 METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "nas_trial_epoch": ("gauge", ("nas_job", "run_id"), "last epoch the trial wrote (= epochs completed)"),
+    "nas_trial_epoch": (
+        "gauge",
+        ("nas_job", "run_id"),
+        "last epoch the trial wrote (= epochs completed)",
+    ),
     "nas_epoch_seconds": ("gauge", ("nas_job", "run_id"), "wall seconds of the trial's last epoch"),
-    "nas_epochs": ("counter", ("nas_job", "run_id"), "epochs completed (rate() = epochs per second)"),
-    "nas_valid_acc": ("gauge", ("nas_job", "run_id"), "supernet search-valid accuracy (%) at the last epoch"),
-    "nas_op_magnitude": ("gauge", ("nas_job", "run_id", "op"), "m(t, o): mean softmax weight of op over edges"),
+    "nas_epochs": (
+        "counter",
+        ("nas_job", "run_id"),
+        "epochs completed (rate() = epochs per second)",
+    ),
+    "nas_valid_acc": (
+        "gauge",
+        ("nas_job", "run_id"),
+        "supernet search-valid accuracy (%) at the last epoch",
+    ),
+    "nas_op_magnitude": (
+        "gauge",
+        ("nas_job", "run_id", "op"),
+        "m(t, o): mean softmax weight of op over edges",
+    ),
     "nas_trial_running": ("gauge", ("nas_job", "run_id"), "1 while the trial's search runs"),
-    "nas_sweep_trials": ("gauge", ("nas_job", "state"), "the sweep's trials per Tune state (driver)"),
+    "nas_sweep_trials": (
+        "gauge",
+        ("nas_job", "state"),
+        "the sweep's trials per Tune state (driver)",
+    ),
 }
 
 
@@ -205,7 +252,11 @@ class TrialMetrics:
     def __init__(self, job: str, run_id: str, ops: tuple[str, ...]):
         self.ops, self.live = tuple(ops), True
         try:
-            self.m = {n: _metric(n, nas_job=job, run_id=run_id) for n in METRICS if "run_id" in METRICS[n][1]}
+            self.m = {
+                n: _metric(n, nas_job=job, run_id=run_id)
+                for n in METRICS
+                if "run_id" in METRICS[n][1]
+            }
             self.m["nas_trial_running"].set(1)
         except Exception as e:  # noqa: BLE001
             self._off(e)
@@ -245,7 +296,9 @@ def sweep_metrics_callback(job: str):
             self.gauge, self.last = _metric("nas_sweep_trials", nas_job=job), 0.0
 
         def on_step_end(self, iteration, trials, **info):
-            if time.monotonic() - self.last >= 1.0:  # the loop steps often; Prometheus reads every 10 s
+            if (
+                time.monotonic() - self.last >= 1.0
+            ):  # the loop steps often; Prometheus reads every 10 s
                 self.on_experiment_end(trials)
 
         def on_experiment_end(self, trials, **info):

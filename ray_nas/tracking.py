@@ -27,7 +27,16 @@ import yaml
 
 KEY_TAG = "ray_nas.key"
 EPOCHS_TAG = "ray_nas.epochs"
-EPOCH_METRICS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr_weights", "lr_alpha", "hessian_eig", "seconds")
+EPOCH_METRICS = (
+    "train_loss",
+    "train_acc",
+    "valid_loss",
+    "valid_acc",
+    "lr_weights",
+    "lr_alpha",
+    "hessian_eig",
+    "seconds",
+)
 BATCH = 1000  # MLflow's limit of metrics per log_batch
 
 
@@ -44,11 +53,15 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
                     raise TrackingError(f"tracking_uri {uri}: /health answered HTTP {r.status}")
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise TrackingError(f"tracking_uri {uri}: MLflow server not reachable ({reason})") from None
+            raise TrackingError(
+                f"tracking_uri {uri}: MLflow server not reachable ({reason})"
+            ) from None
     elif uri.startswith("sqlite:///"):
         parent = Path(uri[len("sqlite:///") :]).resolve().parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise TrackingError(f"tracking_uri {uri}: folder {parent} does not exist or is not writable")
+            raise TrackingError(
+                f"tracking_uri {uri}: folder {parent} does not exist or is not writable"
+            )
 
 
 def metric_name(label: str) -> str:
@@ -81,7 +94,9 @@ def _runs_by_key(client, exp_id: str) -> dict[str, list]:
     out: dict[str, list] = {}
     token = None
     while True:
-        page = client.search_runs([exp_id], filter_string=f"tags.`{KEY_TAG}` != ''", max_results=5000, page_token=token)
+        page = client.search_runs(
+            [exp_id], filter_string=f"tags.`{KEY_TAG}` != ''", max_results=5000, page_token=token
+        )
         for run in page:
             out.setdefault(run.data.tags.get(KEY_TAG), []).append(run)
         token = page.token
@@ -89,7 +104,9 @@ def _runs_by_key(client, exp_id: str) -> dict[str, list]:
             return out
 
 
-def _get_or_create(client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log):
+def _get_or_create(
+    client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log
+):
     """(run, fresh) for a key: a FINISHED run is reused; unfinished or duplicate runs are deleted."""
     runs = existing.get(key, [])
     keep = next((r for r in runs if r.info.status == "FINISHED"), None)
@@ -110,7 +127,9 @@ def _log_metrics(client, run_id: str, items: list[tuple[str, float, int]]) -> No
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, int(s)) for k, v, s in items if v is not None and math.isfinite(v)]
+    metrics = [
+        Metric(k, float(v), now, int(s)) for k, v, s in items if v is not None and math.isfinite(v)
+    ]
     for i in range(0, len(metrics), BATCH):
         client.log_batch(run_id, metrics=metrics[i : i + BATCH])
 
@@ -126,7 +145,9 @@ def _epoch_metrics(trial, start: int) -> list[tuple[str, float, int]]:
     return items
 
 
-def log_job(spec, result, log: Callable[[str], None] = print, report_path: str | None = None) -> dict:
+def log_job(
+    spec, result, log: Callable[[str], None] = print, report_path: str | None = None
+) -> dict:
     """Write (or complete) the job's MLflow experiment from an evaluate result. Returns counts."""
     from ray_nas.spec import flatten, resolved_job_dict
 
@@ -143,11 +164,16 @@ def log_job(spec, result, log: Callable[[str], None] = print, report_path: str |
                                                       "stop_epoch", "arch", "note", "in_progress", "bench_index")]  # fmt: skip
     by_run = {rid: g for rid, g in sel.groupby("run_id")}
     for trial in result.trials:
-        run, fresh = _get_or_create(client, exp_id, existing, f"trial:{trial.run_id}", trial.run_id, pid, log)
+        run, fresh = _get_or_create(
+            client, exp_id, existing, f"trial:{trial.run_id}", trial.run_id, pid, log
+        )
         rid = run.info.run_id
         counts["created" if fresh else "updated"] += 1
         if fresh:
-            params = {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in flatten(trial.config).items()}
+            params = {
+                k: json.dumps(v) if isinstance(v, list) else str(v)
+                for k, v in flatten(trial.config).items()
+            }
             params["run_id"] = trial.run_id
             from mlflow.entities import Param
 
@@ -221,5 +247,3 @@ def count_runs(uri: str, name: str) -> dict[str, int]:
             steps = [m.step for m in hist]
             out["duplicate_steps"] = out.get("duplicate_steps", 0) + len(steps) - len(set(steps))
     return out
-
-

@@ -66,7 +66,9 @@ def write_bytes(path: str, data: bytes) -> None:
     fs, p = _fs_path(path)
     parent, name = p.rsplit("/", 1)
     fs.create_dir(parent, recursive=True)
-    target = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if isinstance(fs, pafs.LocalFileSystem) else p
+    target = (
+        f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if isinstance(fs, pafs.LocalFileSystem) else p
+    )
     with fs.open_output_stream(target) as f:
         f.write(data)
     if target != p:
@@ -106,7 +108,10 @@ EPOCHS_SCHEMA = pa.schema(
         ("valid_acc", pa.float64()),  # percent
         ("lr_weights", pa.float64()),  # lr of the epoch's last weight step
         ("lr_alpha", pa.float64()),  # 0 while alpha is frozen (warmup)
-        ("hessian_eig", pa.float64()),  # dominant eigenvalue of the alpha Hessian; null if not computed
+        (
+            "hessian_eig",
+            pa.float64(),
+        ),  # dominant eigenvalue of the alpha Hessian; null if not computed
         ("seconds", pa.float64()),  # wall seconds of the epoch
         ("arch", pa.string()),  # NB201 arch string of the epoch's genotype
     ]
@@ -123,7 +128,15 @@ ALPHAS_SCHEMA = pa.schema(
     ]
 )
 
-STATUS_COLUMNS = ("run_id", "status", "epochs_done", "stop_epoch", "stop_reason", "error", "updated")
+STATUS_COLUMNS = (
+    "run_id",
+    "status",
+    "epochs_done",
+    "stop_epoch",
+    "stop_reason",
+    "error",
+    "updated",
+)
 
 
 def trial_paths(job_dir: str, run_id: str) -> dict[str, str]:
@@ -143,7 +156,14 @@ class TrialWriter:
     torn file and each epoch appears once. Resuming: `truncate(k)` keeps epochs <= k.
     """
 
-    def __init__(self, job_dir: str, run_id: str, ops: tuple[str, ...], edges: tuple[str, ...], config_json: str):
+    def __init__(
+        self,
+        job_dir: str,
+        run_id: str,
+        ops: tuple[str, ...],
+        edges: tuple[str, ...],
+        config_json: str,
+    ):
         self.paths = trial_paths(job_dir, run_id)
         self.ops, self.edges = tuple(ops), tuple(edges)
         self.metadata = {
@@ -161,8 +181,12 @@ class TrialWriter:
         self.epochs, self.alphas = [], []
         if upto_epoch < 0 or not exists(self.paths["epochs"]) or not exists(self.paths["alphas"]):
             return
-        ep = pq.read_table(_fs_path(self.paths["epochs"])[1], filesystem=_fs_path(self.paths["epochs"])[0])
-        al = pq.read_table(_fs_path(self.paths["alphas"])[1], filesystem=_fs_path(self.paths["alphas"])[0])
+        ep = pq.read_table(
+            _fs_path(self.paths["epochs"])[1], filesystem=_fs_path(self.paths["epochs"])[0]
+        )
+        al = pq.read_table(
+            _fs_path(self.paths["alphas"])[1], filesystem=_fs_path(self.paths["alphas"])[0]
+        )
         ep = ep.filter(pc.less_equal(ep["epoch"], upto_epoch)).select(EPOCHS_SCHEMA.names)
         al = al.filter(pc.less_equal(al["epoch"], upto_epoch)).select(ALPHAS_SCHEMA.names)
         self.epochs = ep.to_pylist()
@@ -200,8 +224,12 @@ class TrialWriter:
             pa.table(
                 {
                     "epoch": pa.array(np.repeat(np.arange(n, dtype=np.int32), e * k)),
-                    "cell": pa.array(["shared"] * (n * e * k)).dictionary_encode().cast(pa.string()),
-                    "edge": pa.array(np.tile(np.repeat(np.array(self.edges, dtype=object), k), n).tolist()),
+                    "cell": pa.array(["shared"] * (n * e * k))
+                    .dictionary_encode()
+                    .cast(pa.string()),
+                    "edge": pa.array(
+                        np.tile(np.repeat(np.array(self.edges, dtype=object), k), n).tolist()
+                    ),
                     "op": pa.array(np.tile(np.array(self.ops, dtype=object), n * e).tolist()),
                     "alpha": pa.array(alpha.astype(np.float32).reshape(-1)),
                     "weight": pa.array(weights.astype(np.float32).reshape(-1)),
@@ -286,7 +314,9 @@ def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
     if n == 0 or not np.array_equal(epochs, np.arange(n)):
         raise ValueError(f"epochs are not 0..T in order ({n} rows)")
     if al.num_rows != n * e * k:
-        raise ValueError(f"alphas has {al.num_rows} rows, expected {n}x{e}x{k} for epochs 0..{n - 1}")
+        raise ValueError(
+            f"alphas has {al.num_rows} rows, expected {n}x{e}x{k} for epochs 0..{n - 1}"
+        )
     a_ep = al.column("epoch").to_numpy()
     if not np.array_equal(a_ep, np.repeat(np.arange(n, dtype=a_ep.dtype), e * k)):
         raise ValueError("alphas epochs are not 0..T in order")

@@ -40,7 +40,9 @@ class FileCheckpoint:
 
             data = trajectory.read_bytes(self.path)
             # our own file, written by save(): it holds numpy/python RNG states, hence weights_only=False
-            self._cached = None if data is None else torch.load(io.BytesIO(data), weights_only=False)
+            self._cached = (
+                None if data is None else torch.load(io.BytesIO(data), weights_only=False)
+            )
             self._loaded = True
         return self._cached
 
@@ -54,7 +56,9 @@ class FileCheckpoint:
 
 def config_columns(cfg: SearchConfig) -> dict:
     """The resolved search fields as dotted columns; lists as JSON strings (stable Parquet types)."""
-    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(to_dict(cfg)).items()}
+    return {
+        k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(to_dict(cfg)).items()
+    }
 
 
 def trial_status(job_dir: str, run_id: str) -> dict | None:
@@ -86,7 +90,9 @@ def run_trial(
         return "skipped"
     from ray_nas.data import load_dataset
 
-    data = load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)  # fails before any write
+    data = load_dataset(
+        cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed
+    )  # fails before any write
     paths = trajectory.trial_paths(job_dir, run_id)
     writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, nb201.EDGES, config_json(cfg))
     ckpt = FileCheckpoint(paths["checkpoint"])

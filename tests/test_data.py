@@ -110,7 +110,9 @@ def test_real_cifar10_from_the_shared_jpegs(tmp_path):
                    capture_output=True)  # fmt: skip
     ds = load_dataset("cifar10", str(tmp_path), seed=0)
     assert len(ds.train) == 100 and len(ds.test) == 100
-    assert ds.train.images.shape[1:] == (32, 32, 3) and set(ds.train.labels.tolist()) == set(range(10))
+    assert ds.train.images.shape[1:] == (32, 32, 3) and set(ds.train.labels.tolist()) == set(
+        range(10)
+    )
     # the official split file indexes the original 50k order, so it is refused here with a clear error
     split = SHARED / "data" / "nb201" / "cifar-split.txt"
     with pytest.raises(DataError, match="outside 0..99"):

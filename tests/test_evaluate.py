@@ -46,7 +46,16 @@ def test_selections_and_summary(store):
     res = run_evaluate(spec, track=False, log=lambda s: None)
     sel = pd.read_parquet(f"{spec.job_dir}/selections.parquet")
     assert len(sel) == 4 * len(CRITERIA) and not res.problems
-    assert {"run_id", "criterion", "params", "label", "fired", "stop_epoch", "arch", "cifar10_test"} <= set(sel)
+    assert {
+        "run_id",
+        "criterion",
+        "params",
+        "label",
+        "fired",
+        "stop_epoch",
+        "arch",
+        "cifar10_test",
+    } <= set(sel)
     assert (sel.stop_epoch >= 1).all() and (sel.stop_epoch <= 4).all()
     final = sel[sel.label == "final"]
     assert final.fired.all() and (final.stop_epoch == 4).all()
@@ -61,9 +70,13 @@ def test_selections_and_summary(store):
         assert sel[(sel.run_id == rid) & (sel.criterion == "oracle")].cifar10_test.iloc[0] == best
     # summary: one group per lr scheme, means over the 2 seeds
     assert set(res.summary.group) == {"lr_scheme=nb201", "lr_scheme=exchange"}
-    row = res.summary[(res.summary.group == "lr_scheme=nb201") & (res.summary.label == "final")].iloc[0]
+    row = res.summary[
+        (res.summary.group == "lr_scheme=nb201") & (res.summary.label == "final")
+    ].iloc[0]
     runs = [rid for c, rid, p in expand_grid(spec) if p["lr_scheme"] == "nb201"]
-    assert row["n"] == 2 and math.isclose(row["mean"], final[final.run_id.isin(runs)].cifar10_test.mean())
+    assert row["n"] == 2 and math.isclose(
+        row["mean"], final[final.run_id.isin(runs)].cifar10_test.mean()
+    )
 
 
 def test_new_criteria_without_rerunning(store):
@@ -81,7 +94,9 @@ def test_corrupted_and_in_progress_trials(store, tmp_path):
     spec = load_spec(store, [f"store={copy}"])
     rids = sorted(r for _, r, _ in expand_grid(spec))
     # one unreadable alphas file, one trial that is still running with 2 epochs only
-    (copy / spec.name / "alphas" / f"run_id={rids[0]}" / "part-0.parquet").write_bytes(b"not parquet")
+    (copy / spec.name / "alphas" / f"run_id={rids[0]}" / "part-0.parquet").write_bytes(
+        b"not parquet"
+    )
     st = trajectory.read_status(spec.job_dir)
     row = st[st.run_id == rids[1]].iloc[0].to_dict()
     row["status"] = "running"
@@ -92,10 +107,16 @@ def test_corrupted_and_in_progress_trials(store, tmp_path):
     meta_src = w.paths["epochs"]
     import pyarrow.parquet as pq
 
-    meta = {k.decode(): v.decode() for k, v in pq.read_schema(meta_src).metadata.items() if k.startswith(b"ray_nas")}
+    meta = {
+        k.decode(): v.decode()
+        for k, v in pq.read_schema(meta_src).metadata.items()
+        if k.startswith(b"ray_nas")
+    }
     trajectory.write_frame(ep[ep.epoch <= 2], w.paths["epochs"], meta)
     trajectory.write_frame(al[al.epoch <= 2], w.paths["alphas"], meta)
-    os.remove(copy / spec.name / "alphas" / f"run_id={rids[3]}" / "part-0.parquet")  # a missing file
+    os.remove(
+        copy / spec.name / "alphas" / f"run_id={rids[3]}" / "part-0.parquet"
+    )  # a missing file
     lines = []
     res = run_evaluate(spec, track=False, log=lines.append)
     assert sorted(res.problems) == [rids[0], rids[3]] and "unreadable" in res.problems[rids[0]]

@@ -20,7 +20,9 @@ def run(**over):
 def test_warmup_freezes_alpha_then_it_moves():
     cfg, recs = run(warmup_epochs=2, epochs=2, hessian_every=0)
     assert [r.epoch for r in recs] == [0, 1, 2, 3, 4]
-    assert np.array_equal(recs[0].alpha, recs[1].alpha) and np.array_equal(recs[0].alpha, recs[2].alpha)
+    assert np.array_equal(recs[0].alpha, recs[1].alpha) and np.array_equal(
+        recs[0].alpha, recs[2].alpha
+    )
     assert not np.array_equal(recs[2].alpha, recs[3].alpha)
     assert recs[1].lr_alpha == 0.0 and recs[3].lr_alpha == cfg.alpha.lr
     for r in recs:
@@ -40,7 +42,9 @@ def test_lr_schedules():
 
 def test_exchange_rates_are_recorded():
     _, recs = run(lr_scheme="exchange", epochs=2, hessian_every=0)
-    assert all(r.lr_weights == pytest.approx(3e-4) and r.lr_alpha == pytest.approx(0.025) for r in recs[1:])
+    assert all(
+        r.lr_weights == pytest.approx(3e-4) and r.lr_alpha == pytest.approx(0.025) for r in recs[1:]
+    )
 
 
 def test_hessian_is_symmetric_and_matches_numpy():
@@ -65,5 +69,7 @@ def test_seed_fixes_everything():
     _, a = run(epochs=2, hessian_every=2)
     _, b = run(epochs=2, hessian_every=2)
     assert [r.arch for r in a] == [r.arch for r in b]
-    assert all(np.array_equal(x.alpha, y.alpha) and x.valid_loss == y.valid_loss for x, y in zip(a, b))
+    assert all(
+        np.array_equal(x.alpha, y.alpha) and x.valid_loss == y.valid_loss for x, y in zip(a, b)
+    )
     assert a[1].hessian_eig is None and a[2].hessian_eig is not None

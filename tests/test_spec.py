@@ -20,7 +20,13 @@ def test_defaults_are_the_papers_s1():
     assert c.dataset == "cifar10" and c.ops == nb201.OPS
     assert (c.channels, c.cells, c.epochs, c.batch_size) == (16, 5, 50, 64)
     w = c.weights
-    assert (w.lr, w.lr_min, w.schedule, w.momentum, w.nesterov) == (0.025, 0.001, "cosine", 0.9, True)
+    assert (w.lr, w.lr_min, w.schedule, w.momentum, w.nesterov) == (
+        0.025,
+        0.001,
+        "cosine",
+        0.9,
+        True,
+    )
     assert (w.weight_decay, w.grad_clip) == (5e-4, 5.0)
     assert (c.alpha.lr, c.alpha.betas, c.alpha.weight_decay) == (3e-4, (0.5, 0.999), 1e-3)
     assert c.warmup_epochs == 0 and c.track_running_stats is False
@@ -28,7 +34,12 @@ def test_defaults_are_the_papers_s1():
 
 def test_exchange_preset_and_explicit_override():
     c = resolve_search({"lr_scheme": "exchange"})
-    assert (c.weights.lr, c.weights.lr_min, c.weights.schedule, c.alpha.lr) == (3e-4, 3e-4, "constant", 0.025)
+    assert (c.weights.lr, c.weights.lr_min, c.weights.schedule, c.alpha.lr) == (
+        3e-4,
+        3e-4,
+        "constant",
+        0.025,
+    )
     c = resolve_search({"lr_scheme": "exchange", "alpha": {"lr": 0.001}})
     assert c.alpha.lr == 0.001 and c.weights.lr == 3e-4
 
@@ -44,7 +55,10 @@ def test_set_overrides_and_grid_order(write_job):
     assert spec.store == "elsewhere"
     trials = expand_grid(spec)
     assert len(trials) == 6
-    assert [p for _, _, p in trials][:2] == [{"lr_scheme": "nb201", "seed": 0}, {"lr_scheme": "nb201", "seed": 1}]
+    assert [p for _, _, p in trials][:2] == [
+        {"lr_scheme": "nb201", "seed": 0},
+        {"lr_scheme": "nb201", "seed": 1},
+    ]
     assert all(c.epochs == 7 for c, _, _ in trials)
     assert len({rid for _, rid, _ in trials}) == 6
 
@@ -52,7 +66,9 @@ def test_set_overrides_and_grid_order(write_job):
 def test_run_id_is_stable_across_processes():
     cfg = resolve_search({"seed": 3, "lr_scheme": "exchange"})
     code = "from ray_nas.spec import resolve_search, run_id; print(run_id(resolve_search({'lr_scheme': 'exchange', 'seed': 3})))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == run_id(cfg)
     # where the data lies is not part of the identity
     assert run_id(resolve_search({"seed": 3, "lr_scheme": "exchange", "data_root": "/x"})) == out
@@ -95,7 +111,9 @@ def test_bad_job_keys():
 
 def test_cli_bad_input_exits_2_with_one_line(write_job, tmp_path):
     path = write_job(search={"epochs": 0})
-    r = subprocess.run([sys.executable, "-m", "ray_nas.cli", "search", str(path)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "ray_nas.cli", "search", str(path)], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "search.epochs: must be > 0" in r.stderr
     assert not (tmp_path / "store").exists()  # nothing written

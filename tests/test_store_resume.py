@@ -17,13 +17,17 @@ CMD = [sys.executable, "-m", "ray_nas.cli", "search"]
 
 
 def _run(job, *extra):
-    return subprocess.run([*CMD, str(job), "--quiet", *extra], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [*CMD, str(job), "--quiet", *extra], capture_output=True, text=True, timeout=300
+    )
 
 
 def _read(store, name, rid):
     ep = pd.read_parquet(f"{store}/{name}/epochs/run_id={rid}")
     al = pd.read_parquet(f"{store}/{name}/alphas/run_id={rid}")
-    return ep.sort_values("epoch", ignore_index=True), al.sort_values(["epoch", "edge", "op"], ignore_index=True)
+    return ep.sort_values("epoch", ignore_index=True), al.sort_values(
+        ["epoch", "edge", "op"], ignore_index=True
+    )
 
 
 def test_columns_metadata_and_skip_when_complete(write_job, tmp_path):
@@ -34,7 +38,15 @@ def test_columns_metadata_and_skip_when_complete(write_job, tmp_path):
     rid = run_id(search_config(spec))
     ep, al = _read(spec.store, spec.name, rid)
     assert ep.epoch.tolist() == [0, 1, 2]
-    assert {"train_loss", "valid_acc", "lr_weights", "lr_alpha", "hessian_eig", "seconds", "arch"} <= set(ep)
+    assert {
+        "train_loss",
+        "valid_acc",
+        "lr_weights",
+        "lr_alpha",
+        "hessian_eig",
+        "seconds",
+        "arch",
+    } <= set(ep)
     assert len(al) == 3 * 6 * 5 and set(al.edge) == set(nb201.EDGES) and set(al.cell) == {"shared"}
     sums = al.groupby(["epoch", "edge"]).weight.sum()
     assert ((sums - 1).abs() < 1e-5).all()
@@ -66,7 +78,9 @@ def test_killed_search_resumes_bit_identically(write_job, tmp_path):
                             start_new_session=True)  # fmt: skip
     deadline = time.time() + 240
     while time.time() < deadline:
-        if os.path.exists(epochs_file) and pq.read_table(epochs_file).num_rows >= 3:  # epochs 0..2 written
+        if (
+            os.path.exists(epochs_file) and pq.read_table(epochs_file).num_rows >= 3
+        ):  # epochs 0..2 written
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)

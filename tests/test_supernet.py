@@ -57,7 +57,9 @@ def test_arch_string_is_the_argmax():
 
 
 def test_discrete_net_runs_for_an_arch_with_none():
-    arch = nb201.arch_string(["none", "nor_conv_3x3", "none", "skip_connect", "none", "avg_pool_3x3"])
+    arch = nb201.arch_string(
+        ["none", "nor_conv_3x3", "none", "skip_connect", "none", "avg_pool_3x3"]
+    )
     out = DiscreteNet(arch, channels=4, cells=1, num_classes=5)(torch.randn(2, 3, 16, 16))
     assert out.shape == (2, 5) and torch.isfinite(out).all()
 

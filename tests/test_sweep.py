@@ -46,7 +46,9 @@ def test_sweep_end_to_end_and_idempotent_mlflow(ray_session, write_job, capsys):
     trials = pd.read_parquet(f"{spec.job_dir}/trials.parquet")
     assert sorted(trials.run_id) == sorted(rids) and set(trials.status) == {"completed"}
     first = count_runs(spec.tracking_uri, spec.name)
-    assert first["runs"] == 5 and first["valid_acc_points"] == 4 * 3 and first["duplicate_steps"] == 0
+    assert (
+        first["runs"] == 5 and first["valid_acc_points"] == 4 * 3 and first["duplicate_steps"] == 0
+    )
     # a second evaluate creates no run and duplicates no step
     assert evaluate_command(str(job), []) == 0
     assert count_runs(spec.tracking_uri, spec.name) == first
@@ -56,7 +58,9 @@ def test_sweep_end_to_end_and_idempotent_mlflow(ray_session, write_job, capsys):
     assert "4 already complete, 0 to run" in capsys.readouterr().out
 
 
-def test_crashed_trial_is_retried_from_its_checkpoint(ray_session, write_job, tmp_path, monkeypatch):
+def test_crashed_trial_is_retried_from_its_checkpoint(
+    ray_session, write_job, tmp_path, monkeypatch
+):
     monkeypatch.setenv("RAY_NAS_FAIL_ONCE", f"{tmp_path}/fault:1")
     job = write_job(name="crash", search={"epochs": 3}, resources={"cpu": 1, "gpu": 0}, max_failures=2,
                     evaluate=NO_RETRAIN)  # fmt: skip
@@ -83,7 +87,9 @@ def test_driver_killed_then_resumed(ray_session, write_job):
     spec = load_spec(job)
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     cmd = [sys.executable, "-m", "ray_nas.cli", "sweep", str(job), "--no-evaluate"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 300
     done = []
     while time.time() < deadline and proc.poll() is None:
@@ -95,7 +101,9 @@ def test_driver_killed_then_resumed(ray_session, write_job):
     assert proc.poll() is None, "the sweep ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    mtimes = {rid: os.path.getmtime(trajectory.trial_paths(spec.job_dir, rid)["epochs"]) for rid in done}
+    mtimes = {
+        rid: os.path.getmtime(trajectory.trial_paths(spec.job_dir, rid)["epochs"]) for rid in done
+    }
     time.sleep(1)  # let Ray reap the dead driver's trial actors
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -133,7 +141,9 @@ def test_online_stop_ends_where_the_offline_criterion_says(write_job):
     from ray_nas.trial import run_trial
 
     stop = {"name": "darts_es", "window": 1, "delta": 1, "factor": 1e-6, "rollback": False}
-    job = write_job(name="stop", search={"epochs": 5, "hessian_every": 1}, stop=stop, evaluate=NO_RETRAIN)
+    job = write_job(
+        name="stop", search={"epochs": 5, "hessian_every": 1}, stop=stop, evaluate=NO_RETRAIN
+    )
     spec = load_spec(job)
     cfg, rid, _ = expand_grid(spec)[0]
     assert run_trial(spec, cfg, rid, progress=False, log=lambda s: None) == "stopped"
@@ -162,7 +172,9 @@ def test_bad_input_fails_before_any_trial(ray_session, write_job, monkeypatch):
     with pytest.raises(Exception, match="not reachable"):
         sweep_command(str(job), [f"tracking_uri=http://127.0.0.1:{port}"])
     # a store that already holds this job with a different grid
-    trajectory.write_bytes(f"{spec.job_dir}/job.yaml", b"name: bad\ngrid: {seed: [5]}\nsearch: {}\n")
+    trajectory.write_bytes(
+        f"{spec.job_dir}/job.yaml", b"name: bad\ngrid: {seed: [5]}\nsearch: {}\n"
+    )
     with pytest.raises(SpecError, match="different `grid`"):
         sweep_command(str(job), [])
     assert not os.path.exists(f"{spec.job_dir}/status")  # no trial started
@@ -210,7 +222,11 @@ def test_http_tracking_server(write_job, tmp_path):
         run_evaluate(spec, log=lambda s: None)
         run_evaluate(spec, log=lambda s: None)
         counts = count_runs(uri, "http")
-        assert counts["runs"] == 2 and counts["valid_acc_points"] == 2 and counts["duplicate_steps"] == 0
+        assert (
+            counts["runs"] == 2
+            and counts["valid_acc_points"] == 2
+            and counts["duplicate_steps"] == 0
+        )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
