@@ -45,7 +45,9 @@ def parse_trial(text: str) -> tuple[str, set[str]]:
     impl, *opts = text.split("+")
     unknown = [o for o in opts if o not in OPTIONS]
     if unknown:
-        raise SystemExit(f"--impl {text}: unknown option {unknown[0]!r} (valid: {', '.join(OPTIONS)})")
+        raise SystemExit(
+            f"--impl {text}: unknown option {unknown[0]!r} (valid: {', '.join(OPTIONS)})"
+        )
     return impl, set(opts)
 
 
@@ -66,7 +68,9 @@ class Trial:
         self.model = model.to(memory_format=self.fmt)
         self.forward = torch.compile(model) if "compile" in opts else model
         self.w_params = model.weight_parameters()
-        self.w_opt = torch.optim.SGD(self.w_params, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        self.w_opt = torch.optim.SGD(
+            self.w_params, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4
+        )
         self.a_opt = torch.optim.Adam([model.alpha], lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
         self.bf16 = "bf16" in opts
         self.gen = torch.Generator().manual_seed(0)
@@ -143,22 +147,45 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=64, help="B, images per batch")
     p.add_argument("--size", type=int, default=32, help="image side (32 = CIFAR)")
     p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per trial (391 = a CIFAR-10 search epoch at B=64)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps per trial first (>= 1: compile, caches)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--impl", nargs="+", default=["reference", "fast"], help="trials: impl[+bf16][+compile][+cl]")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=5,
+        help="timed steps per trial (391 = a CIFAR-10 search epoch at B=64)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed steps per trial first (>= 1: compile, caches)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    p.add_argument(
+        "--impl",
+        nargs="+",
+        default=["reference", "fast"],
+        help="trials: impl[+bf16][+compile][+cl]",
+    )
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     for trial in args.impl:
         parse_trial(trial)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu, {torch.get_num_threads()} threads"
+    )
     print(
         f"bilevel search step: C={args.channels} N={args.cells} B={args.batch} {args.size}x{args.size}, "
         f"{args.steps} timed steps (median), {name}, torch {torch.__version__}"
     )
-    print("images/s = B search-train images per step / step time (each step also runs B search-valid images)")
+    print(
+        "images/s = B search-train images per step / step time (each step also runs B search-valid images)"
+    )
     print(table(run(args, device), args.batch))
 
 

@@ -184,7 +184,8 @@ def search(
     model = build_supernet(
         cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats
     ).to(device)
-    forward = torch.compile(model) if cfg.compile else model  # state_dict, eval, Hessian: eager `model`
+    # search.compile: the two steps' forwards only; state_dict, evaluation and Hessian stay eager
+    forward = torch.compile(model) if cfg.compile else model
     w_params = model.weight_parameters()
     w_opt = torch.optim.SGD(
         w_params, lr=cfg.weights.lr, momentum=cfg.weights.momentum,

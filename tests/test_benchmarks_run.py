@@ -9,7 +9,9 @@ from .conftest import REPO
 def test_search_step_benchmark_prints_both_impls():
     cmd = [sys.executable, "benchmarks/search_step.py", "--channels", "4", "--cells", "1",
            "--batch", "4", "--size", "16", "--steps", "2", "--threads", "1"]  # fmt: skip
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True).stdout
+    out = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True
+    ).stdout
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()}
     for impl in ("reference", "fast"):
         ms, images_per_s, ratio = rows[impl][:3]

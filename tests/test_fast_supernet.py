@@ -46,7 +46,9 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def norm_close(fast: torch.Tensor, ref: torch.Tensor, what: str, tol: float = 1e-5, scale=None) -> None:
+def norm_close(
+    fast: torch.Tensor, ref: torch.Tensor, what: str, tol: float = 1e-5, scale=None
+) -> None:
     """|fast - ref|_2 <= tol * scale, scale = |ref|_2 unless given."""
     err = (fast - ref).double().norm().item()
     bound = tol * (ref.double().norm().item() if scale is None else scale)
@@ -83,10 +85,14 @@ def forward_backward(net, x, y):
     return logits.detach(), loss.detach()
 
 
-def compare(fast: torch.Tensor, ref: torch.Tensor, what: str, dtype: torch.dtype, scale=None) -> None:
+def compare(
+    fast: torch.Tensor, ref: torch.Tensor, what: str, dtype: torch.dtype, scale=None
+) -> None:
     if dtype == torch.float64:
         scale = ref.abs().max().item() if scale is None else scale
-        torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10 * scale, msg=lambda m: f"{what}: {m}")
+        torch.testing.assert_close(
+            fast, ref, rtol=1e-10, atol=1e-10 * scale, msg=lambda m: f"{what}: {m}"
+        )
     else:
         norm_close(fast, ref, what, scale=scale)
 

@@ -173,7 +173,7 @@ def test_dry_run_estimate_follows_the_job_key(capsys):
 
 
 def test_evaluate_criteria_override_takes_a_yaml_list():
-    """docs/cluster.md reruns the offline stage with `--set 'criteria=[...]'`."""
+    """The README (Running on a cluster) reruns the offline stage with `--set 'criteria=[...]'`."""
     spec = load_spec(
         REPO / "jobs/paper/table2_ss_darts.yaml", ["criteria=[final, {name: dartsplus_sc, k: 3}]"]
     )
