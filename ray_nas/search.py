@@ -86,7 +86,9 @@ def weights_lr(cfg: SearchConfig, epoch: int, step: int, steps: int) -> float:
     return w.lr_min + (w.lr - w.lr_min) * (1 + math.cos(math.pi * e / cfg.epochs)) / 2
 
 
-def hessian_eigenvalue(model: Supernet, x: torch.Tensor, y: torch.Tensor) -> tuple[float, np.ndarray]:
+def hessian_eigenvalue(
+    model: Supernet, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, np.ndarray]:
     """Exact Hessian of the CE loss on (x, y) w.r.t. alpha [E, K] by double backprop.
 
     Returns (largest eigenvalue, the symmetrised Hessian [E*K, E*K] float64).
@@ -138,7 +140,9 @@ class Progress:
         if self.enabled:
             done = int(20 * step / steps)
             bar = "#" * done + "." * (20 - done)
-            sys.stderr.write(f"\r  epoch {epoch}/{total_epochs} [{bar}] {step}/{steps} loss {loss:.3f}")
+            sys.stderr.write(
+                f"\r  epoch {epoch}/{total_epochs} [{bar}] {step}/{steps} loss {loss:.3f}"
+            )
             sys.stderr.flush()
 
     def clear(self) -> None:
@@ -266,7 +270,9 @@ def search(
 
 def end_of_epoch(model, cfg, valid_b, epoch, train_loss, train_acc, lr_w, lr_a, t0) -> EpochRecord:
     """Evaluate on search-valid, optionally the Hessian eigenvalue, and snapshot alpha."""
-    valid_loss, valid_acc, (xv, yv) = evaluate_split(model, valid_b, cfg.batch_size, cfg.steps_per_epoch)
+    valid_loss, valid_acc, (xv, yv) = evaluate_split(
+        model, valid_b, cfg.batch_size, cfg.steps_per_epoch
+    )
     eig = None
     if cfg.hessian_every and epoch % cfg.hessian_every == 0:
         model.eval()

@@ -129,7 +129,7 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
-NON_IDENTITY_FIELDS = ("data_root", "download", "device")
+NON_IDENTITY_FIELDS = ("data_root", "download", "device", "compile")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ray_nas import nb201
 from ray_nas.fast_supernet import FastSupernet
 from ray_nas.search import hessian_eigenvalue, search
-from ray_nas.spec import resolve_search
+from ray_nas.spec import SpecError, resolve_search
 from ray_nas.supernet import Supernet, build_supernet
 
 from .conftest import TINY_SEARCH
@@ -180,6 +180,11 @@ def test_a_3_epoch_search_is_the_same_with_either_impl():
 
 
 def test_fast_is_the_default_and_bf16_runs():
-    assert resolve_search({}).impl == "fast"
+    cfg = resolve_search({})
+    assert (cfg.impl, cfg.precision, cfg.compile) == ("fast", "fp32", False)
+    with pytest.raises(SpecError, match="search.precision.*fp32, bf16"):
+        resolve_search({"precision": "fp16"})
+    with pytest.raises(SpecError, match="search.compile: expected true or false"):
+        resolve_search({"compile": "yes"})
     records = run_search(precision="bf16", epochs=1, steps_per_epoch=1)
     assert np.isfinite(records[-1].train_loss)
