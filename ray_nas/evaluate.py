@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ray_nas import criteria as crit
-from ray_nas import nb201, trajectory
+from ray_nas import trajectory
 from ray_nas.spec import JobSpec, flatten, resolve_search
 
 SELECTION_COLUMNS = [
@@ -31,24 +31,18 @@ SELECTION_COLUMNS = [
 ]
 
 
-def trajectory_from_rows(
-    epoch_rows: list[dict], alpha_tables: list, ops: Sequence[str]
-) -> crit.Trajectory:
+def trajectory_from_writer(writer: trajectory.TrialWriter) -> crit.Trajectory:
     """A criteria Trajectory from a TrialWriter's in-memory rows (the online stop's view)."""
-    import pyarrow as pa
-
-    n, e, k = len(epoch_rows), len(nb201.EDGES), len(ops)
-    al = pa.concat_tables(alpha_tables)
-    shape = (n, e, k)
+    rows, alpha, weights = writer.arrays()
     return crit.Trajectory(
-        ops=tuple(ops),
-        edges=nb201.EDGES,
-        alpha=al.column("alpha").to_numpy().astype(np.float64).reshape(shape),
-        weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
-        archs=tuple(r["arch"] for r in epoch_rows),
-        valid_acc=np.array([r["valid_acc"] for r in epoch_rows], dtype=np.float64),
+        ops=writer.ops,
+        edges=writer.edges,
+        alpha=alpha,
+        weights=weights,
+        archs=tuple(r["arch"] for r in rows),
+        valid_acc=np.array([r["valid_acc"] for r in rows], dtype=np.float64),
         hessian_eig=np.array(
-            [np.nan if r["hessian_eig"] is None else r["hessian_eig"] for r in epoch_rows]
+            [np.nan if r["hessian_eig"] is None else r["hessian_eig"] for r in rows]
         ),
     )
 

@@ -195,7 +195,7 @@ def log_job(
         client.set_terminated(rid, "FINISHED")
     _log_parent(client, pid, spec, result, resolved_job_dict(spec), report_path)
     client.set_terminated(pid, "FINISHED")
-    log(f"mlflow: experiment {spec.name!r} at {spec.tracking_uri}: {counts['created']} runs created, "
+    log(f"mlflow: experiment {spec.name!r} at {spec.tracking_uri}: {counts['created']} trial runs created, "
         f"{counts['updated']} updated, {counts['epochs_logged']} epochs logged ({time.perf_counter() - t0:.1f}s)")  # fmt: skip
     return counts
 

@@ -216,6 +216,13 @@ class TrialWriter:
         )
         self.flush()
 
+    def arrays(self) -> tuple[list[dict], np.ndarray, np.ndarray]:
+        """(epoch rows, alpha [T+1, E, K] float64, weights [T+1, E, K] float64) held in memory."""
+        al = pa.concat_tables(self.alphas) if self.alphas else ALPHAS_SCHEMA.empty_table()
+        shape = (len(self.epochs), len(self.edges), len(self.ops))
+        alpha = al.column("alpha").to_numpy().astype(np.float64).reshape(shape)
+        return self.epochs, alpha, al.column("weight").to_numpy().astype(np.float64).reshape(shape)
+
     def write_all(self, epoch_rows: list[dict], alpha: np.ndarray, weights: np.ndarray) -> None:
         """Write a whole trajectory at once (synthetic stores, imports): alpha/weights [T+1, E, K]."""
         n, e, k = alpha.shape

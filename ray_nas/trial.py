@@ -139,12 +139,12 @@ def _online_stop(spec: JobSpec, cfg: SearchConfig):
     if spec.stop is None:
         return None
     from ray_nas import criteria
-    from ray_nas.evaluate import trajectory_from_rows
+    from ray_nas.evaluate import trajectory_from_writer
 
     crit = criteria.parse_criterion(spec.stop)
 
     def check(writer: trajectory.TrialWriter):
-        traj = trajectory_from_rows(writer.epochs, writer.alphas, cfg.ops)
+        traj = trajectory_from_writer(writer)
         res = crit.apply(traj)
         if res.fired:
             return res.epoch, f"{crit.label} fired (selected epoch {res.epoch})"
