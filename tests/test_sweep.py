@@ -230,3 +230,25 @@ def test_http_tracking_server(write_job, tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_new_criteria_or_evaluate_keys_are_the_same_job(write_job):
+    import yaml
+
+    from ray_nas.spec import resolved_job_dict
+    from ray_nas.sweep import check_job_identity
+
+    job = write_job(name="ident", grid={"seed": [0, 1]}, criteria=["final"])
+    spec = load_spec(job)
+    trajectory.write_bytes(
+        f"{spec.job_dir}/job.yaml", yaml.safe_dump(resolved_job_dict(spec)).encode()
+    )
+    check_job_identity(
+        load_spec(
+            job, ["criteria=[best_valid]", "evaluate.retrain=null", "stop={name: dartsplus_sc}"]
+        )
+    )
+    with pytest.raises(SpecError, match="different `search`"):
+        check_job_identity(load_spec(job, ["search.epochs=9"]))
+    with pytest.raises(SpecError, match="different `grid`"):
+        check_job_identity(load_spec(job, ["grid.seed=[0, 1, 2]"]))
