@@ -29,6 +29,9 @@ def search_command(job: str, overrides: list[str], progress: bool = True) -> int
           f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
     t0 = time.perf_counter()
     status = run_trial(spec, cfg, rid, progress=progress)
+    from ray_nas import trajectory
+
+    trajectory.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job
     if status != "skipped":
         print(f"search {rid} {status} in {time.perf_counter() - t0:.1f}s")
         print(f"  epochs: {spec.job_dir}/epochs/run_id={rid}/")

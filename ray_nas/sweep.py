@@ -26,7 +26,7 @@ from ray_nas.spec import (
     spec_from_dict,
     to_dict,
 )
-from ray_nas.trial import FAIL_ONCE_ENV, is_complete, run_trial
+from ray_nas.trial import FAIL_ONCE_ENV, run_trial
 
 #: Job keys that define WHAT is searched: a store holding the same job name with other values is
 #: a different job. criteria / evaluate / stop / display keys may change freely.
@@ -140,7 +140,9 @@ def run_sweep(
         yaml.safe_dump(resolved_job_dict(spec), sort_keys=False).encode(),
     )
 
-    todo = [(cfg, rid, point) for cfg, rid, point in trials if not is_complete(spec.job_dir, rid)]
+    st = trajectory.read_status(spec.job_dir)  # one read for the whole grid
+    done = set(st.loc[st["status"].isin(["completed", "stopped"]), "run_id"]) if len(st) else set()
+    todo = [(cfg, rid, point) for cfg, rid, point in trials if rid not in done]
     log(
         f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(todo)} already complete, {len(todo)} to run"
     )

@@ -62,9 +62,11 @@ def config_columns(cfg: SearchConfig) -> dict:
 
 
 def trial_status(job_dir: str, run_id: str) -> dict | None:
-    df = trajectory.read_status(job_dir)
-    rows = df[df["run_id"] == run_id]
-    return None if rows.empty else rows.iloc[0].to_dict()
+    """The trial's own status row (one small file), or None."""
+    path = trajectory.trial_paths(job_dir, run_id)["status"]
+    if not trajectory.exists(path):
+        return None
+    return trajectory.read_frame(path).iloc[0].to_dict()
 
 
 def is_complete(job_dir: str, run_id: str) -> bool:
@@ -130,7 +132,6 @@ def run_trial(
         raise
     final = "stopped" if status["stop_epoch"] is not None else "completed"
     put_status(status=final, epochs_done=last)
-    trajectory.consolidate_trials(job_dir)
     return final
 
 
