@@ -138,20 +138,7 @@ def run_evaluate(
     for rid, why in sorted(problems.items()):
         log(f"  skipped trial {rid}: {why}")
 
-    per_epoch = None
-    if table is not None:
-        per_epoch = _benchmark_per_epoch(table, trials)
-    sel = select(trials, specs, per_epoch, running)
-    if table is not None:
-        from ray_nas.benchmark import lookup
-
-        scores = lookup(table, sel["arch"].tolist())
-        for col in scores.columns:
-            if col not in ("arch", "index"):
-                sel[col] = scores[col].to_numpy(dtype=np.float64)
-        sel["bench_index"] = (
-            scores["index"].to_numpy(dtype="float64") if "index" in scores else np.nan
-        )
+    sel, _ = select_and_score(trials, specs, table, running)
     uncovered = table is None or metric is None or metric not in sel
     if uncovered and spec.evaluate.retrain is not None:
         from ray_nas.retrain import retrain_archs
@@ -183,8 +170,19 @@ def _load_benchmark(spec: JobSpec):
     return load_table(spec.evaluate.benchmark)
 
 
-def _benchmark_per_epoch(table: pd.DataFrame, trials: list[trajectory.TrialData]):
-    """A function trial -> {metric: [T+1] score of each epoch's arch} (one join for all trials)."""
+def select_and_score(
+    trials: list[trajectory.TrialData],
+    specs: list[crit.CriterionSpec],
+    table: pd.DataFrame | None,
+    in_progress: set[str] = frozenset(),
+):
+    """select() with the benchmark's scores: one join over every epoch's arch of every trial.
+
+    Returns (selections with one column per table metric/cost and `bench_index`, per_epoch) where
+    per_epoch(trial) -> {metric: [T+1] score of each epoch's arch} (None without a table).
+    """
+    if table is None:
+        return select(trials, specs, None, in_progress), None
     from ray_nas.benchmark import METRICS, lookup
 
     archs = pd.unique(np.concatenate([np.asarray(t.epochs["arch"], dtype=object) for t in trials]))
@@ -195,7 +193,14 @@ def _benchmark_per_epoch(table: pd.DataFrame, trials: list[trajectory.TrialData]
     def per_epoch(t: trajectory.TrialData) -> dict[str, np.ndarray]:
         return {m: np.array([by_arch[m].get(a, np.nan) for a in t.epochs["arch"]]) for m in present}
 
-    return per_epoch
+    sel = select(trials, specs, per_epoch, in_progress)
+    picked = scores.set_index("arch").reindex(sel["arch"])
+    for col in picked.columns:
+        if col != "index":
+            sel[col] = picked[col].to_numpy(dtype=np.float64)
+    if "index" in picked:
+        sel["bench_index"] = picked["index"].to_numpy(dtype="float64", na_value=np.nan)
+    return sel, per_epoch
 
 
 def grid_group_keys(spec: JobSpec) -> list[str]:

@@ -137,20 +137,11 @@ def load_report_data(spec: JobSpec) -> ReportData:
     for t in trials:
         groups.setdefault(ev.group_label(t.config, keys), []).append(t)
     table = ev._load_benchmark(spec)
-    per_epoch = ev._benchmark_per_epoch(table, trials) if table is not None and trials else None
-    sel = (
-        ev.select(trials, specs, per_epoch)
-        if trials
-        else pd.DataFrame(columns=ev.SELECTION_COLUMNS)
-    )
+    if trials:
+        sel, per_epoch = ev.select_and_score(trials, specs, table)
+    else:
+        sel, per_epoch = pd.DataFrame(columns=ev.SELECTION_COLUMNS), None
     notes: list[str] = []
-    if table is not None and len(sel):
-        from ray_nas.benchmark import lookup
-
-        scores = lookup(table, sel["arch"].tolist())
-        for col in scores.columns:
-            if col not in ("arch", "index"):
-                sel[col] = scores[col].to_numpy(dtype=np.float64)
     sel = _stored_scores(spec, sel, notes)
     group_of = {t.run_id: g for g, ts in groups.items() for t in ts}
     sel["group"] = sel["run_id"].map(group_of)
