@@ -31,22 +31,6 @@ SELECTION_COLUMNS = [
 ]
 
 
-def trajectory_from_writer(writer: trajectory.TrialWriter) -> crit.Trajectory:
-    """A criteria Trajectory from a TrialWriter's in-memory rows (the online stop's view)."""
-    rows, alpha, weights = writer.arrays()
-    return crit.Trajectory(
-        ops=writer.ops,
-        edges=writer.edges,
-        alpha=alpha,
-        weights=weights,
-        archs=tuple(r["arch"] for r in rows),
-        valid_acc=np.array([r["valid_acc"] for r in rows], dtype=np.float64),
-        hessian_eig=np.array(
-            [np.nan if r["hessian_eig"] is None else r["hessian_eig"] for r in rows]
-        ),
-    )
-
-
 def to_trajectory(
     t: trajectory.TrialData, metrics: dict[str, np.ndarray] | None = None
 ) -> crit.Trajectory:

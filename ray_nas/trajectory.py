@@ -216,12 +216,14 @@ class TrialWriter:
         )
         self.flush()
 
-    def arrays(self) -> tuple[list[dict], np.ndarray, np.ndarray]:
-        """(epoch rows, alpha [T+1, E, K] float64, weights [T+1, E, K] float64) held in memory."""
+    def trial_data(self) -> TrialData:
+        """What is held in memory, as read_job would return it (the online stop's view)."""
+        ep = pa.Table.from_pylist(self.epochs, schema=EPOCHS_SCHEMA)
         al = pa.concat_tables(self.alphas) if self.alphas else ALPHAS_SCHEMA.empty_table()
-        shape = (len(self.epochs), len(self.edges), len(self.ops))
-        alpha = al.column("alpha").to_numpy().astype(np.float64).reshape(shape)
-        return self.epochs, alpha, al.column("weight").to_numpy().astype(np.float64).reshape(shape)
+        meta = self.metadata
+        return _trial_data(
+            ep, al, self.ops, self.edges, meta["ray_nas.run_id"], meta["ray_nas.config"]
+        )
 
     def write_all(self, epoch_rows: list[dict], alpha: np.ndarray, weights: np.ndarray) -> None:
         """Write a whole trajectory at once (synthetic stores, imports): alpha/weights [T+1, E, K]."""
@@ -315,6 +317,13 @@ def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
     meta = {k.decode(): v.decode() for k, v in (ep.schema.metadata or {}).items()}
     ops = tuple(json.loads(meta["ray_nas.ops"]))
     edges = tuple(json.loads(meta["ray_nas.edges"]))
+    return _trial_data(
+        ep, al, ops, edges, meta.get("ray_nas.run_id", ""), meta.get("ray_nas.config", "{}")
+    )
+
+
+def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json: str) -> TrialData:
+    """Check that the two tables hold epochs 0..T once each, in order, and turn them into arrays."""
     e, k = len(edges), len(ops)
     epochs = ep.column("epoch").to_numpy()
     n = len(epochs)
@@ -331,10 +340,10 @@ def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
     cols["hessian_eig"] = np.asarray(ep.column("hessian_eig").to_pandas(), dtype=np.float64)
     shape = (n, e, k)
     return TrialData(
-        run_id=meta.get("ray_nas.run_id", ""),
-        config=json.loads(meta.get("ray_nas.config", "{}")),
-        ops=ops,
-        edges=edges,
+        run_id=run_id,
+        config=json.loads(config_json),
+        ops=tuple(ops),
+        edges=tuple(edges),
         epochs=cols,
         alpha=al.column("alpha").to_numpy().astype(np.float64).reshape(shape),
         weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),

@@ -140,12 +140,12 @@ def _online_stop(spec: JobSpec, cfg: SearchConfig):
     if spec.stop is None:
         return None
     from ray_nas import criteria
-    from ray_nas.evaluate import trajectory_from_writer
+    from ray_nas.evaluate import to_trajectory
 
     crit = criteria.parse_criterion(spec.stop)
 
     def check(writer: trajectory.TrialWriter):
-        traj = trajectory_from_writer(writer)
+        traj = to_trajectory(writer.trial_data())
         res = crit.apply(traj)
         if res.fired:
             return res.epoch, f"{crit.label} fired (selected epoch {res.epoch})"
