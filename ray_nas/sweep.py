@@ -164,10 +164,9 @@ def _tune(spec: JobSpec, todo, log) -> None:
     from ray import tune
 
     init_ray()
-    job = resolved_job_dict(spec)
-    job["search"] = (
-        spec.search
-    )  # trials carry their fully resolved search; the job keeps what was written
+    # Each trial carries its fully resolved search, so the job it gets needs no grid: with one, every
+    # trial would re-validate the whole grid on start (O(trials^2) work over a big sweep).
+    job = {**resolved_job_dict(spec), "search": spec.search, "grid": {}}
     space = [{"run_id": rid, "search": to_dict(cfg), "point": point} for cfg, rid, point in todo]
     storage = spec.store if "://" in spec.store else os.path.abspath(spec.store)
     trainable = tune.with_resources(
