@@ -107,7 +107,8 @@ def _runs_by_key(client, exp_id: str) -> dict[str, list]:
 def _get_or_create(
     client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log
 ):
-    """(run, fresh) for a key: a FINISHED run is reused; unfinished or duplicate runs are deleted."""
+    """(run, fresh) for a key: a FINISHED run is reused (the caller marks it RUNNING only if it
+    writes to it); unfinished or duplicate runs are deleted."""
     runs = existing.get(key, [])
     keep = next((r for r in runs if r.info.status == "FINISHED"), None)
     for r in runs:
@@ -115,7 +116,6 @@ def _get_or_create(
             client.delete_run(r.info.run_id)
             log(f"  mlflow: replaced the unfinished run {r.info.run_id} of {key}")
     if keep is not None:
-        client.update_run(keep.info.run_id, status="RUNNING")
         return keep, False
     tags = {KEY_TAG: key, EPOCHS_TAG: "0"}
     if parent:
@@ -156,9 +156,13 @@ def log_job(
     client = _client(spec.tracking_uri)
     exp_id = _experiment(client, spec.name)
     existing = _runs_by_key(client, exp_id)
-    parent, _ = _get_or_create(client, exp_id, existing, f"job:{spec.name}", spec.name, None, log)
+    parent, fresh = _get_or_create(
+        client, exp_id, existing, f"job:{spec.name}", spec.name, None, log
+    )
     pid = parent.info.run_id
-    counts = {"created": 0, "updated": 0, "epochs_logged": 0}
+    if not fresh:
+        client.update_run(pid, status="RUNNING")  # the summary artifacts are rewritten below
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "epochs_logged": 0}
     sel = result.selections
     value_cols = [c for c in sel.columns if c not in ("run_id", "criterion", "params", "label", "fired",
                                                       "stop_epoch", "arch", "note", "in_progress", "bench_index")]  # fmt: skip
@@ -168,6 +172,19 @@ def log_job(
             client, exp_id, existing, f"trial:{trial.run_id}", trial.run_id, pid, log
         )
         rid = run.info.run_id
+        done = int(run.data.tags.get(EPOCHS_TAG, "0")) if not fresh else 0
+        items = _epoch_metrics(trial, done)
+        latest = {} if fresh else run.data.metrics
+        crit_items = []
+        for r in by_run.get(trial.run_id, sel.iloc[:0]).itertuples(index=False):
+            name = metric_name(r.label)
+            values = {f"{name}.stop_epoch": float(r.stop_epoch), f"{name}.fired": float(r.fired)}
+            values.update({f"{name}.{c}": float(getattr(r, c)) for c in value_cols
+                           if getattr(r, c) is not None and not _isnan(getattr(r, c))})  # fmt: skip
+            crit_items.extend((k, v, 0) for k, v in values.items() if latest.get(k) != v)
+        if not fresh and not items and not crit_items:
+            counts["unchanged"] += 1  # nothing new: no call at all for this run
+            continue
         counts["created" if fresh else "updated"] += 1
         if fresh:
             params = {
@@ -178,25 +195,16 @@ def log_job(
             from mlflow.entities import Param
 
             client.log_batch(rid, params=[Param(k, v[:6000]) for k, v in params.items()])
-        done = int(run.data.tags.get(EPOCHS_TAG, "0")) if not fresh else 0
-        items = _epoch_metrics(trial, done)
-        _log_metrics(client, rid, items)
+        else:
+            client.update_run(rid, status="RUNNING")  # a crash from here on gets the run replaced
+        _log_metrics(client, rid, items + crit_items)
         counts["epochs_logged"] += len(trial.epochs["epoch"]) - done
-        latest = {} if fresh else run.data.metrics
-        crit_items = []
-        for r in by_run.get(trial.run_id, sel.iloc[:0]).itertuples(index=False):
-            name = metric_name(r.label)
-            values = {f"{name}.stop_epoch": float(r.stop_epoch), f"{name}.fired": float(r.fired)}
-            values.update({f"{name}.{c}": float(getattr(r, c)) for c in value_cols
-                           if getattr(r, c) is not None and not _isnan(getattr(r, c))})  # fmt: skip
-            crit_items.extend((k, v, 0) for k, v in values.items() if latest.get(k) != v)
-        _log_metrics(client, rid, crit_items)
         client.set_tag(rid, EPOCHS_TAG, str(len(trial.epochs["epoch"])))
         client.set_terminated(rid, "FINISHED")
     _log_parent(client, pid, spec, result, resolved_job_dict(spec), report_path)
     client.set_terminated(pid, "FINISHED")
     log(f"mlflow: experiment {spec.name!r} at {spec.tracking_uri}: {counts['created']} trial runs created, "
-        f"{counts['updated']} updated, {counts['epochs_logged']} epochs logged ({time.perf_counter() - t0:.1f}s)")  # fmt: skip
+        f"{counts['updated']} updated, {counts['unchanged']} unchanged, {counts['epochs_logged']} epochs logged ({time.perf_counter() - t0:.1f}s)")  # fmt: skip
     return counts
 
 

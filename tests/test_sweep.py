@@ -50,8 +50,10 @@ def test_sweep_end_to_end_and_idempotent_mlflow(ray_session, write_job, capsys):
         first["runs"] == 5 and first["valid_acc_points"] == 4 * 3 and first["duplicate_steps"] == 0
     )
     # a second evaluate creates no run and duplicates no step
+    capsys.readouterr()
     assert evaluate_command(str(job), []) == 0
     assert count_runs(spec.tracking_uri, spec.name) == first
+    assert "0 trial runs created, 0 updated, 4 unchanged" in capsys.readouterr().out
     # rerunning the sweep reruns nothing
     capsys.readouterr()
     assert sweep_command(str(job), [], evaluate=False) == 0
