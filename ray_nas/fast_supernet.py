@@ -107,6 +107,8 @@ class FastCell(nn.Module):
     weights of the S parameter-free ops skip/pool per outgoing edge), idx_{j}_none [n_out].
     """
 
+    mixes_ops = True  # forward(x, weights), as supernet.SearchCell
+
     def __init__(self, ops: Sequence[str], c: int, track: bool):
         super().__init__()
         ops = tuple(ops)
@@ -239,27 +241,10 @@ class FastSupernet(nn.Module):
         self.classifier.load_state_dict(ref.classifier.state_dict())
         self.alpha.copy_(ref.alpha)
 
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter except alpha."""
-        return [p for name, p in self.named_parameters() if name != "alpha"]
-
-    def op_weights(self) -> torch.Tensor:
-        """[E, K] the distribution the cells mix with: softmax(alpha) per edge."""
-        return F.softmax(self.alpha, dim=-1)
-
-    def forward(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, 3, H, W] -> logits [B, classes]. `alpha` replaces self.alpha (Hessian)."""
-        w = F.softmax(self.alpha if alpha is None else alpha, dim=-1)
-        h = self.stem(x)
-        for layer in self.layers:
-            h = layer(h, w) if isinstance(layer, FastCell) else layer(h)
-        h = self.lastact(h)
-        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
-
-    def genotype(self) -> tuple[str, ...]:
-        """Per edge the argmax op over all candidate ops (`none` included), order nb201.EDGES."""
-        idx = self.alpha.detach().argmax(dim=-1).tolist()
-        return tuple(self.op_names[i] for i in idx)
-
-    def arch(self) -> str:
-        return nb201.arch_string(self.genotype())
+    # The same network around other cells: share the reference's methods (they use only alpha,
+    # op_names, the layers and the head) rather than repeat them.
+    weight_parameters = Supernet.weight_parameters
+    op_weights = Supernet.op_weights
+    forward = Supernet.forward
+    genotype = Supernet.genotype
+    arch = Supernet.arch

@@ -80,6 +80,8 @@ class MixedOp(nn.Module):
 class SearchCell(nn.Module):
     """4 nodes; node i = sum_{j<i} MixedOp(i<-j)(node j); output node 3."""
 
+    mixes_ops = True  # forward(x, weights): the supernet hands it the op distribution
+
     def __init__(self, ops: Sequence[str], c: int, track: bool):
         super().__init__()
         self.edges = nn.ModuleList(MixedOp(ops, c, affine=False, track=track) for _ in nb201.EDGES)
@@ -143,7 +145,7 @@ class Supernet(nn.Module):
         w = F.softmax(self.alpha if alpha is None else alpha, dim=-1)
         h = self.stem(x)
         for layer in self.layers:
-            h = layer(h, w) if isinstance(layer, SearchCell) else layer(h)
+            h = layer(h, w) if getattr(layer, "mixes_ops", False) else layer(h)
         h = self.lastact(h)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
