@@ -136,12 +136,14 @@ class Progress:
     def __init__(self, enabled: bool):
         self.enabled = enabled and sys.stderr.isatty()
 
-    def update(self, epoch: int, total_epochs: int, step: int, steps: int, loss: float) -> None:
+    def update(
+        self, epoch: int, total_epochs: int, step: int, steps: int, loss: torch.Tensor
+    ) -> None:
         if self.enabled:
             done = int(20 * step / steps)
             bar = "#" * done + "." * (20 - done)
             sys.stderr.write(
-                f"\r  epoch {epoch}/{total_epochs} [{bar}] {step}/{steps} loss {loss:.3f}"
+                f"\r  epoch {epoch}/{total_epochs} [{bar}] {step}/{steps} loss {loss.item():.3f}"
             )
             sys.stderr.flush()
 
@@ -224,7 +226,8 @@ def search(
         t0 = time.perf_counter()
         frozen = epoch <= cfg.warmup_epochs  # alpha frozen during warmup
         order = torch.randperm(len(train_b), generator=gen)
-        loss_sum, correct, seen = 0.0, 0, 0
+        # running sums stay on the device: no host sync per step (the bar syncs only on a terminal)
+        loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         for step in range(steps):
             lr = weights_lr(cfg, epoch - 1, step, steps)
             for g in w_opt.param_groups:
@@ -239,8 +242,8 @@ def search(
             if cfg.weights.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(w_params, cfg.weights.grad_clip)
             w_opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
             seen += len(y)
             # alpha step on a search-valid batch drawn at random (as the reference's sampler)
             xv, yv = valid_b.get(torch.randint(len(valid_b), (cfg.batch_size,), generator=gen), gen)
@@ -250,11 +253,19 @@ def search(
                     arch_loss = F.cross_entropy(forward(xv), yv)
                 arch_loss.backward(inputs=[model.alpha])
                 a_opt.step()
-            bar.update(epoch, total, step + 1, steps, loss.item())
+            bar.update(epoch, total, step + 1, steps, loss)
         bar.clear()
         lr_alpha = 0.0 if frozen else a_opt.param_groups[0]["lr"]
         rec = end_of_epoch(
-            model, cfg, valid_b, epoch, loss_sum / seen, 100.0 * correct / seen, lr, lr_alpha, t0
+            model,
+            cfg,
+            valid_b,
+            epoch,
+            loss_sum.item() / seen,
+            100.0 * correct.item() / seen,
+            lr,
+            lr_alpha,
+            t0,
         )
         report(rec, total, log)
         stop = on_epoch(rec)
