@@ -2,22 +2,24 @@
 # The GPU checks of issues 2 and 7 as one prepared script (a lent GPU machine, ~5 minutes).
 # Usage, from the repository root on a CUDA machine with the project installed (or its wheels):
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
-# Prints and saves: both impls side by side at (C=16,N=5,B=64) and (C=8,N=1,B=64) with bf16,
-# compile and channels-last variants, peak GPU memory per trial, then a full CIFAR-10-sized
-# search epoch (391 steps) of the fast impl, and a 2-epoch real search on the shared CIFAR-10 JPEGs
-# when ../shared is present.
+# Prints and saves: float32 error of each impl and layout against float64 (is channels-last
+# accurate on this GPU, so that it can be the default there?), both impls side by side at
+# (C=16,N=5,B=64) and (C=8,N=1,B=64) with bf16, compile and channels-last variants, peak GPU
+# memory per trial, then a full CIFAR-10-sized search epoch (391 steps) of the fast impl, and a
+# 2-epoch real search on the shared CIFAR-10 JPEGs when ../shared is present.
 set -euo pipefail
 out=${1:-gpu_check_out}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+$py benchmarks/equivalence.py --device cuda --channels 16 --cells 5 --batch 64 | tee "$out/equivalence.txt"
 $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 20 --warmup 3 \
-  --impl reference fast fast+bf16 fast+compile fast+bf16+compile fast+cl | tee "$out/c16n5.txt"
+  --impl reference fast fast+cl reference+cl fast+bf16 fast+bf16+cl fast+compile fast+bf16+compile | tee "$out/c16n5.txt"
 $py benchmarks/search_step.py --device cuda --channels 8 --cells 1 --batch 64 --steps 50 --warmup 3 \
   --impl reference fast fast+bf16 | tee "$out/c8n1.txt"
 $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 391 --warmup 3 \
-  --impl fast | tee "$out/epoch.txt"
+  --impl fast fast+cl | tee "$out/epoch.txt"
 if [ -f ../shared/tools/cifar10_from_jpeg.py ]; then
   $py ../shared/tools/cifar10_from_jpeg.py "$out/data" >/dev/null
   $py -m ray_nas.cli search jobs/quickstart.yaml --quiet --set name=gpu_check --set store="$out/runs" \

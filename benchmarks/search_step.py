@@ -11,8 +11,8 @@ N search-train images takes N / (images/s) seconds; each step also runs B search
 Trials are `--impl` entries: an implementation name, optionally with `+` options:
   bf16     autocast to bfloat16 around the forwards (search.precision: bf16)
   compile  torch.compile the supernet (search.compile: true)
-  cl       channels-last memory format for the model and the inputs (the fast impl is laid out
-           for NCHW; on CPU channels-last made it slower)
+  cl       channels-last memory layout (search.channels_last: true): the model, its activations
+           and the inputs (on CPU faster, but its float32 BatchNorm is imprecise: not for CPU)
 e.g. `--impl reference fast fast+bf16 fast+bf16+compile`. The ratio column is against the first
 trial; `total s` sums the timed steps (`--steps 391`: one CIFAR-10 search epoch at B=64). On CUDA
 the peak GPU memory of each trial is printed (what one trial needs on a shared GPU).
@@ -70,9 +70,11 @@ class Trial:
         impl, opts = parse_trial(text)
         self.text, self.args, self.device = text, args, device
         torch.manual_seed(0)
-        model = build_supernet(impl, nb201.OPS, args.channels, args.cells, 10, False).to(device)
+        model = build_supernet(
+            impl, nb201.OPS, args.channels, args.cells, 10, False, channels_last="cl" in opts
+        ).to(device)
         self.fmt = torch.channels_last if "cl" in opts else torch.contiguous_format
-        self.model = model.to(memory_format=self.fmt)
+        self.model = model
         self.forward = torch.compile(model) if "compile" in opts else model
         self.w_params = model.weight_parameters()
         self.w_opt = torch.optim.SGD(

@@ -15,10 +15,18 @@ cell is computed per SOURCE node j (node 0 has 3 outgoing edges, node 1 two, nod
 - skip and pool enter all outgoing edges through one batched matmul [n_out, S] x [S, C*H*W];
 - `none` contributes exactly 0 (its weight still counts in the softmax).
 
-float64 results equal the reference's to ~1e-15 (tests/test_fast_supernet.py). The layout is
-NCHW: channels-last makes the per-edge slices of the concatenated channels non-dense and was
-slower on CPU. Parameters are initialised by building the reference supernet (the same RNG
-draws) and copying it, so `impl: fast` and `impl: reference` start a search from the same point.
+Memory layout (`channels_last`): NCHW by default. With channels_last=True every activation is
+channels-last ([B, H, W, C] in memory), the layout GPU convolutions prefer: the skip/pool matmul
+then writes one [H, W, C] block per (image, edge), the conv ops' sum (per pixel the edges side by
+side) is added into it through a permuted view, and an edge's output is a view into that block.
+On this 2-core CPU channels-last made a step 1.15x faster (its convolutions and BatchNorms are
+faster), but torch's CPU channels-last BatchNorm sums its statistics and gradients sequentially in
+float32: float32 alpha gradients then differ from the reference's by up to ~1e-2 relative at
+32x32 images (NCHW: ~1e-6), so it stays off on CPU. float64 results are equal in both layouts.
+
+float64 results equal the reference's to ~1e-15 (tests/test_fast_supernet.py). Parameters are
+initialised by building the reference supernet (the same RNG draws) and copying it, so
+`impl: fast` and `impl: reference` start a search from the same point.
 """
 
 from __future__ import annotations
@@ -50,14 +58,14 @@ def pool_inv_count(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(ones, 3, stride=1, padding=1, divisor_override=1)[0, 0].reciprocal()
 
 
-def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, nchw: bool) -> torch.Tensor:
     """Stride-1 'same' convolution x [B, C, H, W], weight [O, C, k, k] -> [B, O, H, W].
 
-    A 1x1 kernel runs as a batched matmul [O, C] x [C, H*W]: 2-4x faster than conv2d (oneDNN) on
-    CPU at these channel counts, forward and backward.
+    In NCHW a 1x1 kernel runs as a batched matmul [O, C] x [C, H*W]: 2-4x faster than conv2d
+    (oneDNN) on CPU at these channel counts, forward and backward. In channels-last conv2d is.
     """
     k = weight.shape[-1]
-    if k > 1:
+    if k > 1 or not nchw:
         return F.conv2d(x, weight, bias, padding=k // 2)
     b, c, h, w = x.shape
     o = weight.shape[0]
@@ -73,10 +81,11 @@ class SourceConvs(nn.Module):
     running_mean_i / running_var_i: [n_out * C] when BN tracks running stats, else None.
     """
 
-    def __init__(self, convs: Sequence[str], c: int, n_out: int, track: bool):
+    def __init__(self, convs: Sequence[str], c: int, n_out: int, track: bool, channels_last: bool):
         super().__init__()
         self.kernels = tuple(CONV_KERNELS[o] for o in convs)
         self.track = track
+        self.channels_last = channels_last
         n = n_out * c
         # uninitialised: FastSupernet copies the reference's weights in
         self.weights = nn.ParameterList(nn.Parameter(torch.empty(n, c, k, k)) for k in self.kernels)
@@ -89,7 +98,7 @@ class SourceConvs(nn.Module):
         """r = ReLU(node) [B, C, H, W]; scales[i] [n_out * C] op weights -> sum_i w_i BN(conv_i(r))."""
         out = None
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):  # 1x1 and/or 3x3
-            y = conv(r, weight, bias)
+            y = conv(r, weight, bias, nchw=not self.channels_last)
             y = F.batch_norm(
                 y, getattr(self, f"running_mean_{i}"), getattr(self, f"running_var_{i}"),
                 weight=scales[i], bias=None, training=self.training or not self.track,
@@ -109,14 +118,15 @@ class FastCell(nn.Module):
 
     mixes_ops = True  # forward(x, weights), as supernet.SearchCell
 
-    def __init__(self, ops: Sequence[str], c: int, track: bool):
+    def __init__(self, ops: Sequence[str], c: int, track: bool, channels_last: bool = False):
         super().__init__()
         ops = tuple(ops)
+        self.channels_last = channels_last
         col = {o: ops.index(o) for o in ops}
         self.convs = tuple(o for o in ops if o in CONV_KERNELS)
         self.shared = tuple(o for o in ("skip_connect", "avg_pool_3x3") if o in ops)
         self.sources = nn.ModuleList(
-            SourceConvs(self.convs, c, len(edges), track) if self.convs else None
+            SourceConvs(self.convs, c, len(edges), track, channels_last) if self.convs else None
             for edges in SOURCE_EDGES
         )
         self.conv_cols = tuple(col[o] for o in self.convs)
@@ -136,7 +146,8 @@ class FastCell(nn.Module):
         wf = w.flatten()  # fp32 under autocast (BN takes fp32 scales)
         inv_count = pool_inv_count(x) if "avg_pool_3x3" in self.shared else None
         incoming: list[list[torch.Tensor]] = [[] for _ in range(nb201.NODES)]
-        node = x
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        node = x.contiguous(memory_format=layout)
         for j, edges in enumerate(SOURCE_EDGES):
             outs = self._from_source(j, node, wf, len(edges), inv_count)
             for d, out in enumerate(outs):  # edge d of node j goes to node j + 1 + d
@@ -144,18 +155,29 @@ class FastCell(nn.Module):
             node, *rest = incoming[j + 1]
             for term in rest:
                 node = node + term
-            node = node.contiguous()  # copies only node 1: a slice of node 0's edge outputs
+            node = node.contiguous(memory_format=layout)  # copies only node 1 (a view)
         return node
 
     def _from_source(
         self, j: int, h: torch.Tensor, wf: torch.Tensor, n: int, inv_count: torch.Tensor | None
-    ) -> tuple[torch.Tensor, ...]:
-        """The outputs [B, C, H, W] of the n edges leaving node j (value h [B, C, H, W])."""
-        b, c = h.shape[:2]
-        out = None  # [B, n, C*H*W], edge-major
+    ) -> list[torch.Tensor]:
+        """The outputs [B, C, H, W] (views) of the n edges leaving node j (value h [B, C, H, W]).
+
+        They are views into one [B, n, *block] tensor: per (image, edge) one contiguous block,
+        [C, H, W] in NCHW and [H, W, C] in channels-last.
+        """
+        b, c, hh, ww = h.shape
+        cl = self.channels_last
+        block = (b, n, hh, ww, c) if cl else (b, n, c, hh, ww)
+        y = None  # the conv ops' sum as [B, n, *block]
         if self.convs:
             scales = [wf[getattr(self, f"cidx_{j}_{o}")] for o in self.convs]
-            out = self.sources[j](F.relu(h), scales).reshape(b, n, -1)
+            y = self.sources[j](F.relu(h), scales)  # [B, n*C, H, W], edge-major channels
+            if cl:  # in memory per pixel the n edges side by side: a permuted view
+                y = y.permute(0, 2, 3, 1).view(b, hh, ww, n, c).permute(0, 3, 1, 2, 4)
+            else:
+                y = y.view(block)
+        out = None
         if self.shared:
             cands = []  # the parameter-free ops' outputs, the same for every outgoing edge
             for o in self.shared:
@@ -165,17 +187,22 @@ class FastCell(nn.Module):
                     # an order of magnitude faster than avg_pool2d on CPU) / in-image count
                     box = F.conv2d(h, self.box.expand(c, 1, 3, 3), padding=1, groups=c)
                     cands.append(box * inv_count)
-            # out[b, d] += sum_s w[edge d, op s] * cands[s][b]: one batched matmul, whose backward
-            # is matmuls too (no full-size temporaries for the op weights' gradient); the sum is
-            # in place on the matmul's result, not on `out` (a view: in place there costs copies)
-            cand = torch.stack(cands, 1).reshape(b, len(cands), -1)  # [B, S, C*H*W]
+            # out[b, d] = sum_s w[edge d, op s] * cands[s][b]: one batched matmul, whose backward
+            # is matmuls too (no full-size temporaries for the op weights' gradient); the conv
+            # ops' sum is added in place on the matmul's result (its backward does not need it)
+            cand = torch.stack([t.permute(0, 2, 3, 1) if cl else t for t in cands], 1)
             w_shared = wf[getattr(self, f"sidx_{j}")].to(cand.dtype).expand(b, n, len(cands))
-            mixed = torch.bmm(w_shared, cand)  # [B, n, C*H*W]
-            out = mixed if out is None else mixed.add_(out)
-        if out is None:  # only `none`: the reference's x * 0 * w, kept so alpha stays in the graph
-            wn = wf[getattr(self, f"idx_{j}_none")].view(1, n, 1)
-            out = h.reshape(b, 1, -1).mul(0.0) * wn
-        return out.view(b, n, *h.shape[1:]).unbind(1)
+            out = torch.bmm(w_shared, cand.view(b, len(cands), -1)).view(block)
+            if y is not None:
+                out.add_(y)
+        elif y is not None:
+            out = y
+        else:  # only `none`: the reference's x * 0 * w, kept so alpha stays in the graph
+            wn = wf[getattr(self, f"idx_{j}_none")].view(1, n, 1, 1, 1)
+            out = (h.permute(0, 2, 3, 1) if cl else h).unsqueeze(1).mul(0.0) * wn
+        # unbind, not out[:, d]: its backward stacks the edges' gradients in one copy, where
+        # indexing would zero-fill a full-size gradient per edge
+        return [e.permute(0, 3, 1, 2) if cl else e for e in out.unbind(1)]
 
     @torch.no_grad()
     def load_from_reference(self, ref: SearchCell) -> None:
@@ -207,6 +234,7 @@ class FastSupernet(nn.Module):
         cells: int = 5,
         num_classes: int = 10,
         track_running_stats: bool = False,
+        channels_last: bool = False,
     ):
         super().__init__()
         # draw the reference's initialisation (same RNG use), then take it over
@@ -216,7 +244,7 @@ class FastSupernet(nn.Module):
         layers, c = [], channels
         for layer in ref.layers:  # stage by stage: cells at c, a ResNet block to 2c, ...
             if isinstance(layer, SearchCell):
-                layers.append(FastCell(self.op_names, c, track_running_stats))
+                layers.append(FastCell(self.op_names, c, track_running_stats, channels_last))
             else:
                 layers.append(layer)
                 c = layer.conv_b[1].out_channels
@@ -225,6 +253,8 @@ class FastSupernet(nn.Module):
         self.classifier = ref.classifier
         self.alpha = ref.alpha
         self.load_from_reference(ref)
+        if channels_last:  # the stem's and the other convolutions' weights too
+            self.to(memory_format=torch.channels_last)
 
     @torch.no_grad()
     def load_from_reference(self, ref: Supernet) -> None:

@@ -188,8 +188,9 @@ def search(
     train_b = Batcher(data.search_train, data.name, device)
     valid_b = Batcher(data.search_valid, data.name, device)
     model = build_supernet(
-        cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats
-    ).to(device)
+        cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats,
+        cfg.channels_last,
+    ).to(device)  # fmt: skip
     # search.compile: the two steps' forwards only; state_dict, evaluation and Hessian stay eager
     forward = torch.compile(model) if cfg.compile else model
     w_params = model.weight_parameters()

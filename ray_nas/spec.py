@@ -108,6 +108,10 @@ class SearchConfig:
     """fp32 | bf16 (autocast around the forwards of the weight and alpha steps; for GPUs)"""
     compile: bool = False
     """torch.compile the supernet for the weight and alpha steps (evaluation and Hessian stay eager)"""
+    channels_last: bool = False
+    """channels-last (NHWC) memory layout of the supernet, the one GPU convolutions prefer. Not for
+    CPU float32: torch's CPU channels-last BatchNorm sums sequentially in float32, and gradients
+    then differ from the reference's by up to ~1e-2 relative (NCHW: ~1e-6)"""
     device: str = "auto"
     """auto (cuda when available) | cpu | cuda"""
 
@@ -129,7 +133,7 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
-NON_IDENTITY_FIELDS = ("data_root", "download", "device", "compile")
+NON_IDENTITY_FIELDS = ("data_root", "download", "device", "compile", "channels_last")
 
 
 @dataclass(frozen=True)

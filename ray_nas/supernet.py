@@ -199,14 +199,22 @@ class DiscreteNet(nn.Module):
 
 
 def build_supernet(
-    impl: str, ops: Sequence[str], channels: int, cells: int, num_classes: int, track: bool
+    impl: str,
+    ops: Sequence[str],
+    channels: int,
+    cells: int,
+    num_classes: int,
+    track: bool,
+    channels_last: bool = False,
 ) -> nn.Module:
     """The supernet of `search.impl`: `reference` (this module, per-op modules) or `fast`
-    (ray_nas.fast_supernet: the same function, work shared across edges and ops)."""
+    (ray_nas.fast_supernet: the same function, work shared across edges and ops), in the memory
+    layout of `search.channels_last` (its convolutions' weights, hence their outputs)."""
     if impl == "reference":
-        return Supernet(ops, channels, cells, num_classes, track)
+        net = Supernet(ops, channels, cells, num_classes, track)
+        return net.to(memory_format=torch.channels_last) if channels_last else net
     if impl == "fast":
         from ray_nas.fast_supernet import FastSupernet  # imports this module
 
-        return FastSupernet(ops, channels, cells, num_classes, track)
+        return FastSupernet(ops, channels, cells, num_classes, track, channels_last)
     raise ValueError(f"search.impl: unknown implementation {impl!r}")

@@ -70,8 +70,15 @@ def test_run_id_is_stable_across_processes():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == run_id(cfg)
-    # where the data lies is not part of the identity
-    assert run_id(resolve_search({"seed": 3, "lr_scheme": "exchange", "data_root": "/x"})) == out
+    # where the data lies and how the same function is executed are not part of the identity
+    for where in (
+        {"data_root": "/x"},
+        {"device": "cpu"},
+        {"compile": True},
+        {"channels_last": True},
+    ):
+        assert run_id(resolve_search({"seed": 3, "lr_scheme": "exchange", **where})) == out
+    assert run_id(resolve_search({"seed": 3, "lr_scheme": "exchange", "impl": "reference"})) != out
 
 
 @pytest.mark.parametrize(
