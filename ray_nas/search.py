@@ -183,6 +183,11 @@ def search(
     Returns the last completed epoch.
     """
     device = resolve_device(cfg.device)
+    if cfg.channels_last and device.type == "cpu":
+        log(
+            "warning: search.channels_last on CPU: torch's CPU channels-last BatchNorm sums in "
+            "float32 sequentially, ~10x less accurate than NCHW (benchmarks/equivalence.py)"
+        )
     gen = seed_everything(cfg.seed)
     data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)
     train_b = Batcher(data.search_train, data.name, device)
@@ -268,7 +273,7 @@ def search(
             lr_alpha,
             t0,
         )
-        report(rec, total, log)
+        report(rec, total, log, device)
         stop = on_epoch(rec)
         if checkpoint:
             checkpoint.save({
@@ -299,11 +304,18 @@ def end_of_epoch(model, cfg, valid_b, epoch, train_loss, train_acc, lr_w, lr_a, 
     )  # fmt: skip
 
 
-def report(rec: EpochRecord, total: int, log: Callable[[str], None]) -> None:
+def report(
+    rec: EpochRecord, total: int, log: Callable[[str], None], device: torch.device | None = None
+) -> None:
+    """One line per epoch; on CUDA with the trial's peak GPU memory so far (what a fraction of a
+    GPU per trial, `resources.gpu`, must hold)."""
     genotype = ",".join(op for op in nb201.parse_arch(rec.arch))
     eig = f" eig {rec.hessian_eig:.3g}" if rec.hessian_eig is not None else ""
+    mem = ""
+    if device is not None and device.type == "cuda":
+        mem = f" gpu {torch.cuda.max_memory_allocated(device) / 2**20:.0f}MiB"
     log(
         f"epoch {rec.epoch:>3}/{total} train {rec.train_loss:.3f}/{rec.train_acc:5.1f}% "
         f"valid {rec.valid_loss:.3f}/{rec.valid_acc:5.1f}% lr {rec.lr_weights:.2e}{eig} "
-        f"{rec.seconds:.1f}s {genotype}"
+        f"{rec.seconds:.1f}s{mem} {genotype}"
     )
