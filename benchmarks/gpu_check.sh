@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The GPU checks of issues 2 and 7 as one prepared script (a lent GPU machine, ~5 minutes).
-# Usage, from the repository root on a CUDA machine with the project installed (or its wheels):
+# Usage, from the repository root on a CUDA machine with torch, numpy, pyyaml and pyarrow:
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # Prints and saves: float32 error of each impl and layout against float64 (is channels-last
 # accurate on this GPU, so that it can be the default there?), both impls side by side at
 # (C=16,N=5,B=64) and (C=8,N=1,B=64) with bf16, compile and channels-last variants, peak GPU
 # memory per trial, then a full CIFAR-10-sized search epoch (391 steps) of the fast impl, and a
-# 2-epoch real search on the shared CIFAR-10 JPEGs when ../shared is present.
+# 2-epoch search of 100 steps each (the shared CIFAR-10 when ../shared is there, else fake).
 set -euo pipefail
 out=${1:-gpu_check_out}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the repository's ray_nas without installing it
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 $py benchmarks/equivalence.py --device cuda --channels 16 --cells 5 --batch 64 | tee "$out/equivalence.txt"
 $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 20 --warmup 3 \
@@ -22,7 +23,12 @@ $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 -
   --impl fast fast+cl | tee "$out/epoch.txt"
 if [ -f ../shared/tools/cifar10_from_jpeg.py ]; then
   $py ../shared/tools/cifar10_from_jpeg.py "$out/data" >/dev/null
-  $py -m ray_nas.cli search jobs/quickstart.yaml --quiet --set name=gpu_check --set store="$out/runs" \
-    --set search.dataset=cifar10 --set search.data_root="$out/data" --set search.channels=16 \
-    --set search.cells=5 --set search.epochs=2 --set search.device=cuda | tee "$out/search.txt"
+  data=(--set search.dataset=cifar10 --set search.data_root="$out/data")
+else  # ../shared does not travel to a lent machine: CIFAR-shaped synthetic data instead
+  data=(--set search.dataset=fake)
 fi
+# the whole search path on the GPU (data, both steps, Hessian, checkpoints); epoch lines show the
+# trial's peak GPU memory
+$py -m ray_nas.cli search jobs/quickstart.yaml --quiet --set name=gpu_check --set store="$out/runs" \
+  "${data[@]}" --set search.channels=16 --set search.cells=5 --set search.epochs=2 \
+  --set search.steps_per_epoch=100 --set search.device="${DEVICE:-cuda}" | tee "$out/search.txt"
