@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 2 and 7 as one prepared script (a lent GPU machine, ~5 minutes).
+# The GPU checks of issues 2 and 7 as one prepared script (a lent GPU machine, ~6-8 minutes;
+# each part tees its file under OUT_DIR as it finishes, so a cut-off run still returns the first).
 # Usage, from the repository root on a CUDA machine with torch, numpy, pyyaml and pyarrow:
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 # Prints and saves: float32 error of each impl and layout against float64 (is channels-last
 # accurate on this GPU, so that it can be the default there?), both impls side by side at
-# (C=16,N=5,B=64) and (C=8,N=1,B=64) with bf16, compile and channels-last variants, peak GPU
+# (C=16,N=5,B=64) and (C=8,N=1,B=64) with bf16, compile, CUDA-graph and channels-last variants, peak GPU
 # memory per trial, then a full CIFAR-10-sized search epoch (391 steps) of the fast impl, and a
 # 2-epoch search of 100 steps each (the shared CIFAR-10 when ../shared is there, else fake).
 set -euo pipefail
@@ -16,9 +17,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the repository's ray_nas 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 $py benchmarks/equivalence.py --device cuda --channels 16 --cells 5 --batch 64 | tee "$out/equivalence.txt"
 $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 20 --warmup 3 \
-  --impl reference fast fast+cl reference+cl fast+bf16 fast+bf16+cl fast+compile fast+bf16+compile | tee "$out/c16n5.txt"
+  --impl reference fast fast+cl reference+cl fast+bf16 fast+bf16+cl fast+compile fast+cg | tee "$out/c16n5.txt"
 $py benchmarks/search_step.py --device cuda --channels 8 --cells 1 --batch 64 --steps 50 --warmup 3 \
-  --impl reference fast fast+bf16 | tee "$out/c8n1.txt"
+  --impl reference fast fast+bf16 fast+cg | tee "$out/c8n1.txt"
 $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 391 --warmup 3 \
   --impl fast fast+cl | tee "$out/epoch.txt"
 if [ -f ../shared/tools/cifar10_from_jpeg.py ]; then

@@ -11,6 +11,7 @@ N search-train images takes N / (images/s) seconds; each step also runs B search
 Trials are `--impl` entries: an implementation name, optionally with `+` options:
   bf16     autocast to bfloat16 around the forwards (search.precision: bf16)
   compile  torch.compile the supernet (search.compile: true)
+  cg       torch.compile in mode reduce-overhead: CUDA graphs (search.compile_mode: reduce-overhead)
   cl       channels-last memory layout (search.channels_last: true): the model, its activations
            and the inputs (on CPU faster, but its float32 BatchNorm is imprecise: not for CPU)
 e.g. `--impl reference fast fast+bf16 fast+bf16+compile`. The ratio column is against the first
@@ -32,7 +33,7 @@ from ray_nas import nb201
 from ray_nas.spec import IMPLS
 from ray_nas.supernet import build_supernet
 
-OPTIONS = ("bf16", "compile", "cl")
+OPTIONS = ("bf16", "compile", "cg", "cl")
 
 
 @dataclass
@@ -75,7 +76,10 @@ class Trial:
         ).to(device)
         self.fmt = torch.channels_last if "cl" in opts else torch.contiguous_format
         self.model = model
-        self.forward = torch.compile(model) if "compile" in opts else model
+        if "cg" in opts:
+            self.forward = torch.compile(model, mode="reduce-overhead")
+        else:
+            self.forward = torch.compile(model) if "compile" in opts else model
         self.w_params = model.weight_parameters()
         self.w_opt = torch.optim.SGD(
             self.w_params, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         "--impl",
         nargs="+",
         default=["reference", "fast"],
-        help="trials: impl[+bf16][+compile][+cl]",
+        help="trials: impl[+bf16][+compile|+cg][+cl]",
     )
     args = p.parse_args(argv)
     device = torch.device(args.device)

@@ -197,7 +197,7 @@ def search(
         cfg.channels_last,
     ).to(device)  # fmt: skip
     # search.compile: the two steps' forwards only; state_dict, evaluation and Hessian stay eager
-    forward = torch.compile(model) if cfg.compile else model
+    forward = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
     w_params = model.weight_parameters()
     w_opt = torch.optim.SGD(
         w_params, lr=cfg.weights.lr, momentum=cfg.weights.momentum,

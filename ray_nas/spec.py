@@ -32,6 +32,8 @@ ALGORITHMS = ("darts_v1",)
 SCHEDULES = ("cosine", "constant")
 IMPLS = ("fast", "reference")
 PRECISIONS = ("fp32", "bf16")
+#: torch.compile modes (search.compile_mode); reduce-overhead replays CUDA graphs
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -108,6 +110,9 @@ class SearchConfig:
     """fp32 | bf16 (autocast around the forwards of the weight and alpha steps; for GPUs)"""
     compile: bool = False
     """torch.compile the supernet for the weight and alpha steps (evaluation and Hessian stay eager)"""
+    compile_mode: str = "default"
+    """torch.compile's mode when `compile` is true: default | reduce-overhead (CUDA graphs: one
+    launch per graph instead of one per kernel) | max-autotune | max-autotune-no-cudagraphs"""
     channels_last: bool = False
     """channels-last (NHWC) memory layout of the supernet, the one GPU convolutions prefer. Not for
     CPU float32: torch's CPU channels-last BatchNorm sums sequentially in float32, which puts
@@ -133,7 +138,9 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
-NON_IDENTITY_FIELDS = ("data_root", "download", "device", "compile", "channels_last")
+NON_IDENTITY_FIELDS = (
+    "data_root", "download", "device", "compile", "compile_mode", "channels_last",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -381,6 +388,7 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     _choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
     _choice(c.impl, IMPLS, f"{w}.impl")
     _choice(c.precision, PRECISIONS, f"{w}.precision")
+    _choice(c.compile_mode, COMPILE_MODES, f"{w}.compile_mode")
     _choice(c.device, DEVICES, f"{w}.device")
     for key in ("channels", "cells", "epochs", "batch_size", "steps_per_epoch"):
         _positive(getattr(c, key), f"{w}.{key}")

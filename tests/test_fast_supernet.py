@@ -221,6 +221,9 @@ def test_fast_is_the_default_and_bf16_and_channels_last_run():
         resolve_search({"precision": "fp16"})
     with pytest.raises(SpecError, match="search.compile: expected true or false"):
         resolve_search({"compile": "yes"})
+    with pytest.raises(SpecError, match="search.compile_mode.*reduce-overhead"):
+        resolve_search({"compile": True, "compile_mode": "cudagraphs"})
+    assert resolve_search({"compile_mode": "reduce-overhead"}).compile_mode == "reduce-overhead"
     records = run_search(precision="bf16", epochs=1, steps_per_epoch=1)
     assert np.isfinite(records[-1].train_loss)
     # channels-last through the whole loop: steps, evaluation and the Hessian

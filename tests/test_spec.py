@@ -75,6 +75,7 @@ def test_run_id_is_stable_across_processes():
         {"data_root": "/x"},
         {"device": "cpu"},
         {"compile": True},
+        {"compile_mode": "reduce-overhead"},
         {"channels_last": True},
     ):
         assert run_id(resolve_search({"seed": 3, "lr_scheme": "exchange", **where})) == out
