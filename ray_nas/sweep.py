@@ -23,6 +23,7 @@ from ray_nas.spec import (
     SpecError,
     resolve_search,
     resolved_job_dict,
+    run_id,
     spec_from_dict,
     to_dict,
 )
@@ -42,7 +43,12 @@ def check_job_identity(spec: JobSpec) -> None:
     old = yaml.safe_load(data.decode()) or {}
     new = resolved_job_dict(spec)
     for key in IDENTITY_KEYS:
-        if _norm(old.get(key)) != _norm(new.get(key)):
+        same = (
+            _search_identity(old.get(key)) == _search_identity(new.get(key))
+            if key == "search"
+            else _norm(old.get(key)) == _norm(new.get(key))
+        )
+        if not same:
             raise SpecError(
                 f"{spec.job_dir} already holds job {spec.name!r} with a different `{key}`; "
                 f"use another `name` or `store` (nothing was changed)"
@@ -51,6 +57,16 @@ def check_job_identity(spec: JobSpec) -> None:
 
 def _norm(v):
     return yaml.safe_load(yaml.safe_dump(v))
+
+
+def _search_identity(search: dict | None):
+    """The search defaults as run_id sees them: re-resolved (a field added since the job.yaml was
+    written takes its default) and without where-and-how fields (data_root, device, compile, ...),
+    so that a sweep resumed elsewhere or by a newer version keeps its store."""
+    try:
+        return run_id(resolve_search(search or {}))
+    except SpecError:  # a field this version no longer knows: compare as written
+        return _norm(search)
 
 
 def check_store_writable(spec: JobSpec) -> None:

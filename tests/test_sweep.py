@@ -254,3 +254,17 @@ def test_new_criteria_or_evaluate_keys_are_the_same_job(write_job):
         check_job_identity(load_spec(job, ["search.epochs=9"]))
     with pytest.raises(SpecError, match="different `grid`"):
         check_job_identity(load_spec(job, ["grid.seed=[0, 1, 2]"]))
+    # where the data lies and how the same function runs (the fields run_id leaves out) do not
+    # make another job: a sweep resumed on other machines keeps its store
+    check_job_identity(
+        load_spec(job, ["search.data_root=/elsewhere", "search.device=cpu", "search.compile=true"])
+    )
+    # a job.yaml written before a search field existed (here the two newest) is the same job
+    # when the field's default is in force, and another one when it is not
+    old = resolved_job_dict(spec)
+    for key in ("channels_last", "compile_mode", "data_root"):
+        old["search"].pop(key)
+    trajectory.write_bytes(f"{spec.job_dir}/job.yaml", yaml.safe_dump(old).encode())
+    check_job_identity(spec)
+    with pytest.raises(SpecError, match="different `search`"):
+        check_job_identity(load_spec(job, ["search.track_running_stats=true"]))
