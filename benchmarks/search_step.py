@@ -76,10 +76,8 @@ class Trial:
         ).to(device)
         self.fmt = torch.channels_last if "cl" in opts else torch.contiguous_format
         self.model = model
-        if "cg" in opts:
-            self.forward = torch.compile(model, mode="reduce-overhead")
-        else:
-            self.forward = torch.compile(model) if "compile" in opts else model
+        mode = "reduce-overhead" if "cg" in opts else "default"
+        self.forward = torch.compile(model, mode=mode) if opts & {"compile", "cg"} else model
         self.w_params = model.weight_parameters()
         self.w_opt = torch.optim.SGD(
             self.w_params, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4
