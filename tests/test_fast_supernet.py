@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ray_nas import nb201
-from ray_nas.fast_supernet import FastSupernet
+from ray_nas.fast_supernet import BN_EPS, BN_MOMENTUM, FastSupernet, batch_norm
 from ray_nas.search import hessian_eigenvalue, search
 from ray_nas.spec import SpecError, resolve_search
 from ray_nas.supernet import Supernet, build_supernet
@@ -194,6 +194,51 @@ def test_channels_last_hessian_equals_the_reference_in_float64():
     for net in (fast, ref_cl):
         _, h = hessian_eigenvalue(net, x, y)
         np.testing.assert_allclose(h, h_r, rtol=1e-9, atol=1e-9 * np.abs(h_r).max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_batch_stats_norm_is_torch_batch_norm(dtype):
+    """The CPU batch-statistics BatchNorm: output, gradients, running stats as F.batch_norm's,
+    its double backward exact (gradgradcheck), and precise where E[y^2] - mean^2 would not be."""
+    gen = torch.Generator().manual_seed(0)
+    # channel means up to 30x their std: a one-pass variance would lose ~1e-4 here in float32
+    y = torch.randn(8, 5, 6, 7, generator=gen, dtype=torch.float64) * torch.rand(
+        5, 1, 1, generator=gen, dtype=torch.float64
+    )
+    y = (y + 30 * torch.linspace(-1, 1, 5, dtype=torch.float64).view(5, 1, 1) * y.std()).to(dtype)
+    scale = torch.rand(5, generator=gen, dtype=torch.float64).to(dtype)
+    g = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(dtype)
+    results = []
+    for fn in (batch_norm, "torch"):
+        yy, ss = y.clone().requires_grad_(), scale.clone().requires_grad_()
+        rm, rv = torch.full((5,), 0.5, dtype=dtype), torch.full((5,), 2.0, dtype=dtype)
+        if fn == "torch":
+            out = F.batch_norm(yy, rm, rv, ss, None, True, BN_MOMENTUM, BN_EPS)
+        else:
+            out = fn(yy, ss, rm, rv, batch_stats=True)
+        results.append((out, *torch.autograd.grad(out, (yy, ss), g), rm, rv))
+    # the float64 truth for float32: torch's kernel on the same inputs in float64
+    truth = results[1] if dtype == torch.float64 else None
+    if truth is None:
+        yy, ss = y.double().requires_grad_(), scale.double().requires_grad_()
+        rm, rv = (
+            torch.full((5,), 0.5, dtype=torch.float64),
+            torch.full((5,), 2.0, dtype=torch.float64),
+        )
+        out = F.batch_norm(yy, rm, rv, ss, None, True, BN_MOMENTUM, BN_EPS)
+        truth = (out, *torch.autograd.grad(out, (yy, ss), g.double()), rm, rv)
+    names = ("out", "grad y", "grad scale", "running mean", "running var")
+    for what, mine, theirs, true in zip(names, results[0], results[1], truth):
+        if dtype == torch.float64:
+            norm_close(mine, true, what, tol=1e-12)
+        else:  # as close to float64 as torch's own float32 kernel: within 2x, + 1e-7 relative
+            err = (mine.double() - true.double()).norm() / true.double().norm()
+            err_torch = (theirs.double() - true.double()).norm() / true.double().norm()
+            assert err <= 2 * err_torch + 1e-7, f"{what}: {err:.2e} vs torch's {err_torch:.2e}"
+    if dtype == torch.float64:
+        small = (y[:3, :, :4, :4].clone().requires_grad_(), scale.clone().requires_grad_())
+        f = lambda a, s: batch_norm(a, s, None, None, batch_stats=True)  # noqa: E731
+        assert torch.autograd.gradgradcheck(f, small)
 
 
 def run_search(**over):
