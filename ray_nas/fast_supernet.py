@@ -9,20 +9,23 @@ cell is computed per SOURCE node j (node 0 has 3 outgoing edges, node 1 two, nod
 - per conv op ONE convolution whose n_out * C output channels are the outgoing edges' kernels
   concatenated, and one BatchNorm over them (BN without affine is per channel, so one BN over the
   concatenation equals one BN per edge); the op weight softmax(alpha)[e, op] rides in that BN's
-  per-channel scale, so normalising and weighting are one pass;
+  per-channel scale, so normalising and weighting are one pass; on CPU its batch statistics are
+  two vectorised passes (`batch_norm`: torch's NCHW CPU statistics kernel is a scalar float64
+  loop, ~3x slower), its backward torch's own;
 - avg_pool_3x3(node j) once (pooling does not depend on the edge), as a depthwise 3x3 box sum
   times 1 / (in-image window size), which is avg_pool2d(count_include_pad=False);
-- skip and pool enter all outgoing edges through one batched matmul [n_out, S] x [S, C*H*W];
+- skip and pool enter all outgoing edges through one batched matmul [n_out, S] x [S, C*H*W],
+  the conv ops' sum added in place on its result;
 - `none` contributes exactly 0 (its weight still counts in the softmax).
 
 Memory layout (`channels_last`): NCHW by default. With channels_last=True every activation is
 channels-last ([B, H, W, C] in memory), the layout GPU convolutions prefer: the skip/pool matmul
 then writes one [H, W, C] block per (image, edge), the conv ops' sum (per pixel the edges side by
 side) is added into it through a permuted view, and an edge's output is a view into that block.
-On this 2-core CPU channels-last made a step 1.2x faster (its convolutions and BatchNorms are
-faster), but torch's CPU channels-last BatchNorm sums its statistics and gradients sequentially in
-float32, ~10x less accurate: at C=16, N=5, B=64 the float32 logits are 1.3e-5 from float64 (NCHW:
-1.3e-6) and the alpha gradient 2.9e-2 (NCHW: 4.1e-3; benchmarks/equivalence.py), with the
+On this 2-core CPU channels-last made a step ~1.2x faster (its convolutions skip oneDNN's layout
+reorders), but torch's CPU channels-last BatchNorm sums its statistics and gradients sequentially
+in float32, ~10x less accurate: at C=16, N=5, B=64 the float32 logits are 1.3e-5 from float64
+(NCHW: 1.3e-6) and the alpha gradient 2.9e-2 (NCHW: 3.0e-3; benchmarks/equivalence.py), with the
 reference in channels-last just as far. So it stays off on CPU; float64 results are equal in
 both layouts.
 
@@ -75,49 +78,79 @@ def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, nchw: bool) 
     return y.add_(bias.view(1, o, 1)).view(b, o, h, w)  # 3x faster than baddbmm's bias copy
 
 
-class _BatchStatsNorm(torch.autograd.Function):
-    """BatchNorm with batch statistics and a per-channel scale, no shift: y [B, C, H, W] contiguous
-    NCHW on CPU, scale [C] -> scale * (y - mean) / sqrt(var + eps), with mean and var [C] over
-    (B, H, W). Also returns mean and the biased var [C] (no gradient).
+def channel_sum(t: torch.Tensor) -> torch.Tensor:
+    """Per-channel sum of t [B, C, H, W] (NCHW- or channels-last-contiguous) -> [C] float64.
 
-    The same function as F.batch_norm(y, None, None, scale, None, training=True), ~3x faster
-    forward on CPU: torch's NCHW statistics kernel is a scalar float64 loop, here they are two
-    vectorised passes (per-(image, channel) row sums, then the centred rows' dot products, each
-    row in float32 and the rows summed in float64: two-pass, so no E[y^2] - mean^2 cancellation).
-    The backward is torch's own batch-norm backward. Under create_graph (the alpha Hessian) the
-    backward differentiates the plain formula instead, so second derivatives are exact too.
+    Each image's sum in t's dtype (torch's vectorised cascade sum), the B partial sums in float64.
+    """
+    b, c = t.shape[:2]
+    if t.is_contiguous():
+        return t.view(b, c, -1).sum(2).sum(0, dtype=torch.float64)
+    return t.permute(0, 2, 3, 1).reshape(b, -1, c).sum(1).sum(0, dtype=torch.float64)
+
+
+class _BatchStatsNorm(torch.autograd.Function):
+    """BatchNorm with batch statistics and a per-channel scale, no shift, for CPU tensors:
+    y [B, C, H, W] (NCHW or channels-last), scale [C] -> scale * (y - mean) / sqrt(var + eps),
+    mean and var [C] over (B, H, W). Also returns mean and the biased var [C] (no gradient).
+
+    The function of F.batch_norm(y, None, None, scale, None, training=True), faster and no less
+    accurate on CPU. torch's NCHW statistics kernel is a scalar float64 loop (~3x slower); its
+    channels-last kernels sum statistics and gradients sequentially in float32 (~20x less
+    accurate). Here the statistics take two vectorised passes (sums, then the centred values'
+    squares: two-pass, so no E[y^2] - mean^2 cancellation), per image in float32, over images in
+    float64. Backward: torch's own for NCHW; for channels-last the same formula with the same
+    sums. Under create_graph (the alpha Hessian) the backward differentiates the plain formula,
+    so second derivatives are exact too.
     """
 
     @staticmethod
     def forward(ctx, y, scale, eps):
-        b, c = y.shape[:2]
+        c = y.shape[1]
         count = y.numel() // c
-        rows = y.view(b, c, -1)
-        mean = (rows.sum(2).sum(0, dtype=torch.float64) / count).to(y.dtype)
+        mean = (channel_sum(y) / count).to(y.dtype)
         centred = y - mean.view(1, c, 1, 1)
-        r = centred.view(b * c, 1, -1)
-        var = torch.bmm(r, r.transpose(1, 2)).view(b, c).sum(0, dtype=torch.float64) / count
-        var = var.to(y.dtype)
+        if centred.is_contiguous():  # per (image, channel) row: a dot product (one MKL call)
+            r = centred.view(-1, 1, centred.shape[2] * centred.shape[3])
+            squares = torch.bmm(r, r.transpose(1, 2)).view(y.shape[:2]).sum(0, dtype=torch.float64)
+        else:
+            squares = channel_sum(centred * centred)
+        var = (squares / count).to(y.dtype)
         invstd = (var + eps).rsqrt()
-        ctx.save_for_backward(y, scale, mean, invstd)
         ctx.eps = eps
         ctx.mark_non_differentiable(mean, var)
-        return centred.mul_((scale * invstd).view(1, c, 1, 1)), mean, var
+        a = (scale * invstd).view(1, c, 1, 1)
+        if y.is_contiguous():
+            ctx.save_for_backward(y, scale, mean, invstd)
+            return centred.mul_(a), mean, var
+        ctx.save_for_backward(y, scale, mean, invstd, centred)  # the channels-last backward's
+        return centred * a, mean, var
 
     @staticmethod
     def backward(ctx, grad, _mean, _var):
-        y, scale, mean, invstd = ctx.saved_tensors
+        y, scale, mean, invstd, *rest = ctx.saved_tensors
+        c = y.shape[1]
         if torch.is_grad_enabled():  # create_graph: a backward that is itself differentiable
             with torch.enable_grad():
                 m = y.mean((0, 2, 3), keepdim=True)
                 v = (y - m).square().mean((0, 2, 3), keepdim=True)
-                out = (y - m) * (v + ctx.eps).rsqrt() * scale.view(1, -1, 1, 1)
+                out = (y - m) * (v + ctx.eps).rsqrt() * scale.view(1, c, 1, 1)
                 gy, gs = torch.autograd.grad(out, (y, scale), grad, create_graph=True)
             return gy, gs, None
-        gy, gs, _ = torch.ops.aten.native_batch_norm_backward(
-            grad, y, scale, None, None, mean, invstd, True, ctx.eps, [True, True, False]
-        )
-        return gy, gs, None
+        if y.is_contiguous():
+            gy, gs, _ = torch.ops.aten.native_batch_norm_backward(
+                grad, y, scale, None, None, mean, invstd, True, ctx.eps, [True, True, False]
+            )
+            return gy, gs, None
+        # channels-last: dy = a * (g - mean(g) - xhat * mean(g * xhat)), a = scale * invstd
+        count = y.numel() // c
+        (centred,) = rest
+        g_sum = channel_sum(grad).to(y.dtype)
+        g_dot = channel_sum(grad * centred).to(y.dtype)  # = sum(g * xhat) / invstd
+        a = scale * invstd
+        gy = torch.addcmul((-a * g_sum / count).view(1, c, 1, 1), grad, a.view(1, c, 1, 1))
+        gy.addcmul_(centred, (-a * invstd * invstd * g_dot / count).view(1, c, 1, 1))
+        return gy, invstd * g_dot, None
 
 
 def batch_norm(
@@ -130,14 +163,15 @@ def batch_norm(
     """F.batch_norm(y, running_mean, running_var, weight=scale, bias=None, training=batch_stats)
     with nn.BatchNorm2d's momentum and eps; y [B, C, H, W], scale [C].
 
-    Batch statistics of a float NCHW tensor on CPU go through _BatchStatsNorm (the running
-    stats updated as torch does: momentum, unbiased var); everything else is F.batch_norm.
+    Batch statistics of a float32/64 CPU tensor, NCHW or channels-last, go through
+    _BatchStatsNorm (the running stats updated as torch does: momentum, unbiased var);
+    everything else (CUDA, bf16, running statistics, torch.compile) is F.batch_norm.
     """
     fast = (
         batch_stats
         and y.device.type == "cpu"
         and y.dtype in (torch.float32, torch.float64)
-        and y.is_contiguous()
+        and (y.is_contiguous() or y.is_contiguous(memory_format=torch.channels_last))
         and not torch.compiler.is_compiling()
     )
     if not fast:
@@ -154,6 +188,23 @@ def batch_norm(
     return out
 
 
+def cpu_channels_last(x: torch.Tensor) -> bool:
+    """Whether a cell computes in channels-last although the net is NCHW: on CPU in float32/64.
+
+    There oneDNN's convolutions run channels-last without the layout reorders that NCHW costs
+    each call (~20% of a convolution), and _BatchStatsNorm keeps the BatchNorms precise; the
+    cell converts its input and output (node 3) once. A step at C=16, N=5, B=64 on 2 cores:
+    ~6% faster than NCHW throughout. Not under autocast or torch.compile, nor on CUDA (there
+    search.channels_last decides).
+    """
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+    )
+
+
 class SourceConvs(nn.Module):
     """The conv ops of every outgoing edge of one node: per op one conv with C * n_out outputs.
 
@@ -162,11 +213,10 @@ class SourceConvs(nn.Module):
     running_mean_i / running_var_i: [n_out * C] when BN tracks running stats, else None.
     """
 
-    def __init__(self, convs: Sequence[str], c: int, n_out: int, track: bool, channels_last: bool):
+    def __init__(self, convs: Sequence[str], c: int, n_out: int, track: bool):
         super().__init__()
         self.kernels = tuple(CONV_KERNELS[o] for o in convs)
         self.track = track
-        self.channels_last = channels_last
         n = n_out * c
         # uninitialised: FastSupernet copies the reference's weights in
         self.weights = nn.ParameterList(nn.Parameter(torch.empty(n, c, k, k)) for k in self.kernels)
@@ -176,10 +226,11 @@ class SourceConvs(nn.Module):
             self.register_buffer(f"running_var_{i}", torch.ones(n) if track else None)
 
     def forward(self, r: torch.Tensor, scales: list[torch.Tensor]) -> torch.Tensor:
-        """r = ReLU(node) [B, C, H, W]; scales[i] [n_out * C] op weights -> sum_i w_i BN(conv_i(r))."""
+        """r = ReLU(node) [B, C, H, W]; scales[i] [n_out * C] op weights -> sum_i w_i BN(conv_i(r)),
+        in r's memory layout (NCHW or channels-last)."""
         out = None
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):  # 1x1 and/or 3x3
-            y = conv(r, weight, bias, nchw=not self.channels_last)
+            y = conv(r, weight, bias, nchw=r.is_contiguous())
             y = batch_norm(
                 y, scales[i], getattr(self, f"running_mean_{i}"), getattr(self, f"running_var_{i}"),
                 batch_stats=self.training or not self.track,
@@ -206,7 +257,7 @@ class FastCell(nn.Module):
         self.convs = tuple(o for o in ops if o in CONV_KERNELS)
         self.shared = tuple(o for o in ("skip_connect", "avg_pool_3x3") if o in ops)
         self.sources = nn.ModuleList(
-            SourceConvs(self.convs, c, len(edges), track, channels_last) if self.convs else None
+            SourceConvs(self.convs, c, len(edges), track) if self.convs else None
             for edges in SOURCE_EDGES
         )
         self.conv_cols = tuple(col[o] for o in self.convs)
@@ -222,32 +273,41 @@ class FastCell(nn.Module):
         self.register_buffer("box", torch.ones(1, 1, 3, 3), persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """x [B, C, H, W]; w [E, K] op weights (softmax of alpha), order nb201.EDGES."""
+        """x [B, C, H, W]; w [E, K] op weights (softmax of alpha), order nb201.EDGES.
+
+        Returns node 3 [B, C, H, W] in x's layout: channels-last with channels_last=True, else
+        NCHW (on CPU computed in channels-last inside the cell, see cpu_channels_last)."""
         wf = w.flatten()  # fp32 under autocast (BN takes fp32 scales)
         inv_count = pool_inv_count(x) if "avg_pool_3x3" in self.shared else None
         incoming: list[list[torch.Tensor]] = [[] for _ in range(nb201.NODES)]
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        cl = self.channels_last or cpu_channels_last(x)
+        layout = torch.channels_last if cl else torch.contiguous_format
         node = x.contiguous(memory_format=layout)
         for j, edges in enumerate(SOURCE_EDGES):
-            outs = self._from_source(j, node, wf, len(edges), inv_count)
+            outs = self._from_source(j, node, wf, len(edges), inv_count, cl)
             for d, out in enumerate(outs):  # edge d of node j goes to node j + 1 + d
                 incoming[j + 1 + d].append(out)
             node, *rest = incoming[j + 1]
             for term in rest:
                 node = node + term
             node = node.contiguous(memory_format=layout)  # copies only node 1 (a view)
-        return node
+        return node if self.channels_last else node.contiguous()
 
     def _from_source(
-        self, j: int, h: torch.Tensor, wf: torch.Tensor, n: int, inv_count: torch.Tensor | None
+        self,
+        j: int,
+        h: torch.Tensor,
+        wf: torch.Tensor,
+        n: int,
+        inv_count: torch.Tensor | None,
+        cl: bool,
     ) -> list[torch.Tensor]:
         """The outputs [B, C, H, W] (views) of the n edges leaving node j (value h [B, C, H, W]).
 
         They are views into one [B, n, *block] tensor: per (image, edge) one contiguous block,
-        [C, H, W] in NCHW and [H, W, C] in channels-last.
+        [C, H, W] in NCHW and [H, W, C] in channels-last (cl).
         """
         b, c, hh, ww = h.shape
-        cl = self.channels_last
         block = (b, n, hh, ww, c) if cl else (b, n, c, hh, ww)
         y = None  # the conv ops' sum as [B, n, *block]
         if self.convs:

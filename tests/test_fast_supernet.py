@@ -196,8 +196,9 @@ def test_channels_last_hessian_equals_the_reference_in_float64():
         np.testing.assert_allclose(h, h_r, rtol=1e-9, atol=1e-9 * np.abs(h_r).max())
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_batch_stats_norm_is_torch_batch_norm(dtype):
+def test_batch_stats_norm_is_torch_batch_norm(dtype, layout):
     """The CPU batch-statistics BatchNorm: output, gradients, running stats as F.batch_norm's,
     its double backward exact (gradgradcheck), and precise where E[y^2] - mean^2 would not be."""
     gen = torch.Generator().manual_seed(0)
@@ -206,16 +207,21 @@ def test_batch_stats_norm_is_torch_batch_norm(dtype):
         5, 1, 1, generator=gen, dtype=torch.float64
     )
     y = (y + 30 * torch.linspace(-1, 1, 5, dtype=torch.float64).view(5, 1, 1) * y.std()).to(dtype)
+    y = y.contiguous(memory_format=layout)
     scale = torch.rand(5, generator=gen, dtype=torch.float64).to(dtype)
     g = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(dtype)
+    g = g.contiguous(memory_format=layout)
     results = []
     for fn in (batch_norm, "torch"):
-        yy, ss = y.clone().requires_grad_(), scale.clone().requires_grad_()
+        # torch's kernel in NCHW: its channels-last one sums sequentially (the bar is the precise one)
+        yy = (y.contiguous() if fn == "torch" else y.clone()).requires_grad_()
+        ss = scale.clone().requires_grad_()
         rm, rv = torch.full((5,), 0.5, dtype=dtype), torch.full((5,), 2.0, dtype=dtype)
         if fn == "torch":
             out = F.batch_norm(yy, rm, rv, ss, None, True, BN_MOMENTUM, BN_EPS)
         else:
             out = fn(yy, ss, rm, rv, batch_stats=True)
+        assert fn == "torch" or out.is_contiguous(memory_format=layout)
         results.append((out, *torch.autograd.grad(out, (yy, ss), g), rm, rv))
     # the float64 truth for float32: torch's kernel on the same inputs in float64
     truth = results[1] if dtype == torch.float64 else None
@@ -236,7 +242,8 @@ def test_batch_stats_norm_is_torch_batch_norm(dtype):
             err_torch = (theirs.double() - true.double()).norm() / true.double().norm()
             assert err <= 2 * err_torch + 1e-7, f"{what}: {err:.2e} vs torch's {err_torch:.2e}"
     if dtype == torch.float64:
-        small = (y[:3, :, :4, :4].clone().requires_grad_(), scale.clone().requires_grad_())
+        small = y[:3, :, :4, :4].contiguous(memory_format=layout).requires_grad_()
+        small = (small, scale.clone().requires_grad_())
         f = lambda a, s: batch_norm(a, s, None, None, batch_stats=True)  # noqa: E731
         assert torch.autograd.gradgradcheck(f, small)
 
