@@ -22,12 +22,12 @@ Memory layout (`channels_last`): NCHW by default. With channels_last=True every 
 channels-last ([B, H, W, C] in memory), the layout GPU convolutions prefer: the skip/pool matmul
 then writes one [H, W, C] block per (image, edge), the conv ops' sum (per pixel the edges side by
 side) is added into it through a permuted view, and an edge's output is a view into that block.
-On this 2-core CPU channels-last made a step ~1.2x faster (its convolutions skip oneDNN's layout
-reorders), but torch's CPU channels-last BatchNorm sums its statistics and gradients sequentially
-in float32, ~10x less accurate: at C=16, N=5, B=64 the float32 logits are 1.3e-5 from float64
-(NCHW: 1.3e-6) and the alpha gradient 2.9e-2 (NCHW: 3.0e-3; benchmarks/equivalence.py), with the
-reference in channels-last just as far. So it stays off on CPU; float64 results are equal in
-both layouts.
+On CPU the search cells compute in channels-last anyway (cpu_channels_last: oneDNN's NCHW
+convolutions reorder their data each call) and hand NCHW on; their BatchNorms are _BatchStatsNorm
+in both layouts. channels_last=True also puts the stem, the ResNet blocks and the head in
+channels-last, whose nn.BatchNorm2d on CPU sums sequentially in float32 (torch's channels-last
+kernel): at C=16, N=5, B=64 the float32 logits are then 5e-6 from float64 instead of 1.3e-6
+(benchmarks/equivalence.py). So it is meant for GPUs; float64 results are equal in both layouts.
 
 float64 results equal the reference's to ~1e-15 (tests/test_fast_supernet.py). Parameters are
 initialised by building the reference supernet (the same RNG draws) and copying it, so

@@ -185,8 +185,10 @@ def search(
     device = resolve_device(cfg.device)
     if cfg.channels_last and device.type == "cpu":
         log(
-            "warning: search.channels_last on CPU: torch's CPU channels-last BatchNorm sums in "
-            "float32 sequentially, ~10x less accurate than NCHW (benchmarks/equivalence.py)"
+            "warning: search.channels_last on CPU: the search cells run channels-last on CPU "
+            "anyway; this also moves the stem, ResNet blocks and head, whose torch CPU "
+            "channels-last BatchNorm sums float32 sequentially (~4x further from float64 logits, "
+            "benchmarks/equivalence.py)"
         )
     gen = seed_everything(cfg.seed)
     data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)

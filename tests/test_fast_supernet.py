@@ -102,9 +102,9 @@ def compare(
         norm_close(fast, ref, what, scale=scale)
 
 
-# channels-last only in float64 on CPU: torch's CPU channels-last BatchNorm sums in float32
-# sequentially, ~10x less accurate (see fast_supernet's docstring); benchmarks/gpu_check.sh
-# measures it on GPUs
+# channels_last=True only in float64 on CPU: torch's CPU channels-last BatchNorm (stem, ResNet
+# blocks, head; the reference's cells too) sums float32 sequentially (see fast_supernet's
+# docstring); benchmarks/gpu_check.sh measures it on GPUs
 DTYPES_LAYOUTS = [
     pytest.param(torch.float64, False, id="float64"),
     pytest.param(torch.float32, False, id="float32"),
