@@ -11,7 +11,7 @@ cell is computed per SOURCE node j (node 0 has 3 outgoing edges, node 1 two, nod
   concatenation equals one BN per edge); the op weight softmax(alpha)[e, op] rides in that BN's
   per-channel scale, so normalising and weighting are one pass; on CPU its batch statistics are
   two vectorised passes (`batch_norm`: torch's NCHW CPU statistics kernel is a scalar float64
-  loop, ~3x slower), its backward torch's own;
+  loop, ~3x slower), its backward torch's own in NCHW;
 - avg_pool_3x3(node j) once (pooling does not depend on the edge), as a depthwise 3x3 box sum
   times 1 / (in-image window size), which is avg_pool2d(count_include_pad=False);
 - skip and pool enter all outgoing edges through one batched matmul [n_out, S] x [S, C*H*W],
@@ -194,8 +194,8 @@ def cpu_channels_last(x: torch.Tensor) -> bool:
     There oneDNN's convolutions run channels-last without the layout reorders that NCHW costs
     each call (~20% of a convolution), and _BatchStatsNorm keeps the BatchNorms precise; the
     cell converts its input and output (node 3) once. A step at C=16, N=5, B=64 on 2 cores:
-    ~6% faster than NCHW throughout. Not under autocast or torch.compile, nor on CUDA (there
-    search.channels_last decides).
+    3-4% faster than NCHW cells (in-process A/B). Not under autocast or torch.compile, nor on
+    CUDA (there search.channels_last decides).
     """
     return (
         x.device.type == "cpu"
