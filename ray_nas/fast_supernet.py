@@ -78,6 +78,15 @@ def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, nchw: bool) 
     return y.add_(bias.view(1, o, 1)).view(b, o, h, w)  # 3x faster than baddbmm's bias copy
 
 
+def cpu_float(t: torch.Tensor) -> bool:
+    """A float32/64 CPU tensor outside torch.compile: where this module's CPU paths apply."""
+    return (
+        t.device.type == "cpu"
+        and t.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()
+    )
+
+
 def channel_sum(t: torch.Tensor) -> torch.Tensor:
     """Per-channel sum of t [B, C, H, W] (NCHW- or channels-last-contiguous) -> [C] float64.
 
@@ -169,10 +178,8 @@ def batch_norm(
     """
     fast = (
         batch_stats
-        and y.device.type == "cpu"
-        and y.dtype in (torch.float32, torch.float64)
+        and cpu_float(y)
         and (y.is_contiguous() or y.is_contiguous(memory_format=torch.channels_last))
-        and not torch.compiler.is_compiling()
     )
     if not fast:
         return F.batch_norm(
@@ -197,12 +204,7 @@ def cpu_channels_last(x: torch.Tensor) -> bool:
     3-4% faster than NCHW cells (in-process A/B). Not under autocast or torch.compile, nor on
     CUDA (there search.channels_last decides).
     """
-    return (
-        x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
-        and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-    )
+    return cpu_float(x) and not torch.is_autocast_enabled("cpu")
 
 
 class SourceConvs(nn.Module):
