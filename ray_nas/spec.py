@@ -142,6 +142,11 @@ NON_IDENTITY_FIELDS = (
     "data_root", "download", "device", "compile", "compile_mode", "channels_last",
 )  # fmt: skip
 
+#: Search fields added after stores existed (dotted for nested ones, e.g. "weights.warmup_rule"):
+#: left out of the run_id while they hold their dataclass default, so every job written before
+#: them keeps its run_ids. Every new identity field of SearchConfig is listed here.
+ADDED_FIELDS: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -417,11 +422,20 @@ def config_json(cfg: SearchConfig) -> str:
 def run_id(cfg: SearchConfig) -> str:
     """Short stable id of a resolved search config: the same grid point gets the same id anywhere.
 
-    Fields in NON_IDENTITY_FIELDS (where data lies, the device) are left out.
+    Fields in NON_IDENTITY_FIELDS (where data lies, the device) are left out, and so are the
+    ADDED_FIELDS that hold their default (the run_ids of older jobs stay as they were).
     """
     d = to_dict(cfg)
     for k in NON_IDENTITY_FIELDS:
         d.pop(k, None)
+    default = to_dict(SearchConfig())
+    for path in ADDED_FIELDS:
+        *parents, leaf = path.split(".")
+        node, base = d, default
+        for p in parents:
+            node, base = node[p], base[p]
+        if node[leaf] == base[leaf]:
+            del node[leaf]
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -129,3 +129,12 @@ def test_cli_bad_input_exits_2_with_one_line(write_job, tmp_path):
 
 def test_search_config_defaults_dataclass_matches_resolve():
     assert resolve_search({}) == SearchConfig()
+
+
+def test_run_ids_of_existing_jobs_never_change():
+    """Golden run_ids computed before any later field existed (session 3's code): a new search key
+    must go to spec.ADDED_FIELDS (left out while it holds its default) so these stay."""
+    assert run_id(resolve_search({})) == "d63b4ff813dd"
+    assert run_id(resolve_search({"lr_scheme": "exchange", "seed": 3})) == "2f49bedd0a5c"
+    cfg = {"warmup_epochs": 10, "seed": 1, "dataset": "cifar100"}
+    assert run_id(resolve_search(cfg)) == "8db1522c65d0"
