@@ -24,6 +24,7 @@ floats (a tensor's ``tolist()``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -311,11 +312,13 @@ def enumerate_specs(space: Space) -> Iterator[tuple[Matrix, list[str]]]:
             yield _spec(space, set(edges), block_ops)
 
 
-def reachable_hashes(space: Space) -> set[str]:
-    """The NAS-Bench-101 keys (`nb101.spec_hash`) of every cell the space can express."""
+@functools.lru_cache(maxsize=None)
+def reachable_hashes(space: Space) -> frozenset[str]:
+    """The NAS-Bench-101 keys (`nb101.spec_hash`) of every cell the space can express (cached:
+    space 3 takes tens of seconds)."""
     out = set()
     for matrix, ops in enumerate_specs(space):
         pruned = nb101.prune(matrix, ops)
         assert pruned is not None
         out.add(nb101.hash_module(pruned[0], nb101.labels(pruned[1])))
-    return out
+    return frozenset(out)
