@@ -257,9 +257,7 @@ def decode_record(payload: bytes) -> Record:
     )
 
 
-def iter_records(
-    path: str | Path, *, check_crc: bool = True
-) -> Iterator[tuple[int, Record]]:
+def iter_records(path: str | Path, *, check_crc: bool = True) -> Iterator[tuple[int, Record]]:
     """(byte offset, decoded record) of every record of the file; ValueError (one line naming the
     file and the byte offset) for a record that cannot be decoded."""
     for offset, payload in read_records(path, check_crc=check_crc):
@@ -368,7 +366,9 @@ def convert(
             _accumulate(sums, rec)
         if n % every == 0:
             pct = 100.0 * offset / max(total, 1)
-            say(f"nb101: {n} records ({pct:.0f}% of {total / 1e6:.0f} MB, {time.monotonic() - t0:.0f}s)")
+            say(
+                f"nb101: {n} records ({pct:.0f}% of {total / 1e6:.0f} MB, {time.monotonic() - t0:.0f}s)"
+            )
     if n == 0:
         raise ValueError(f"{record_path}: no records (empty file)")
     df = _frame(sums)

@@ -111,7 +111,9 @@ def get_space(name: str) -> Space:
     try:
         return SPACES[name]
     except KeyError:
-        raise ValueError(f"unknown NAS-Bench-1Shot1 space {name!r}; valid: {list(SPACES)}") from None
+        raise ValueError(
+            f"unknown NAS-Bench-1Shot1 space {name!r}; valid: {list(SPACES)}"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,7 +173,9 @@ def _spec(space: Space, edges: set[tuple[int, int]], block_ops: Sequence[str]):
     return matrix, ops
 
 
-def build_cell(space: Space, parents: Mapping[int, Sequence[int]], block_ops: Sequence[str]) -> Cell:
+def build_cell(
+    space: Space, parents: Mapping[int, Sequence[int]], block_ops: Sequence[str]
+) -> Cell:
     """The cell with the given parents of every vertex 1..steps+1 and op of every choice block.
 
     Raises ValueError when a parent set is not one the space allows or an op is unknown.
@@ -248,7 +252,9 @@ def discretise(
     if hasattr(mixed_op, "tolist"):
         mixed_op = mixed_op.tolist()
     if len(mixed_op) != space.steps:
-        raise ValueError(f"{space.name}: mixed_op must have {space.steps} rows, got {len(mixed_op)}")
+        raise ValueError(
+            f"{space.name}: mixed_op must have {space.steps} rows, got {len(mixed_op)}"
+        )
     rows = [_vector(f"mixed_op[{b}]", r, len(SPACE_OPS)) for b, r in enumerate(mixed_op)]
     block_ops = [SPACE_OPS[top_k(r, 1)[0]] for r in rows]
 
@@ -263,7 +269,9 @@ def discretise(
             )
         inputs = dict(zip(choice, inputs))
     if sorted(inputs) != list(choice):
-        raise ValueError(f"{space.name}: inputs are for vertices {sorted(inputs)}, not {list(choice)}")
+        raise ValueError(
+            f"{space.name}: inputs are for vertices {sorted(inputs)}, not {list(choice)}"
+        )
 
     parents: dict[int, tuple[int, ...]] = {}
     for v in range(1, space.steps + 1):
@@ -312,7 +320,7 @@ def enumerate_specs(space: Space) -> Iterator[tuple[Matrix, list[str]]]:
             yield _spec(space, set(edges), block_ops)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reachable_hashes(space: Space) -> frozenset[str]:
     """The NAS-Bench-101 keys (`nb101.spec_hash`) of every cell the space can express (cached:
     space 3 takes tens of seconds)."""

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from ray_nas import nb101, nb1shot1
-from ray_nas.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT
+from ray_nas import nb1shot1, nb101
 from ray_nas.nb1shot1 import SPACES, discretise
+from ray_nas.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT
 
 S1, S2, S3 = (SPACES[f"nb1shot1_s{k}"] for k in (1, 2, 3))
 
@@ -150,14 +150,21 @@ def test_space3_full_cell_has_no_dummy_and_nothing_to_prune():
         [0, 0, 0, 0, 0, 0, 0],
     ]
     assert cell.matrix == cell.pruned_matrix == expected
-    assert cell.ops == cell.pruned_ops == [INPUT, CONV3X3, CONV1X1, MAXPOOL3X3, CONV3X3, CONV1X1, OUTPUT]
+    assert (
+        cell.ops
+        == cell.pruned_ops
+        == [INPUT, CONV3X3, CONV1X1, MAXPOOL3X3, CONV3X3, CONV1X1, OUTPUT]
+    )
     assert nb101.num_edges(cell.matrix) == 9
 
 
 def test_raw_and_softmaxed_weights_give_the_same_cell_and_ties_go_to_the_lower_index():
     rng = random.Random(3)
     shapes = S3.alpha_shapes()
-    raw = {k: [[rng.gauss(0, 1e-3) for _ in range(c)] for _ in range(r)] for k, (r, c) in shapes.items()}
+    raw = {
+        k: [[rng.gauss(0, 1e-3) for _ in range(c)] for _ in range(r)]
+        for k, (r, c) in shapes.items()
+    }
     inputs = [raw[f"inputs_{v}"] for v in S3.choice_vertices]
     a = discretise(S3, raw["mixed_op"], raw["output"], inputs)
     b = discretise(
