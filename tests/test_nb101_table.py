@@ -16,7 +16,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorboardX.record_writer import RecordWriter
 
 from ray_nas import cli, nb1shot1, nb101, nb101_table, trajectory
-from ray_nas.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT
+from ray_nas.nb101 import CONV1X1, INPUT, MAXPOOL3X3, OUTPUT
+from tests.test_nb101 import PUBLISHED_MATRIX, PUBLISHED_OPS
 
 # --------------------------------------------------------------------------------------------
 # ModelMetrics from the official .proto schema (proto2, package nasbench)
@@ -85,18 +86,7 @@ def _row(matrix, ops, epochs, metrics) -> bytes:
 
 # Three cells, as the benchmark stores them (pruned): the published cell (7 vertices, in no 1Shot1
 # space), a space-1 cell (6 vertices) and a small 4-vertex cell of space 2 (3 output parents).
-CELL_A = (
-    [
-        [0, 1, 0, 0, 1, 1, 0],
-        [0, 0, 1, 0, 0, 0, 0],
-        [0, 0, 0, 1, 0, 0, 1],
-        [0, 0, 0, 0, 0, 1, 0],
-        [0, 0, 0, 0, 0, 1, 0],
-        [0, 0, 0, 0, 0, 0, 1],
-        [0, 0, 0, 0, 0, 0, 0],
-    ],
-    [INPUT, CONV3X3, MAXPOOL3X3, CONV3X3, CONV3X3, CONV1X1, OUTPUT],
-)
+CELL_A = (PUBLISHED_MATRIX, PUBLISHED_OPS)
 CELL_B = nb1shot1.discretise(
     nb1shot1.SPACES["nb1shot1_s1"],
     mixed_op=[[0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 0]],
