@@ -195,6 +195,10 @@ def to_adjacency_string(matrix: Matrix) -> str:
 def from_adjacency_string(text: str) -> Matrix:
     """The matrix of a row-major 0/1 string of length V*V (the record file's format)."""
     n = int(round(len(text) ** 0.5))
-    if n * n != len(text) or set(text) - {"0", "1"}:
+    if n < 2 or n * n != len(text) or set(text) - {"0", "1"}:
         raise ValueError(f"adjacency {text[:60]!r} is not a row-major 0/1 string of length V*V")
-    return check_matrix([[int(c) for c in text[i * n : (i + 1) * n]] for i in range(n)])
+    rows = [text[i * n : (i + 1) * n] for i in range(n)]
+    for i, row in enumerate(rows):
+        if "1" in row[: i + 1]:
+            raise ValueError(f"adjacency {text!r}: row {i} has an edge on or below the diagonal")
+    return [[1 if c == "1" else 0 for c in row] for row in rows]

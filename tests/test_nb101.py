@@ -143,6 +143,8 @@ def test_adjacency_string_round_trip():
     assert len(text) == 49 and nb101.from_adjacency_string(text) == PUBLISHED_MATRIX
     with pytest.raises(ValueError, match="row-major 0/1"):
         nb101.from_adjacency_string("0101x")
+    with pytest.raises(ValueError, match="row 1 has an edge on or below the diagonal"):
+        nb101.from_adjacency_string("0110")
 
 
 def test_import_ray_nas_gives_nb101_hash_without_heavy_imports():
