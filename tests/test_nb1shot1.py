@@ -228,6 +228,7 @@ def test_enumeration_counts(name):
         specs = list(nb1shot1.enumerate_specs(space))
         assert len(specs) == n_specs
         assert all(len(m) == 7 and len(ops) == 7 for m, ops in specs)
+        assert all(nb101.is_valid(m, ops) for m, ops in specs)  # inside NAS-Bench-101
         assert len(nb1shot1.reachable_hashes(space)) == n_hashes
 
 
@@ -242,3 +243,18 @@ def test_every_discretised_cell_is_enumerated():
             [[rng.random() for _ in range(3)], [rng.random() for _ in range(4)]],
         )
         assert cell.hash in reachable
+
+
+def test_discretise_takes_the_supernet_tensors_as_they_are_shaped():
+    import torch
+
+    torch.manual_seed(0)
+    shapes = S2.alpha_shapes()
+    alphas = {k: 1e-3 * torch.randn(*shape) for k, shape in shapes.items()}  # upstream init
+    inputs = [alphas[f"inputs_{v}"] for v in S2.choice_vertices]
+    from_tensors = discretise(S2, alphas["mixed_op"], alphas["output"], inputs)
+    from_lists = discretise(
+        S2, alphas["mixed_op"].tolist(), alphas["output"].tolist()[0], [t.tolist() for t in inputs]
+    )
+    assert from_tensors == from_lists
+    assert from_tensors.hash == nb101.spec_hash(from_tensors.matrix, from_tensors.ops)
