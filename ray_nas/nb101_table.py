@@ -321,6 +321,32 @@ def _space_hashes(names: Sequence[str], say: Callable[[str], object]) -> dict[st
     return out
 
 
+def _read_sums(
+    record_path: str, wanted: set[str] | None, say: Callable[[str], object], every: int
+) -> dict[str, _Sums]:
+    """Per-hash sums of the `EPOCHS`-epoch runs of the file (only `wanted` hashes if given)."""
+    total = os.path.getsize(record_path)
+    sums: dict[str, _Sums] = {}
+    n = skipped = 0
+    t0 = time.monotonic()
+    for offset, rec in iter_records(record_path):
+        n += 1
+        if rec.epochs != EPOCHS or (wanted is not None and rec.hash not in wanted):
+            skipped += 1
+        else:
+            _accumulate(sums, rec)
+        if n % every == 0:
+            pct = 100.0 * offset / max(total, 1)
+            say(
+                f"nb101: {n} records ({pct:.0f}% of {total / 1e6:.0f} MB, {time.monotonic() - t0:.0f}s)"
+            )
+    say(
+        f"nb101: {n} records read in {time.monotonic() - t0:.0f}s; {len(sums)} cells kept, "
+        f"{skipped} records skipped (other epochs or outside 1Shot1)"
+    )
+    return sums
+
+
 def convert(
     record_path: str | Path,
     out_path: str | Path,
@@ -346,39 +372,20 @@ def convert(
         raise FileNotFoundError(f"NAS-Bench-101 record file not found: {record_path}")
     if os.path.abspath(str(out_path)) == os.path.abspath(record_path):
         raise ValueError(f"output {out_path} would overwrite the record file")
-    next(iter_records(record_path), None)  # a file that is not a benchmark fails here, at once
+    if next(iter_records(record_path), None) is None:  # not a benchmark file: fails here, at once
+        raise ValueError(f"{record_path}: no records (empty file)")
     if only_1shot1 is True:
         from ray_nas.nb1shot1 import SPACES
 
         only_1shot1 = list(SPACES)
-    keep = _space_hashes(only_1shot1, say) if only_1shot1 else None
-    wanted = set().union(*keep.values()) if keep else None
-
-    total = os.path.getsize(record_path)
-    sums: dict[str, _Sums] = {}
-    n = skipped = 0
-    t0 = time.monotonic()
-    for offset, rec in iter_records(record_path):
-        n += 1
-        if rec.epochs != EPOCHS or (wanted is not None and rec.hash not in wanted):
-            skipped += 1
-        else:
-            _accumulate(sums, rec)
-        if n % every == 0:
-            pct = 100.0 * offset / max(total, 1)
-            say(
-                f"nb101: {n} records ({pct:.0f}% of {total / 1e6:.0f} MB, {time.monotonic() - t0:.0f}s)"
-            )
-    if n == 0:
-        raise ValueError(f"{record_path}: no records (empty file)")
+    keep = _space_hashes(only_1shot1, say) if only_1shot1 else {}
+    sums = _read_sums(record_path, set().union(*keep.values()) if keep else None, say, every)
+    if not sums:
+        where = " of the 1Shot1 spaces" if keep else ""
+        raise ValueError(f"{record_path}: no {EPOCHS}-epoch records{where}; nothing written")
     df = _frame(sums)
-    if keep:
-        for col, hashes in keep.items():
-            df[col] = df["hash"].isin(hashes)
-    say(
-        f"nb101: {n} records read in {time.monotonic() - t0:.0f}s; {len(df)} cells kept, "
-        f"{skipped} records skipped (other epochs or outside 1Shot1)"
-    )
+    for col, hashes in keep.items():
+        df[col] = df["hash"].isin(hashes)
     trajectory.write_frame(df, str(out_path), metadata={SOURCE_KEY: Path(record_path).name})
     say(f"nb101: wrote {len(df)} rows to {out_path}")
     return df

@@ -207,6 +207,18 @@ def test_cli_converts_and_errors_are_one_line_exit_2(record_file, tmp_path, caps
     assert cli.main(["benchmark", "convert-nb101", str(other), "-o", str(out)]) == 2
     assert "record at byte 0: not a NAS-Bench-101 record" in capsys.readouterr().err
 
+    empty = tmp_path / "empty.tfrecord"
+    empty.write_bytes(b"")
+    assert cli.main(["benchmark", "convert-nb101", str(empty), "-o", str(out)]) == 2
+    assert "no records (empty file)" in capsys.readouterr().err
+
+    short = tmp_path / "only36.tfrecord"
+    w = RecordWriter(str(short))
+    w.write(_row(*CELL_A, 36, _metrics(RUNS["A"][0], 0.5, 0.5, 10.0, 36)))
+    w.close()
+    assert cli.main(["benchmark", "convert-nb101", str(short), "-o", str(out)]) == 2
+    assert "no 108-epoch records; nothing written" in capsys.readouterr().err
+
     assert cli.main(["benchmark", "convert-nb101", str(tmp_path / "nope"), "-o", str(out)]) == 2
     assert "record file not found" in capsys.readouterr().err
     assert out.read_bytes() == before  # nothing already written was touched
