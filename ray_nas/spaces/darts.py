@@ -75,7 +75,9 @@ class Genotype:
         strength, so two texts of one architecture can differ), e.g. `n:0.sep_conv_3x3,1.sep_...|r:...`."""
 
         def canon(cell: Cell) -> str:
-            nodes = [sorted(cell[2 * i : 2 * i + 2], key=lambda p: (p[1], p[0])) for i in range(STEPS)]
+            nodes = [
+                sorted(cell[2 * i : 2 * i + 2], key=lambda p: (p[1], p[0])) for i in range(STEPS)
+            ]
             return ";".join(",".join(f"{j}.{op}" for op, j in node) for node in nodes)
 
         return f"n:{canon(self.normal)}|r:{canon(self.reduce)}"
@@ -154,9 +156,13 @@ def _check_cell(pairs, what: str) -> Cell:
             raise GenotypeError(f"genotype {what}[{k}]: expected (op, input), got {p!r}")
         op, j = p
         if op not in OPS or op == "none":
-            raise GenotypeError(f"genotype {what}[{k}]: unknown op {op!r}; valid: {', '.join(OPS[1:])}")
+            raise GenotypeError(
+                f"genotype {what}[{k}]: unknown op {op!r}; valid: {', '.join(OPS[1:])}"
+            )
         if not 0 <= j < node:
-            raise GenotypeError(f"genotype {what}[{k}]: node {node} cannot take input {j} (0..{node - 1})")
+            raise GenotypeError(
+                f"genotype {what}[{k}]: node {node} cannot take input {j} (0..{node - 1})"
+            )
         cell.append((op, j))
     return tuple(cell)
 
@@ -178,7 +184,9 @@ def parse_genotype(text: str) -> Genotype:
     for k, v in concat.items():
         if v != CONCAT:
             raise GenotypeError(f"genotype {k}: only {list(CONCAT)} is supported, got {list(v)}")
-    return Genotype(_check_cell(fields["normal"], "normal"), _check_cell(fields["reduce"], "reduce"))
+    return Genotype(
+        _check_cell(fields["normal"], "normal"), _check_cell(fields["reduce"], "reduce")
+    )
 
 
 # ------------------------------------------------------------------------------------------

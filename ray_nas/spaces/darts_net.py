@@ -32,7 +32,9 @@ class ReLUConvBN(nn.Sequential):
 class DilConv(nn.Sequential):
     """ReLU, depthwise k x k (dilation d), pointwise 1x1, BN."""
 
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int, pad: int, dil: int, affine: bool):
+    def __init__(
+        self, c_in: int, c_out: int, k: int, stride: int, pad: int, dil: int, affine: bool
+    ):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_in, k, stride, pad, dilation=dil, groups=c_in, bias=False),
@@ -46,7 +48,8 @@ class SepConv(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, pad: int, affine: bool):
         super().__init__(
-            DilConv(c_in, c_in, k, stride, pad, 1, affine), DilConv(c_in, c_out, k, 1, pad, 1, affine)
+            DilConv(c_in, c_in, k, stride, pad, 1, affine),
+            DilConv(c_in, c_out, k, 1, pad, 1, affine),
         )
 
 
@@ -94,7 +97,11 @@ def make_op(name: str, c: int, stride: int, affine: bool) -> nn.Module:
 
 def _preprocess(c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool):
     """The two cell inputs brought to c channels (input 0 halved if the previous cell reduced)."""
-    pre0 = FactorizedReduce(c_pp, c, affine) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
+    pre0 = (
+        FactorizedReduce(c_pp, c, affine)
+        if reduction_prev
+        else ReLUConvBN(c_pp, c, 1, 1, 0, affine)
+    )
     return pre0, ReLUConvBN(c_p, c, 1, 1, 0, affine)
 
 
@@ -156,11 +163,15 @@ class SearchNetwork(nn.Module):
 
     cell_types = darts.CELL_TYPES
 
-    def __init__(self, ops: Sequence[str], channels: int = 16, layers: int = 8, num_classes: int = 10):
+    def __init__(
+        self, ops: Sequence[str], channels: int = 16, layers: int = 8, num_classes: int = 10
+    ):
         super().__init__()
         self.op_names = darts.check_ops(ops)
         if tuple(ops) != self.op_names:
-            raise ValueError(f"DARTS ops must be in DARTS's order {self.op_names}, got {tuple(ops)}")
+            raise ValueError(
+                f"DARTS ops must be in DARTS's order {self.op_names}, got {tuple(ops)}"
+            )
         c_cur = 3 * channels
         self.stem = _stem(c_cur)
         c_pp, c_p, c_cur = c_cur, c_cur, channels
@@ -181,11 +192,18 @@ class SearchNetwork(nn.Module):
         return [p for name, p in self.named_parameters() if name != "alpha"]
 
     def forward(
-        self, x: torch.Tensor, alpha: torch.Tensor | None = None, weights: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        alpha: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, 3, H, W] -> logits [B, classes]. `weights` [28, K]: the op distribution to mix
         with (a search algorithm's); without it softmax(alpha), `alpha` defaulting to self.alpha."""
-        w = weights if weights is not None else F.softmax(self.alpha if alpha is None else alpha, -1)
+        w = (
+            weights
+            if weights is not None
+            else F.softmax(self.alpha if alpha is None else alpha, -1)
+        )
         n = len(darts.EDGES)
         w_normal, w_reduce = w[:n], w[n:]
         s0 = s1 = self.stem(x)
@@ -216,7 +234,9 @@ def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
 class EvalCell(nn.Module):
     """A cell of one genotype: per node two chosen ops on two chosen inputs, summed."""
 
-    def __init__(self, cell: darts.Cell, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
+    def __init__(
+        self, cell: darts.Cell, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool
+    ):
         super().__init__()
         self.reduction = reduction
         self.pre0, self.pre1 = _preprocess(c_pp, c_p, c, reduction_prev, affine=True)

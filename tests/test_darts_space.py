@@ -1,0 +1,182 @@
+"""The DARTS space: edges and shapes, the genotype rule, the Genotype text, the evaluation
+network's size, and a retrain that survives SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ray_nas.search import seed_everything
+from ray_nas.spaces import darts
+from ray_nas.spaces import darts_net as dn
+from ray_nas.spaces.darts_train import recipe, retrain
+from ray_nas.trial import FileCheckpoint
+
+from .conftest import REPO
+
+V2 = darts.parse_genotype(darts.PUBLISHED["DARTS_V2"])
+
+
+def test_edges_and_parameter_shapes():
+    assert len(darts.EDGES) == 14 and darts.EDGES[:5] == ("2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
+    assert darts.EDGES[-1] == "5<-4"
+    for ops in (darts.OPS, darts.PAPER_OPS, ("skip_connect", "sep_conv_3x3")):
+        net = dn.SearchNetwork(ops, channels=4, layers=8)
+        assert net.alpha.shape == (28, len(ops))
+        assert [i for i, c in enumerate(net.cells) if c.reduction] == [2, 5]
+        assert all(len(c.edges) == 14 and len(c.edges[0].ops) == len(ops) for c in net.cells)
+        assert not any(p is net.alpha for p in net.weight_parameters())
+    with pytest.raises(ValueError, match="unknown DARTS op 'conv_7x7'.*valid ops: none"):
+        dn.SearchNetwork(["conv_7x7"], channels=4, layers=3)
+
+
+def test_search_network_mixes_the_given_weights_per_cell_type():
+    seed_everything(0)
+    net = dn.SearchNetwork(darts.PAPER_OPS, channels=4, layers=3).eval()
+    x = torch.randn(2, 3, 16, 16)
+    w = torch.softmax(net.alpha.detach(), -1)
+    assert torch.equal(net(x), net(x, weights=w))
+    other = w.clone()
+    other[14:] = torch.eye(7)[torch.arange(14) % 7]  # only the reduction cell's rows change
+    assert not torch.allclose(net(x), net(x, weights=other))
+    net.train()
+    loss = net(x).sum()
+    loss.backward()
+    assert net.alpha.grad.shape == (28, 7) and net.alpha.grad[:14].abs().sum() > 0
+    assert net.alpha.grad[14:].abs().sum() > 0
+    assert all(p.grad is not None for p in net.weight_parameters())
+
+
+def _one_hot_cell(choices: dict[int, dict[str, float]], ops=darts.OPS) -> np.ndarray:
+    """[14, K] uniform low weights, with the given {row: {op: weight}} set."""
+    w = np.full((14, len(ops)), 0.01)
+    for row, d in choices.items():
+        for op, v in d.items():
+            w[row, ops.index(op)] = v
+    return w
+
+
+def test_genotype_rule_on_hand_made_weights():
+    # node 2 (rows 0, 1): row 0's `none` is the largest weight anywhere, it must be ignored
+    # node 3 (rows 2..4): edge 3<-2 strongest, then 3<-0; node 4 (rows 5..8) and 5 (9..13) likewise
+    w = _one_hot_cell({
+        0: {"none": 0.9, "sep_conv_3x3": 0.05}, 1: {"dil_conv_5x5": 0.3},
+        2: {"max_pool_3x3": 0.2}, 3: {"skip_connect": 0.1}, 4: {"sep_conv_5x5": 0.6},
+        5: {"avg_pool_3x3": 0.5}, 8: {"dil_conv_3x3": 0.7},
+        9: {"skip_connect": 0.4}, 13: {"sep_conv_3x3": 0.45, "sep_conv_5x5": 0.45},
+    })  # fmt: skip
+    cell = darts.derive_cell(w, darts.OPS)
+    assert cell == (
+        ("dil_conv_5x5", 1), ("sep_conv_3x3", 0),  # none ignored; strongest first
+        ("sep_conv_5x5", 2), ("max_pool_3x3", 0),
+        ("dil_conv_3x3", 3), ("avg_pool_3x3", 0),
+        ("sep_conv_3x3", 4), ("skip_connect", 0),  # op tie: the earlier column
+    )  # fmt: skip
+    # ties between edges: the lower input wins; an all-uniform cell picks inputs 0 and 1 of each
+    # node and the first non-none op
+    flat = darts.derive_cell(np.full((14, 8), 0.125), darts.OPS)
+    assert flat == tuple(("max_pool_3x3", j) for _ in range(4) for j in (0, 1))
+    # without `none` (the paper's 7 ops) the rule runs over all columns
+    g = darts.derive_genotype(np.vstack([w[:, 1:], np.full((14, 7), 1 / 7)]), darts.PAPER_OPS)
+    assert g.normal[2:] == cell[2:] and g.reduce[0] == ("max_pool_3x3", 0)
+    with pytest.raises(darts.GenotypeError, match=r"expected \(28, 8\)"):
+        darts.derive_genotype(w, darts.OPS)
+
+
+def test_genotype_text_round_trip_and_key():
+    for name, text in darts.PUBLISHED.items():
+        g = darts.parse_genotype(text)
+        assert darts.parse_genotype(g.text()) == g, name
+        assert (
+            g.text().startswith("Genotype(normal=[(") and "reduce_concat=[2, 3, 4, 5])" in g.text()
+        )
+    assert darts.parse_genotype(darts.PUBLISHED["DARTS_V2"]).text() == darts.PUBLISHED["DARTS_V2"]
+    swapped = darts.Genotype(tuple(V2.normal[1::-1]) + V2.normal[2:], V2.reduce)
+    assert swapped != V2 and swapped.key() == V2.key()
+    assert V2.key() != darts.parse_genotype(darts.PUBLISHED["DARTS_V1"]).key()
+    bad = {
+        "Genotype(normal=[('conv_9x9', 0)] * 8, reduce=[])": "not a literal",
+        darts.PUBLISHED["DARTS_V2"].replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)"): "node 5 cannot take input 5",
+        darts.PUBLISHED["DARTS_V2"].replace("'skip_connect'", "'skip'", 1): "unknown op 'skip'",
+        "Genotype(normal=[])": "keywords normal= and reduce=",
+        "__import__('os')": "not a Genotype",
+    }  # fmt: skip
+    for text, msg in bad.items():
+        with pytest.raises(darts.GenotypeError, match=msg):
+            darts.parse_genotype(text)
+
+
+def test_darts_v2_evaluation_network_has_3_3m_parameters():
+    net = dn.NetworkCIFAR(V2, channels=36, layers=20, num_classes=10, auxiliary=True)
+    assert abs(dn.count_params_m(net) - 3.3) <= 0.05
+    aux = sum(p.numel() for n, p in net.named_parameters() if n.startswith("auxiliary")) / 1e6
+    assert aux > 0.4  # the head exists (0.48 M) and is left out of the count
+    # the paper's Table 4 architectures: 2.6-3.5 M as published
+    for name in (
+        "SS-DARTS-DilConv5",
+        "SS-DARTS-SepConv5",
+        "SS-DARTS-DilConv3",
+        "SS-DARTS-SepConv3",
+    ):
+        m = dn.count_params_m(dn.NetworkCIFAR(darts.parse_genotype(darts.PUBLISHED[name])))
+        assert 2.6 <= m <= 3.6, (name, m)
+
+
+TINY = dict(layers=3, channels=4, epochs=3, batch_size=16, steps_per_epoch=2)
+
+_KILLED_RUN = """
+import os, signal, torch
+torch.set_num_threads(1)
+from ray_nas.spaces.darts_train import recipe, retrain
+from ray_nas.trial import FileCheckpoint
+def die(epoch):
+    if epoch == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+retrain({text!r}, recipe("proxy", **{tiny!r}), "fake", seed=1,
+        checkpoint=FileCheckpoint({path!r}), on_epoch=die)
+"""
+
+
+def test_retrain_killed_mid_run_resumes_to_the_same_result(tmp_path):
+    text = darts.PUBLISHED["DARTS_V2"]
+    rec = recipe("proxy", **TINY)
+    whole = retrain(text, rec, "fake", seed=1, log=lambda s: None)
+    path = str(tmp_path / "ckpt.pt")
+    code = _KILLED_RUN.format(text=text, tiny=TINY, path=path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert FileCheckpoint(path).load()["epoch"] == 2
+    lines: list[str] = []
+    resumed = retrain(text, rec, "fake", seed=1, checkpoint=FileCheckpoint(path), log=lines.append)
+    assert "resuming from the checkpoint of epoch 2" in lines[0] and len(lines) == 2
+    assert resumed.digest == whole.digest
+    assert resumed.train_loss == whole.train_loss and resumed.test_acc == whole.test_acc
+    assert len(whole.train_loss) == 3 and np.isfinite(whole.train_loss).all()
+
+
+def test_recipes_are_the_published_protocols():
+    d, r = recipe("darts"), recipe("drnas")
+    assert (d.layers, d.channels, d.epochs, d.batch_size, d.cutout, d.drop_path) == (
+        20,
+        36,
+        600,
+        96,
+        16,
+        0.2,
+    )
+    assert (d.lr, d.weight_decay, d.grad_clip, d.auxiliary_weight) == (0.025, 3e-4, 5.0, 0.4)
+    assert (r.batch_size, r.drop_path, r.epochs) == (64, 0.3, 600)
+    assert d.key() != r.key() and recipe("darts").key() == d.key()
+    with pytest.raises(
+        ValueError, match="unknown retrain recipe 'fast'; valid: darts, drnas, proxy"
+    ):
+        recipe("fast")
+    with pytest.raises(ValueError, match="unknown key 'epoch'"):
+        recipe("proxy", epoch=3)
