@@ -180,3 +180,45 @@ def test_recipes_are_the_published_protocols():
         recipe("fast")
     with pytest.raises(ValueError, match="unknown key 'epoch'"):
         recipe("proxy", epoch=3)
+
+
+def test_criteria_read_the_cell_type_they_are_given():
+    from ray_nas import criteria as C
+
+    ops = darts.PAPER_OPS
+    T = 5
+    alpha = np.zeros((T + 1, 28, len(ops)))
+    s5, skip = ops.index("sep_conv_5x5"), ops.index("skip_connect")
+    normal_peak = [0, 1, 3, 2, 1, 0]  # sep_conv_5x5 logit on the normal rows: peak at epoch 2
+    reduce_peak = [0, 0, 1, 2, 4, 3]  # on the reduction rows: peak at epoch 4
+    for t in range(T + 1):
+        alpha[t, :14, s5], alpha[t, 14:, s5] = normal_peak[t], reduce_peak[t]
+    alpha[1:, 14:, skip] = 9.0  # the reduction cell is all skips from epoch 1 on
+    alpha[3:, [0, 1], skip] = 9.0  # the normal cell gets 2 skips (node 2) at epoch 3
+    traj = C.Trajectory.from_alpha(alpha, ops, space="darts")
+    assert traj.cells == ("normal",) * 14 + ("reduce",) * 14
+    assert darts.parse_genotype(traj.archs[3]).normal[:2] == (
+        ("skip_connect", 0),
+        ("skip_connect", 1),
+    )
+    m = C.magnitude(traj)
+    assert m.shape == (T + 1, 7) and np.allclose(m.sum(axis=1), 1.0)
+    assert np.allclose(m, traj.weights[:, :14].mean(axis=1))  # default: the normal cell
+    ss = C.parse_criterion({"name": "ss_eq12", "op": "sep_conv_5x5", "gate": False})
+    assert ss.apply(traj).epoch == 2
+    on_reduce = C.parse_criterion(
+        {"name": "ss_eq12", "op": "sep_conv_5x5", "gate": False, "cell": "reduce"}
+    )
+    assert on_reduce.label == "ss_eq12[cell=reduce,gate=false,op=sep_conv_5x5]"
+    assert on_reduce.apply(traj).epoch == 4 and '"cell": "reduce"' in on_reduce.params_json
+    sc = C.parse_criterion({"name": "dartsplus_sc", "k": 2}).apply(traj)
+    assert sc.fired and sc.epoch == 3  # the reduction cell's skips do not count
+    with pytest.raises(
+        ValueError, match="cell: unknown cell type 'normall'; did you mean 'normal'"
+    ):
+        C.parse_criterion({"name": "ss_eq13", "cell": "normall"})
+    # a NAS-Bench-201 trajectory has one cell type; naming another says so, not fired
+    nb = C.Trajectory.from_alpha(np.zeros((3, 6, 5)))
+    assert nb.cells == ("shared",) * 6
+    res = C.parse_criterion({"name": "ss_eq12", "cell": "normal"}).apply(nb)
+    assert not res.fired and "cell 'normal' is not in this search" in res.note

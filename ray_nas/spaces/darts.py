@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ray_nas.spaces.base import Space
+
 #: DARTS's op list, in its column order (cnn/genotypes.py PRIMITIVES)
 OPS: tuple[str, ...] = (
     "none",
@@ -187,6 +189,49 @@ def parse_genotype(text: str) -> Genotype:
     return Genotype(
         _check_cell(fields["normal"], "normal"), _check_cell(fields["reduce"], "reduce")
     )
+
+
+# ------------------------------------------------------------------------------------------
+# the space unit
+
+
+class DartsSpace(Space):
+    """The DARTS space: normal and reduction cells, 14 edges each, 8 ops (or a subset)."""
+
+    name = "darts"
+    ops = OPS
+    cell_types = CELL_TYPES
+    edges = EDGES
+    magnitude_cell = "normal"
+    learnable_ops = frozenset(o for o in OPS if "conv" in o)
+    has_benchmark = False
+
+    def validate_ops(self, ops: Sequence[str]) -> tuple[str, ...]:
+        try:
+            return check_ops(ops)
+        except GenotypeError as e:
+            raise ValueError(str(e)) from None
+
+    def genotype_text(self, weights: np.ndarray, ops: Sequence[str]) -> str:
+        return derive_genotype(weights, ops).text()
+
+    def check_genotype(self, text: str) -> str:
+        parse_genotype(text)
+        return text
+
+    def genotype_key(self, text: str) -> str:
+        return parse_genotype(text).key()
+
+    def skip_count(self, text: str, cell: str) -> int:
+        return sum(op == "skip_connect" for op, _ in parse_genotype(text).cell(cell))
+
+    def build_supernet(self, cfg, num_classes: int):
+        from ray_nas.spaces.darts_net import SearchNetwork
+
+        return SearchNetwork(cfg.ops, cfg.channels, cfg.layers, num_classes)
+
+
+SPACE = DartsSpace()
 
 
 # ------------------------------------------------------------------------------------------
