@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compare", help="the criteria over several jobs: one table, a rank, an HTML page, MLflow"
     )
-    p.add_argument("jobs", nargs="+", metavar="JOB", help="job YAMLs (two or more to compare; one gives its rank alone)")
+    p.add_argument(
+        "jobs",
+        nargs="+",
+        metavar="JOB",
+        help="job YAMLs (two or more to compare; one gives its rank alone)",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override applied to every job, e.g. --set 'criteria=[final, ss_eq12]'")  # fmt: skip
     p.add_argument("-o", "--output", help="output page (default compare.html)")

@@ -563,13 +563,12 @@ def apply_checked(
     than a StopResult, an epoch outside 1..T (0 only when T = 0), a not-fired epoch other than T,
     or an arch other than the one recorded at its epoch.
     """
+    who = f"criterion {label!r}" + ("" if info.where == info.name else f" ({info.where})")
     try:
         r = info.fn(traj, **params)
     except Exception as e:
-        raise CriterionError(
-            f"criterion {label!r} ({info.where}) raised {type(e).__name__}: {_first_line(e)}"
-        ) from e
-    return _checked_result(r, f"criterion {label!r} ({info.where})", traj)
+        raise CriterionError(f"{who} raised {type(e).__name__}: {_first_line(e)}") from e
+    return _checked_result(r, who, traj)
 
 
 def _checked_result(r: Any, who: str, traj: Trajectory) -> StopResult:
