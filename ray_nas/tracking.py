@@ -247,6 +247,7 @@ COMPARE_EXPERIMENT = "ray_nas-compare"
 def log_comparison(uri: str, jobs: list[str], files: list[str], log=print) -> str:
     """Attach the comparison's files to the run keyed `compare:<job>+<job>...` of the
     COMPARE_EXPERIMENT (created once, its artifacts replaced on a rerun); returns its run id."""
+    t0 = time.perf_counter()
     check_tracking(uri)
     client = _client(uri)
     exp_id = _experiment(client, COMPARE_EXPERIMENT)
@@ -262,7 +263,8 @@ def log_comparison(uri: str, jobs: list[str], files: list[str], log=print) -> st
     for path in files:
         client.log_artifact(rid, path)
     client.set_terminated(rid, "FINISHED")
-    log(f"mlflow: comparison run {rid} in experiment {COMPARE_EXPERIMENT!r} at {uri}")
+    log(f"mlflow: comparison run {rid} in experiment {COMPARE_EXPERIMENT!r} at {uri} "
+        f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
     return rid
 
 

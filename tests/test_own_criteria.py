@@ -221,3 +221,17 @@ def test_example_criterion_online_and_offline(ray_session, write_job, capsys):
     assert cli.main(["report", str(job)]) == 0
     page = (Path(spec.job_dir) / "report.html").read_text()
     assert f"<code>{label}</code>" in page
+
+
+def test_rule_breaker_online_fails_its_trial_with_one_line(tiny_store, capsys):
+    spec = load_spec(tiny_store, ["search.seed=9"])
+    rid = expand_grid(spec)[0][1]
+    stop = 'stop={name: "tests.bad_stops:raises"}'
+    assert (
+        cli.main(["search", str(tiny_store), "--quiet", "--set", stop, "--set", "search.seed=9"])
+        == 2
+    )
+    err = _one_error_line(capsys, "search", "raised RuntimeError: boom at the last epoch")
+    assert f"trial {rid}: online stop: criterion 'tests.bad_stops:raises'" in err
+    st = trajectory.read_status(spec.job_dir).set_index("run_id").loc[rid]
+    assert st.status == "failed" and "tests.bad_stops:raises" in st.error
