@@ -145,10 +145,10 @@ def test_bad_names_exit_2_before_work(tiny_store, capsys, item, message):
     assert cli.main(["search", str(tiny_store), "--set", "stop=" + yaml.safe_dump(item, default_flow_style=True).strip(),
                      "--set", "search.seed=7"]) == 2  # fmt: skip
     assert "stop: criterion" in _one_error_line(capsys, "search", message)
-    assert sorted(os.listdir(f"{spec.job_dir}/epochs")) == sorted(
-        os.listdir(f"{spec.job_dir}/alphas")
-    )
-    assert len(os.listdir(f"{spec.job_dir}/epochs")) == 1  # the seed-7 search never started
+    seed7 = expand_grid(load_spec(tiny_store, ["search.seed=7"]))[0][1]
+    assert not os.path.exists(
+        trajectory.trial_paths(spec.job_dir, seed7)["status"]
+    )  # never started
 
 
 @pytest.mark.parametrize("name, message", RULE_BREAKERS)
