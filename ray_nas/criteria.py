@@ -720,7 +720,7 @@ def _user_info(path: str, fn: Callable[..., StopResult]) -> CriterionInfo:
         params[p.name] = p.default
         kinds[p.name] = _annotation_kind(hints.get(p.name), p.default)
     doc = (inspect.getdoc(fn) or "(no docstring)").splitlines()[0]
-    param_docs = {k: f"{getattr(kinds[k], '__name__', 'any')}" for k in params}
+    param_docs = {k: f"{getattr(kinds[k], '__name__', 'any')} (from the signature)" for k in params}
     return CriterionInfo(path, fn, doc, params, param_docs, kinds, builtin=False)
 
 
@@ -809,8 +809,8 @@ def describe_criteria(extra: Sequence[CriterionInfo] = ()) -> str:
     parameters with defaults, and what they mean."""
     lines = []
     for info in [*CRITERIA.values(), *extra]:
-        where = "" if info.builtin else f"  [{info.where}: your code]"
-        lines.append(f"{info.name:<24}{info.doc}{where}")
+        mine = "" if info.builtin else "  (your code)"
+        lines.append(f"{info.name:<23} {info.doc}{mine}")
         for key, default in info.params.items():
             setting = f"{key}={'(required)' if default is REQUIRED else _fmt(default)}"
             lines.append(f"  {setting:<22}{info.param_docs[key]}")

@@ -174,7 +174,7 @@ def test_criteria_command_lists_the_jobs_own_functions(tiny_store, tmp_path, cap
     job.write_text(yaml.safe_dump(raw))
     assert cli.main(["criteria", str(job)]) == 0
     out = capsys.readouterr().out
-    assert f"{EXAMPLE:<24}The first epoch whose mean normalised edge entropy" in out
+    assert f"{EXAMPLE} The first epoch whose mean normalised edge entropy" in out
     assert "  threshold=0.9" in out and "  level=(required)" in out and "your code" in out
     assert cli.main(["criteria"]) == 0
     assert EXAMPLE not in capsys.readouterr().out
