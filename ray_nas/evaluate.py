@@ -133,11 +133,10 @@ def run_evaluate(
     sel = selections(trials, specs, table, running)
     uncovered = table is None or metric is None or metric not in sel
     if uncovered and spec.evaluate.retrain is not None:
-        from ray_nas.retrain import retrain_archs
+        from ray_nas.retrain import retrain_selected
 
-        dataset = {t.run_id: t.config.get("dataset") for t in trials}
-        accs = retrain_archs(spec, sel, dataset, retrain_map=retrain_map, log=log)
-        sel["retrain_acc"] = [accs.get((a, dataset[r])) for a, r in zip(sel["arch"], sel["run_id"])]
+        configs = {t.run_id: t.config for t in trials}
+        sel = retrain_selected(spec, sel, configs, retrain_map=retrain_map, log=log)
         metric = "retrain_acc"
     elif metric not in sel:
         metric = None

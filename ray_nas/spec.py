@@ -158,14 +158,35 @@ class Resources:
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Retraining of selected archs where no benchmark covers the data set."""
+    """Retraining of selected archs where no benchmark covers the data set.
+
+    NAS-Bench-201 archs: the discrete NB201 network under epochs/channels/cells/batch_size/lr.
+    DARTS-space genotypes: NetworkCIFAR under a named `recipe`, once per seed in `seeds`, each a
+    Ray task with `gpu`/`cpu` (checkpointed every epoch on the store, resumed after a lost node),
+    cached by (genotype, recipe, seed)."""
 
     epochs: int = 10
+    """NB201 archs: epochs (a DARTS recipe's own epochs unless `overrides` sets them)"""
     channels: int = 16
     cells: int = 5
     batch_size: int = 64
     lr: float = 0.1
     steps_per_epoch: int | None = None
+    """cap on batches per epoch (both kinds; quick looks and tests)"""
+    recipe: str = "darts"
+    """DARTS-space genotypes: darts | drnas | proxy (ray_nas.spaces.darts_train.RECIPES)"""
+    overrides: dict = field(default_factory=dict)
+    """DARTS-space genotypes: recipe fields to change, e.g. {epochs: 100, layers: 8}"""
+    seeds: tuple[int, ...] = (0,)
+    """DARTS-space genotypes: one retrain per seed; the table reports mean and std"""
+    gpu: float = 0.0
+    """GPUs per retraining Ray task (DARTS-space genotypes)"""
+    cpu: float = 1.0
+    """CPUs per retraining Ray task"""
+
+
+#: RetrainConfig fields that do not apply to NAS-Bench-201 archs (left out of their cache key)
+GENOTYPE_RETRAIN_FIELDS = ("recipe", "overrides", "seeds", "gpu", "cpu")
 
 
 @dataclass(frozen=True)
@@ -387,6 +408,19 @@ def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> 
         raise SpecError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _check_recipe(r: RetrainConfig) -> None:
+    from ray_nas.spaces.darts_train import recipe  # pure: no torch at import
+
+    try:
+        recipe(r.recipe, **r.overrides)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"evaluate.retrain: {e}") from None
+    if not r.seeds:
+        raise SpecError("evaluate.retrain.seeds: expected at least one seed")
+    _positive(r.cpu, "evaluate.retrain.cpu")
+    _positive(r.gpu, "evaluate.retrain.gpu", allow_zero=True)
+
+
 def _validate_search(c: SearchConfig, w: str) -> None:
     _choice(c.algorithm, ALGORITHMS, f"{w}.algorithm")
     _choice(c.dataset, DATASETS, f"{w}.dataset")
@@ -535,6 +569,7 @@ def _validate_job(spec: JobSpec) -> None:
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
             _positive(getattr(r, key), f"evaluate.retrain.{key}")
         _positive(r.lr, "evaluate.retrain.lr")
+        _check_recipe(r)
     from ray_nas import criteria  # pure numpy: cheap
 
     for i, item in enumerate(spec.criteria):

@@ -72,7 +72,18 @@ def recipe(name: str, **overrides) -> Recipe:
         raise ValueError(
             f"retrain recipe: unknown key {bad[0]!r}; valid: {', '.join(sorted(fields))}"
         )
-    return dataclasses.replace(RECIPES[name], **overrides)
+    base = RECIPES[name]
+    for key, value in overrides.items():
+        default = getattr(base, key)
+        kind = float if isinstance(default, float) else int
+        ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(
+            value, bool
+        )
+        if not (ok or (key == "steps_per_epoch" and value is None)) or (ok and value < 0):
+            raise ValueError(
+                f"retrain recipe {key}: expected a {'number' if kind is float else 'whole number'} >= 0, got {value!r}"
+            )
+    return dataclasses.replace(base, **overrides)
 
 
 @dataclass
@@ -208,7 +219,7 @@ class _LogitsOnly:
     def train(self):
         self.net.train()
 
-    def __call__(self, x):
+    def __call__(self, x, weights=None):
         return self.net(x)[0]
 
 
