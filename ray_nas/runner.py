@@ -170,3 +170,13 @@ __all__ = [
     "report_command",
     "compare_command",
 ]
+
+
+def export_command(job: str, overrides: list[str], output: str | None) -> int:
+    """`ray-nas export`: every selected DARTS-space genotype as `NAME = Genotype(...)`."""
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.evaluate import export_genotypes
+
+    path, n = export_genotypes(spec, output)
+    print(f"{n} genotypes written to {path} (DARTS's genotypes.py format: import it, or paste it)")
+    return 0
