@@ -39,6 +39,7 @@ def to_trajectory(
         ops=t.ops, edges=t.edges, alpha=t.alpha, weights=t.weights, archs=tuple(t.epochs["arch"]),
         valid_acc=np.asarray(t.epochs["valid_acc"], dtype=np.float64),
         hessian_eig=np.asarray(t.epochs["hessian_eig"], dtype=np.float64), metrics=metrics or {},
+        cells=t.cells, space=t.config.get("space", "nb201"),
     )  # fmt: skip
 
 

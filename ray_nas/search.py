@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ray_nas import nb201
 from ray_nas.data import Batcher, DataSet, load_dataset
+from ray_nas.spaces import get_space
 from ray_nas.spec import SearchConfig
-from ray_nas.supernet import Supernet, build_supernet
+from ray_nas.supernet import Supernet
 
 
 @dataclass
@@ -48,7 +48,7 @@ class EpochRecord:
     """wall seconds of the epoch (training + evaluation)"""
     arch: str
     alpha: np.ndarray
-    """float32 [E, K] raw logits, order nb201.EDGES x config.ops"""
+    """float32 [E, K] raw logits, order (the space's rows: cell, edge) x config.ops"""
     weights: np.ndarray
     """float32 [E, K] softmax(alpha) per edge"""
 
@@ -194,10 +194,8 @@ def search(
     data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)
     train_b = Batcher(data.search_train, data.name, device)
     valid_b = Batcher(data.search_valid, data.name, device)
-    model = build_supernet(
-        cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats,
-        cfg.channels_last,
-    ).to(device)  # fmt: skip
+    space = get_space(cfg.space)
+    model = space.build_supernet(cfg, data.num_classes).to(device)
     # search.compile: the two steps' forwards only; state_dict, evaluation and Hessian stay eager
     forward = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
     w_params = model.weight_parameters()
@@ -225,7 +223,7 @@ def search(
     else:
         start = 1
         rec = end_of_epoch(model, cfg, valid_b, 0, math.nan, math.nan, 0.0, 0.0, 0.0)
-        report(rec, total, log)
+        report(rec, total, log, space=space)
         if on_epoch(rec):
             return 0
 
@@ -275,7 +273,7 @@ def search(
             lr_alpha,
             t0,
         )
-        report(rec, total, log, device)
+        report(rec, total, log, device, space)
         stop = on_epoch(rec)
         if checkpoint:
             checkpoint.save({
@@ -298,20 +296,22 @@ def end_of_epoch(model, cfg, valid_b, epoch, train_loss, train_acc, lr_w, lr_a, 
         eig, _ = hessian_eigenvalue(model, xv, yv)
         model.train()
     alpha = model.alpha.detach().float().cpu()
+    w = F.softmax(alpha, -1)
     return EpochRecord(
         epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss,
         valid_acc=valid_acc, lr_weights=lr_w, lr_alpha=lr_a, hessian_eig=eig,
-        seconds=time.perf_counter() - t0 if t0 else 0.0, arch=model.arch(),
-        alpha=alpha.numpy().astype(np.float32), weights=F.softmax(alpha, -1).numpy().astype(np.float32),
+        seconds=time.perf_counter() - t0 if t0 else 0.0, arch=get_space(cfg.space).arch_of(model, w),
+        alpha=alpha.numpy().astype(np.float32), weights=w.numpy().astype(np.float32),
     )  # fmt: skip
 
 
 def report(
-    rec: EpochRecord, total: int, log: Callable[[str], None], device: torch.device | None = None
-) -> None:
+    rec: EpochRecord, total: int, log: Callable[[str], None], device: torch.device | None = None,
+    space=None,
+) -> None:  # fmt: skip
     """One line per epoch; on CUDA with the trial's peak GPU memory so far (what a fraction of a
     GPU per trial, `resources.gpu`, must hold)."""
-    genotype = ",".join(op for op in nb201.parse_arch(rec.arch))
+    genotype = (space or get_space("nb201")).brief(rec.arch)
     eig = f" eig {rec.hessian_eig:.3g}" if rec.hessian_eig is not None else ""
     mem = ""
     if device is not None and device.type == "cuda":

@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from ray_nas import nb201
+from ray_nas import spaces
+from ray_nas.spaces import darts, nb201
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
 ALGORITHMS = ("darts_v1",)
@@ -82,19 +83,27 @@ class SearchConfig:
     """let torchvision download CIFAR into data_root when missing"""
     split_file: str | None = None
     """an NB201 split file (cifar-split.txt, ...), or null for a seeded 50/50 split"""
+    space: str = "nb201"
+    """the search space (ray_nas.spaces): nb201 (NAS-Bench-201's cell) | darts (DARTS's normal and
+    reduction cells, 14 edges each)"""
     ops: tuple[str, ...] = nb201.OPS
-    """candidate ops on every edge, by name (stored in nb201.OPS order)"""
+    """candidate ops on every edge, by name (stored in the space's op order); default: all of the
+    space's (darts: its 8 with `none`; the paper's code used 7, without `none`: preset ss_darts)"""
     channels: int = 16
     """C: channels of the first stage"""
     cells: int = 5
-    """N: search cells per stage"""
+    """nb201: N, search cells per stage"""
+    layers: int = 8
+    """darts: cells of the search network (reductions at layers//3 and 2*layers//3)"""
     epochs: int = 50
     """joint (weights + alpha) epochs, after `warmup_epochs`"""
     batch_size: int = 64
     steps_per_epoch: int | None = None
     """cap on batches per epoch (also on evaluation batches); null = the whole split"""
     lr_scheme: str = "nb201"
-    """preset of learning rates: nb201 (S.1) | exchange (EX-DARTS); explicit keys override"""
+    """preset: nb201 (S.1) | exchange (EX-DARTS) | darts (DARTS's search defaults) | ss_darts (the
+    paper's code for Table 4: 75 epochs, batch 80, constant weights lr, alpha lr 1e-3, 7 ops);
+    explicit keys override"""
     weights: WeightsOptim = field(default_factory=WeightsOptim)
     alpha: AlphaOptim = field(default_factory=AlphaOptim)
     warmup_epochs: int = 0
@@ -105,7 +114,8 @@ class SearchConfig:
     """BatchNorm running statistics in the search cells"""
     seed: int = 0
     impl: str = "fast"
-    """supernet implementation, the same function: fast (work shared across edges) | reference (per-op modules)"""
+    """nb201: supernet implementation, the same function: fast (work shared across edges) |
+    reference (per-op modules); the darts space has one implementation"""
     precision: str = "fp32"
     """fp32 | bf16 (autocast around the forwards of the weight and alpha steps; for GPUs)"""
     compile: bool = False
@@ -135,6 +145,20 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "weights": {"lr": 3.0e-4, "lr_min": 3.0e-4, "schedule": "constant"},
         "alpha": {"lr": 0.025},
     },
+    # DARTS cnn/train_search.py: SGD (no nesterov) cosine 0.025 -> 0.001, Adam 3e-4, 50 epochs
+    "darts": {
+        "weights": {"lr": 0.025, "lr_min": 0.001, "schedule": "cosine", "nesterov": False,
+                    "weight_decay": 3.0e-4},
+        "alpha": {"lr": 3.0e-4},
+        "epochs": 50, "batch_size": 64,
+    },  # fmt: skip
+    # SS-DARTS/train_search.py (the paper's code): cosine with eta_min = lr, i.e. constant
+    "ss_darts": {
+        "weights": {"lr": 0.025, "lr_min": 0.025, "schedule": "constant", "nesterov": False,
+                    "weight_decay": 3.0e-4},
+        "alpha": {"lr": 1.0e-3},
+        "epochs": 75, "batch_size": 80, "ops": list(darts.PAPER_OPS),
+    },  # fmt: skip
 }
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
@@ -145,7 +169,7 @@ NON_IDENTITY_FIELDS = (
 #: Search fields added after stores existed (dotted for nested ones, e.g. "weights.warmup_rule"):
 #: left out of the run_id while they hold their dataclass default, so every job written before
 #: them keeps its run_ids. Every new identity field of SearchConfig is listed here.
-ADDED_FIELDS: tuple[str, ...] = ()
+ADDED_FIELDS: tuple[str, ...] = ("space", "layers")
 
 
 @dataclass(frozen=True)
@@ -384,9 +408,16 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
             f"{where}.lr_scheme: unknown preset {scheme!r}; valid: {', '.join(LR_PRESETS)}"
         )
     merged = _deep_merge(LR_PRESETS[scheme], raw)
+    space_name = merged.get("space", SearchConfig.space)
+    if space_name not in spaces.NAMES:
+        raise SpecError(f"{where}.space: unknown space {space_name!r}{_suggest(str(space_name), spaces.NAMES)} "
+                        f"(valid: {', '.join(spaces.NAMES)})")  # fmt: skip
+    space = spaces.get_space(space_name)
+    if "ops" not in merged and space_name != SearchConfig.space:
+        merged["ops"] = list(space.ops)
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
-            merged["ops"] = list(nb201.validate_ops(merged["ops"]))
+            merged["ops"] = list(space.validate_ops(merged["ops"]))
         except ValueError as e:
             raise SpecError(f"{where}.ops: {e}") from None
     cfg = build(SearchConfig, merged, where)
@@ -429,7 +460,7 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     _choice(c.precision, PRECISIONS, f"{w}.precision")
     _choice(c.compile_mode, COMPILE_MODES, f"{w}.compile_mode")
     _choice(c.device, DEVICES, f"{w}.device")
-    for key in ("channels", "cells", "epochs", "batch_size", "steps_per_epoch"):
+    for key in ("channels", "cells", "layers", "epochs", "batch_size", "steps_per_epoch"):
         _positive(getattr(c, key), f"{w}.{key}")
     for key in ("warmup_epochs", "hessian_every", "seed"):
         _positive(getattr(c, key), f"{w}.{key}", allow_zero=True)
@@ -445,7 +476,9 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     if not all(0 <= b < 1 for b in c.alpha.betas):
         raise SpecError(f"{w}.alpha.betas: each must be in [0, 1), got {list(c.alpha.betas)}")
     if not c.ops:
-        raise SpecError(f"{w}.ops: no op left; choose from: {', '.join(nb201.OPS)}")
+        raise SpecError(f"{w}.ops: no op left; choose from: {', '.join(spaces.get_space(c.space).ops)}")
+    if c.space == "darts" and c.layers < 3:
+        raise SpecError(f"{w}.layers: the DARTS space needs >= 3 (two reduction cells), got {c.layers}")
 
 
 def config_json(cfg: SearchConfig) -> str:

@@ -120,8 +120,8 @@ EPOCHS_SCHEMA = pa.schema(
 ALPHAS_SCHEMA = pa.schema(
     [
         ("epoch", pa.int32()),
-        ("cell", pa.string()),  # "shared" for NAS-Bench-201 (one alpha for all cells)
-        ("edge", pa.string()),  # "1<-0", ... (nb201.EDGES order)
+        ("cell", pa.string()),  # "shared" (NAS-Bench-201: one alpha for all cells) | normal | reduce (DARTS)
+        ("edge", pa.string()),  # "1<-0", ...: the space's edge order, per cell
         ("op", pa.string()),  # op name
         ("alpha", pa.float32()),  # the raw parameter
         ("weight", pa.float32()),  # softmax(alpha) per (epoch, cell, edge): rows sum to 1
@@ -163,9 +163,12 @@ class TrialWriter:
         ops: tuple[str, ...],
         edges: tuple[str, ...],
         config_json: str,
+        cells: tuple[str, ...] | None = None,
     ):
+        """edges: [E] the edge of each parameter row; cells: [E] its cell type (default shared)."""
         self.paths = trial_paths(job_dir, run_id)
         self.ops, self.edges = tuple(ops), tuple(edges)
+        self.cells = tuple(cells) if cells is not None else ("shared",) * len(self.edges)
         self.metadata = {
             "ray_nas.schema_version": SCHEMA_VERSION,
             "ray_nas.ops": json.dumps(list(self.ops)),
@@ -205,7 +208,7 @@ class TrialWriter:
             pa.table(
                 {
                     "epoch": pa.array(np.full(e * k, rec.epoch, dtype=np.int32)),
-                    "cell": pa.array(["shared"] * (e * k)),
+                    "cell": pa.array(np.repeat(np.array(self.cells, dtype=object), k).tolist()),
                     "edge": pa.array(np.repeat(np.array(self.edges, dtype=object), k).tolist()),
                     "op": pa.array(list(self.ops) * e),
                     "alpha": pa.array(np.asarray(rec.alpha, dtype=np.float32).reshape(-1)),
@@ -233,9 +236,9 @@ class TrialWriter:
             pa.table(
                 {
                     "epoch": pa.array(np.repeat(np.arange(n, dtype=np.int32), e * k)),
-                    "cell": pa.array(["shared"] * (n * e * k))
-                    .dictionary_encode()
-                    .cast(pa.string()),
+                    "cell": pa.array(
+                        np.tile(np.repeat(np.array(self.cells, dtype=object), k), n).tolist()
+                    ),
                     "edge": pa.array(
                         np.tile(np.repeat(np.array(self.edges, dtype=object), k), n).tolist()
                     ),
@@ -297,12 +300,15 @@ class TrialData:
     """the trial's resolved search config (from the file metadata)"""
     ops: tuple[str, ...]
     edges: tuple[str, ...]
+    """[E] the edge of each parameter row"""
     epochs: dict[str, np.ndarray]
     """column -> [T+1] (epoch, train_loss, ..., hessian_eig NaN where null, arch as object)"""
     alpha: np.ndarray
     """float64 [T+1, E, K] raw logits"""
     weights: np.ndarray
     """float64 [T+1, E, K] softmax(alpha)"""
+    cells: tuple[str, ...] = ()
+    """[E] the cell type of each row (alphas.cell: shared | normal | reduce)"""
 
 
 def _read_file(path: str, fs) -> pa.Table:
@@ -347,6 +353,7 @@ def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json
         epochs=cols,
         alpha=al.column("alpha").to_numpy().astype(np.float64).reshape(shape),
         weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
+        cells=tuple(al.column("cell").slice(0, e * k).to_pylist()[::k]),
     )
 
 

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ray_nas import nb201, trajectory
+from ray_nas import trajectory
+from ray_nas.spaces import get_space
 from ray_nas.spec import JobSpec, SearchConfig, config_json, flatten, to_dict
 
 #: Test-only fault injection: "DIR:EPOCH" makes a trial raise once after writing EPOCH
@@ -96,7 +97,9 @@ def run_trial(
         cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed
     )  # fails before any write
     paths = trajectory.trial_paths(job_dir, run_id)
-    writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, nb201.EDGES, config_json(cfg))
+    rows = get_space(cfg.space).rows()
+    writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
+                                    config_json(cfg), tuple(c for c, _ in rows))  # fmt: skip
     ckpt = FileCheckpoint(paths["checkpoint"])
     state = ckpt.load()
     writer.truncate(state["epoch"] if state else -1)

@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -222,3 +224,72 @@ def test_criteria_read_the_cell_type_they_are_given():
     assert nb.cells == ("shared",) * 6
     res = C.parse_criterion({"name": "ss_eq12", "cell": "normal"}).apply(nb)
     assert not res.fired and "cell 'normal' is not in this search" in res.note
+
+
+DARTS_SEARCH = {"space": "darts", "lr_scheme": "ss_darts", "dataset": "digits", "channels": 4,
+                "layers": 3, "ops": ["max_pool_3x3", "skip_connect", "sep_conv_3x3"],
+                "epochs": 4, "batch_size": 8, "steps_per_epoch": 1}  # fmt: skip
+DARTS_RETRAIN = {"recipe": "proxy", "seeds": [0, 1],
+                 "overrides": {"layers": 3, "channels": 4, "epochs": 1, "batch_size": 8, "steps_per_epoch": 1}}  # fmt: skip
+
+
+def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_job, tmp_path):
+    from ray_nas.evaluate import export_genotypes, run_evaluate
+    from ray_nas.spec import load_spec, run_id, search_config
+
+    from .test_store_resume import CMD, _read, _run
+
+    criteria = ["final", {"name": "ss_eq12", "op": "sep_conv_3x3"}, {"name": "dartsplus_sc", "k": 2}]
+    ref = write_job(name="ref", search=DARTS_SEARCH, criteria=criteria,
+                    evaluate={"benchmark": None, "retrain": DARTS_RETRAIN})  # fmt: skip
+    assert _run(ref).returncode == 0
+    job = write_job(name="killed", search=DARTS_SEARCH)
+    spec = load_spec(job)
+    rid = run_id(search_config(spec))
+    assert search_config(spec).ops == ("max_pool_3x3", "skip_connect", "sep_conv_3x3")
+    epochs_file = f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet"
+    proc = subprocess.Popen([*CMD, str(job), "--quiet"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    import pyarrow.parquet as pq
+
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        # epochs 0..2 written: the checkpoint of epoch 1 is on the store
+        if os.path.exists(epochs_file) and pq.read_table(epochs_file).num_rows >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 <= pq.read_table(epochs_file).num_rows < 5, "the search finished before it was killed"
+    r = _run(job)
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
+    ref_ep, ref_al = _read(spec.store, "ref", rid)
+    ep, al = _read(spec.store, "killed", rid)
+    assert ep.epoch.tolist() == list(range(5))
+    pd.testing.assert_frame_equal(al, ref_al)
+    pd.testing.assert_frame_equal(ep.drop(columns="seconds"), ref_ep.drop(columns="seconds"))
+    # both cell types, 14 edges each, per epoch; every recorded arch is a DARTS genotype
+    assert al.groupby(["epoch", "cell"]).size().unstack().eq(14 * 3).all().all()
+    assert set(al.cell) == {"normal", "reduce"} and set(al.edge) == set(darts.EDGES)
+    assert all(darts.parse_genotype(a).text() == a for a in ep.arch)
+    # evaluate: criteria per cell type, retraining per (genotype, recipe, seed), cached; export
+    ref_spec = load_spec(ref)
+    lines: list[str] = []
+    sel = run_evaluate(ref_spec, log=lines.append, track=False).selections
+    assert set(sel.label) == {"final", "ss_eq12[op=sep_conv_3x3]", "dartsplus_sc[k=2]"}
+    assert sel.retrain_acc.between(0, 100).all() and (sel.params_m > 0).all()
+    assert sel.retrain_acc_std.notna().all()  # two seeds
+    n = sel.arch.nunique()
+    assert any(f"{n} distinct genotypes x 2 seeds, 0 cached, {2 * n} to train" in x for x in lines)
+    lines.clear()
+    again = run_evaluate(ref_spec, log=lines.append, track=False).selections
+    assert any(f"{2 * n} cached, 0 to train" in x for x in lines)
+    assert again.retrain_acc.tolist() == sel.retrain_acc.tolist()
+    path, count = export_genotypes(ref_spec, str(tmp_path / "genotypes.py"))
+    assert count == 3
+    ns: dict = {}
+    exec(compile(open(path).read(), path, "exec"), ns)  # the file is valid Python, as DARTS's
+    exported = {k: v for k, v in ns.items() if k.endswith(rid)}
+    assert len(exported) == 3 and {repr(g) for g in exported.values()} == set(sel.arch)
+    final_name = f"final_{rid}"
+    assert ns[final_name].normal == [tuple(p) for p in darts.parse_genotype(ep.arch.iloc[-1]).normal]

@@ -65,6 +65,15 @@ class Space:
         """A canonical key of the architecture (equal for two texts of one architecture)."""
         return self.check_genotype(text)
 
+    def brief(self, text: str) -> str:
+        """The genotype on one log line."""
+        return text
+
+    def arch_of(self, model, weights) -> str:
+        """The genotype text the loop records for a supernet mixing with `weights` [R, K] (a torch
+        tensor, the recorded op distribution)."""
+        return self.genotype_text(weights.detach().float().cpu().numpy(), model.op_names)
+
     def skip_count(self, text: str, cell: str) -> int:
         """skip_connect edges of `cell` in the genotype (DARTS+ sc_k)."""
         raise NotImplementedError

@@ -222,6 +222,9 @@ class DartsSpace(Space):
     def genotype_key(self, text: str) -> str:
         return parse_genotype(text).key()
 
+    def brief(self, text: str) -> str:
+        return parse_genotype(text).key()
+
     def skip_count(self, text: str, cell: str) -> int:
         return sum(op == "skip_connect" for op, _ in parse_genotype(text).cell(cell))
 

@@ -105,6 +105,9 @@ class NB201Space(Space):
     learnable_ops = LEARNABLE_OPS
     has_benchmark = True
 
+    def validate_ops(self, ops: Sequence[str]) -> tuple[str, ...]:
+        return validate_ops(ops)
+
     def genotype_text(self, weights, ops: Sequence[str]) -> str:
         """Per edge the op of largest weight (the first on ties): the NB201 arch string."""
         return arch_string([ops[int(k)] for k in np.asarray(weights).argmax(axis=1)])
@@ -112,6 +115,13 @@ class NB201Space(Space):
     def check_genotype(self, text: str) -> str:
         parse_arch(text)
         return text
+
+    def brief(self, text: str) -> str:
+        return ",".join(parse_arch(text))
+
+    def arch_of(self, model, weights) -> str:
+        """The supernet's own genotype: argmax of the raw alpha per edge (as recorded so far)."""
+        return model.arch()
 
     def skip_count(self, text: str, cell: str) -> int:
         return parse_arch(text).count("skip_connect")
