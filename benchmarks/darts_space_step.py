@@ -64,8 +64,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=32, help="image side in pixels")
     ap.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up)")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
-    ap.add_argument("--upstream", default=None, help="folder with quark0/darts's cnn/model_search.py")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)"
+    )
+    ap.add_argument(
+        "--upstream", default=None, help="folder with quark0/darts's cnn/model_search.py"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

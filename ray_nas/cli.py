@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file (default {store}/{job}/report.html)")
 
     p = sub.add_parser(
-        "export", help="the selected DARTS-space genotypes as a DARTS genotypes.py (train elsewhere)"
+        "export",
+        help="the selected DARTS-space genotypes as a DARTS genotypes.py (train elsewhere)",
     )
     _add_job(p)
     p.add_argument("-o", "--output", help="output file (default {store}/{job}/genotypes.py)")

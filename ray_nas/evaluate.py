@@ -303,7 +303,9 @@ def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int
     darts_runs = {r for r, c in configs.items() if c.get("space") == "darts"}
     sel = sel[sel["run_id"].isin(darts_runs)]
     if not len(sel):
-        raise ValueError(f"export: job {spec.name!r} has no DARTS-space selections (search.space: darts)")
+        raise ValueError(
+            f"export: job {spec.name!r} has no DARTS-space selections (search.space: darts)"
+        )
     lines = [
         f"# Selected genotypes of job {spec.name!r} (ray-nas export); DARTS cnn/genotypes.py format",
         "from collections import namedtuple",

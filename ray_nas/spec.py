@@ -147,17 +147,30 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
     },
     # DARTS cnn/train_search.py: SGD (no nesterov) cosine 0.025 -> 0.001, Adam 3e-4, 50 epochs
     "darts": {
-        "weights": {"lr": 0.025, "lr_min": 0.001, "schedule": "cosine", "nesterov": False,
-                    "weight_decay": 3.0e-4},
+        "weights": {
+            "lr": 0.025,
+            "lr_min": 0.001,
+            "schedule": "cosine",
+            "nesterov": False,
+            "weight_decay": 3.0e-4,
+        },
         "alpha": {"lr": 3.0e-4},
-        "epochs": 50, "batch_size": 64,
+        "epochs": 50,
+        "batch_size": 64,
     },  # fmt: skip
     # SS-DARTS/train_search.py (the paper's code): cosine with eta_min = lr, i.e. constant
     "ss_darts": {
-        "weights": {"lr": 0.025, "lr_min": 0.025, "schedule": "constant", "nesterov": False,
-                    "weight_decay": 3.0e-4},
+        "weights": {
+            "lr": 0.025,
+            "lr_min": 0.025,
+            "schedule": "constant",
+            "nesterov": False,
+            "weight_decay": 3.0e-4,
+        },
         "alpha": {"lr": 1.0e-3},
-        "epochs": 75, "batch_size": 80, "ops": list(darts.PAPER_OPS),
+        "epochs": 75,
+        "batch_size": 80,
+        "ops": list(darts.PAPER_OPS),
     },  # fmt: skip
 }
 
@@ -236,12 +249,14 @@ class Estimate:
 
     gpu_seconds_per_epoch: float = 218.0
     """seconds of one whole GPU per search epoch (warmup or joint); measure yours and set it"""
+    retrain_gpu_seconds_per_epoch: float = 150.0
+    """DARTS-space retraining: seconds of one GPU per epoch of the `darts` recipe (20 cells, C=36,
+    50k images): ~2.5 min on a V100 at batch 128 (quark0/darts issue 80); measure yours"""
 
     def __post_init__(self) -> None:
-        if not self.gpu_seconds_per_epoch > 0:
-            raise SpecError(
-                f"estimate.gpu_seconds_per_epoch: must be > 0, got {self.gpu_seconds_per_epoch!r}"
-            )
+        for key in ("gpu_seconds_per_epoch", "retrain_gpu_seconds_per_epoch"):
+            if not getattr(self, key) > 0:
+                raise SpecError(f"estimate.{key}: must be > 0, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -476,9 +491,13 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     if not all(0 <= b < 1 for b in c.alpha.betas):
         raise SpecError(f"{w}.alpha.betas: each must be in [0, 1), got {list(c.alpha.betas)}")
     if not c.ops:
-        raise SpecError(f"{w}.ops: no op left; choose from: {', '.join(spaces.get_space(c.space).ops)}")
+        raise SpecError(
+            f"{w}.ops: no op left; choose from: {', '.join(spaces.get_space(c.space).ops)}"
+        )
     if c.space == "darts" and c.layers < 3:
-        raise SpecError(f"{w}.layers: the DARTS space needs >= 3 (two reduction cells), got {c.layers}")
+        raise SpecError(
+            f"{w}.layers: the DARTS space needs >= 3 (two reduction cells), got {c.layers}"
+        )
 
 
 def config_json(cfg: SearchConfig) -> str:

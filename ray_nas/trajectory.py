@@ -120,7 +120,10 @@ EPOCHS_SCHEMA = pa.schema(
 ALPHAS_SCHEMA = pa.schema(
     [
         ("epoch", pa.int32()),
-        ("cell", pa.string()),  # "shared" (NAS-Bench-201: one alpha for all cells) | normal | reduce (DARTS)
+        (
+            "cell",
+            pa.string(),
+        ),  # "shared" (NAS-Bench-201: one alpha for all cells) | normal | reduce (DARTS)
         ("edge", pa.string()),  # "1<-0", ...: the space's edge order, per cell
         ("op", pa.string()),  # op name
         ("alpha", pa.float32()),  # the raw parameter

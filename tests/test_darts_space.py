@@ -230,7 +230,8 @@ DARTS_SEARCH = {"space": "darts", "lr_scheme": "ss_darts", "dataset": "digits", 
                 "layers": 3, "ops": ["max_pool_3x3", "skip_connect", "sep_conv_3x3"],
                 "epochs": 4, "batch_size": 8, "steps_per_epoch": 1}  # fmt: skip
 DARTS_RETRAIN = {"recipe": "proxy", "seeds": [0, 1],
-                 "overrides": {"layers": 3, "channels": 4, "epochs": 1, "batch_size": 8, "steps_per_epoch": 1}}  # fmt: skip
+                 "overrides": {"layers": 3, "channels": 4, "epochs": 1, "batch_size": 8, "steps_per_epoch": 1,
+                               "auxiliary_weight": 0.0}}  # fmt: skip
 
 
 def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_job, tmp_path):
@@ -239,7 +240,11 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
 
     from .test_store_resume import CMD, _read, _run
 
-    criteria = ["final", {"name": "ss_eq12", "op": "sep_conv_3x3"}, {"name": "dartsplus_sc", "k": 2}]
+    criteria = [
+        "final",
+        {"name": "ss_eq12", "op": "sep_conv_3x3"},
+        {"name": "dartsplus_sc", "k": 2},
+    ]
     ref = write_job(name="ref", search=DARTS_SEARCH, criteria=criteria,
                     evaluate={"benchmark": None, "retrain": DARTS_RETRAIN})  # fmt: skip
     assert _run(ref).returncode == 0
@@ -292,4 +297,6 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
     exported = {k: v for k, v in ns.items() if k.endswith(rid)}
     assert len(exported) == 3 and {repr(g) for g in exported.values()} == set(sel.arch)
     final_name = f"final_{rid}"
-    assert ns[final_name].normal == [tuple(p) for p in darts.parse_genotype(ep.arch.iloc[-1]).normal]
+    assert ns[final_name].normal == [
+        tuple(p) for p in darts.parse_genotype(ep.arch.iloc[-1]).normal
+    ]
