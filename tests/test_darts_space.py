@@ -296,6 +296,10 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
     exec(compile(open(path).read(), path, "exec"), ns)  # the file is valid Python, as DARTS's
     exported = {k: v for k, v in ns.items() if k.endswith(rid)}
     assert len(exported) == 3 and {repr(g) for g in exported.values()} == set(sel.arch)
+    from ray_nas.report import build_report
+
+    page = build_report(ref_spec)
+    assert "Table 4 layout" in page and f"{100 - sel.retrain_acc.iloc[0]:.2f} ± " in page
     final_name = f"final_{rid}"
     assert ns[final_name].normal == [
         tuple(p) for p in darts.parse_genotype(ep.arch.iloc[-1]).normal
