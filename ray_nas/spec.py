@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from ray_nas import spaces
-from ray_nas.spaces import darts, nb201
+from ray_nas.spaces import darts
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
 ALGORITHMS = ("darts_v1",)
@@ -86,7 +86,7 @@ class SearchConfig:
     space: str = "nb201"
     """the search space (ray_nas.spaces): nb201 (NAS-Bench-201's cell) | darts (DARTS's normal and
     reduction cells, 14 edges each)"""
-    ops: tuple[str, ...] = nb201.OPS
+    ops: tuple[str, ...] = spaces.get_space(spaces.DEFAULT).ops
     """candidate ops on every edge, by name (stored in the space's op order); default: all of the
     space's (darts: its 8 with `none`; the paper's code used 7, without `none`: preset ss_darts)"""
     channels: int = 16
