@@ -47,7 +47,8 @@ class Recipe:
     drop_path: float = 0.2
     """final drop-path probability, ramped linearly from 0"""
     steps_per_epoch: int | None = None
-    """cap on batches per epoch (tests, quick looks); None = the whole training split"""
+    """cap on training batches per epoch and on test batches (tests, quick looks); None = the
+    whole training and test splits"""
 
     def key(self) -> str:
         """A short stable hash of every field (the retrain cache key's recipe part)."""
@@ -176,7 +177,7 @@ def retrain(
         )
         if on_epoch:
             on_epoch(epoch + 1)
-    _, acc, _ = evaluate_split(_LogitsOnly(net), test, rec.batch_size, None)
+    _, acc, _ = evaluate_split(_LogitsOnly(net), test, rec.batch_size, rec.steps_per_epoch)
     seconds = time.perf_counter() - t0
     return RetrainResult(
         acc, count_params_m(net), rec.epochs, seconds, losses, state_digest(net.state_dict())
