@@ -9,6 +9,7 @@ finished trials are skipped, unfinished ones resume. Tune's own trial ids are ne
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import uuid
@@ -119,7 +120,7 @@ def _trainable(config: dict) -> None:
     def on_record(rec) -> None:
         metrics.record(rec)
         tune.report({"epoch": rec.epoch, "valid_acc": rec.valid_acc, "train_loss": rec.train_loss,
-                     "arch": rec.arch, "run_id": rid})  # fmt: skip
+                     "skips": rec.arch.count("skip_connect"), "arch": rec.arch, "run_id": rid})  # fmt: skip
 
     status = run_trial(
         spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record
@@ -188,6 +189,8 @@ def _tune(spec: JobSpec, todo, log) -> None:
     trainable = tune.with_resources(
         _trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     )
+    # The classic reporter: the default (AIR) one ignores column choices and prints config dicts.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     tuner = tune.Tuner(
         trainable,
         param_space={
@@ -196,12 +199,15 @@ def _tune(spec: JobSpec, todo, log) -> None:
             "cwd": os.getcwd(),
             "fail_once": os.environ.get(FAIL_ONCE_ENV),
         },  # fmt: skip
-        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: t.config["trial"]["run_id"]),
+        tune_config=tune.TuneConfig(
+            trial_dirname_creator=_trial_run_id, trial_name_creator=_trial_run_id
+        ),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=f"{storage.rstrip('/')}/{spec.name}/tune",
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[sweep_metrics_callback(spec.name)],
+            callbacks=[sweep_metrics_callback(spec.name), retry_log_callback(spec, log)],
+            progress_reporter=progress_reporter(spec),
             verbose=1,
         ),
     )
@@ -211,6 +217,57 @@ def _tune(spec: JobSpec, todo, log) -> None:
     log(
         f"sweep {spec.name}: Tune finished {len(todo)} trials in {time.perf_counter() - t0:.1f}s ({errors} errored)"
     )
+
+
+def _trial_run_id(trial) -> str:
+    """Tune names and folders trials by our run_id (not by its own trial id)."""
+    return trial.config["trial"]["run_id"]
+
+
+def short_keys(keys) -> dict[str, str]:
+    """Dotted grid keys -> column names: the last part (`weights.lr` -> `lr`) unless two clash."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
+
+
+def progress_reporter(spec: JobSpec):
+    """Tune's progress table: run_id, grid values by short key, epoch, valid_acc, skip count."""
+    from ray import tune
+
+    params = {f"trial/point/{k}": s for k, s in short_keys(list(spec.grid)).items()}
+    return tune.CLIReporter(
+        metric_columns={"epoch": "epoch", "valid_acc": "valid_acc", "skips": "skips"},
+        parameter_columns=params,
+        max_report_frequency=30,
+    )
+
+
+def error_line(text: str | None) -> str:
+    """The telling line of a Tune error trace: the last `SomeError: ...` line, else the first."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("Failure #")]
+    named = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception|Failure|Died)\w*:", ln)]
+    return ((named or lines or ["unknown error"])[-1])[:300]
+
+
+def retry_log_callback(spec: JobSpec, log):
+    """A Tune callback on the driver that says which trial failed, where, why, and what happens."""
+    from ray import tune
+
+    class RetryLog(tune.Callback):
+        def _say(self, trial, what: str) -> None:
+            node = (trial.last_result or {}).get("node_ip", "?")
+            log(f"sweep {spec.name}: trial {trial} failed on node {node} "
+                f"(failure {trial.num_failures} of max_failures={spec.max_failures}): "
+                f"{error_line(trial.get_error())}; {what}")  # fmt: skip
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self._say(trial, "Tune retries it, resuming from its checkpoint on the store")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._say(trial, "no retries left (rerun the same command to resume it)")
+
+    return RetryLog()
 
 
 # ------------------------------------------------------------------------------------------

@@ -132,6 +132,8 @@ def run_trial(
         raise
     final = "stopped" if status["stop_epoch"] is not None else "completed"
     put_status(status=final, epochs_done=last)
+    if not spec.keep_checkpoints:
+        trajectory.delete(paths["checkpoint"])
     return final
 
 
