@@ -8,6 +8,7 @@ finished trials are skipped, unfinished ones resume. Tune's own trial ids are ne
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -28,7 +29,7 @@ from ray_nas.spec import (
     spec_from_dict,
     to_dict,
 )
-from ray_nas.trial import FAIL_ONCE_ENV, run_trial
+from ray_nas.trial import FAULT_ENVS, run_trial
 
 #: Job keys that define WHAT is searched: a store holding the same job name with other values is
 #: a different job. criteria / evaluate / stop / display keys may change freely.
@@ -102,8 +103,7 @@ def _trainable(config: dict) -> None:
     """Tune function trainable: one search, reported to Tune after every epoch."""
     from ray import tune
 
-    if config.get("fail_once"):
-        os.environ[FAIL_ONCE_ENV] = config["fail_once"]
+    os.environ.update(config.get("fault_env") or {})
     if os.path.isdir(
         config["cwd"]
     ):  # Tune starts trials in their own folder: relative paths are the driver's
@@ -130,13 +130,36 @@ def _trainable(config: dict) -> None:
         tune.report({"epoch": cfg.total_epochs, "run_id": rid, "skipped": True})
 
 
+#: Driver environment variables passed on to every Ray worker of the job (on every node): how to
+#: reach an S3 store (endpoint, region, profile, credentials: the standard AWS variables) and the
+#: MLflow client's settings. Unset ones are not passed; the nodes' own config applies then.
+FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's AWS_* / MLFLOW_* variables, for the job's runtime_env; under `ray job submit`
+    those the submitted runtime_env already sets are left to it (Ray refuses a clash)."""
+    try:
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        taken = set((job.get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError):
+        taken = set()
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(FORWARDED_ENV_PREFIXES) and k not in taken
+    }
+
+
 def init_ray(resources: dict | None = None) -> None:
     import ray
 
     if ray.is_initialized():
         return
     check_ray_address()
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True, **(resources or {}))
+    env = forwarded_env()
+    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True,
+             runtime_env={"env_vars": env} if env else None, **(resources or {}))  # fmt: skip
 
 
 def run_sweep(
@@ -197,7 +220,7 @@ def _tune(spec: JobSpec, todo, log) -> None:
             "trial": tune.grid_search(space),
             "job": job,
             "cwd": os.getcwd(),
-            "fail_once": os.environ.get(FAIL_ONCE_ENV),
+            "fault_env": {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)},
         },  # fmt: skip
         tune_config=tune.TuneConfig(
             trial_dirname_creator=_trial_run_id, trial_name_creator=_trial_run_id
