@@ -260,6 +260,7 @@ def progress_reporter(spec: JobSpec):
     from ray import tune
 
     params = {f"trial/point/{k}": s for k, s in short_keys(list(spec.grid)).items()}
+    params = params or {"trial/search/seed": "seed"}  # none: Tune would print the config dicts
     return tune.CLIReporter(
         metric_columns={"epoch": "epoch", "valid_acc": "valid_acc", "skips": "skips"},
         parameter_columns=params,
@@ -275,16 +276,31 @@ def error_line(text: str | None) -> str:
     return ((named or lines or ["unknown error"])[-1])[:300]
 
 
+def _error_text(trial) -> str | None:
+    """The trial's error trace: the driver's local copy (the store's is synced later)."""
+    try:
+        with open(trial.error_file) as f:
+            return f.read()
+    except (OSError, TypeError):
+        return trial.get_error()
+
+
 def retry_log_callback(spec: JobSpec, log):
     """A Tune callback on the driver that says which trial failed, where, why, and what happens."""
     from ray import tune
 
     class RetryLog(tune.Callback):
+        def __init__(self, log):
+            self.log = log
+
+        def __getstate__(self):  # Tune pickles its callbacks; `log` may not pickle (print)
+            return {}
+
         def _say(self, trial, what: str) -> None:
             node = (trial.last_result or {}).get("node_ip", "?")
-            log(f"sweep {spec.name}: trial {trial} failed on node {node} "
+            getattr(self, "log", print)(f"sweep {spec.name}: trial {trial} failed on node {node} "
                 f"(failure {trial.num_failures} of max_failures={spec.max_failures}): "
-                f"{error_line(trial.get_error())}; {what}")  # fmt: skip
+                f"{error_line(_error_text(trial))}; {what}")  # fmt: skip
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             self._say(trial, "Tune retries it, resuming from its checkpoint on the store")
@@ -292,7 +308,7 @@ def retry_log_callback(spec: JobSpec, log):
         def on_trial_error(self, iteration, trials, trial, **info):
             self._say(trial, "no retries left (rerun the same command to resume it)")
 
-    return RetryLog()
+    return RetryLog(log)
 
 
 # ------------------------------------------------------------------------------------------
