@@ -195,6 +195,9 @@ def test_store_unwritable_mid_trial_then_resumed(
     assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
     ep = trajectory.read_frame(trajectory.trial_paths(spec.job_dir, rid)["epochs"])
     assert ep.epoch.tolist() == [0, 1, 2, 3]  # nothing lost, nothing twice
+    assert trajectory.exists(
+        trajectory.trial_paths(spec.job_dir, rid)["checkpoint"]
+    )  # default: kept
     al = trajectory.read_frame(trajectory.trial_paths(spec.job_dir, rid)["alphas"])
     ref_al = trajectory.read_frame(trajectory.trial_paths(ref.job_dir, rid)["alphas"])
     pd.testing.assert_frame_equal(al, ref_al)

@@ -108,7 +108,7 @@ def test_s3_sweep_with_evaluate_while_it_runs(s3_env, ray_session, write_job, tm
     reach the workers from the driver); `evaluate` while a trial is mid-run marks it in progress."""
     job = write_job(name="s3sweep", search={"epochs": 3, "steps_per_epoch": 1}, grid={"seed": [0, 1]},
                     store=f"s3://{BUCKET}/sweeps", resources={"cpu": 1, "gpu": 0},
-                    criteria=["final"], evaluate=NO_RETRAIN)  # fmt: skip
+                    criteria=["final"], evaluate=NO_RETRAIN, keep_checkpoints=False)  # fmt: skip
     spec = load_spec(job)
     pause = tmp_path / "pause"
     env = {**os.environ, **s3_env, "RAY_NAS_PAUSE_ONCE": f"{pause}:1",
@@ -135,5 +135,17 @@ def test_s3_sweep_with_evaluate_while_it_runs(s3_env, ray_session, write_job, tm
     assert set(status.status) == {"completed"} and len(status) == 2
     for rid in status.run_id:
         assert _epochs(spec.job_dir, rid) == [0, 1, 2, 3]
+        # keep_checkpoints: false: a completed trial's checkpoint is gone
+        assert not trajectory.exists(trajectory.trial_paths(spec.job_dir, rid)["checkpoint"])
+    # Tune's progress table: trials by run_id, the grid value by its short key, our metrics
+    table = log.read_text()
+    header = next(ln for ln in table.splitlines() if ln.startswith("| Trial name"))
+    assert [c.strip() for c in header.strip("|").split("|")][-4:] == [
+        "seed",
+        "epoch",
+        "valid_acc",
+        "skips",
+    ]
+    assert all(f"| {rid} " in table for rid in status.run_id) and "{'run_id'" not in table
     assert evaluate_command(str(job), []) == 0
     assert not trajectory.read_frame(f"{spec.job_dir}/selections.parquet").in_progress.any()
