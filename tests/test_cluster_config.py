@@ -71,5 +71,16 @@ def test_config_rough_edges(name):
     assert f"ray exec {name} 'kill -- -$(cat ~/mlflow/server.pid)'" in text
     assert "--dashboard-host=0.0.0.0" not in head
     for cmd in prepared["initialization_commands"]:
-        assert "sudo" not in cmd.replace('|| echo sudo)', "")  # every sudo is conditional
+        assert "sudo" not in cmd.replace("|| echo sudo)", "")  # every sudo is conditional
     assert "rsync" in text.split("cluster_name:")[0] and "6.5 GB" in text
+
+
+def test_end_of_run_hint_opens_a_tracking_server():
+    from ray_nas.runner import mlflow_hint
+
+    assert mlflow_hint("sqlite:///mlflow.db") == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    hint = mlflow_hint("http://127.0.0.1:5000")
+    assert (
+        hint.startswith("open http://127.0.0.1:5000") and "ray attach cluster.yaml -p 5000" in hint
+    )
+    assert "--backend-store-uri" not in hint
