@@ -26,12 +26,19 @@ def search_command(job: str, overrides: list[str], progress: bool = True) -> int
     spec = specmod.load_spec(job, overrides)
     cfg = specmod.search_config(spec)
     rid = specmod.run_id(cfg)
-    from ray_nas.trial import run_trial
+    from ray_nas.trial import StoreError, run_trial
 
     print(f"job {spec.name}: search {rid} ({cfg.dataset}, C={cfg.channels}, N={cfg.cells}, "
           f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
     t0 = time.perf_counter()
-    status = run_trial(spec, cfg, rid, progress=progress)
+    try:
+        status = run_trial(spec, cfg, rid, progress=progress)
+    except StoreError as e:  # the store failed mid-search: what was written stays, rerun resumes
+        print(
+            f"ray-nas search: error: {e}; rerun the same command once it is writable",
+            file=sys.stderr,
+        )
+        return 1
     from ray_nas import trajectory
 
     trajectory.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job

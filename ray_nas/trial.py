@@ -144,7 +144,7 @@ def run_trial(
         except OSError as e2:  # the store itself failed: keep the first error, say both
             log(f"trial {run_id}: could not record the failure in the store ({e2})")
         if isinstance(e, OSError):
-            raise StoreError(f"trial {run_id}: writing the store failed: {e}") from e
+            raise StoreError(f"trial {run_id}: store I/O failed: {e}") from e
         raise
     final = "stopped" if status["stop_epoch"] is not None else "completed"
     put_status(status=final, epochs_done=last)

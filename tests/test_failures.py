@@ -176,13 +176,19 @@ def test_store_unwritable_mid_trial_then_resumed(
     watcher.start()
     try:
         assert sweep_command(str(job), [], evaluate=False) == 0
+        watcher.join(timeout=10)
+        if not locked[0]:
+            pytest.skip("cannot make a folder unwritable for root here (no chattr +i)")
+        out = capsys.readouterr().out
+        # `ray-nas search` on the same still-unwritable store: one line, exit 1
+        assert main(["search", str(job), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"ray-nas search: error: trial {rid}: store I/O failed")
+        assert str(part) in err and "\n" not in err
     finally:
         watcher.join(timeout=10)
         if locked and locked[0]:
             _unlock(part)
-    if not locked[0]:
-        pytest.skip("cannot make a folder unwritable for root here (no chattr +i)")
-    out = capsys.readouterr().out
     status = trajectory.read_status(spec.job_dir)
     assert status.status.tolist() == ["failed"] and str(part) in status.error[0]
     said = [ln for ln in out.splitlines() if f"trial {rid} failed" in ln]
