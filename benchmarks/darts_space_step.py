@@ -8,7 +8,8 @@ A step: an alpha step (forward, CE, backward to both alpha matrices, Adam 3e-4) 
 batch, then a weight step (forward, CE, backward to the weights, grad-norm clip 5, SGD 0.025
 momentum 0.9 wd 3e-4) on another: what DARTS's train_search.py does per batch without
 `--unrolled`. Inputs are random CIFAR-shaped tensors (no data files); 8 ops with `none`, as
-DARTS. The first step is a warm-up and not timed; the median of the timed steps is printed.
+DARTS. The first step is a warm-up and not timed; the medians of the timed steps' wall and
+process CPU milliseconds are printed (with --threads 1 the CPU time is the compute itself).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from ray_nas.spaces import darts
 from ray_nas.spaces.darts_net import SearchNetwork
 
 
-def time_steps(model, w_params, a_params, x, y, steps: int) -> list[float]:
-    """Wall ms of each timed step (the first, a warm-up, excluded)."""
+def time_steps(model, w_params, a_params, x, y, steps: int) -> tuple[list[float], list[float]]:
+    """(wall ms, process CPU ms) of each timed step (the first, a warm-up, excluded). On a shared
+    machine the CPU time is the steadier figure (wall time includes waiting for a core)."""
     w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
     a_opt = torch.optim.Adam(a_params, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    ms = []
+    ms, cpu = [], []
     for i in range(steps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         a_opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x[1]), y[1]).backward(inputs=a_params)
         a_opt.step()
@@ -43,7 +45,8 @@ def time_steps(model, w_params, a_params, x, y, steps: int) -> list[float]:
             torch.cuda.synchronize()
         if i:
             ms.append(1000 * (time.perf_counter() - t0))
-    return ms
+            cpu.append(1000 * (time.process_time() - c0))
+    return ms, cpu
 
 
 def upstream_model(folder: str, channels: int, layers: int):
@@ -82,11 +85,14 @@ def main() -> None:
         trials["quark0/darts"] = upstream_model(args.upstream, args.channels, args.layers)
     print(f"C={args.channels} layers={args.layers} B={args.batch} {args.size}x{args.size} "
           f"threads={torch.get_num_threads()} steps={args.steps}")  # fmt: skip
-    print(f"{'model':<14}{'ms/step':>10}{'params M':>10}")
+    print(f"{'model':<14}{'ms/step':>10}{'cpu ms/step':>12}{'params M':>10}")
     for name, (model, w, a) in trials.items():
-        ms = statistics.median(time_steps(model, w, a, x, y, args.steps))
+        ms, cpu = time_steps(model, w, a, x, y, args.steps)
         params = sum(p.numel() for p in w) / 1e6
-        print(f"{name:<14}{ms:>10.1f}{params:>10.3f}")
+        print(
+            f"{name:<14}{statistics.median(ms):>10.1f}{statistics.median(cpu):>12.1f}{params:>10.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

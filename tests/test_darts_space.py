@@ -304,3 +304,20 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
     assert ns[final_name].normal == [
         tuple(p) for p in darts.parse_genotype(ep.arch.iloc[-1]).normal
     ]
+
+
+def test_space_keys_are_checked_before_any_work(write_job, capsys, tmp_path):
+    from ray_nas.cli import main
+
+    for search, msg in [
+        ({"space": "darts201"}, "search.space: unknown space 'darts201'; did you mean 'darts'?"),
+        ({"space": "darts", "ops": ["nor_conv_3x3"]}, "search.ops: unknown DARTS op 'nor_conv_3x3'; valid ops: none, max_pool_3x3"),
+        ({"space": "darts", "layers": 2}, "search.layers: the DARTS space needs >= 3"),
+    ]:  # fmt: skip
+        assert main(["search", str(write_job(search=search))]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.strip().count("\n") == 0, err
+    job = write_job(evaluate={"retrain": {"recipe": "proxy", "overrides": {"epoch": 3}}})
+    assert main(["sweep", str(job), "--dry-run"]) == 2
+    assert "evaluate.retrain: retrain recipe: unknown key 'epoch'" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()  # nothing written
