@@ -177,9 +177,10 @@ def retrain_genotypes(
     }  # fmt: skip
     wanted = sorted({(a, dataset_of_run[r]) for a, r in zip(sel["arch"], sel["run_id"])})
     keyed = {(a, d): space.genotype_key(a) for a, d in wanted}
-    jobs = sorted({(keyed[(a, d)], a, d, s) for a, d in wanted for s in cfg.seeds})
-    jobs = list({(k, d, s): (k, a, d, s) for k, a, d, s in jobs}.values())  # one per key
-    todo = [j for j in jobs if (j[0], rec.key(), j[3], j[2]) not in known]
+    # one run per (genotype key, dataset, seed): two texts of one architecture train once
+    text_of = {(keyed[(a, d)], d): a for a, d in wanted}
+    jobs = [(k, a, d, s) for (k, d), a in sorted(text_of.items()) for s in cfg.seeds]
+    todo = [(k, a, d, s) for k, a, d, s in jobs if (k, rec.key(), s, d) not in known]
     log(f"retrain: {len({j[0] for j in jobs})} distinct genotypes x {len(cfg.seeds)} seeds, "
         f"{len(jobs) - len(todo)} cached, {len(todo)} to train (recipe {cfg.recipe}, {rec.epochs} epochs)")  # fmt: skip
     if todo:
