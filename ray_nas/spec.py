@@ -26,9 +26,17 @@ from typing import Any
 import yaml
 
 from ray_nas import nb201
+from ray_nas.algorithms import (
+    DRNAS_REGS,
+    NAMES,
+    OBJECTIVES,
+    DartsV2Settings,
+    DrnasSettings,
+    GaeaSettings,
+)
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
-ALGORITHMS = ("darts_v1",)
+ALGORITHMS = NAMES
 SCHEDULES = ("cosine", "constant")
 IMPLS = ("fast", "reference")
 PRECISIONS = ("fp32", "bf16")
@@ -73,7 +81,16 @@ class SearchConfig:
     """One search = one trial. Defaults are the paper's S.1 (NAS-Bench-201's DARTS-V1)."""
 
     algorithm: str = "darts_v1"
-    """darts_v1 (first-order DARTS)"""
+    """darts_v1 | darts_v2 | gaea | drnas (ray_nas.algorithms; `ray-nas algorithms` lists them)"""
+    objective: str = "bilevel"
+    """bilevel (weights on search-train, architecture on search-valid) | erm (both on the whole
+    training split, independent random batches, as GAEA-ERM)"""
+    darts_v2: DartsV2Settings = field(default_factory=DartsV2Settings)
+    """DARTS-V2's own keys (read only when algorithm is darts_v2)"""
+    gaea: GaeaSettings = field(default_factory=GaeaSettings)
+    """GAEA's own keys (read only when algorithm is gaea)"""
+    drnas: DrnasSettings = field(default_factory=DrnasSettings)
+    """DrNAS's own keys (read only when algorithm is drnas)"""
     dataset: str = "cifar10"
     """cifar10 | cifar100 | imagenet16-120 | digits | fake"""
     data_root: str = "data"
@@ -145,7 +162,9 @@ NON_IDENTITY_FIELDS = (
 #: Search fields added after stores existed (dotted for nested ones, e.g. "weights.warmup_rule"):
 #: left out of the run_id while they hold their dataclass default, so every job written before
 #: them keeps its run_ids. Every new identity field of SearchConfig is listed here.
-ADDED_FIELDS: tuple[str, ...] = ()
+ADDED_FIELDS: tuple[str, ...] = (
+    "objective", "darts_v2.radius", "gaea.eta", "gaea.clamp", "drnas.reg", "drnas.reg_scale",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -389,6 +408,16 @@ def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> 
 
 def _validate_search(c: SearchConfig, w: str) -> None:
     _choice(c.algorithm, ALGORITHMS, f"{w}.algorithm")
+    _choice(c.objective, OBJECTIVES, f"{w}.objective")
+    _choice(c.drnas.reg, DRNAS_REGS, f"{w}.drnas.reg")
+    _positive(c.darts_v2.radius, f"{w}.darts_v2.radius")
+    _positive(c.gaea.eta, f"{w}.gaea.eta")
+    _positive(c.drnas.reg_scale, f"{w}.drnas.reg_scale", allow_zero=True)
+    if not 0 < c.gaea.clamp < 1 / len(c.ops or nb201.OPS):
+        raise SpecError(
+            f"{w}.gaea.clamp: must be in (0, 1/len(ops) = {1 / len(c.ops or nb201.OPS):.3g}), "
+            f"got {c.gaea.clamp!r}"
+        )
     _choice(c.dataset, DATASETS, f"{w}.dataset")
     _choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
     _choice(c.impl, IMPLS, f"{w}.impl")
@@ -436,8 +465,19 @@ def run_id(cfg: SearchConfig) -> str:
             node, base = node[p], base[p]
         if node[leaf] == base[leaf]:
             del node[leaf]
+        _prune_empty(d, parents)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _prune_empty(d: dict, parents: list[str]) -> None:
+    """Drop the mappings along `parents` that removing ADDED_FIELDS left empty (deepest first)."""
+    for i in range(len(parents), 0, -1):
+        node = d
+        for p in parents[: i - 1]:
+            node = node[p]
+        if node.get(parents[i - 1]) == {}:
+            del node[parents[i - 1]]
 
 
 # --------------------------------------------------------------------------------------------
