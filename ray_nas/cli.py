@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="output Parquet table")
 
     sub.add_parser("criteria", help="list the stop criteria and their parameters")
+    sub.add_parser("algorithms", help="list the search algorithms and their own job keys")
 
     p = sub.add_parser("analysis", help="the paper's numerical studies")
     asub = p.add_subparsers(dest="analysis_command", required=True)
@@ -98,6 +99,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ray_nas.criteria import describe_criteria
 
         print(describe_criteria())
+        return 0
+    if args.command == "algorithms":
+        from ray_nas.algorithms import describe_algorithms
+
+        print(describe_algorithms())
         return 0
     if args.command == "benchmark":
         from ray_nas.benchmark import convert

@@ -46,13 +46,11 @@ class Algorithm:
 
     def mixing_weights(self) -> torch.Tensor:
         """[E, K] mixing weights for one training forward (detached; may be a random draw)."""
-        with torch.no_grad():
-            return self.mix(self.alpha)
+        return self.mix(self.alpha.detach())
 
     def distribution(self) -> torch.Tensor:
         """[E, K] the recorded op distribution (`alphas.weight`); evaluation forwards mix with it."""
-        with torch.no_grad():
-            return self.mix(self.alpha)
+        return self.mix(self.alpha.detach())
 
     def extras(self) -> dict[str, np.ndarray]:
         """Extra per-(edge, op) float32 [E, K] columns to record (names in algorithms.EXTRA_COLUMNS)."""
