@@ -190,7 +190,7 @@ class RetrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     benchmark: str | None = None
-    """a compact NB201 table (Parquet), or null"""
+    """nb201 (the built-in test-accuracy table), a compact NB201 table (Parquet), or null"""
     metric: str | None = None
     """benchmark metric for the summary and the oracle; null = the search data set's test metric"""
     retrain: RetrainConfig | None = field(default_factory=RetrainConfig)
