@@ -135,7 +135,7 @@ def load_report_data(spec: JobSpec) -> ReportData:
     keys = ev.grid_group_keys(spec)
     groups: dict[str, list] = {}
     for t in trials:
-        groups.setdefault(ev.group_label(t.config, keys), []).append(t)
+        groups.setdefault(ev.group_label(t.config, keys, spec), []).append(t)
     table = ev._load_benchmark(spec)
     if trials:
         sel, per_epoch = ev.select_and_score(trials, specs, table)
@@ -160,13 +160,9 @@ def load_report_data(spec: JobSpec) -> ReportData:
 
 def _grid_rank(spec: JobSpec, config: dict) -> tuple:
     """A trial's position in the job's grid (keys and values in the order written)."""
-    flat = flatten(config)
-    rank = []
-    for key, values in spec.grid.items():
-        v = flat.get(key)
-        v = list(v) if isinstance(v, tuple) else v
-        rank.append(values.index(v) if v in values else len(values))
-    return tuple(rank)
+    from ray_nas.spec import grid_value
+
+    return tuple(grid_value(spec, key, config)[0] for key in spec.grid)
 
 
 def _stored_scores(spec: JobSpec, sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -580,7 +576,7 @@ def _trials_section(d: ReportData) -> str:
         )
         if t is not None:
             va = np.asarray(t.epochs["valid_acc"], dtype=np.float64)
-            group, seed = ev.group_label(t.config, keys), t.config.get("seed")
+            group, seed = ev.group_label(t.config, keys, d.spec), t.config.get("seed")
             epochs = f"{len(va) - 1}" + (
                 f"/{int(s['total_epochs'])}" if s is not None and _ok(s.get("total_epochs")) else ""
             )
