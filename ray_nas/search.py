@@ -200,7 +200,9 @@ class BatchPlan:
     All draws come from `gen` (checkpointed), in the order permutation, weight batch, arch batch.
     """
 
-    def __init__(self, cfg: SearchConfig, data: DataSet, device: torch.device, gen: torch.Generator):
+    def __init__(
+        self, cfg: SearchConfig, data: DataSet, device: torch.device, gen: torch.Generator
+    ):
         self.cfg, self.gen = cfg, gen
         if cfg.objective == "erm":
             self.train = self.arch = Batcher(data.train, data.name, device)
@@ -253,7 +255,9 @@ def search(
     gen = seed_everything(cfg.seed)
     data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)
     plan = BatchPlan(cfg, data, device, gen)
-    valid_b = plan.arch if cfg.objective == "bilevel" else Batcher(data.search_valid, data.name, device)
+    valid_b = (
+        plan.arch if cfg.objective == "bilevel" else Batcher(data.search_valid, data.name, device)
+    )
     model = build_supernet(
         cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats,
         cfg.channels_last,

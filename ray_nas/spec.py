@@ -595,6 +595,7 @@ def _validate_job(spec: JobSpec) -> None:
             criteria.parse_criterion(item)
         except ValueError as e:
             raise SpecError(f"criteria[{i}]: {e}") from None
+    _validate_bundle_criteria(spec)
     if spec.stop is not None:
         try:
             stop = criteria.parse_criterion(spec.stop)
@@ -608,6 +609,29 @@ def _validate_job(spec: JobSpec) -> None:
             raise SpecError(
                 f"stop: {stop.name} needs patience >= 1 online (with 0 the peak so far always 'fires' at epoch 1)"
             )
+
+
+def _validate_bundle_criteria(spec: JobSpec) -> None:
+    """A bundle's `criteria` (shown by the report) must be criteria the job computes."""
+    from ray_nas import criteria
+
+    job = [criteria.parse_criterion(c) for c in spec.criteria] or criteria.default_criteria()
+    labels = {c.label for c in job}
+    for key, values in spec.grid.items():
+        if not is_bundle_axis(key, values):
+            continue
+        for i, bundle in enumerate(values):
+            for j, item in enumerate(bundle.get("criteria") or []):
+                where = f"grid.{key}[{i}].criteria[{j}]"
+                try:
+                    label = criteria.parse_criterion(item).label
+                except ValueError as e:
+                    raise SpecError(f"{where}: {e}") from None
+                if label not in labels:
+                    raise SpecError(
+                        f"{where}: {label!r} is not in the job's criteria (add it to `criteria:`; "
+                        f"computed: {', '.join(sorted(labels))})"
+                    )
 
 
 def grid_points(spec: JobSpec) -> list[dict[str, Any]]:

@@ -154,7 +154,11 @@ class Supernet(nn.Module):
         `weights` [E, K]: the op distribution the cells mix with, as the search algorithm makes
         it (ray_nas.algorithms); without it softmax(alpha), `alpha` defaulting to self.alpha.
         """
-        w = weights if weights is not None else F.softmax(self.alpha if alpha is None else alpha, -1)
+        w = (
+            weights
+            if weights is not None
+            else F.softmax(self.alpha if alpha is None else alpha, -1)
+        )
         h = self.stem(x)
         for layer in self.layers:
             h = layer(h, w) if getattr(layer, "mixes_ops", False) else layer(h)

@@ -124,7 +124,10 @@ ALPHAS_SCHEMA = pa.schema(
         ("edge", pa.string()),  # "1<-0", ... (nb201.EDGES order)
         ("op", pa.string()),  # op name
         ("alpha", pa.float32()),  # the algorithm's raw parameter
-        ("weight", pa.float32()),  # the op distribution it mixes with: rows of (epoch, cell, edge) sum to 1
+        (
+            "weight",
+            pa.float32(),
+        ),  # the op distribution it mixes with: rows of (epoch, cell, edge) sum to 1
         ("concentration", pa.float32()),  # DrNAS's Dirichlet concentration; null for the others
     ]
 )
@@ -144,6 +147,7 @@ def _extra_array(extras: dict[str, np.ndarray] | None, name: str, n: int) -> pa.
     if extras and name in extras:
         return pa.array(np.asarray(extras[name], dtype=np.float32).reshape(-1))
     return pa.nulls(n, pa.float32())
+
 
 STATUS_COLUMNS = (
     "run_id",

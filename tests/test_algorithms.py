@@ -234,7 +234,9 @@ def test_every_algorithm_writes_the_contract_and_resumes(algorithm, impl, tmp_pa
     search_keys = {**TINY, "algorithm": algorithm, "impl": impl}
     runs = {}
     for name in ("ref", "failed"):
-        spec = spec_from_dict({"name": name, "store": str(tmp_path / "store"), "search": search_keys})
+        spec = spec_from_dict(
+            {"name": name, "store": str(tmp_path / "store"), "search": search_keys}
+        )
         cfg = search_config(spec)
         rid = run_id(cfg)
         if name == "failed":  # dies after writing epoch 2, before its checkpoint: resumes from 1
@@ -259,7 +261,9 @@ def test_drnas_survives_sigkill_bit_identically(write_job):
     cmd = [sys.executable, "-m", "ray_nas.cli", "search", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = write_job(name="ref", search=search_keys)
-    assert subprocess.run([*cmd, str(ref)], env=env, capture_output=True, timeout=300).returncode == 0
+    assert (
+        subprocess.run([*cmd, str(ref)], env=env, capture_output=True, timeout=300).returncode == 0
+    )
     job = write_job(name="killed", search=search_keys)
     spec = load_spec(job)
     rid = run_id(search_config(spec))
@@ -284,7 +288,7 @@ def test_drnas_survives_sigkill_bit_identically(write_job):
 @pytest.mark.parametrize("algorithm", NAMES)
 def test_hessian_is_taken_wrt_the_raw_parameter(algorithm):
     """The loop's eigenvalue: the Hessian of the loss of mix(alpha) w.r.t. alpha itself."""
-    model, algo, *_ , (x, y) = _tiny_setup("reference", algorithm)
+    model, algo, *_, (x, y) = _tiny_setup("reference", algorithm)
     model.eval()
     eig, h = hessian_eigenvalue(model, x, y, algo.mix)
     full = torch.autograd.functional.hessian(

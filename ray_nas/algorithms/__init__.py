@@ -103,7 +103,9 @@ def describe_algorithms() -> str:
         if info.settings is not None:
             docs = _field_docs(info.settings)
             for f in dataclasses.fields(info.settings):
-                lines.append(f"    search.{info.name}.{f.name} = {f.default!r}  {docs.get(f.name, '')}")
+                lines.append(
+                    f"    search.{info.name}.{f.name} = {f.default!r}  {docs.get(f.name, '')}"
+                )
         if info.uses:
             lines.append(f"    reads: {', '.join('search.' + u for u in info.uses)}")
     lines.append(
@@ -122,6 +124,10 @@ def _field_docs(cls: type) -> dict[str, Any]:
     body = tree.body[0].body
     docs = {}
     for a, b in zip(body, body[1:]):
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+        if (
+            isinstance(a, ast.AnnAssign)
+            and isinstance(b, ast.Expr)
+            and isinstance(b.value, ast.Constant)
+        ):
             docs[a.target.id] = " ".join(str(b.value.value).split())
     return docs
