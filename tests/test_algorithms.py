@@ -20,9 +20,9 @@ from torch.func import functional_call
 
 from ray_nas import nb201, trajectory
 from ray_nas.algorithms import NAMES, algorithm_class
-from ray_nas.algorithms.darts import DartsV1, DartsV2
+from ray_nas.algorithms.darts import DartsV2
 from ray_nas.algorithms.drnas import concentration
-from ray_nas.algorithms.gaea import Gaea, eg_update
+from ray_nas.algorithms.gaea import eg_update
 from ray_nas.data import load_dataset
 from ray_nas.search import BatchPlan, hessian_eigenvalue, search, seed_everything
 from ray_nas.spec import load_spec, resolve_search, run_id, search_config, spec_from_dict
