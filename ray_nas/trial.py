@@ -100,7 +100,7 @@ def run_trial(
     ckpt = FileCheckpoint(paths["checkpoint"])
     state = ckpt.load()
     writer.truncate(state["epoch"] if state else -1)
-    stopper = _online_stop(spec, cfg)
+    stopper = _online_stop(spec, run_id)
     status = {"run_id": run_id, "status": "running", "epochs_done": writer.last_epoch,
               "total_epochs": cfg.total_epochs, "stop_epoch": None, "stop_reason": None,
               "error": None, "started": time.time(), **config_columns(cfg)}  # fmt: skip
@@ -135,8 +135,9 @@ def run_trial(
     return final
 
 
-def _online_stop(spec: JobSpec, cfg: SearchConfig):
-    """A function(writer) -> (stop_epoch, reason) | None for the job's `stop`, or None."""
+def _online_stop(spec: JobSpec, run_id: str):
+    """A function(writer) -> (stop_epoch, reason) | None for the job's `stop`, or None.
+    A criterion that breaks the shared rules fails the trial (CriterionError naming it)."""
     if spec.stop is None:
         return None
     from ray_nas import criteria
@@ -146,7 +147,10 @@ def _online_stop(spec: JobSpec, cfg: SearchConfig):
 
     def check(writer: trajectory.TrialWriter):
         traj = to_trajectory(writer.trial_data())
-        res = crit.apply(traj)
+        try:
+            res = crit.apply(traj)
+        except criteria.CriterionError as e:
+            raise criteria.CriterionError(f"trial {run_id}: online stop: {e}") from e
         if res.fired:
             return res.epoch, f"{crit.label} fired (selected epoch {res.epoch})"
         return None
