@@ -120,7 +120,9 @@ class Trial:
         t0 = time.perf_counter()
         if self.algo.arch_first:
             self.algo.arch_step(self.loss, train, arch, lr)
-        weight_step(self.forward, self.algo, self.w_opt, self.w_params, self.cfg, self.device, train)
+        weight_step(
+            self.forward, self.algo, self.w_opt, self.w_params, self.cfg, self.device, train
+        )
         if not self.algo.arch_first:
             self.algo.arch_step(self.loss, train, arch, lr)
         sync(self.device)

@@ -296,3 +296,24 @@ def test_hessian_is_taken_wrt_the_raw_parameter(algorithm):
     ).reshape(30, 30)
     np.testing.assert_allclose(h, full.numpy(), atol=1e-10)
     assert eig == pytest.approx(np.linalg.eigvalsh(full.numpy()).max(), abs=1e-10)
+
+
+def test_algorithms_command_lists_every_algorithm_and_its_keys(capsys):
+    from ray_nas.cli import main
+
+    assert main(["algorithms"]) == 0
+    out = capsys.readouterr().out
+    for name in NAMES:
+        assert f"{name}:" in out
+    for key in ("search.darts_v2.radius = 0.01", "search.gaea.eta = 0.1", "search.gaea.clamp = 1e-05",
+                "search.drnas.reg = 'l2'", "search.drnas.reg_scale = 0.001", "search.objective"):  # fmt: skip
+        assert key in out
+
+
+def test_new_keys_leave_default_run_ids_and_count_when_set():
+    base = resolve_search({})
+    assert run_id(base) == run_id(resolve_search({"objective": "bilevel", "gaea": {"eta": 0.1}}))
+    ids = {run_id(resolve_search(k)) for k in ({}, {"objective": "erm"}, {"gaea": {"eta": 0.2}},
+                                                {"drnas": {"reg": "kl"}}, {"darts_v2": {"radius": 0.02}},
+                                                {"algorithm": "gaea"})}  # fmt: skip
+    assert len(ids) == 6
