@@ -317,3 +317,24 @@ def test_new_keys_leave_default_run_ids_and_count_when_set():
                                                 {"drnas": {"reg": "kl"}}, {"darts_v2": {"radius": 0.02}},
                                                 {"algorithm": "gaea"})}  # fmt: skip
     assert len(ids) == 6
+
+
+def test_schema_1_stores_read_and_resume_without_concentration(tmp_path):
+    """A store written before `alphas.concentration` reads (no extras) and resumes (nulls)."""
+    import pyarrow as pa
+
+    spec = spec_from_dict({"name": "old", "store": str(tmp_path / "store"), "search": TINY})
+    cfg = search_config(spec)
+    rid = run_id(cfg)
+    run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
+    path = trajectory.trial_paths(spec.job_dir, rid)["alphas"]
+    old = pq.read_table(path).drop_columns(["concentration"])
+    pq.write_table(
+        old.replace_schema_metadata({**old.schema.metadata, b"ray_nas.schema_version": b"1"}), path
+    )
+    (t,), problems = trajectory.read_job(spec.job_dir)
+    assert not problems and t.extras == {} and t.alpha.shape == (3, 6, 5)
+    writer = trajectory.TrialWriter(spec.job_dir, rid, cfg.ops, nb201.EDGES, "{}")
+    writer.truncate(1)
+    assert writer.alphas[0].schema.field("concentration").type == pa.float32()
+    assert writer.alphas[0].column("concentration").null_count == 2 * 30
