@@ -174,14 +174,15 @@ def evaluate_split(
     weights: torch.Tensor | None = None,
 ):
     """(mean loss, accuracy %, last (x, y)) on the first batches of a split, eval mode, no
-    augmentation; the supernet mixes with `weights` [E, K] (default softmax(alpha))."""
+    augmentation; a supernet mixes with `weights` [E, K] when given (default softmax(alpha));
+    a discrete network (retraining) takes none."""
     model.eval()
     n = len(batcher)
     starts = list(range(0, n, batch_size))[: max_batches or None]
     loss_sum, correct, count, last = 0.0, 0, 0, None
     for s in starts:
         x, y = batcher.get(torch.arange(s, min(s + batch_size, n)))
-        logits = model(x, weights=weights)
+        logits = model(x) if weights is None else model(x, weights=weights)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)
