@@ -321,3 +321,23 @@ def test_space_keys_are_checked_before_any_work(write_job, capsys, tmp_path):
     assert main(["sweep", str(job), "--dry-run"]) == 2
     assert "evaluate.retrain: retrain recipe: unknown key 'epoch'" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()  # nothing written
+
+
+@pytest.mark.parametrize("algorithm", ["darts_v2", "gaea", "drnas"])  # darts_v1: the SIGKILL test
+def test_every_algorithm_searches_the_darts_space(algorithm):
+    from ray_nas.search import search
+    from ray_nas.spec import resolve_search
+
+    cfg = resolve_search({**DARTS_SEARCH, "algorithm": algorithm, "epochs": 2, "hessian_every": 2,
+                          "device": "cpu"})  # fmt: skip
+    records = []
+    assert search(cfg, records.append, progress=False, log=lambda s: None) == 2
+    assert [r.epoch for r in records] == [0, 1, 2]
+    last = records[-1]
+    assert last.weights.shape == (28, 2) and np.allclose(last.weights.sum(axis=1), 1, atol=1e-5)
+    assert not np.array_equal(records[0].alpha, last.alpha)  # the architecture moved
+    assert np.isfinite(last.hessian_eig)  # [56 x 56] Hessian w.r.t. both cells' parameters
+    g = darts.parse_genotype(last.arch)
+    assert g == darts.derive_genotype(
+        last.weights, cfg.ops
+    )  # the rule on the recorded distribution
