@@ -138,7 +138,9 @@ def load_report_data(spec: JobSpec) -> ReportData:
         groups.setdefault(ev.group_label(t.config, keys), []).append(t)
     table = ev._load_benchmark(spec)
     if trials:
-        sel, per_epoch = ev.select_and_score(trials, specs, table)
+        sel, per_epoch = ev.select_and_score(
+            trials, specs, table, metric_of=lambda t: ev.trial_metric(spec, t.config)
+        )
     else:
         sel, per_epoch = pd.DataFrame(columns=ev.SELECTION_COLUMNS), None
     notes: list[str] = []
