@@ -467,7 +467,9 @@ def darts_es_paper(traj: Trajectory) -> StopResult:
             return _stop(traj, evals[k], f"local_avg ratio {ratio:.3g} at epoch {evals[k]}")
     if traj.last_epoch == 0:
         return _no_stop(traj, _NOTHING_TO_CHOOSE)
-    return _no_stop(traj, "never fired (the paper's code fires from its epoch 12 to 48: ours 13-49)")
+    return _no_stop(
+        traj, "never fired (the paper's code fires from its epoch 12 to 48: ours 13-49)"
+    )
 
 
 # ---------------------------------------------------------------- catalogue

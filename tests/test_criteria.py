@@ -250,7 +250,12 @@ S1 = {"window": 1, "delta": 1, "start_epoch": 1}
         # partial windows at the start, as R-DARTS: evaluation 2's mean(1,1,3) vs evaluation 1's
         # mean(1,1) (two of three); rollback to the earlier window's centre, evaluation 0
         ([NAN, 1, 1, 3, 3], {"window": 3, "delta": 1, "start_epoch": 1}, 1, True),
-        ([NAN, 1, 1, 3, 3], {"window": 3, "delta": 1, "start_epoch": 1, "rollback": False}, 3, True),
+        (
+            [NAN, 1, 1, 3, 3],
+            {"window": 3, "delta": 1, "start_epoch": 1, "rollback": False},
+            3,
+            True,
+        ),
     ],
 )
 def test_darts_es(eig, params, epoch, fired):

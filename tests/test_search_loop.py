@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from ray_nas import nb201
 from ray_nas.search import search, weights_lr

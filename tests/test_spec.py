@@ -137,7 +137,9 @@ def test_run_ids_of_existing_jobs_never_change():
     default changes the computation goes to spec.LEGACY_FIELDS, and these stay for the old one."""
     assert run_id(resolve_search({})) == "d63b4ff813dd"
     old_split = {"split_seed": None}  # issue 17: the 50/50 split was seeded by the trial's seed
-    assert run_id(resolve_search({"lr_scheme": "exchange", "seed": 3, **old_split})) == "2f49bedd0a5c"
+    assert (
+        run_id(resolve_search({"lr_scheme": "exchange", "seed": 3, **old_split})) == "2f49bedd0a5c"
+    )
     old = {"warmup_epochs": 10, "seed": 1, "dataset": "cifar100", **old_split}
     old["weights"] = {"warmup_rule": "restart"}  # issue 17: the cosine restarted after warmup
     assert run_id(resolve_search(old)) == "8db1522c65d0"
