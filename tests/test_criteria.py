@@ -346,7 +346,7 @@ SPECS = C.default_criteria() + [
         {"name": "darts_es", "window": 2, "delta": 2, "factor": 1.1, "start_epoch": 10},
     )
 ]
-FIRST_FIRE = ("dartsplus_sc", "dartsplus_rt", "darts_es")
+FIRST_FIRE = ("dartsplus_sc", "dartsplus_rt", "darts_es", "darts_es_paper")
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -379,7 +379,7 @@ def test_incremental_equals_offline_on_every_prefix(seed):
 def test_random_trajectories_exercise_the_criteria():
     """Guard for the test above: the random trajectories must make the criteria actually fire."""
     fired = {s.label for seed in range(4) for s in SPECS if s.apply(random_traj(seed)).fired}
-    assert {"dartsplus_sc[k=2]", "dartsplus_rt[k=2]", "darts_es"} <= fired
+    assert {"dartsplus_sc[k=2]", "dartsplus_rt[k=2]", "darts_es", "darts_es_paper"} <= fired
 
 
 # ------------------------------------------------------------------ catalogue and parsing
