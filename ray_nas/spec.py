@@ -158,7 +158,8 @@ NON_IDENTITY_FIELDS = (
 
 #: Search fields added after stores existed (dotted for nested ones, e.g. "weights.warmup_rule"):
 #: left out of the run_id while they hold their dataclass default, so every job written before
-#: them keeps its run_ids. Every new identity field of SearchConfig is listed here.
+#: them keeps its run_ids. Every new identity field of SearchConfig is listed here, or in
+#: LEGACY_FIELDS when its default changes what is computed.
 ADDED_FIELDS: tuple[str, ...] = ()
 
 #: Added fields whose default computes something other than the code before them did. Each is
