@@ -529,7 +529,7 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
         rows.append(f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}'
                     f"<td>{_fmt_ms(s['stop_epoch'])[0]}</td><td>{_e(per_seed)}</td><td>{fired}</td></tr>")  # fmt: skip
     head = "".join(f"<th>{_e(METRIC_NAMES.get(c, c))} (%)</th>" for c in cols)
-    return ("<h3>Criteria (Table 2 layout): accuracy of the selected arch, mean ± std over seeds; best in bold</h3>"
+    return ("<h3>Criteria (Table 2 layout): accuracy of the selected arch, mean ± population std (ddof=0) over seeds; best in bold</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}<th>stop epoch</th><th>stop epochs (per seed, or range)</th>'
             f"<th>fire rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
@@ -562,7 +562,7 @@ def _table3(d: ReportData) -> str:
         rows.append(
             f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}</tr>'
         )
-    return (f"<h3>Table 3 layout: {_e(what)} by weights.lr, mean ± std over all trials with that lr</h3>"
+    return (f"<h3>Table 3 layout: {_e(what)} by weights.lr, mean ± population std (ddof=0) over all trials with that lr</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
