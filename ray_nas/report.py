@@ -328,7 +328,7 @@ def _group_section(d: ReportData, group: str, trials: list, index: int) -> str:
     eig = _stack([t.epochs["hessian_eig"] for t in trials])
     if np.isfinite(eig).any():
         charts.append(_chart_block("Dominant Hessian eigenvalue", [Series("λmax", HESSIAN_COLOR, eig)], "epoch",
-                                   "λmax of ∇²α L_valid", x_max, markers, warmup, fmt="{:.4g}"))  # fmt: skip
+                                   "λmax of ∇²α L_valid + wd·I (last α batch)", x_max, markers, warmup, fmt="{:.4g}"))  # fmt: skip
     else:
         charts.append('<figure class="chart empty"><figcaption>Dominant Hessian eigenvalue</figcaption>'
                       "<p>not recorded (search.hessian_every: 0)</p></figure>")  # fmt: skip
