@@ -59,7 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep only the cells reachable from the three NAS-Bench-1Shot1 spaces",
     )  # fmt: skip
 
-    sub.add_parser("criteria", help="list the stop criteria and their parameters")
+    p = sub.add_parser(
+        "compare", help="the criteria over several jobs: one table, a rank, an HTML page, MLflow"
+    )
+    p.add_argument(
+        "jobs",
+        nargs="+",
+        metavar="JOB",
+        help="job YAMLs (two or more to compare; one gives its rank alone)",
+    )
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override applied to every job, e.g. --set 'criteria=[final, ss_eq12]'")  # fmt: skip
+    p.add_argument("-o", "--output", help="output page (default compare.html)")
+
+    p = sub.add_parser(
+        "criteria", help="list the stop criteria and their parameters (and a job's own functions)"
+    )
+    p.add_argument("job", nargs="?", help="a job YAML: also list the functions it names")
 
     p = sub.add_parser("analysis", help="the paper's numerical studies")
     asub = p.add_subparsers(dest="analysis_command", required=True)
@@ -103,11 +119,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ray_nas.runner import report_command
 
         return report_command(args.job, args.overrides, args.output)
-    if args.command == "criteria":
-        from ray_nas.criteria import describe_criteria
+    if args.command == "compare":
+        from ray_nas.runner import compare_command
 
-        print(describe_criteria())
-        return 0
+        return compare_command(args.jobs, args.overrides, args.output)
+    if args.command == "criteria":
+        from ray_nas.runner import criteria_command
+
+        return criteria_command(args.job)
     if args.command == "benchmark":
         return _benchmark(args)
     if args.command == "analysis":

@@ -5,7 +5,10 @@ Everything a command needs is validated here before any work starts.
 
 from __future__ import annotations
 
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 from ray_nas import spec as specmod
 from ray_nas.spec import SpecError
@@ -23,12 +26,19 @@ def search_command(job: str, overrides: list[str], progress: bool = True) -> int
     spec = specmod.load_spec(job, overrides)
     cfg = specmod.search_config(spec)
     rid = specmod.run_id(cfg)
-    from ray_nas.trial import run_trial
+    from ray_nas.trial import StoreError, run_trial
 
     print(f"job {spec.name}: search {rid} ({cfg.dataset}, C={cfg.channels}, N={cfg.cells}, "
           f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
     t0 = time.perf_counter()
-    status = run_trial(spec, cfg, rid, progress=progress)
+    try:
+        status = run_trial(spec, cfg, rid, progress=progress)
+    except StoreError as e:  # the store failed mid-search: what was written stays, rerun resumes
+        print(
+            f"ray-nas search: error: {e}; rerun the same command once it is writable",
+            file=sys.stderr,
+        )
+        return 1
     from ray_nas import trajectory
 
     trajectory.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job
@@ -95,7 +105,15 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
         from ray_nas.sweep import ray_map
 
         retrain_map = ray_map
-    result = run_evaluate(spec, retrain_map=retrain_map)
+    from ray_nas.tracking import TrackingOutage
+
+    try:
+        result = run_evaluate(spec, retrain_map=retrain_map)
+    except TrackingOutage as e:
+        print(f"ray-nas evaluate: error: {e}; {spec.job_dir}/selections.parquet is written; "
+              f"rerun `ray-nas evaluate {job}` once it answers (nothing is logged twice)",
+              file=sys.stderr)  # fmt: skip
+        return 1
     _where(spec, result)
     return 0
 
@@ -106,9 +124,15 @@ def _where(spec, result) -> None:
     print(
         f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)"
     )
-    print(
-        f"  MLflow:       mlflow ui --backend-store-uri {spec.tracking_uri}   (experiment {spec.name!r})"
-    )
+    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri)}   (experiment {spec.name!r})")
+
+
+def mlflow_hint(uri: str) -> str:
+    """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`."""
+    if uri.startswith(("http://", "https://")):
+        return (f"open {uri} (a server on a cluster head: `ray attach cluster.yaml -p 5000`, "
+                "then http://127.0.0.1:5000)")  # fmt: skip
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 def report_command(job: str, overrides: list[str], output: str | None) -> int:
@@ -120,4 +144,51 @@ def report_command(job: str, overrides: list[str], output: str | None) -> int:
     return 0
 
 
-__all__ = ["SpecError", "search_command", "sweep_command", "evaluate_command", "report_command"]
+def compare_command(jobs: list[str], overrides: list[str], output: str | None) -> int:
+    """`ray-nas compare`: every job loaded and checked (and MLflow reached) before any work."""
+    specs = [specmod.load_spec(job, overrides) for job in jobs]
+    from ray_nas.tracking import check_tracking
+
+    check_tracking(specs[0].tracking_uri)
+    from ray_nas import api, compare
+    from ray_nas.report import compare_page
+
+    t0 = time.perf_counter()
+    result = compare.compare_jobs([api.Job(s) for s in specs])
+    text = compare.format_comparison(result)
+    print(text)
+    path = Path(output or "compare.html")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(compare_page(result), encoding="utf-8")
+    print(f"compare: {len(specs)} jobs in {time.perf_counter() - t0:.1f}s; page written to {path}")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [Path(tmp, "compare.csv"), Path(tmp, "compare_rank.csv"), Path(tmp, "compare.txt")]
+        result.cells.to_csv(files[0], index=False)
+        result.ranks.to_csv(files[1], index=False)
+        files[2].write_text(text + "\n")
+        from ray_nas.tracking import log_comparison
+
+        log_comparison(specs[0].tracking_uri, result.jobs, [*map(str, files), str(path)])
+    return 0
+
+
+def criteria_command(job: str | None) -> int:
+    """`ray-nas criteria [JOB]`: the catalogue, then the job's own functions (named by import path)."""
+    from ray_nas import criteria
+
+    extra = []
+    if job:
+        spec = specmod.load_spec(job)
+        extra = criteria.job_functions([*spec.criteria, spec.stop])
+    print(criteria.describe_criteria(extra))
+    return 0
+
+
+__all__ = [
+    "SpecError",
+    "search_command",
+    "sweep_command",
+    "evaluate_command",
+    "report_command",
+    "compare_command",
+]

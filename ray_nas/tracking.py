@@ -44,6 +44,15 @@ class TrackingError(RuntimeError):
     pass
 
 
+class TrackingOutage(TrackingError):
+    """The tracking server failed while the offline stage was logging (after selections were written)."""
+
+
+#: MLflow's HTTP client retries a dead server 7 times with exponential backoff (minutes); a sweep's
+#: offline stage gives up sooner unless the user set MLFLOW_HTTP_REQUEST_MAX_RETRIES.
+DEFAULT_HTTP_RETRIES = "3"
+
+
 def check_tracking(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, before any work, when the tracking backend cannot be reached or written."""
     if uri.startswith(("http://", "https://")):
@@ -66,7 +75,7 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
 
 def metric_name(label: str) -> str:
     """A criterion label as an MLflow-legal metric name: ss_eq13[exclude=[none],op=x] -> ss_eq13 exclude:none op:x."""
-    m = re.match(r"^(\w+)\[(.*)\]$", label)
+    m = re.match(r"^([\w.:]+)\[(.*)\]$", label)
     if not m:
         return label
     parts = re.findall(r"(\w+)=(\[[^\]]*\]|[^,]*)", m.group(2))
@@ -74,6 +83,7 @@ def metric_name(label: str) -> str:
 
 
 def _client(uri: str):
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", DEFAULT_HTTP_RETRIES)
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -148,7 +158,23 @@ def _epoch_metrics(trial, start: int) -> list[tuple[str, float, int]]:
 def log_job(
     spec, result, log: Callable[[str], None] = print, report_path: str | None = None
 ) -> dict:
-    """Write (or complete) the job's MLflow experiment from an evaluate result. Returns counts."""
+    """Write (or complete) the job's MLflow experiment from an evaluate result. Returns counts.
+
+    Raises TrackingOutage (one line) when the backend cannot be reached or fails meanwhile; what
+    was logged so far is completed, not duplicated, by the next call.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _log_job(spec, result, log, report_path)
+    except (TrackingError, MlflowException, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise TrackingOutage(
+            f"MLflow logging to {spec.tracking_uri} failed ({type(e).__name__}: {first})"
+        ) from None
+
+
+def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) -> dict:
     from ray_nas.spec import flatten, resolved_job_dict
 
     t0 = time.perf_counter()
@@ -238,6 +264,34 @@ def log_artifact_to_job(spec, path: str) -> None:
     runs = _runs_by_key(client, exp.experiment_id).get(f"job:{spec.name}", [])
     if runs:
         client.log_artifact(runs[0].info.run_id, path)
+
+
+#: The MLflow experiment that holds one run per set of compared jobs.
+COMPARE_EXPERIMENT = "ray_nas-compare"
+
+
+def log_comparison(uri: str, jobs: list[str], files: list[str], log=print) -> str:
+    """Attach the comparison's files to the run keyed `compare:<job>+<job>...` of the
+    COMPARE_EXPERIMENT (created once, its artifacts replaced on a rerun); returns its run id."""
+    t0 = time.perf_counter()
+    check_tracking(uri)
+    client = _client(uri)
+    exp_id = _experiment(client, COMPARE_EXPERIMENT)
+    key = "compare:" + "+".join(jobs)
+    run, fresh = _get_or_create(
+        client, exp_id, _runs_by_key(client, exp_id), key, " vs ".join(jobs), None, log
+    )
+    rid = run.info.run_id
+    if fresh:
+        client.log_param(rid, "jobs", json.dumps(jobs)[:6000])
+    else:
+        client.update_run(rid, status="RUNNING")
+    for path in files:
+        client.log_artifact(rid, path)
+    client.set_terminated(rid, "FINISHED")
+    log(f"mlflow: comparison run {rid} in experiment {COMPARE_EXPERIMENT!r} at {uri} "
+        f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
+    return rid
 
 
 def count_runs(uri: str, name: str) -> dict[str, int]:

@@ -20,10 +20,20 @@ from ray_nas.spec import JobSpec, SearchConfig, config_json, flatten, to_dict
 #: Test-only fault injection: "DIR:EPOCH" makes a trial raise once after writing EPOCH
 #: (a marker file in DIR records that it happened, so the retry succeeds).
 FAIL_ONCE_ENV = "RAY_NAS_FAIL_ONCE"
+#: Test-only pause: "DIR:EPOCH" makes a trial, once, after writing EPOCH (before its checkpoint),
+#: create DIR/paused and wait until DIR/go exists (at most 300 s), so a test can act mid-trial
+#: (remove the node, make the store unwritable) at a known point.
+PAUSE_ONCE_ENV = "RAY_NAS_PAUSE_ONCE"
+#: The test-only variables a sweep passes on to its trials (wherever they run).
+FAULT_ENVS = (FAIL_ONCE_ENV, PAUSE_ONCE_ENV)
 
 
 class InjectedFailure(RuntimeError):
     pass
+
+
+class StoreError(OSError):
+    """A trial could not write its store (the message names the path pyarrow reported)."""
 
 
 class FileCheckpoint:
@@ -100,7 +110,7 @@ def run_trial(
     ckpt = FileCheckpoint(paths["checkpoint"])
     state = ckpt.load()
     writer.truncate(state["epoch"] if state else -1)
-    stopper = _online_stop(spec, cfg)
+    stopper = _online_stop(spec, run_id)
     status = {"run_id": run_id, "status": "running", "epochs_done": writer.last_epoch,
               "total_epochs": cfg.total_epochs, "stop_epoch": None, "stop_reason": None,
               "error": None, "started": time.time(), **config_columns(cfg)}  # fmt: skip
@@ -119,6 +129,7 @@ def run_trial(
             put_status(epochs_done=rec.epoch)
         if on_record:
             on_record(rec)
+        _maybe_pause(rec.epoch, log)
         _maybe_fail(rec.epoch)
         return stop is not None
 
@@ -128,15 +139,23 @@ def run_trial(
     try:
         last = search(cfg, on_epoch, checkpoint=ckpt, progress=progress, log=log, data=data)
     except BaseException as e:
-        put_status(status="failed", error=f"{type(e).__name__}: {e}"[:500])
+        try:
+            put_status(status="failed", error=f"{type(e).__name__}: {e}"[:500])
+        except OSError as e2:  # the store itself failed: keep the first error, say both
+            log(f"trial {run_id}: could not record the failure in the store ({e2})")
+        if isinstance(e, OSError):
+            raise StoreError(f"trial {run_id}: store I/O failed: {e}") from e
         raise
     final = "stopped" if status["stop_epoch"] is not None else "completed"
     put_status(status=final, epochs_done=last)
+    if not spec.keep_checkpoints:
+        trajectory.delete(paths["checkpoint"])
     return final
 
 
-def _online_stop(spec: JobSpec, cfg: SearchConfig):
-    """A function(writer) -> (stop_epoch, reason) | None for the job's `stop`, or None."""
+def _online_stop(spec: JobSpec, run_id: str):
+    """A function(writer) -> (stop_epoch, reason) | None for the job's `stop`, or None.
+    A criterion that breaks the shared rules fails the trial (CriterionError naming it)."""
     if spec.stop is None:
         return None
     from ray_nas import criteria
@@ -146,7 +165,10 @@ def _online_stop(spec: JobSpec, cfg: SearchConfig):
 
     def check(writer: trajectory.TrialWriter):
         traj = to_trajectory(writer.trial_data())
-        res = crit.apply(traj)
+        try:
+            res = crit.apply(traj)
+        except criteria.CriterionError as e:
+            raise criteria.CriterionError(f"trial {run_id}: online stop: {e}") from e
         if res.fired:
             return res.epoch, f"{crit.label} fired (selected epoch {res.epoch})"
         return None
@@ -164,3 +186,19 @@ def _maybe_fail(epoch: int) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(epoch))
         raise InjectedFailure(f"{FAIL_ONCE_ENV}: injected failure after epoch {epoch}")
+
+
+def _maybe_pause(epoch: int, log: Callable[[str], None]) -> None:
+    spec = os.environ.get(PAUSE_ONCE_ENV)
+    if not spec:
+        return
+    folder, _, at = spec.rpartition(":")
+    marker, go = Path(folder) / "paused", Path(folder) / "go"
+    if epoch != int(at) or marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{epoch} {os.getpid()} {time.time()}")
+    log(f"{PAUSE_ONCE_ENV}: paused after epoch {epoch} until {go} exists")
+    deadline = time.time() + 300
+    while not go.exists() and time.time() < deadline:
+        time.sleep(0.05)
