@@ -234,7 +234,8 @@ def load_dataset(
     """Read a data set and make its search splits.
 
     cifar10 / digits / fake: search-train and search-valid are the two halves of the training set
-    (the split file's `train`/`valid`, else a seeded 50/50). cifar100 / imagenet16-120:
+    (the split file's `train`/`valid`, else a 50/50 seeded by `seed`: search.split_seed, fixed by
+    default so the split does not change with the trial's seed). cifar100 / imagenet16-120:
     search-train is the whole training set and search-valid the `xvalid` half of the test set,
     the test split being `xtest` (split file, else a seeded 50/50 of the test set).
     """

@@ -138,7 +138,9 @@ def load_report_data(spec: JobSpec) -> ReportData:
         groups.setdefault(ev.group_label(t.config, keys, spec), []).append(t)
     table = ev._load_benchmark(spec)
     if trials:
-        sel, per_epoch = ev.select_and_score(trials, specs, table)
+        sel, per_epoch = ev.select_and_score(
+            trials, specs, table, metric_of=lambda t: ev.trial_metric(spec, t.config)
+        )
     else:
         sel, per_epoch = pd.DataFrame(columns=ev.SELECTION_COLUMNS), None
     notes: list[str] = []
@@ -322,7 +324,7 @@ def _group_section(d: ReportData, group: str, trials: list, index: int) -> str:
     eig = _stack([t.epochs["hessian_eig"] for t in trials])
     if np.isfinite(eig).any():
         charts.append(_chart_block("Dominant Hessian eigenvalue", [Series("λmax", HESSIAN_COLOR, eig)], "epoch",
-                                   "λmax of ∇²α L_valid", x_max, markers, warmup, fmt="{:.4g}"))  # fmt: skip
+                                   "λmax of ∇²α L_valid + wd·I (last α batch)", x_max, markers, warmup, fmt="{:.4g}"))  # fmt: skip
     else:
         charts.append('<figure class="chart empty"><figcaption>Dominant Hessian eigenvalue</figcaption>'
                       "<p>not recorded (search.hessian_every: 0)</p></figure>")  # fmt: skip
@@ -523,7 +525,7 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
         rows.append(f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}'
                     f"<td>{_fmt_ms(s['stop_epoch'])[0]}</td><td>{_e(per_seed)}</td><td>{fired}</td></tr>")  # fmt: skip
     head = "".join(f"<th>{_e(METRIC_NAMES.get(c, c))} (%)</th>" for c in cols)
-    return ("<h3>Criteria (Table 2 layout): accuracy of the selected arch, mean ± std over seeds; best in bold</h3>"
+    return ("<h3>Criteria (Table 2 layout): accuracy of the selected arch, mean ± population std (ddof=0) over seeds; best in bold</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}<th>stop epoch</th><th>stop epochs (per seed, or range)</th>'
             f"<th>fire rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
@@ -594,7 +596,7 @@ def _table3(d: ReportData) -> str:
         rows.append(
             f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}</tr>'
         )
-    return (f"<h3>Table 3 layout: {_e(what)} by weights.lr, mean ± std over all trials with that lr</h3>"
+    return (f"<h3>Table 3 layout: {_e(what)} by weights.lr, mean ± population std (ddof=0) over all trials with that lr</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 

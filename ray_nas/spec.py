@@ -38,6 +38,8 @@ from ray_nas.algorithms import (
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
 ALGORITHMS = NAMES
 SCHEDULES = ("cosine", "constant")
+#: weights.warmup_rule: how the lr schedule continues after warmup (search.weights_lr)
+WARMUP_RULES = ("autodl", "restart")
 IMPLS = ("fast", "reference")
 PRECISIONS = ("fp32", "bf16")
 #: torch.compile modes (search.compile_mode); reduce-overhead replays CUDA graphs
@@ -64,6 +66,10 @@ class WeightsOptim:
     weight_decay: float = 5.0e-4
     grad_clip: float = 5.0
     """max global L2 norm of the weight gradients; 0 = no clipping"""
+    warmup_rule: str = "autodl"
+    """with warmup_epochs W > 0: autodl (the reference's scheduler: cosine indexed from the end of
+    warmup over `epochs`, lr_min for the last W epochs) | restart (cosine restarted over the joint
+    epochs); see search.weights_lr. No effect without warmup"""
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,9 @@ class SearchConfig:
     """let torchvision download CIFAR into data_root when missing"""
     split_file: str | None = None
     """an NB201 split file (cifar-split.txt, ...), or null for a seeded 50/50 split"""
+    split_seed: int | None = 0
+    """seed of the 50/50 split when there is no split_file: fixed, so the split does not change with
+    the trial's seed (as the reference's split file); null = the trial's seed (before issue 17)"""
     ops: tuple[str, ...] = nb201.OPS
     """candidate ops on every edge, by name (stored in nb201.OPS order)"""
     channels: int = 16
@@ -141,6 +150,11 @@ class SearchConfig:
     def total_epochs(self) -> int:
         return self.warmup_epochs + self.epochs
 
+    @property
+    def data_split_seed(self) -> int:
+        """The seed of the 50/50 split without a split_file: split_seed, or the trial's seed if null."""
+        return self.seed if self.split_seed is None else self.split_seed
+
 
 #: lr presets (the paper's code decides the exchange scheme: both rates constant).
 LR_PRESETS: dict[str, dict[str, Any]] = {
@@ -161,10 +175,24 @@ NON_IDENTITY_FIELDS = (
 
 #: Search fields added after stores existed (dotted for nested ones, e.g. "weights.warmup_rule"):
 #: left out of the run_id while they hold their dataclass default, so every job written before
-#: them keeps its run_ids. Every new identity field of SearchConfig is listed here.
+#: them keeps its run_ids. Every new identity field of SearchConfig is listed here, or in
+#: LEGACY_FIELDS when its default changes what is computed.
 ADDED_FIELDS: tuple[str, ...] = (
     "objective", "darts_v2.radius", "gaea.eta", "gaea.clamp", "drnas.reg", "drnas.reg_scale",
 )  # fmt: skip
+
+#: Added fields whose default computes something other than the code before them did. Each is
+#: left out of the run_id where it computes what the old code did (the predicate on the config
+#: dict), so exactly the trials whose computation changed get new run_ids and a store written
+#: before keeps its run_ids for what it holds.
+LEGACY_FIELDS: dict[str, typing.Callable[[dict], bool]] = {
+    # the old schedule after warmup was `restart`; without warmup both rules are one cosine
+    "weights.warmup_rule": lambda d: (
+        d["warmup_epochs"] == 0 or d["weights"]["warmup_rule"] == "restart"
+    ),
+    # the old split was seeded by the trial's seed; a split file makes it moot
+    "split_seed": lambda d: d["split_file"] is not None or d["split_seed"] in (None, d["seed"]),
+}
 
 
 @dataclass(frozen=True)
@@ -423,13 +451,14 @@ def _validate_search(c: SearchConfig, w: str) -> None:
         )
     _choice(c.dataset, DATASETS, f"{w}.dataset")
     _choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
+    _choice(c.weights.warmup_rule, WARMUP_RULES, f"{w}.weights.warmup_rule")
     _choice(c.impl, IMPLS, f"{w}.impl")
     _choice(c.precision, PRECISIONS, f"{w}.precision")
     _choice(c.compile_mode, COMPILE_MODES, f"{w}.compile_mode")
     _choice(c.device, DEVICES, f"{w}.device")
     for key in ("channels", "cells", "epochs", "batch_size", "steps_per_epoch"):
         _positive(getattr(c, key), f"{w}.{key}")
-    for key in ("warmup_epochs", "hessian_every", "seed"):
+    for key in ("warmup_epochs", "hessian_every", "seed", "split_seed"):
         _positive(getattr(c, key), f"{w}.{key}", allow_zero=True)
     _positive(c.weights.lr, f"{w}.weights.lr")
     _positive(c.alpha.lr, f"{w}.alpha.lr")
@@ -455,18 +484,20 @@ def run_id(cfg: SearchConfig) -> str:
     """Short stable id of a resolved search config: the same grid point gets the same id anywhere.
 
     Fields in NON_IDENTITY_FIELDS (where data lies, the device) are left out, and so are the
-    ADDED_FIELDS that hold their default (the run_ids of older jobs stay as they were).
+    ADDED_FIELDS that hold their default and the LEGACY_FIELDS where they compute what the code
+    before them did (the run_ids of older jobs stay as they were for what their stores hold).
     """
     d = to_dict(cfg)
     for k in NON_IDENTITY_FIELDS:
         d.pop(k, None)
+    legacy = [path for path, is_old in LEGACY_FIELDS.items() if is_old(d)]
     default = to_dict(SearchConfig())
-    for path in ADDED_FIELDS:
+    for path in dict.fromkeys((*ADDED_FIELDS, *legacy)):
         *parents, leaf = path.split(".")
         node, base = d, default
         for p in parents:
             node, base = node[p], base[p]
-        if node[leaf] == base[leaf]:
+        if path in legacy or node[leaf] == base[leaf]:
             del node[leaf]
         _prune_empty(d, parents)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))

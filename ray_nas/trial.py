@@ -103,7 +103,7 @@ def run_trial(
     from ray_nas.data import load_dataset
 
     data = load_dataset(
-        cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed
+        cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.data_split_seed
     )  # fails before any write
     paths = trajectory.trial_paths(job_dir, run_id)
     writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, nb201.EDGES, config_json(cfg))
