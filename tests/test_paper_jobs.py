@@ -25,7 +25,7 @@ TRIALS = {
     "jobs/paper/exp5_exchange.yaml": 5,
     "jobs/paper/exp6_no_skip.yaml": 5,
     "jobs/paper/exp7_long.yaml": 5,
-    "jobs/paper/table2.yaml": 30,
+    "jobs/paper/table2.yaml": 35,
     "jobs/paper/table2_ss_darts.yaml": 10,  # + the DARTS-ES runs at batch 128
     "jobs/paper/table3_weights_lr.yaml": 30,
 }
