@@ -28,6 +28,7 @@ Cheap to import (pandas only); torch and ``nas_201_api`` (which imports torch) a
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -109,13 +110,46 @@ def _load_official(pth_path: str, progress: Callable[[str], object]):
     )
     t0 = time.monotonic()
     progress(f"nb201: loading {pth_path} (the official file takes minutes and ~25 GB of RAM)")
-    data = torch.load(pth_path, map_location="cpu", weights_only=False)
-    if not isinstance(data, dict):
-        raise ValueError(f"{pth_path} is not a NAS-Bench-201 file (holds a {type(data).__name__})")
+    try:
+        data = torch.load(pth_path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - truncated, not a torch file, foreign pickle
+        raise ValueError(
+            f"{pth_path} is not a NAS-Bench-201 file (torch.load: {_first(e)})"
+        ) from None
+    if not isinstance(data, dict) or not {"meta_archs", "arch2infos"} <= set(data):
+        what = (
+            "a dict without meta_archs/arch2infos"
+            if isinstance(data, dict)
+            else f"a {type(data).__name__}"
+        )
+        raise ValueError(f"{pth_path} is not a NAS-Bench-201 file (holds {what})")
     progress(f"nb201: loaded in {time.monotonic() - t0:.0f}s; building the official API")
-    api = NASBench201API(_SharedDict(data), verbose=False)
+    try:
+        api = NASBench201API(_SharedDict(data), verbose=False)
+    except Exception as e:  # noqa: BLE001 - a file of another format or version
+        raise ValueError(
+            f"{pth_path}: the official API cannot read it ({type(e).__name__}: {_first(e)})"
+        ) from None
     del data
     return api
+
+
+def _first(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
+def _check_output(out_path: str) -> None:
+    """ValueError before the minutes-long load when the table could not be written."""
+    if "://" in out_path:
+        return
+    p = Path(out_path).resolve()
+    if p.is_dir():
+        raise ValueError(
+            f"-o {out_path}: is a folder; give a file name, e.g. {out_path.rstrip('/')}/nb201.parquet"
+        )
+    parent = next((q for q in p.parents if q.exists()), Path("/"))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"-o {out_path}: {parent} is not a writable folder")
 
 
 def convert(
@@ -139,6 +173,7 @@ def convert(
     pth_path = str(pth_path)
     if not Path(pth_path).is_file():
         raise FileNotFoundError(f"NAS-Bench-201 benchmark file not found: {pth_path}")
+    _check_output(str(out_path))
     say = progress if progress is not None else (lambda _msg: None)
     api = _load_official(pth_path, say)
 

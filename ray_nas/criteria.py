@@ -114,6 +114,16 @@ class Trajectory:
             metrics={k: v[s] for k, v in self.metrics.items()},
         )
 
+    def finite_prefix(self) -> Trajectory:
+        """Epochs 0..t-1 before the first epoch t whose alpha or weights hold NaN or inf (a search
+        that diverged); the whole trajectory when all is finite. Every criterion sees only this."""
+        bad = ~(
+            np.isfinite(self.alpha).all(axis=(1, 2)) & np.isfinite(self.weights).all(axis=(1, 2))
+        )
+        if not bad.any():
+            return self
+        return self.prefix(max(int(np.argmax(bad)) - 1, 0))
+
     @classmethod
     def from_alpha(
         cls,
@@ -495,7 +505,8 @@ class CriterionSpec:
         return json.dumps({k: _jsonable(v) for k, v in self.params.items()}, sort_keys=True)
 
     def apply(self, traj: Trajectory) -> StopResult:
-        return CRITERIA[self.name].fn(traj, **self.params)
+        """The criterion on the trajectory's finite epochs (non-finite ones are ignored)."""
+        return CRITERIA[self.name].fn(traj.finite_prefix(), **self.params)
 
     def __hash__(self) -> int:
         return hash((self.name, self.params_json, self.label))

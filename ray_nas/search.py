@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ray_nas import nb201
 from ray_nas.data import Batcher, DataSet, load_dataset
-from ray_nas.spec import SearchConfig
+from ray_nas.spec import SearchConfig, SpecError
 from ray_nas.supernet import Supernet, build_supernet
 
 
@@ -53,6 +53,18 @@ class EpochRecord:
     """float32 [E, K] softmax(alpha) per edge"""
 
 
+def non_finite(rec: EpochRecord) -> str | None:
+    """What in an epoch record is NaN or infinite (the search diverged), or None when all is finite.
+
+    Checks the losses (train_loss only after epoch 0, where it is NaN by definition) and alpha.
+    """
+    losses = {"valid_loss": rec.valid_loss, "train_loss": rec.train_loss if rec.epoch else 0.0}
+    bad = [f"{k} {v}" for k, v in losses.items() if not math.isfinite(v)]
+    if not np.isfinite(rec.alpha).all():
+        bad.append(f"{int((~np.isfinite(rec.alpha)).sum())} non-finite alpha entries")
+    return f"non-finite {', '.join(bad)} at epoch {rec.epoch}" if bad else None
+
+
 class CheckpointStore(Protocol):
     def load(self) -> dict | None: ...
     def save(self, state: dict) -> None: ...
@@ -62,7 +74,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("search.device: cuda requested but no CUDA device is available")
+        raise SpecError(
+            "search.device: cuda, but this machine has no CUDA device; use device: auto or cpu"
+        )
     return torch.device(name)
 
 
@@ -293,7 +307,8 @@ def end_of_epoch(model, cfg, valid_b, epoch, train_loss, train_acc, lr_w, lr_a, 
         model, valid_b, cfg.batch_size, cfg.steps_per_epoch
     )
     eig = None
-    if cfg.hessian_every and epoch % cfg.hessian_every == 0:
+    finite = math.isfinite(valid_loss) and bool(torch.isfinite(model.alpha).all())
+    if cfg.hessian_every and epoch % cfg.hessian_every == 0 and finite:  # NaN: eigvalsh fails
         model.eval()
         eig, _ = hessian_eigenvalue(model, xv, yv)
         model.train()

@@ -82,9 +82,16 @@ def _client(uri: str):
 
 
 def _experiment(client, name: str) -> str:
+    """The experiment's id, created when missing (another process creating it at the same
+    moment is not an error: its experiment is used)."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        return client.create_experiment(name)
+        try:
+            return client.create_experiment(name)
+        except Exception:  # noqa: BLE001 - MlflowException: created meanwhile by another evaluate
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
     return exp.experiment_id

@@ -7,6 +7,7 @@ through pyarrow's filesystem layer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -44,8 +45,9 @@ def write_table(table: pa.Table, path: str, metadata: dict[str, str] | None = No
         fs.create_dir(parent, recursive=True)
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
-        pq.write_table(table, tmp, filesystem=fs)
-        fs.move(tmp, p)  # atomic rename on POSIX
+        with _removed_on_error(fs, tmp):
+            pq.write_table(table, tmp, filesystem=fs)
+            fs.move(tmp, p)  # atomic rename on POSIX
     else:  # object stores: a PUT appears whole
         pq.write_table(table, p, filesystem=fs)
 
@@ -69,10 +71,24 @@ def write_bytes(path: str, data: bytes) -> None:
     target = (
         f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if isinstance(fs, pafs.LocalFileSystem) else p
     )
-    with fs.open_output_stream(target) as f:
-        f.write(data)
-    if target != p:
-        fs.move(target, p)
+    with _removed_on_error(fs, target if target != p else None):
+        with fs.open_output_stream(target) as f:
+            f.write(data)
+        if target != p:
+            fs.move(target, p)
+
+
+@contextlib.contextmanager
+def _removed_on_error(fs: pafs.FileSystem, tmp: str | None):
+    """Delete the temp file `tmp` when the block fails (a failed write leaves nothing behind)."""
+    try:
+        yield
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                if fs.get_file_info(tmp).type == pafs.FileType.File:
+                    fs.delete_file(tmp)
+        raise
 
 
 def read_bytes(path: str) -> bytes | None:
@@ -82,6 +98,18 @@ def read_bytes(path: str) -> bytes | None:
         return None
     with fs.open_input_stream(p) as f:
         return f.read()
+
+
+def move(src: str, dst: str) -> None:
+    """Move a file within one store (local rename, or copy then delete on object stores)."""
+    fs, s = _fs_path(src)
+    _, d = _fs_path(dst)
+    fs.create_dir(d.rsplit("/", 1)[0], recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(s, d)
+    else:
+        fs.copy_file(s, d)
+        fs.delete_file(s)
 
 
 def delete(path: str) -> None:
@@ -320,6 +348,14 @@ def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
     return _trial_data(
         ep, al, ops, edges, meta.get("ray_nas.run_id", ""), meta.get("ray_nas.config", "{}")
     )
+
+
+def read_trial(job_dir: str, run_id: str) -> TrialData:
+    """One trial's trajectory; raises (FileNotFoundError, OSError, ValueError, pyarrow errors) when
+    a file is missing, truncated or the two files disagree."""
+    paths = trial_paths(job_dir, run_id)
+    fs, ep = _fs_path(paths["epochs"])
+    return _read_trial(ep, _fs_path(paths["alphas"])[1], fs)
 
 
 def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json: str) -> TrialData:
