@@ -28,7 +28,6 @@ Cheap to import (pandas only); torch and ``nas_201_api`` (which imports torch) a
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -138,20 +137,6 @@ def _first(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
-def _check_output(out_path: str) -> None:
-    """ValueError before the minutes-long load when the table could not be written."""
-    if "://" in out_path:
-        return
-    p = Path(out_path).resolve()
-    if p.is_dir():
-        raise ValueError(
-            f"-o {out_path}: is a folder; give a file name, e.g. {out_path.rstrip('/')}/nb201.parquet"
-        )
-    parent = next((q for q in p.parents if q.exists()), Path("/"))
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"-o {out_path}: {parent} is not a writable folder")
-
-
 def convert(
     pth_path: str | Path,
     out_path: str | Path,
@@ -173,7 +158,9 @@ def convert(
     pth_path = str(pth_path)
     if not Path(pth_path).is_file():
         raise FileNotFoundError(f"NAS-Bench-201 benchmark file not found: {pth_path}")
-    _check_output(str(out_path))
+    problem = trajectory.output_problem(str(out_path))
+    if problem:
+        raise ValueError(f"-o {out_path}: {problem}")
     say = progress if progress is not None else (lambda _msg: None)
     api = _load_official(pth_path, say)
 

@@ -68,10 +68,9 @@ def write_report(
     parent run when there is one, and return its path."""
     t0 = time.perf_counter()
     path = str(output) if output else f"{spec.job_dir}/report.html"
-    if "://" not in path and os.path.isdir(path):
-        raise SpecError(
-            f"report -o {path}: is a folder; give a file name, e.g. {path.rstrip('/')}/report.html"
-        )
+    problem = trajectory.output_problem(path)
+    if problem:
+        raise SpecError(f"report -o {path}: {problem}")
     page = build_report(spec)
     trajectory.write_bytes(path if "://" in path else os.path.abspath(path), page.encode())
     log(f"report: {len(page) / 1e6:.2f} MB in {time.perf_counter() - t0:.1f}s")

@@ -33,8 +33,8 @@ def search_command(
     rid = specmod.run_id(cfg)
     if isinstance(redo, str) and redo != rid:
         raise SpecError(f"--redo {redo}: this search is trial {rid} (`--redo` alone redoes it)")
-    integrity.check_job_identity(spec)
     integrity.check_store_writable(spec)
+    integrity.check_job_identity(spec)
     if redo:
         folder = integrity.redo_trial(spec.job_dir, rid)
         print(

@@ -68,7 +68,7 @@ class JobLoader(yaml.SafeLoader):
                     None, None,
                     f"key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
                     f"{key_node.start_mark.line + 1}); keep one",
-                    key_node.start_mark,
+                    None,
                 )  # fmt: skip
             if isinstance(key, typing.Hashable):
                 seen[key] = key_node.start_mark.line

@@ -102,8 +102,8 @@ def run_sweep(
 
     `redo`: run_ids whose files are moved aside first (see integrity.redo_trial), so they run again.
     """
-    check_job_identity(spec)
     check_store_writable(spec)
+    check_job_identity(spec)
     from ray_nas.tracking import check_tracking
 
     check_tracking(spec.tracking_uri)

@@ -91,6 +91,24 @@ def _removed_on_error(fs: pafs.FileSystem, tmp: str | None):
         raise
 
 
+def output_problem(path: str) -> str | None:
+    """Why a local output file could not be written (a folder, under a file, a read-only folder),
+    or None; checked before the work that produces it. URIs are not checked."""
+    if "://" in str(path):
+        return None
+    p = os.path.abspath(str(path))
+    if os.path.isdir(p):
+        return "is a folder; give a file name"
+    parent = os.path.dirname(p)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK):
+        return f"folder {parent} is not writable"
+    return None
+
+
 def read_bytes(path: str) -> bytes | None:
     """The file's bytes, or None when it does not exist."""
     fs, p = _fs_path(path)
