@@ -54,13 +54,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job(p)
     p.add_argument("-o", "--output", help="output file (default {store}/{job}/report.html)")
 
-    p = sub.add_parser("benchmark", help="NAS-Bench-201 benchmark tools")
+    p = sub.add_parser("benchmark", help="benchmark tables (NAS-Bench-201, NAS-Bench-101)")
     bsub = p.add_subparsers(dest="benchmark_command", required=True)
     c = bsub.add_parser("convert", help="official NAS-Bench-201 .pth -> compact Parquet table")
     c.add_argument("pth", help="NAS-Bench-201-v1_1-096897.pth")
     c.add_argument("-o", "--output", required=True, help="output Parquet table")
+    c = bsub.add_parser(
+        "convert-nb101", help="official NAS-Bench-101 .tfrecord -> compact Parquet table (no TF)"
+    )
+    c.add_argument("tfrecord", help="nasbench_only108.tfrecord (or nasbench_full.tfrecord)")
+    c.add_argument("-o", "--output", required=True, help="output Parquet table")
+    c.add_argument(
+        "--only-1shot1", action="store_true",
+        help="keep only the cells reachable from the three NAS-Bench-1Shot1 spaces",
+    )  # fmt: skip
 
-    sub.add_parser("criteria", help="list the stop criteria and their parameters")
+    p = sub.add_parser(
+        "compare", help="the criteria over several jobs: one table, a rank, an HTML page, MLflow"
+    )
+    p.add_argument(
+        "jobs",
+        nargs="+",
+        metavar="JOB",
+        help="job YAMLs (two or more to compare; one gives its rank alone)",
+    )
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override applied to every job, e.g. --set 'criteria=[final, ss_eq12]'")  # fmt: skip
+    p.add_argument("-o", "--output", help="output page (default compare.html)")
+
+    p = sub.add_parser(
+        "criteria", help="list the stop criteria and their parameters (and a job's own functions)"
+    )
+    p.add_argument("job", nargs="?", help="a job YAML: also list the functions it names")
 
     p = sub.add_parser("analysis", help="the paper's numerical studies")
     asub = p.add_subparsers(dest="analysis_command", required=True)
@@ -129,23 +154,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ray_nas.runner import report_command
 
         return report_command(args.job, args.overrides, args.output)
+    if args.command == "compare":
+        from ray_nas.runner import compare_command
+
+        return compare_command(args.jobs, args.overrides, args.output)
     if args.command == "criteria":
-        from ray_nas.criteria import describe_criteria
+        from ray_nas.runner import criteria_command
 
-        print(describe_criteria())
-        return 0
+        return criteria_command(args.job)
     if args.command == "benchmark":
-        from ray_nas.benchmark import convert
-
-        df = convert(args.pth, args.output)
-        print(f"wrote {len(df)} architectures to {args.output}")
-        return 0
+        return _benchmark(args)
     if args.command == "analysis":
         from ray_nas.analysis import format_restore_table
 
         print(format_restore_table(args.lr, t1=args.t1, momentum=args.momentum))
         return 0
     raise AssertionError(args.command)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    if args.benchmark_command == "convert-nb101":
+        from ray_nas.nb101_table import convert as convert_nb101
+
+        df = convert_nb101(args.tfrecord, args.output, only_1shot1=args.only_1shot1)
+    else:
+        from ray_nas.benchmark import convert
+
+        df = convert(args.pth, args.output)
+    print(f"wrote {len(df)} architectures to {args.output}")
+    return 0
 
 
 if __name__ == "__main__":

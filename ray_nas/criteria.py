@@ -1,7 +1,10 @@
 """Stop criteria: which epoch of a search's trajectory to keep (the paper's Eq.11-13 and baselines).
 
 Every criterion is a pure function `fn(traj, **params) -> StopResult` over a `Trajectory` of
-epochs 0..T, catalogued in `CRITERIA`; job specs name them through `parse_criterion`.
+epochs 0..T, catalogued in `CRITERIA`; job specs name them through `parse_criterion`. A job may
+also name its own function by import path, `package.module:function` (see `resolve_criterion`):
+its parameters are checked against the function's signature, and one wrapper, `apply_checked`,
+enforces the shared rules below around every criterion, built-in or not.
 
 Rules shared by all criteria (MISSION.md, "Operation magnitude and the stop criteria"):
 - They choose among epochs 1..T only. Epoch 0 (before any update) is never chosen and never
@@ -26,8 +29,14 @@ which `exclude` gives (e.g. exclude=["none"]); tests check both facts.
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 import inspect
 import json
+import numbers
+import os
+import sys
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,14 +180,18 @@ class StopResult:
 # ---------------------------------------------------------------- helpers
 
 
-def _stop(traj: Trajectory, epoch: int, note: str = "") -> StopResult:
+def stop_at(traj: Trajectory, epoch: int, note: str = "") -> StopResult:
+    """A fired result at `epoch` (1..T), with the arch recorded there."""
     return StopResult(epoch=epoch, fired=True, arch=traj.archs[epoch], note=note)
 
 
-def _no_stop(traj: Trajectory, note: str) -> StopResult:
-    """Fall back to the last epoch, not fired."""
+def no_stop(traj: Trajectory, note: str) -> StopResult:
+    """Fall back to the last epoch T, not fired; `note` says why."""
     T = traj.last_epoch
     return StopResult(epoch=T, fired=False, arch=traj.archs[T], note=note)
+
+
+_stop, _no_stop = stop_at, no_stop
 
 
 _NOTHING_TO_CHOOSE = "the trajectory has no epoch after 0 to choose from"
@@ -195,6 +208,12 @@ def _best_epoch(scores: np.ndarray, eligible: np.ndarray | None = None) -> int |
     best = scores[ok].max()
     near = ok & (scores >= best - _TIE_RTOL * max(1.0, abs(best)))
     return int(np.flatnonzero(near)[0])
+
+
+def best_epoch(scores: np.ndarray, eligible: np.ndarray | None = None) -> int | None:
+    """For your own criteria: the earliest epoch in 1..T maximising `scores` [T+1] (finite and
+    `eligible` entries only; scores within relative 1e-12 of the best are ties); None if none."""
+    return _best_epoch(np.array(scores, dtype=np.float64), eligible)
 
 
 def _suggest(word: str, options: Sequence[str]) -> str:
@@ -420,9 +439,32 @@ class CriterionInfo:
     doc: str
     """one line: what epoch it chooses"""
     params: dict[str, Any]
-    """parameter name -> default, read from fn's signature"""
+    """parameter name -> default (REQUIRED when the function gives none), read from fn's signature"""
     param_docs: dict[str, str]
     """parameter name -> one line"""
+    kinds: dict[str, Any] = field(default_factory=dict)
+    """parameter name -> the type a value must have (None: any); empty = the type of the default"""
+    builtin: bool = True
+    """False for a function named by import path in a job"""
+
+    @property
+    def where(self) -> str:
+        """The function as `module:qualname` (for error messages)."""
+        return f"{self.fn.__module__}:{getattr(self.fn, '__qualname__', self.name)}"
+
+    def kind(self, key: str) -> Any:
+        if key in self.kinds:
+            return self.kinds[key]
+        default = self.params[key]
+        return None if default is REQUIRED or default is None else type(default)
+
+
+#: The default of a user criterion's parameter that has none: the job must give it.
+REQUIRED = inspect.Parameter.empty
+
+
+class CriterionError(ValueError):
+    """A criterion broke the shared rules or raised; one line naming the function."""
 
 
 def _info(fn: Callable[..., StopResult], doc: str, **param_docs: str) -> CriterionInfo:
@@ -494,6 +536,7 @@ class CriterionSpec:
     """A criterion with all its parameters fixed, as a job spec or the CLI names it."""
 
     name: str
+    """a catalogue name, or `package.module:function`"""
     params: dict[str, Any]
     """every parameter, defaults filled in"""
     label: str
@@ -504,12 +547,74 @@ class CriterionSpec:
         """All params as canonical JSON (sorted keys, tuples as lists)."""
         return json.dumps({k: _jsonable(v) for k, v in self.params.items()}, sort_keys=True)
 
+    @property
+    def info(self) -> CriterionInfo:
+        return resolve_criterion(self.name)
+
     def apply(self, traj: Trajectory) -> StopResult:
-        """The criterion on the trajectory's finite epochs (non-finite ones are ignored)."""
-        return CRITERIA[self.name].fn(traj.finite_prefix(), **self.params)
+        """The criterion on `traj`, the shared rules checked (CriterionError when broken)."""
+        return apply_checked(self.info, self.label, traj, self.params)
 
     def __hash__(self) -> int:
         return hash((self.name, self.params_json, self.label))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
+def apply_checked(
+    info: CriterionInfo, label: str, traj: Trajectory, params: Mapping[str, Any]
+) -> StopResult:
+    """Call a criterion and enforce the shared rules on what it returns.
+
+    Raises CriterionError (one line naming the function) when it raises, returns something other
+    than a StopResult, an epoch outside 1..T (0 only when T = 0), a not-fired epoch other than T,
+    or an arch other than the one recorded at its epoch. Non-finite epochs are ignored: the
+    criterion sees `traj.finite_prefix()` (a diverged search's epochs before the divergence).
+    """
+    who = f"criterion {label!r}" + ("" if info.where == info.name else f" ({info.where})")
+    traj = traj.finite_prefix()
+    try:
+        r = info.fn(traj, **params)
+    except Exception as e:
+        raise CriterionError(f"{who} raised {type(e).__name__}: {_first_line(e)}") from e
+    return _checked_result(r, who, traj)
+
+
+def _checked_result(r: Any, who: str, traj: Trajectory) -> StopResult:
+    T = traj.last_epoch
+    if not isinstance(r, StopResult):
+        raise CriterionError(
+            f"{who} returned {type(r).__name__} {repr(r)[:60]}, not a StopResult "
+            "(build one with criteria.stop_at(traj, epoch) or criteria.no_stop(traj, note))"
+        )
+    epoch, fired = r.epoch, r.fired
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
+        raise CriterionError(f"{who} returned epoch {epoch!r}; an epoch is an int in 1..{T}")
+    if not isinstance(fired, (bool, np.bool_)):
+        raise CriterionError(f"{who} returned fired={fired!r}; expected true or false")
+    if T == 0 and (epoch != 0 or fired):
+        raise CriterionError(
+            f"{who} returned epoch {epoch} fired={bool(fired)} on a trajectory with only epoch 0; "
+            "the rule: epoch 0, not fired"
+        )
+    if T > 0 and not 1 <= epoch <= T:
+        raise CriterionError(
+            f"{who} returned epoch {epoch}; a criterion chooses among epochs 1..{T} "
+            "(epoch 0 is before any update)"
+        )
+    if not fired and epoch != T:
+        raise CriterionError(
+            f"{who} did not fire but returned epoch {epoch}; one that does not fire gives the "
+            f"last epoch ({T}): return criteria.no_stop(traj, note)"
+        )
+    if r.arch != traj.archs[epoch]:
+        raise CriterionError(
+            f"{who} returned arch {r.arch!r} for epoch {epoch}, which recorded {traj.archs[epoch]!r}"
+        )
+    return StopResult(int(epoch), bool(fired), r.arch, str(r.note))
 
 
 def _jsonable(v: Any) -> Any:
@@ -525,9 +630,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
-    """`value` as the type of `default`, or ValueError naming the criterion and parameter."""
-    kind = type(default)
+def _coerce(name: str, key: str, value: Any, kind: Any) -> Any:
+    """`value` as type `kind` (None: anything), or ValueError naming the criterion and parameter."""
     ok = True
     if kind is bool:
         ok = isinstance(value, bool)
@@ -538,21 +642,125 @@ def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
         value = float(value) if ok else value
     elif kind is str:
         ok = isinstance(value, str)
-    elif kind is tuple:
+    elif kind in (tuple, list):  # a list of names (op names for the built-ins)
         value = (value,) if isinstance(value, str) else value
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
         value = tuple(value) if ok else value
     if not ok:
-        want = {tuple: "a list of op names", bool: "true/false"}.get(kind, kind.__name__)
-        raise ValueError(f"criterion {name!r}: parameter {key!r} expects {want}, got {value!r}")
+        want = {tuple: "a list of op names", list: "a list of strings", bool: "true/false"}
+        raise ValueError(
+            f"criterion {name!r}: parameter {key!r} expects "
+            f"{want.get(kind, getattr(kind, '__name__', kind))}, got {value!r}"
+        )
     return value
 
 
-def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
-    """A CriterionSpec from a name ("final") or a dict ({name: "ss_eq13", exclude: [none]}).
+# ---------------------------------------------------------------- criteria named by import path
 
-    Raises ValueError (one line, with close matches) on an unknown name or parameter, a wrong
-    type or an out-of-range value.
+
+def resolve_criterion(name: str) -> CriterionInfo:
+    """The catalogue entry of a built-in name, or of a function named `package.module:function`.
+
+    The module is imported (from sys.path, plus the current directory, as `python -m` would):
+    a job runs the code it names. Raises ValueError (one line) on an unknown name, a module that
+    cannot be imported, a misspelt function or a signature that cannot take a trajectory.
+    """
+    if name in CRITERIA:
+        return CRITERIA[name]
+    if ":" not in name:
+        raise ValueError(
+            f"unknown criterion {name!r}{_suggest(name, list(CRITERIA))} "
+            "(or name your own function as package.module:function)"
+        )
+    return _import_criterion(name)
+
+
+@functools.cache
+def _import_criterion(path: str) -> CriterionInfo:
+    module_name, _, attr = path.partition(":")
+    parts = [*module_name.split("."), *attr.split(".")]
+    if not all(p.isidentifier() for p in parts):
+        raise ValueError(f"criterion {path!r}: expected package.module:function")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise ValueError(
+            f"criterion {path!r}: cannot import module {module_name!r} ({_first_line(e)}); "
+            "it must be importable here and on every worker (PYTHONPATH, an installed package)"
+        ) from None
+    except Exception as e:
+        raise ValueError(
+            f"criterion {path!r}: importing {module_name!r} raised {type(e).__name__}: "
+            f"{_first_line(e)}"
+        ) from None
+    fn: Any = module
+    for i, a in enumerate(attr.split(".")):
+        if not hasattr(fn, a):
+            here = [n for n in dir(fn) if not n.startswith("_") and callable(getattr(fn, n))]
+            owner = module_name if i == 0 else f"{module_name}:{'.'.join(attr.split('.')[:i])}"
+            raise ValueError(
+                f"criterion {path!r}: {owner} has no function {a!r}{_suggest(a, here)}"
+            )
+        fn = getattr(fn, a)
+    if not callable(fn):
+        raise ValueError(f"criterion {path!r}: {attr} is a {type(fn).__name__}, not a function")
+    return _user_info(path, fn)
+
+
+def _user_info(path: str, fn: Callable[..., StopResult]) -> CriterionInfo:
+    """Parameters, defaults and types of a user criterion `fn(traj, **params)`."""
+    try:
+        sig = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        raise ValueError(f"criterion {path!r}: its signature cannot be read") from None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not sig or sig[0].kind not in positional:
+        raise ValueError(f"criterion {path!r}: must take the trajectory as its first argument")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: fall back to the defaults' types
+        hints = {}
+    params, kinds = {}, {}
+    for p in sig[1:]:
+        if p.kind not in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            raise ValueError(
+                f"criterion {path!r}: parameter {p.name!r} must be a named keyword "
+                "(no *args, **kwargs or positional-only parameters)"
+            )
+        params[p.name] = p.default
+        kinds[p.name] = _annotation_kind(hints.get(p.name), p.default)
+    doc = (inspect.getdoc(fn) or "(no docstring)").splitlines()[0]
+    param_docs = {k: f"{getattr(kinds[k], '__name__', 'any')} (from the signature)" for k in params}
+    return CriterionInfo(path, fn, doc, params, param_docs, kinds, builtin=False)
+
+
+def _annotation_kind(hint: Any, default: Any) -> Any:
+    """bool/int/float/str/list from an annotation (X | None counts as X), else the default's type."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if hint is not None and args and typing.get_origin(hint) in (typing.Union, _UnionType):
+        hint = args[0] if len(args) == 1 else None
+    origin = typing.get_origin(hint) or hint
+    if origin in (bool, int, float, str):
+        return origin
+    if origin in (list, tuple) or origin is Sequence:
+        return list
+    if hint is None and default is not REQUIRED and default is not None:
+        kind = type(default)
+        return list if kind is tuple else kind if kind in (bool, int, float, str, list) else None
+    return None
+
+
+_UnionType = type(int | None)
+
+
+def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
+    """A CriterionSpec from a name ("final"), a dict ({name: "ss_eq13", exclude: [none]}) or an
+    import path ({name: "my_lab.stops:entropy_drop", threshold: 0.5}).
+
+    Raises ValueError (one line, with close matches) on an unknown name or parameter, a missing
+    one, a wrong type or an out-of-range value.
     """
     if isinstance(item, str):
         name, given = item, {}
@@ -565,9 +773,7 @@ def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
             )
     else:
         raise ValueError(f"a criterion is a name or {{name: ..., params}}, got {item!r}")
-    if name not in CRITERIA:
-        raise ValueError(f"unknown criterion {name!r}{_suggest(name, list(CRITERIA))}")
-    info = CRITERIA[name]
+    info = resolve_criterion(name)
     params = dict(info.params)
     for key, value in given.items():
         if key not in info.params:
@@ -575,11 +781,17 @@ def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
             raise ValueError(
                 f"criterion {name!r} has no parameter {key!r}{_suggest(str(key), valid)}"
             )
-        params[key] = _coerce(name, key, value, info.params[key])
-    try:
-        _check_params(**params)
-    except ValueError as e:
-        raise ValueError(f"criterion {name!r}: {e}") from None
+        params[key] = _coerce(name, key, value, info.kind(key))
+    missing = [k for k, v in params.items() if v is REQUIRED]
+    if missing:
+        raise ValueError(
+            f"criterion {name!r}: missing parameter {missing[0]!r} ({info.where} gives it no default)"
+        )
+    if info.builtin:
+        try:
+            _check_params(**params)
+        except ValueError as e:
+            raise ValueError(f"criterion {name!r}: {e}") from None
     label = name
     if given:
         label += "[" + ",".join(f"{k}={_fmt(params[k])}" for k in sorted(given)) + "]"
@@ -604,12 +816,21 @@ def default_criteria() -> list[CriterionSpec]:
     return [parse_criterion(item) for item in _PAPER_SET]
 
 
-def describe_criteria() -> str:
-    """A text table of every criterion, its parameters with defaults, and what they mean."""
+def describe_criteria(extra: Sequence[CriterionInfo] = ()) -> str:
+    """A text table of every criterion (the catalogue, then `extra`: a job's own functions), its
+    parameters with defaults, and what they mean."""
     lines = []
-    for info in CRITERIA.values():
-        lines.append(f"{info.name:<24}{info.doc}")
+    for info in [*CRITERIA.values(), *extra]:
+        mine = "" if info.builtin else "  (your code)"
+        lines.append(f"{info.name:<23} {info.doc}{mine}")
         for key, default in info.params.items():
-            setting = f"{key}={_fmt(default)}"
+            setting = f"{key}={'(required)' if default is REQUIRED else _fmt(default)}"
             lines.append(f"  {setting:<22}{info.param_docs[key]}")
     return "\n".join(lines)
+
+
+def job_functions(items: Sequence[Any]) -> list[CriterionInfo]:
+    """The user functions (named by import path) among criteria items, each once, in order."""
+    names = [i if isinstance(i, str) else i.get("name") for i in items if i is not None]
+    infos = {n: resolve_criterion(n) for n in names if isinstance(n, str)}
+    return [i for i in infos.values() if not i.builtin]

@@ -48,6 +48,13 @@ def job_criteria(spec: JobSpec, metric: str | None) -> list[crit.CriterionSpec]:
         if spec.criteria
         else crit.default_criteria()
     )
+    return with_oracle_metric(specs, metric)
+
+
+def with_oracle_metric(
+    specs: list[crit.CriterionSpec], metric: str | None
+) -> list[crit.CriterionSpec]:
+    """The specs, a plain `oracle` (no metric= given) set to score on `metric`."""
     out = []
     for c in specs:
         if c.name == "oracle" and "metric=" not in c.label and metric:
@@ -85,7 +92,10 @@ def select(
     for t in trials:
         traj = to_trajectory(t, per_epoch_metrics(t) if per_epoch_metrics else None)
         for c in specs:
-            r = c.apply(traj)
+            try:
+                r = c.apply(traj)
+            except crit.CriterionError as e:
+                raise crit.CriterionError(f"trial {t.run_id}: {e}") from e
             rows.append((t.run_id, c.name, c.params_json, c.label, bool(r.fired), int(r.epoch), r.arch, r.note,
                          t.run_id in in_progress))  # fmt: skip
     df = pd.DataFrame(rows, columns=SELECTION_COLUMNS)
@@ -109,9 +119,7 @@ def run_evaluate(
     status = (
         trajectory.consolidate_trials(job_dir) if trajectory.exists(f"{job_dir}/status") else None
     )
-    running = set()
-    if status is not None and len(status):
-        running = set(status.loc[status.status.isin(["running", "failed"]), "run_id"])
+    running = in_progress(status)
     if not trials:
         raise FileNotFoundError(
             f"{job_dir}: no readable trajectory (run `ray-nas sweep` or `ray-nas search` first)"
@@ -124,7 +132,7 @@ def run_evaluate(
             f"  skipped trial {rid}: {why} (`ray-nas sweep {spec.source} --redo {rid}` runs it again)"
         )
 
-    sel, _ = select_and_score(trials, specs, table, running)
+    sel = selections(trials, specs, table, running)
     uncovered = table is None or metric is None or metric not in sel
     if uncovered and spec.evaluate.retrain is not None:
         from ray_nas.retrain import retrain_archs
@@ -163,12 +171,46 @@ def diverged_lines(status: pd.DataFrame | None) -> list[str]:
     return lines
 
 
-def _load_benchmark(spec: JobSpec):
+def _load_benchmark(spec: JobSpec) -> pd.DataFrame | None:
+    """The job's benchmark table (evaluate.benchmark), or None."""
     if not spec.evaluate.benchmark:
         return None
     from ray_nas.benchmark import load_table
 
     return load_table(spec.evaluate.benchmark)
+
+
+def in_progress(status: pd.DataFrame | None) -> set[str]:
+    """run_ids whose status is running or failed (their selections are marked `in_progress`)."""
+    if status is None or not len(status):
+        return set()
+    return set(status.loc[status.status.isin(["running", "failed"]), "run_id"])
+
+
+def selections(
+    trials: list[trajectory.TrialData],
+    specs: list[crit.CriterionSpec],
+    table: pd.DataFrame | None,
+    running: set[str] = frozenset(),
+) -> pd.DataFrame:
+    """The rows of `selections.parquet` before retraining (`ray-nas evaluate` and `ray_nas.api`)."""
+    return select_and_score(trials, specs, table, running)[0]
+
+
+def benchmark_scores(trials: list[trajectory.TrialData], table: pd.DataFrame):
+    """(scores of every arch the trials recorded: one row per arch, per_epoch) where
+    per_epoch(trial) -> {metric: [T+1] score of each epoch's arch, NaN where unknown}."""
+    from ray_nas.benchmark import METRICS, lookup
+
+    archs = pd.unique(np.concatenate([np.asarray(t.epochs["arch"], dtype=object) for t in trials]))
+    scores = lookup(table, list(archs))
+    present = [m for m in METRICS if m in scores]
+    by_arch = {m: dict(zip(scores["arch"], scores[m].to_numpy(dtype=np.float64))) for m in present}
+
+    def per_epoch(t: trajectory.TrialData) -> dict[str, np.ndarray]:
+        return {m: np.array([by_arch[m].get(a, np.nan) for a in t.epochs["arch"]]) for m in present}
+
+    return scores, per_epoch
 
 
 def select_and_score(
@@ -184,16 +226,7 @@ def select_and_score(
     """
     if table is None:
         return select(trials, specs, None, in_progress), None
-    from ray_nas.benchmark import METRICS, lookup
-
-    archs = pd.unique(np.concatenate([np.asarray(t.epochs["arch"], dtype=object) for t in trials]))
-    scores = lookup(table, list(archs))
-    present = [m for m in METRICS if m in scores]
-    by_arch = {m: dict(zip(scores["arch"], scores[m].to_numpy(dtype=np.float64))) for m in present}
-
-    def per_epoch(t: trajectory.TrialData) -> dict[str, np.ndarray]:
-        return {m: np.array([by_arch[m].get(a, np.nan) for a in t.epochs["arch"]]) for m in present}
-
+    scores, per_epoch = benchmark_scores(trials, table)
     sel = select(trials, specs, per_epoch, in_progress)
     picked = scores.set_index("arch").reindex(sel["arch"])
     for col in picked.columns:

@@ -5,7 +5,9 @@ Everything a command needs is validated here before any work starts.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 from ray_nas import spec as specmod
 from ray_nas.spec import SpecError
@@ -149,4 +151,51 @@ def report_command(job: str, overrides: list[str], output: str | None) -> int:
     return 0
 
 
-__all__ = ["SpecError", "search_command", "sweep_command", "evaluate_command", "report_command"]
+def compare_command(jobs: list[str], overrides: list[str], output: str | None) -> int:
+    """`ray-nas compare`: every job loaded and checked (and MLflow reached) before any work."""
+    specs = [specmod.load_spec(job, overrides) for job in jobs]
+    from ray_nas.tracking import check_tracking
+
+    check_tracking(specs[0].tracking_uri)
+    from ray_nas import api, compare
+    from ray_nas.report import compare_page
+
+    t0 = time.perf_counter()
+    result = compare.compare_jobs([api.Job(s) for s in specs])
+    text = compare.format_comparison(result)
+    print(text)
+    path = Path(output or "compare.html")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(compare_page(result), encoding="utf-8")
+    print(f"compare: {len(specs)} jobs in {time.perf_counter() - t0:.1f}s; page written to {path}")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [Path(tmp, "compare.csv"), Path(tmp, "compare_rank.csv"), Path(tmp, "compare.txt")]
+        result.cells.to_csv(files[0], index=False)
+        result.ranks.to_csv(files[1], index=False)
+        files[2].write_text(text + "\n")
+        from ray_nas.tracking import log_comparison
+
+        log_comparison(specs[0].tracking_uri, result.jobs, [*map(str, files), str(path)])
+    return 0
+
+
+def criteria_command(job: str | None) -> int:
+    """`ray-nas criteria [JOB]`: the catalogue, then the job's own functions (named by import path)."""
+    from ray_nas import criteria
+
+    extra = []
+    if job:
+        spec = specmod.load_spec(job)
+        extra = criteria.job_functions([*spec.criteria, spec.stop])
+    print(criteria.describe_criteria(extra))
+    return 0
+
+
+__all__ = [
+    "SpecError",
+    "search_command",
+    "sweep_command",
+    "evaluate_command",
+    "report_command",
+    "compare_command",
+]

@@ -611,7 +611,7 @@ def _validate_job(spec: JobSpec) -> None:
             raise SpecError(
                 f"stop: {stop.name!r} cannot stop a search early (it looks at the whole run)"
             )
-        if "patience" in stop.params and stop.params["patience"] < 1:
+        if stop.info.builtin and stop.params.get("patience", 1) < 1:
             raise SpecError(
                 f"stop: {stop.name} needs patience >= 1 online (with 0 the peak so far always 'fires' at epoch 1)"
             )

@@ -66,7 +66,7 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
 
 def metric_name(label: str) -> str:
     """A criterion label as an MLflow-legal metric name: ss_eq13[exclude=[none],op=x] -> ss_eq13 exclude:none op:x."""
-    m = re.match(r"^(\w+)\[(.*)\]$", label)
+    m = re.match(r"^([\w.:]+)\[(.*)\]$", label)
     if not m:
         return label
     parts = re.findall(r"(\w+)=(\[[^\]]*\]|[^,]*)", m.group(2))
@@ -245,6 +245,34 @@ def log_artifact_to_job(spec, path: str) -> None:
     runs = _runs_by_key(client, exp.experiment_id).get(f"job:{spec.name}", [])
     if runs:
         client.log_artifact(runs[0].info.run_id, path)
+
+
+#: The MLflow experiment that holds one run per set of compared jobs.
+COMPARE_EXPERIMENT = "ray_nas-compare"
+
+
+def log_comparison(uri: str, jobs: list[str], files: list[str], log=print) -> str:
+    """Attach the comparison's files to the run keyed `compare:<job>+<job>...` of the
+    COMPARE_EXPERIMENT (created once, its artifacts replaced on a rerun); returns its run id."""
+    t0 = time.perf_counter()
+    check_tracking(uri)
+    client = _client(uri)
+    exp_id = _experiment(client, COMPARE_EXPERIMENT)
+    key = "compare:" + "+".join(jobs)
+    run, fresh = _get_or_create(
+        client, exp_id, _runs_by_key(client, exp_id), key, " vs ".join(jobs), None, log
+    )
+    rid = run.info.run_id
+    if fresh:
+        client.log_param(rid, "jobs", json.dumps(jobs)[:6000])
+    else:
+        client.update_run(rid, status="RUNNING")
+    for path in files:
+        client.log_artifact(rid, path)
+    client.set_terminated(rid, "FINISHED")
+    log(f"mlflow: comparison run {rid} in experiment {COMPARE_EXPERIMENT!r} at {uri} "
+        f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
+    return rid
 
 
 def count_runs(uri: str, name: str) -> dict[str, int]:

@@ -128,7 +128,7 @@ def run_trial(
         raise SpecError(f"trial {run_id} under {job_dir}: its checkpoint is at epoch {state['epoch']} but "
                         f"its files end at epoch {writer.last_epoch}; nothing was changed "
                         f"(`--redo {run_id}` runs it again, its files moved aside)")  # fmt: skip
-    stopper = _online_stop(spec, cfg)
+    stopper = _online_stop(spec, run_id)
     status = {"run_id": run_id, "status": "running", "epochs_done": writer.last_epoch,
               "total_epochs": cfg.total_epochs, "stop_epoch": None, "stop_reason": None,
               "diverged_epoch": None, "error": None, "started": time.time(),
@@ -186,8 +186,9 @@ def _open_checkpoint(job_dir: str, run_id: str, log: Callable[[str], None]) -> F
     return ckpt
 
 
-def _online_stop(spec: JobSpec, cfg: SearchConfig):
-    """A function(writer) -> (stop_epoch, reason) | None for the job's `stop`, or None."""
+def _online_stop(spec: JobSpec, run_id: str):
+    """A function(writer) -> (stop_epoch, reason) | None for the job's `stop`, or None.
+    A criterion that breaks the shared rules fails the trial (CriterionError naming it)."""
     if spec.stop is None:
         return None
     from ray_nas import criteria
@@ -197,7 +198,10 @@ def _online_stop(spec: JobSpec, cfg: SearchConfig):
 
     def check(writer: trajectory.TrialWriter):
         traj = to_trajectory(writer.trial_data())
-        res = crit.apply(traj)
+        try:
+            res = crit.apply(traj)
+        except criteria.CriterionError as e:
+            raise criteria.CriterionError(f"trial {run_id}: online stop: {e}") from e
         if res.fired:
             return res.epoch, f"{crit.label} fired (selected epoch {res.epoch})"
         return None

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import html
 import itertools
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +16,7 @@ import yaml
 from ray_nas import cli, nb201, report, trajectory
 from ray_nas.spec import config_json, expand_grid, load_spec
 
-from .conftest import TINY_SEARCH
+from .conftest import TINY_SEARCH, render
 
 CRITERIA = [
     "final",
@@ -123,45 +120,7 @@ def test_retrained_scores_come_from_matching_selections(tiny_job):
 
 
 # ------------------------------------------------------------------------------------------
-# headless Chromium
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's `chromium`, installed with apt-get when missing (needs root); skip if that fails."""
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
-    )
-    if found:
-        return found
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("chromium is missing and cannot be installed here (needs apt-get as root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-            subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=1200)
-    except (subprocess.SubprocessError, OSError) as e:
-        pytest.skip(
-            f"chromium is missing and `apt-get install -y chromium` failed: {type(e).__name__}"
-        )
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip("apt-get installed chromium but no `chromium` is on PATH")
-    return found
-
-
-def render(chromium: str, page: Path, tmp: Path, size=(1440, 2200)) -> tuple[Path, list[str]]:
-    """Screenshot `page`; returns (png, console lines). Chromium logs every console message and
-    uncaught exception to stderr as `...:CONSOLE(line)] "text"` with --enable-logging=stderr."""
-    png = tmp / f"{page.stem}.png"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp / 'chromium-profile'}", f"--window-size={size[0]},{size[1]}",
-           "--hide-scrollbars", f"--screenshot={png}", "--enable-logging=stderr", "--v=0", page.as_uri()]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert png.exists(), f"no screenshot; chromium exited {proc.returncode}: {proc.stderr[-2000:]}"
-    console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
-    return png, console
+# headless Chromium (the `chromium` fixture and `render` live in conftest.py)
 
 
 def test_console_errors_are_detected(chromium, tmp_path):
