@@ -79,6 +79,12 @@ def sweep_command(
         for line in _estimate_lines(spec, trials):
             print(line)
         return 0
+    from ray_nas import trajectory
+
+    if evaluate and spec.evaluate.benchmark and not trajectory.exists(spec.evaluate.benchmark):
+        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
+                        "stage after the sweep needs it; convert it with `ray-nas benchmark convert`, "
+                        "or set it to null)")  # fmt: skip
     from ray_nas.sweep import run_sweep
 
     run_sweep(spec, trials, redo=tuple(redo))

@@ -57,11 +57,24 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
                 f"tracking_uri {uri}: MLflow server not reachable ({reason})"
             ) from None
     elif uri.startswith("sqlite:///"):
-        parent = Path(uri[len("sqlite:///") :]).resolve().parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
+        db = Path(uri[len("sqlite:///") :]).resolve()
+        if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
             raise TrackingError(
-                f"tracking_uri {uri}: folder {parent} does not exist or is not writable"
+                f"tracking_uri {uri}: folder {db.parent} does not exist or is not writable"
             )
+        if db.exists() and not _sqlite_file(db):
+            raise TrackingError(
+                f"tracking_uri {uri}: {db} is not an SQLite database; point tracking_uri elsewhere"
+            )
+
+
+def _sqlite_file(path: Path) -> bool:
+    """An empty file or one that starts with SQLite's header (a folder or other bytes: False)."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return head in (b"", b"SQLite format 3\x00")
 
 
 def metric_name(label: str) -> str:

@@ -317,7 +317,10 @@ def read_status(job_dir: str):
     frames = []
     for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
         if info.type == pafs.FileType.File and info.base_name == PART:
-            frames.append(pq.read_table(info.path, filesystem=fs).to_pandas())
+            try:
+                frames.append(pq.read_table(info.path, filesystem=fs).to_pandas())
+            except (OSError, ValueError):  # a damaged status file: as if the trial had none
+                continue  # (it resumes from its checkpoint, or restarts, and writes a new one)
     if not frames:
         return pd.DataFrame(columns=list(STATUS_COLUMNS))
     return pd.concat(frames, ignore_index=True).sort_values("run_id", ignore_index=True)

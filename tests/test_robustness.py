@@ -116,6 +116,15 @@ def _convert_to_folder(tmp: Path) -> list:
     return ["benchmark", "convert", tmp / "notes.pth", "-o", tmp / "afolder"]
 
 
+def _sqlite_at(name: str):
+    def make(tmp: Path) -> list:
+        (tmp / "afolder").mkdir()
+        (tmp / "afile").write_text("not a database")
+        return ["evaluate", _job(tmp, tracking_uri=f"sqlite:///{tmp}/{name}")]
+
+    return make
+
+
 NO_CUDA = not __import__("torch").cuda.is_available()
 
 #: (case, argv builder, exit code, message fragment). Every case: one line on stderr, no store.
@@ -175,6 +184,12 @@ BAD_INPUT = [
     ("sweep --redo unknown run_id", _with("sweep", "--no-evaluate", "--redo", "0123456789ab"), 2,
      "not a trial of this grid"),
     ("evaluate, empty store", _with("evaluate"), 2, "no readable trajectory"),
+    ("evaluate, sqlite path is a folder", _sqlite_at("afolder"), 2, "is not an SQLite database"),
+    ("evaluate, sqlite path is another file", _sqlite_at("afile"), 2, "is not an SQLite database"),
+    ("sweep, benchmark table missing", _with("sweep", evaluate={"benchmark": "/nonexistent/nb201.parquet"}), 2,
+     "evaluate.benchmark: /nonexistent/nb201.parquet not found"),
+    ("job file not UTF-8", lambda tmp: (tmp / "bin.yaml").write_bytes(b"name: \xff\xfe\n") and ["evaluate", tmp / "bin.yaml"], 2,
+     "cannot read the job file"),
 ]  # fmt: skip
 if NO_CUDA:
     BAD_INPUT.append(("search.device cuda without a GPU", _with("search", "--quiet", search={"device": "cuda"}), 2,
@@ -334,6 +349,17 @@ def test_unreadable_checkpoint_restarts_keeping_recorded_epochs(base_store, tmp_
     assert pq.read_table(paths["status"]).to_pylist()[0]["status"] == "completed"
 
 
+def test_damaged_status_file_resumes_from_the_checkpoint(base_store, tmp_path, capsys):
+    job, rid, paths = _copy(base_store, tmp_path)
+    kept = {k: paths[k].read_bytes() for k in ("epochs", "alphas", "checkpoint")}
+    _truncate(paths["status"])
+    rc, out, err = _cli(capsys, "search", job, "--quiet")
+    assert rc == 0, err
+    assert "resuming from the checkpoint of epoch 2" in out
+    assert {k: paths[k].read_bytes() for k in kept} == kept
+    assert pq.read_table(paths["status"]).to_pylist()[0]["status"] == "completed"
+
+
 def test_search_into_a_sweeps_store_with_other_settings_is_refused(base_store, tmp_path, capsys):
     job, rid, paths = _copy(base_store, tmp_path)  # job.yaml written by the first search
     before = _tree(tmp_path / "store")
@@ -434,3 +460,31 @@ def test_no_traceback_in_a_subprocess(tmp_path):
         assert r.returncode == code, (name, r.stderr)
         assert "Traceback" not in r.stdout + r.stderr and fragment in r.stderr, (name, r.stderr)
         assert r.stderr.strip().count("\n") == 0, (name, r.stderr)
+
+
+# ------------------------------------------------------------------------------------------
+# two evaluates creating the same MLflow experiment at once
+
+
+def test_experiment_created_meanwhile_by_another_evaluate(tmp_path):
+    """The other process creates the experiment between our lookup and our create: ours uses it.
+    (A real MLflow on SQLite; only the first lookup answers as it did before the other create.)"""
+    from ray_nas import tracking
+
+    client = tracking._client(f"sqlite:///{tmp_path}/m.db")
+    theirs = client.create_experiment("shared")
+
+    class LookupBeforeTheOtherCreate:
+        def __init__(self, real):
+            self.real, self.first = real, True
+
+        def get_experiment_by_name(self, name):
+            if self.first:
+                self.first = False
+                return None
+            return self.real.get_experiment_by_name(name)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+    assert tracking._experiment(LookupBeforeTheOtherCreate(client), "shared") == theirs
