@@ -101,6 +101,10 @@ def _load_official(pth_path: str, progress: Callable[[str], object]):
     import torch  # heavy: only here
     from nas_201_api import NASBench201API  # imports torch at import time
 
+    with open(pth_path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch zip, or a pickle
+        raise ValueError(f"{pth_path} is not a NAS-Bench-201 file (not a torch.save file)")
     warnings.warn(
         f"unpickling {pth_path} with torch.load(weights_only=False): this can run arbitrary "
         "code; only convert the trusted official NAS-Bench-201 file",

@@ -112,7 +112,7 @@ def trial_problem(job_dir: str, rid: str) -> str | None:
     without a checkpoint starts from scratch, so nothing it holds is relied on.
     """
     paths = trajectory.trial_paths(job_dir, rid)
-    status = _status_row(paths["status"])
+    status = status_row(paths["status"])
     final = status is not None and status.get("status") in FINAL_STATUSES
     if not final and not trajectory.exists(paths["checkpoint"]):
         return None
@@ -136,7 +136,8 @@ def trial_problem(job_dir: str, rid: str) -> str | None:
     return None
 
 
-def _status_row(path: str) -> dict | None:
+def status_row(path: str) -> dict | None:
+    """The status file's one row, or None when it is missing or unreadable."""
     try:
         return trajectory.read_frame(path).iloc[0].to_dict() if trajectory.exists(path) else None
     except Exception:  # noqa: BLE001 - an unreadable status file is as good as none

@@ -309,6 +309,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise SpecError(f"{key}: expected true or false, got {value!r}")
         return value
     if tp is int:
+        if isinstance(value, float) and value.is_integer():  # 1e3, as ML people write it
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise SpecError(f"{key}: expected an integer, got {value!r}")
         return value

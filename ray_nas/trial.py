@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ray_nas import nb201, trajectory
-from ray_nas.integrity import FINAL_STATUSES, redo_trial, trial_problem
+from ray_nas.integrity import FINAL_STATUSES, redo_trial, status_row, trial_problem
 from ray_nas.spec import JobSpec, SearchConfig, SpecError, config_json, flatten, to_dict
 
 #: Test-only fault injection: "DIR:EPOCH" makes a trial raise once after writing EPOCH
@@ -77,11 +77,8 @@ def config_columns(cfg: SearchConfig) -> dict:
 
 
 def trial_status(job_dir: str, run_id: str) -> dict | None:
-    """The trial's own status row (one small file), or None."""
-    path = trajectory.trial_paths(job_dir, run_id)["status"]
-    if not trajectory.exists(path):
-        return None
-    return trajectory.read_frame(path).iloc[0].to_dict()
+    """The trial's own status row (one small file), or None (also when it is unreadable)."""
+    return status_row(trajectory.trial_paths(job_dir, run_id)["status"])
 
 
 def is_complete(job_dir: str, run_id: str) -> bool:

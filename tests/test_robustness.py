@@ -236,6 +236,10 @@ def test_float_literals_in_files_and_set(tmp_path, capsys):
     assert run_id(search_config(load_spec(old, ["search.weights.grad_clip=10.0"]))) == run_id(cfg)
     rc, out, err = _cli(capsys, "sweep", job, "--dry-run", "--set", "search.alpha.lr=1e-3")
     assert rc == 0, err
+    # an integer key written as a float literal: 1e3 is 1000; 1.5e0 is refused
+    assert search_config(load_spec(job, ["search.epochs=1e3"])).epochs == 1000
+    rc, _, err = _cli(capsys, "sweep", job, "--dry-run", "--set", "search.epochs=1.5e0")
+    assert rc == 2 and "search.epochs: expected an integer, got 1.5" in err
 
 
 def test_analysis_restore_reports_an_order_never_restored(capsys):
@@ -358,6 +362,14 @@ def test_damaged_status_file_resumes_from_the_checkpoint(base_store, tmp_path, c
     assert "resuming from the checkpoint of epoch 2" in out
     assert {k: paths[k].read_bytes() for k in kept} == kept
     assert pq.read_table(paths["status"]).to_pylist()[0]["status"] == "completed"
+
+
+def test_evaluate_with_unreachable_tracking_writes_nothing(base_store, tmp_path, capsys):
+    job, rid, paths = _copy(base_store, tmp_path)
+    before = _tree(tmp_path / "store")
+    rc, _, err = _cli(capsys, "evaluate", job, "--set", "tracking_uri=http://127.0.0.1:9")
+    assert rc == 2 and "MLflow server not reachable" in err and err.count("\n") == 1
+    assert _tree(tmp_path / "store") == before  # no selections.parquet, no trials.parquet rewrite
 
 
 def test_search_into_a_sweeps_store_with_other_settings_is_refused(base_store, tmp_path, capsys):
