@@ -90,7 +90,7 @@ def check_store_writable(spec: JobSpec) -> None:
     except Exception as e:  # noqa: BLE001 - OSError, or pyarrow's errors for object stores
         why = " ".join(str(e).split())[:200]
         raise SpecError(
-            f"store {spec.store}: cannot write under {spec.job_dir} ({type(e).__name__}: {why}); "
+            f"store {spec.store}: not writable, cannot write under {spec.job_dir} ({type(e).__name__}: {why}); "
             "set `store` to a writable folder or bucket"
         ) from None
 
