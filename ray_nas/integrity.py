@@ -9,6 +9,7 @@ nor skipped as complete: the command refuses, touching nothing, and names the wa
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -84,15 +85,32 @@ def check_store_writable(spec: JobSpec) -> None:
     """SpecError when nothing can be written under `{store}/{job}/` (a file, read-only, a name too
     long, a bucket that does not exist)."""
     probe = f"{spec.job_dir}/.write-probe-{uuid.uuid4().hex}"
+    made = _missing_folders(spec.job_dir)
     try:
         trajectory.write_bytes(probe, b"ok")
         trajectory.delete(probe)
+        for folder in made:  # deepest first: the probe leaves no trace
+            os.rmdir(folder)
     except Exception as e:  # noqa: BLE001 - OSError, or pyarrow's errors for object stores
         why = " ".join(str(e).split())[:200]
         raise SpecError(
             f"store {spec.store}: not writable, cannot write under {spec.job_dir} ({type(e).__name__}: {why}); "
             "set `store` to a writable folder or bucket"
         ) from None
+
+
+def _missing_folders(path: str) -> list[str]:
+    """The local folders on the way to `path` that do not exist yet, deepest first (URIs: none)."""
+    if "://" in path:
+        return []
+    out, p = [], os.path.abspath(path)
+    try:
+        while not os.path.exists(p) and p != os.path.dirname(p):
+            out.append(p)
+            p = os.path.dirname(p)
+    except OSError:  # a name too long: the probe reports it
+        return []
+    return out
 
 
 def write_job_yaml(spec: JobSpec) -> None:
