@@ -5,6 +5,7 @@ Everything a command needs is validated here before any work starts.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,12 +46,19 @@ def search_command(
         )
     else:
         integrity.check_trials(spec, [rid], "search")
-    from ray_nas.trial import run_trial
+    from ray_nas.trial import StoreError, run_trial
 
     print(f"job {spec.name}: search {rid} ({cfg.dataset}, C={cfg.channels}, N={cfg.cells}, "
           f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
     t0 = time.perf_counter()
-    status = run_trial(spec, cfg, rid, progress=progress)
+    try:
+        status = run_trial(spec, cfg, rid, progress=progress)
+    except StoreError as e:  # the store failed mid-search: what was written stays, rerun resumes
+        print(
+            f"ray-nas search: error: {e}; rerun the same command once it is writable",
+            file=sys.stderr,
+        )
+        return 1
     from ray_nas import trajectory
 
     if not trajectory.exists(f"{spec.job_dir}/job.yaml"):
@@ -132,7 +140,15 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
         from ray_nas.sweep import ray_map
 
         retrain_map = ray_map
-    result = run_evaluate(spec, retrain_map=retrain_map)
+    from ray_nas.tracking import TrackingOutage
+
+    try:
+        result = run_evaluate(spec, retrain_map=retrain_map)
+    except TrackingOutage as e:
+        print(f"ray-nas evaluate: error: {e}; {spec.job_dir}/selections.parquet is written; "
+              f"rerun `ray-nas evaluate {job}` once it answers (nothing is logged twice)",
+              file=sys.stderr)  # fmt: skip
+        return 1
     _where(spec, result)
     return 0
 
@@ -143,9 +159,15 @@ def _where(spec, result) -> None:
     print(
         f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)"
     )
-    print(
-        f"  MLflow:       mlflow ui --backend-store-uri {spec.tracking_uri}   (experiment {spec.name!r})"
-    )
+    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri)}   (experiment {spec.name!r})")
+
+
+def mlflow_hint(uri: str) -> str:
+    """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`."""
+    if uri.startswith(("http://", "https://")):
+        return (f"open {uri} (a server on a cluster head: `ray attach cluster.yaml -p 5000`, "
+                "then http://127.0.0.1:5000)")  # fmt: skip
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 def report_command(job: str, overrides: list[str], output: str | None) -> int:

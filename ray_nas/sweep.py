@@ -8,7 +8,9 @@ finished trials are skipped, unfinished ones resume. Tune's own trial ids are ne
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import time
 
@@ -32,7 +34,7 @@ from ray_nas.spec import (
     spec_from_dict,
     to_dict,
 )
-from ray_nas.trial import FAIL_ONCE_ENV, run_trial
+from ray_nas.trial import FAULT_ENVS, run_trial
 
 
 def check_ray_address(timeout: float = 5.0) -> None:
@@ -58,8 +60,7 @@ def _trainable(config: dict) -> None:
     """Tune function trainable: one search, reported to Tune after every epoch."""
     from ray import tune
 
-    if config.get("fail_once"):
-        os.environ[FAIL_ONCE_ENV] = config["fail_once"]
+    os.environ.update(config.get("fault_env") or {})
     if os.path.isdir(
         config["cwd"]
     ):  # Tune starts trials in their own folder: relative paths are the driver's
@@ -76,7 +77,7 @@ def _trainable(config: dict) -> None:
     def on_record(rec) -> None:
         metrics.record(rec)
         tune.report({"epoch": rec.epoch, "valid_acc": rec.valid_acc, "train_loss": rec.train_loss,
-                     "arch": rec.arch, "run_id": rid})  # fmt: skip
+                     "skips": rec.arch.count("skip_connect"), "arch": rec.arch, "run_id": rid})  # fmt: skip
 
     status = run_trial(
         spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record
@@ -86,13 +87,36 @@ def _trainable(config: dict) -> None:
         tune.report({"epoch": cfg.total_epochs, "run_id": rid, "skipped": True})
 
 
+#: Driver environment variables passed on to every Ray worker of the job (on every node): how to
+#: reach an S3 store (endpoint, region, profile, credentials: the standard AWS variables) and the
+#: MLflow client's settings. Unset ones are not passed; the nodes' own config applies then.
+FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's AWS_* / MLFLOW_* variables, for the job's runtime_env; under `ray job submit`
+    those the submitted runtime_env already sets are left to it (Ray refuses a clash)."""
+    try:
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        taken = set((job.get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError):
+        taken = set()
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(FORWARDED_ENV_PREFIXES) and k not in taken
+    }
+
+
 def init_ray(resources: dict | None = None) -> None:
     import ray
 
     if ray.is_initialized():
         return
     check_ray_address()
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True, **(resources or {}))
+    env = forwarded_env()
+    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True,
+             runtime_env={"env_vars": env} if env else None, **(resources or {}))  # fmt: skip
 
 
 def run_sweep(
@@ -183,20 +207,27 @@ def _tune(spec: JobSpec, todo, log) -> None:
     trainable = tune.with_resources(
         _trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     )
+    # The classic reporter: the default (AIR) one ignores column choices and prints config dicts.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     tuner = tune.Tuner(
         trainable,
         param_space={
             "trial": tune.grid_search(space),
             "job": job,
             "cwd": os.getcwd(),
-            "fail_once": os.environ.get(FAIL_ONCE_ENV),
+            "fault_env": {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)},
         },  # fmt: skip
-        tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: t.config["trial"]["run_id"]),
+        # reuse_actors: a finished trial's worker process runs the next one (no new process and
+        # torch import per trial: about 5 s of CPU each); every trial sets its own state up.
+        tune_config=tune.TuneConfig(
+            trial_dirname_creator=_trial_run_id, trial_name_creator=_trial_run_id, reuse_actors=True
+        ),
         run_config=tune.RunConfig(
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=f"{storage.rstrip('/')}/{spec.name}/tune",
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[sweep_metrics_callback(spec.name)],
+            callbacks=[sweep_metrics_callback(spec.name), retry_log_callback(spec, log)],
+            progress_reporter=progress_reporter(spec),
             verbose=1,
         ),
     )
@@ -206,6 +237,73 @@ def _tune(spec: JobSpec, todo, log) -> None:
     log(
         f"sweep {spec.name}: Tune finished {len(todo)} trials in {time.perf_counter() - t0:.1f}s ({errors} errored)"
     )
+
+
+def _trial_run_id(trial) -> str:
+    """Tune names and folders trials by our run_id (not by its own trial id)."""
+    return trial.config["trial"]["run_id"]
+
+
+def short_keys(keys) -> dict[str, str]:
+    """Dotted grid keys -> column names: the last part (`weights.lr` -> `lr`) unless two clash."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
+
+
+def progress_reporter(spec: JobSpec):
+    """Tune's progress table: run_id, grid values by short key, epoch, valid_acc, skip count."""
+    from ray import tune
+
+    params = {f"trial/point/{k}": s for k, s in short_keys(list(spec.grid)).items()}
+    params = params or {"trial/search/seed": "seed"}  # none: Tune would print the config dicts
+    return tune.CLIReporter(
+        metric_columns={"epoch": "epoch", "valid_acc": "valid_acc", "skips": "skips"},
+        parameter_columns=params,
+        max_report_frequency=30,
+    )
+
+
+def error_line(text: str | None) -> str:
+    """The telling line of a Tune error trace: the last `SomeError: ...` line, else the first."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("Failure #")]
+    named = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception|Failure|Died)\w*:", ln)]
+    return ((named or lines or ["unknown error"])[-1])[:300]
+
+
+def _error_text(trial) -> str | None:
+    """The trial's error trace: the driver's local copy (the store's is synced later)."""
+    try:
+        with open(trial.error_file) as f:
+            return f.read()
+    except (OSError, TypeError):
+        return trial.get_error()
+
+
+def retry_log_callback(spec: JobSpec, log):
+    """A Tune callback on the driver that says which trial failed, where, why, and what happens."""
+    from ray import tune
+
+    class RetryLog(tune.Callback):
+        def __init__(self, log):
+            self.log = log
+
+        def __getstate__(self):  # Tune pickles its callbacks; `log` may not pickle (print)
+            return {}
+
+        def _say(self, trial, what: str) -> None:
+            node = (trial.last_result or {}).get("node_ip", "?")
+            getattr(self, "log", print)(f"sweep {spec.name}: trial {trial} failed on node {node} "
+                f"(failure {trial.num_failures} of max_failures={spec.max_failures}): "
+                f"{error_line(_error_text(trial))}; {what}")  # fmt: skip
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self._say(trial, "Tune retries it, resuming from its checkpoint on the store")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._say(trial, "no retries left (rerun the same command to resume it)")
+
+    return RetryLog(log)
 
 
 # ------------------------------------------------------------------------------------------

@@ -44,6 +44,15 @@ class TrackingError(RuntimeError):
     pass
 
 
+class TrackingOutage(TrackingError):
+    """The tracking server failed while the offline stage was logging (after selections were written)."""
+
+
+#: MLflow's HTTP client retries a dead server 7 times with exponential backoff (minutes); a sweep's
+#: offline stage gives up sooner unless the user set MLFLOW_HTTP_REQUEST_MAX_RETRIES.
+DEFAULT_HTTP_RETRIES = "3"
+
+
 def check_tracking(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, before any work, when the tracking backend cannot be reached or written."""
     if uri.startswith(("http://", "https://")):
@@ -87,6 +96,7 @@ def metric_name(label: str) -> str:
 
 
 def _client(uri: str):
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", DEFAULT_HTTP_RETRIES)
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -168,7 +178,23 @@ def _epoch_metrics(trial, start: int) -> list[tuple[str, float, int]]:
 def log_job(
     spec, result, log: Callable[[str], None] = print, report_path: str | None = None
 ) -> dict:
-    """Write (or complete) the job's MLflow experiment from an evaluate result. Returns counts."""
+    """Write (or complete) the job's MLflow experiment from an evaluate result. Returns counts.
+
+    Raises TrackingOutage (one line) when the backend cannot be reached or fails meanwhile; what
+    was logged so far is completed, not duplicated, by the next call.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _log_job(spec, result, log, report_path)
+    except (TrackingError, MlflowException, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise TrackingOutage(
+            f"MLflow logging to {spec.tracking_uri} failed ({type(e).__name__}: {first})"
+        ) from None
+
+
+def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) -> dict:
     from ray_nas.spec import flatten, resolved_job_dict
 
     t0 = time.perf_counter()

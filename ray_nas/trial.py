@@ -21,6 +21,12 @@ from ray_nas.spec import JobSpec, SearchConfig, SpecError, config_json, flatten,
 #: Test-only fault injection: "DIR:EPOCH" makes a trial raise once after writing EPOCH
 #: (a marker file in DIR records that it happened, so the retry succeeds).
 FAIL_ONCE_ENV = "RAY_NAS_FAIL_ONCE"
+#: Test-only pause: "DIR:EPOCH" makes a trial, once, after writing EPOCH (before its checkpoint),
+#: create DIR/paused and wait until DIR/go exists (at most 300 s), so a test can act mid-trial
+#: (remove the node, make the store unwritable) at a known point.
+PAUSE_ONCE_ENV = "RAY_NAS_PAUSE_ONCE"
+#: The test-only variables a sweep passes on to its trials (wherever they run).
+FAULT_ENVS = (FAIL_ONCE_ENV, PAUSE_ONCE_ENV)
 
 
 class InjectedFailure(RuntimeError):
@@ -29,6 +35,10 @@ class InjectedFailure(RuntimeError):
 
 class CheckpointError(RuntimeError):
     """The checkpoint file exists but cannot be read (truncated, not a checkpoint)."""
+
+
+class StoreError(OSError):
+    """A trial could not write its store (the message names the path pyarrow reported)."""
 
 
 class FileCheckpoint:
@@ -150,6 +160,7 @@ def run_trial(
             put_status(epochs_done=rec.epoch)
         if on_record:
             on_record(rec)
+        _maybe_pause(rec.epoch, log)
         _maybe_fail(rec.epoch)
         return stop is not None
 
@@ -159,13 +170,20 @@ def run_trial(
     try:
         last = search(cfg, on_epoch, checkpoint=ckpt, progress=progress, log=log, data=data)
     except BaseException as e:
-        put_status(status="failed", error=f"{type(e).__name__}: {e}"[:500])
+        try:
+            put_status(status="failed", error=f"{type(e).__name__}: {e}"[:500])
+        except OSError as e2:  # the store itself failed: keep the first error, say both
+            log(f"trial {run_id}: could not record the failure in the store ({e2})")
+        if isinstance(e, OSError):
+            raise StoreError(f"trial {run_id}: store I/O failed: {e}") from e
         raise
     if status["status"] == "diverged":
-        put_status(epochs_done=writer.last_epoch)
-        return "diverged"
-    final = "stopped" if status["stop_epoch"] is not None else "completed"
+        final, last = "diverged", writer.last_epoch
+    else:
+        final = "stopped" if status["stop_epoch"] is not None else "completed"
     put_status(status=final, epochs_done=last)
+    if not spec.keep_checkpoints:
+        trajectory.delete(ckpt.path)
     return final
 
 
@@ -216,3 +234,19 @@ def _maybe_fail(epoch: int) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(str(epoch))
         raise InjectedFailure(f"{FAIL_ONCE_ENV}: injected failure after epoch {epoch}")
+
+
+def _maybe_pause(epoch: int, log: Callable[[str], None]) -> None:
+    spec = os.environ.get(PAUSE_ONCE_ENV)
+    if not spec:
+        return
+    folder, _, at = spec.rpartition(":")
+    marker, go = Path(folder) / "paused", Path(folder) / "go"
+    if epoch != int(at) or marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{epoch} {os.getpid()} {time.time()}")
+    log(f"{PAUSE_ONCE_ENV}: paused after epoch {epoch} until {go} exists")
+    deadline = time.time() + 300
+    while not go.exists() and time.time() < deadline:
+        time.sleep(0.05)

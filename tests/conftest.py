@@ -16,7 +16,10 @@ SHARED = REPO.parent / "shared"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 # One intra-op thread: tests share 2 cores with Ray workers and subprocesses, and OpenMP threads
-# that spin on an oversubscribed machine make tiny models 10x slower.
+# that spin on an oversubscribed machine make tiny models 10x slower. The variable carries this to
+# the `ray-nas` subprocesses the tests start (a 5-epoch tiny search: 32 s with it, 324 s without,
+# at load average 17).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)

@@ -55,3 +55,32 @@ def test_fractional_gpu_in_node_resources_is_rejected():
     broken["available_node_types"][worker]["resources"]["GPU"] = 0.5
     with pytest.raises(jsonschema.ValidationError):
         _validate(broken)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_rough_edges(name):
+    """Auth mode explicit on every node, no hard-coded home, the MLflow server stoppable by PID,
+    sudo only where the SSH user is not root, the dashboard on 127.0.0.1."""
+    text = (ROOT / name).read_text()
+    prepared = _validate(_load(name))
+    setup = " ".join(prepared["setup_commands"])
+    assert "export RAY_AUTH_MODE=disabled" in setup
+    assert "/home/ubuntu" not in text
+    head = " ".join(prepared["head_start_ray_commands"])
+    assert "> $HOME/mlflow/server.pid" in head and "sqlite:///$HOME/mlflow/mlflow.db" in head
+    assert f"ray exec {name} 'kill -- -$(cat ~/mlflow/server.pid)'" in text
+    assert "--dashboard-host=0.0.0.0" not in head
+    for cmd in prepared["initialization_commands"]:
+        assert "sudo" not in cmd.replace("|| echo sudo)", "")  # every sudo is conditional
+    assert "rsync" in text.split("cluster_name:")[0] and "6.5 GB" in text
+
+
+def test_end_of_run_hint_opens_a_tracking_server():
+    from ray_nas.runner import mlflow_hint
+
+    assert mlflow_hint("sqlite:///mlflow.db") == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    hint = mlflow_hint("http://127.0.0.1:5000")
+    assert (
+        hint.startswith("open http://127.0.0.1:5000") and "ray attach cluster.yaml -p 5000" in hint
+    )
+    assert "--backend-store-uri" not in hint

@@ -1,0 +1,180 @@
+"""Multi-node Ray in one machine: a node lost mid-trial (`ray.cluster_utils.Cluster`) and the Jobs
+API path (`ray start --head` + `ray job submit`). Every node listens on 127.0.0.1 only; each
+cluster has its own temp dir (so no other `ray.init()` on this machine finds it) and is stopped
+here, by its own processes, never by a machine-wide `ray stop`."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ray_nas import trajectory
+from ray_nas.spec import expand_grid, load_spec
+from ray_nas.trial import run_trial
+
+from .conftest import REPO
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+NO_RETRAIN = {"benchmark": None, "retrain": None}
+#: a client that connects to a 127.0.0.1 node must not rewrite the address to the host's interface
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def short_tmp():
+    """A short temp dir (Ray's socket paths must stay under 107 characters)."""
+    path = tempfile.mkdtemp(prefix="rn", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _kill_leftovers(marker: str) -> None:
+    """SIGKILL processes of ours whose command line names `marker` (our cluster's temp dir)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmd:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _alphas(job_dir: str, rid: str) -> pd.DataFrame:
+    return trajectory.read_frame(trajectory.trial_paths(job_dir, rid)["alphas"])
+
+
+def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_tmp, monkeypatch):
+    from ray.cluster_utils import Cluster
+
+    search = {"epochs": 4, "steps_per_epoch": 2}
+    ref = load_spec(write_job(name="ref", search=search))
+    ((cfg, rid, _),) = expand_grid(ref)
+    run_trial(ref, cfg, rid, progress=False, log=lambda s: None)  # uninterrupted
+
+    job = write_job(name="nodeloss", search=search, resources={"cpu": 1, "gpu": 0}, max_failures=1,
+                    evaluate=NO_RETRAIN)  # fmt: skip
+    spec = load_spec(job)
+    epochs_file = trajectory.trial_paths(spec.job_dir, rid)["epochs"]
+    pause = tmp_path / "pause"
+    monkeypatch.setenv("RAY_TMPDIR", short_tmp)  # the cluster's files and address stay there
+    node = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 * 2**20}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 0})
+    proc = None
+    try:
+        worker = cluster.add_node(**node)
+        env = {**os.environ, **LOOPBACK, "RAY_ADDRESS": cluster.address,
+               "RAY_NAS_PAUSE_ONCE": f"{pause}:2"}  # fmt: skip
+        log = tmp_path / "driver.log"
+        with open(log, "w") as f:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ray_nas.cli", "sweep", str(job), "--no-evaluate"],
+                env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.time() + 300
+        while not (pause / "paused").exists():  # epochs 0..2 written, checkpoint of 2 not yet
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        t_removed = time.time()
+        cluster.remove_node(worker, allow_graceful=False)  # the trial's node dies
+        cluster.add_node(**node)  # a fresh one joins
+        (pause / "go").write_text("")
+        while not (
+            os.path.exists(epochs_file)
+            and os.path.getmtime(epochs_file) > t_removed
+            and trajectory.read_frame(epochs_file).epoch.max() >= 2
+        ):  # the first epoch written on the new node
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        recovery = time.time() - t_removed
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        cluster.shutdown()
+        _kill_leftovers(short_tmp)
+    out = log.read_text()
+    print(f"node-loss recovery: {recovery:.1f}s from node removal to the first new epoch")
+    said = [ln for ln in out.splitlines() if f"trial {rid} failed on node 127.0.0.1" in ln]
+    assert said and "failure 1 of max_failures=1" in said[0] and "retries it" in said[0], out[
+        -3000:
+    ]
+    ep = trajectory.read_frame(epochs_file)
+    assert ep.epoch.tolist() == [0, 1, 2, 3, 4]  # each epoch exactly once
+    pd.testing.assert_frame_equal(_alphas(spec.job_dir, rid), _alphas(ref.job_dir, rid))
+    assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
+
+
+def test_jobs_api_sweep_succeeds(write_job, tmp_path, short_tmp):
+    """`ray job submit --working-dir . -- python jobs/run.py sweep JOB` on a head of our own."""
+    job = write_job(name="viajobs", search={"epochs": 1, "steps_per_epoch": 1}, grid={"seed": [0, 1]},
+                    resources={"cpu": 1, "gpu": 0}, evaluate=NO_RETRAIN)  # fmt: skip
+    ray = str(Path(sys.executable).parent / "ray")
+    gcs, dash, client, agent, agent_grpc, rt_env, metrics, nm, om = _free_ports(9)
+    env = {**os.environ, **LOOPBACK, "RAY_TMPDIR": short_tmp}
+    env.pop("RAY_ADDRESS", None)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # the job's `python`
+    head = [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+            "--num-cpus", "2", "--num-gpus", "0", "--temp-dir", f"{short_tmp}/ray",
+            "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+            "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
+            "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(rt_env),
+            "--metrics-export-port", str(metrics), "--node-manager-port", str(nm),
+            "--object-manager-port", str(om), "--object-store-memory", str(80 * 2**20),
+            "--disable-usage-stats"]  # fmt: skip
+    head_log = open(tmp_path / "head.log", "w")
+    proc = subprocess.Popen(head, env=env, stdout=head_log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.time() + 180
+        while subprocess.run([ray, "job", "list", "--address", address], env=env,
+                             capture_output=True).returncode != 0:  # fmt: skip
+            assert proc.poll() is None and time.time() < deadline, (
+                tmp_path / "head.log"
+            ).read_text()[-3000:]
+            time.sleep(1)
+        submit = [ray, "job", "submit", "--address", address, "--submission-id", "rn-sweep",
+                  "--working-dir", ".", "--", "python", "jobs/run.py", "sweep", str(job), "--no-evaluate"]  # fmt: skip
+        r = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+        st = subprocess.run([ray, "job", "status", "--address", address, "rn-sweep"], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert "job 'rn-sweep' succeeded" in st.stdout.lower(), st.stdout
+        logs = subprocess.run([ray, "job", "logs", "--address", address, "rn-sweep"], env=env,
+                              capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+        assert "sweep viajobs: 2 trials, 0 already complete, 2 to run" in logs
+        assert "Tune finished 2 trials" in logs and "(0 errored)" in logs
+    finally:
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_leftovers(short_tmp)
+        head_log.close()
+    status = trajectory.read_status(load_spec(job).job_dir)
+    assert len(status) == 2 and set(status.status) == {"completed"}

@@ -1,0 +1,151 @@
+"""An `s3://` store against moto's standalone S3 server on 127.0.0.1 (started here, stopped after).
+
+The endpoint and credentials reach pyarrow (and the sweep's Ray workers) the standard way: the
+AWS_ENDPOINT_URL / AWS_* environment variables.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+
+from ray_nas import trajectory
+from ray_nas.runner import evaluate_command, report_command
+from ray_nas.spec import load_spec, run_id, search_config
+
+BUCKET = "ray-nas-test"
+NO_RETRAIN = {"benchmark": None, "retrain": None}
+SEARCH = {"epochs": 4, "steps_per_epoch": 2}
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    """A moto S3 server on 127.0.0.1 (a free port) with one bucket; the AWS_* variables for it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    s3 = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], allow_bucket_creation=True)
+    s3.create_dir(BUCKET)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+def _alphas(job_dir: str, rid: str) -> pd.DataFrame:
+    df = trajectory.read_frame(f"{job_dir}/alphas/run_id={rid}/{trajectory.PART}")
+    return df.sort_values(["epoch", "edge", "op"], ignore_index=True)
+
+
+def _epochs(job_dir: str, rid: str) -> list[int]:
+    return trajectory.read_frame(f"{job_dir}/epochs/run_id={rid}")["epoch"].tolist()
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the process ended (rc {proc.returncode}) before {path}"
+        assert time.time() < deadline, f"no {path} after {timeout}s"
+        time.sleep(0.05)
+
+
+def test_s3_search_killed_resumes_and_evaluates(s3_env, write_job, tmp_path):
+    ref = load_spec(write_job(name="ref", search=SEARCH))  # an uninterrupted search, local store
+    rid = run_id(search_config(ref))
+    from ray_nas.trial import run_trial
+
+    run_trial(ref, search_config(ref), rid, progress=False, log=lambda s: None)
+
+    job = write_job(name="s3job", search=SEARCH, store=f"s3://{BUCKET}/runs",
+                    criteria=["final", "best_valid"], evaluate=NO_RETRAIN)  # fmt: skip
+    spec = load_spec(job)
+    pause = tmp_path / "pause"
+    env = {**os.environ, **s3_env, "RAY_NAS_PAUSE_ONCE": f"{pause}:2"}
+    cmd = [sys.executable, "-m", "ray_nas.cli", "search", str(job), "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    _wait_for(pause / "paused", proc)  # epochs 0..2 are on S3, the checkpoint of epoch 2 is not
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert _epochs(spec.job_dir, rid) == [0, 1, 2]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from the checkpoint of epoch 1" in r.stdout
+    assert _epochs(spec.job_dir, rid) == [0, 1, 2, 3, 4]  # each epoch once
+    pd.testing.assert_frame_equal(_alphas(spec.job_dir, rid), _alphas(ref.job_dir, rid))
+    assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
+
+    assert evaluate_command(str(job), []) == 0
+    # what the README shows: pandas reads the store through pyarrow's S3 filesystem
+    fs, path = pafs.FileSystem.from_uri(f"s3://{BUCKET}/runs/s3job/selections.parquet")
+    sel = pd.read_parquet(path, filesystem=fs)
+    assert sorted(sel.label) == ["best_valid", "final"] and set(sel.run_id) == {rid}
+    assert report_command(str(job), [], None) == 0
+    assert b"<html" in trajectory.read_bytes(f"{spec.job_dir}/report.html")[:200].lower()
+    # a reader never sees a temporary object: only final names are in the bucket
+    names = [i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{BUCKET}/runs", True))]
+    assert not [n for n in names if n.endswith(".tmp")]
+
+
+@pytest.mark.ray
+def test_s3_sweep_with_evaluate_while_it_runs(s3_env, ray_session, write_job, tmp_path):
+    """A sweep on an S3 store, run by a driver connected to a running Ray (the AWS_* variables
+    reach the workers from the driver); `evaluate` while a trial is mid-run marks it in progress."""
+    job = write_job(name="s3sweep", search={"epochs": 3, "steps_per_epoch": 1}, grid={"seed": [0, 1]},
+                    store=f"s3://{BUCKET}/sweeps", resources={"cpu": 1, "gpu": 0},
+                    criteria=["final"], evaluate=NO_RETRAIN, keep_checkpoints=False)  # fmt: skip
+    spec = load_spec(job)
+    pause = tmp_path / "pause"
+    env = {**os.environ, **s3_env, "RAY_NAS_PAUSE_ONCE": f"{pause}:1",
+           "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}  # fmt: skip
+    cmd = [sys.executable, "-m", "ray_nas.cli", "sweep", str(job), "--no-evaluate"]
+    log = tmp_path / "sweep.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    try:
+        _wait_for(pause / "paused", proc)
+        mid = evaluate_command(str(job), [])  # while one trial waits after its epoch 1
+        sel = trajectory.read_frame(f"{spec.job_dir}/selections.parquet")
+        (pause / "go").write_text("")
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    assert mid == 0 and sel.in_progress.any()
+    paused = sel.loc[sel.in_progress, "run_id"].iloc[0]
+    assert sel.loc[sel.run_id == paused, "stop_epoch"].max() <= 1  # it saw epochs 0..1, whole
+    status = trajectory.read_status(spec.job_dir)
+    assert set(status.status) == {"completed"} and len(status) == 2
+    for rid in status.run_id:
+        assert _epochs(spec.job_dir, rid) == [0, 1, 2, 3]
+        # keep_checkpoints: false: a completed trial's checkpoint is gone
+        assert not trajectory.exists(trajectory.trial_paths(spec.job_dir, rid)["checkpoint"])
+    # Tune's progress table: trials by run_id, the grid value by its short key, our metrics
+    table = log.read_text()
+    header = [ln for ln in table.splitlines() if ln.startswith("| Trial name")][-1]  # with results
+    assert [c.strip() for c in header.strip("|").split("|")][-4:] == [
+        "seed",
+        "epoch",
+        "valid_acc",
+        "skips",
+    ]
+    assert all(f"| {rid} " in table for rid in status.run_id) and "{'run_id'" not in table
+    assert evaluate_command(str(job), []) == 0
+    assert not trajectory.read_frame(f"{spec.job_dir}/selections.parquet").in_progress.any()
