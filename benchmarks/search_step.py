@@ -1,10 +1,15 @@
-"""Time one bilevel DARTS-V1 step of each supernet implementation, side by side.
+"""Time one search step of each algorithm and supernet implementation, side by side.
 
 Run: .venv/bin/python benchmarks/search_step.py --channels 16 --cells 5 --batch 64 --steps 3
+     .venv/bin/python benchmarks/search_step.py --algorithm darts_v1 darts_v2 gaea drnas
 
-A step is what `ray_nas.search` does per batch: weight step (forward, CE, backward to the weights,
-grad-norm clip 5, SGD nesterov) on a search-train batch, then alpha step (forward, CE, backward to
-alpha, Adam) on a search-valid batch. Inputs are random CIFAR-shaped tensors (no data files).
+A step is what `ray_nas.search` does per batch: the weight step (forward mixing with the
+algorithm's weights, CE, backward to the weights, grad-norm clip 5, SGD nesterov) on a weight
+batch and the algorithm's architecture step (`Algorithm.arch_step`: DARTS-V1 an Adam step,
+DARTS-V2 the unrolled finite-difference hypergradient, GAEA the exponentiated-gradient step,
+DrNAS a Dirichlet sample and Adam) on an arch batch, in the algorithm's order. Inputs are random
+CIFAR-shaped tensors (no data files). With several algorithms the trials are named
+`algorithm/impl` and `vs v1` is each trial's step time over darts_v1's on the same impl.
 images/s counts the B search-train images of a step (one step per training batch), so an epoch of
 N search-train images takes N / (images/s) seconds; each step also runs B search-valid images.
 
@@ -30,7 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from ray_nas import nb201
-from ray_nas.spec import IMPLS
+from ray_nas.algorithms import NAMES, algorithm_class
+from ray_nas.search import weight_step
+from ray_nas.spec import IMPLS, resolve_search
 from ray_nas.supernet import build_supernet
 
 OPTIONS = ("bf16", "compile", "cg", "cl")
@@ -43,6 +50,8 @@ class Result:
     """wall ms of each timed step"""
     peak_mb: float | None
     """CUDA only: peak memory allocated by the trial (its model, optimizer state and one step), MiB"""
+    algorithm: str = "darts_v1"
+    impl: str = ""
 
 
 def parse_trial(text: str) -> tuple[str, set[str]]:
@@ -67,9 +76,13 @@ def sync(device: torch.device) -> None:
 class Trial:
     """One implementation (+ options) with its own model, optimizers and input stream."""
 
-    def __init__(self, text: str, args: argparse.Namespace, device: torch.device):
+    def __init__(
+        self, text: str, args: argparse.Namespace, device: torch.device, algorithm: str = "darts_v1"
+    ):
         impl, opts = parse_trial(text)
-        self.text, self.args, self.device = text, args, device
+        self.impl_text, self.algorithm = text, algorithm
+        self.text = text if args.algorithm == ["darts_v1"] else f"{algorithm}/{text}"
+        self.args, self.device = args, device
         torch.manual_seed(0)
         model = build_supernet(
             impl, nb201.OPS, args.channels, args.cells, 10, False, channels_last="cl" in opts
@@ -82,7 +95,9 @@ class Trial:
         self.w_opt = torch.optim.SGD(
             self.w_params, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4
         )
-        self.a_opt = torch.optim.Adam([model.alpha], lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        self.cfg = resolve_search({"algorithm": algorithm, "impl": impl, "batch_size": args.batch,
+                                   "precision": "bf16" if "bf16" in opts else "fp32"})  # fmt: skip
+        self.algo = algorithm_class(algorithm)(self.cfg, model, self.w_params, self.w_opt)
         self.bf16 = "bf16" in opts
         self.gen = torch.Generator().manual_seed(0)
         self.ms: list[float] = []
@@ -93,22 +108,23 @@ class Trial:
         y = torch.randint(0, 10, (b,), generator=self.gen)
         return x.to(self.device).contiguous(memory_format=self.fmt), y.to(self.device)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return F.cross_entropy(self.forward(x), y)
+            return F.cross_entropy(self.forward(x, weights=weights), y)
 
     def step(self) -> None:
-        """One bilevel step, as ray_nas.search runs it (inputs drawn outside the timed region)."""
-        (x, y), (xv, yv) = self.batch(), self.batch()
+        """One search step, as ray_nas.search runs it (inputs drawn outside the timed region)."""
+        train, arch = self.batch(), self.batch()
+        lr = self.cfg.weights.lr
         sync(self.device)
         t0 = time.perf_counter()
-        self.w_opt.zero_grad(set_to_none=True)
-        self.loss(x, y).backward(inputs=self.w_params)
-        torch.nn.utils.clip_grad_norm_(self.w_params, 5.0)
-        self.w_opt.step()
-        self.a_opt.zero_grad(set_to_none=True)
-        self.loss(xv, yv).backward(inputs=[self.model.alpha])
-        self.a_opt.step()
+        if self.algo.arch_first:
+            self.algo.arch_step(self.loss, train, arch, lr)
+        weight_step(
+            self.forward, self.algo, self.w_opt, self.w_params, self.cfg, self.device, train
+        )
+        if not self.algo.arch_first:
+            self.algo.arch_step(self.loss, train, arch, lr)
         sync(self.device)
         self.ms.append(1000 * (time.perf_counter() - t0))
 
@@ -118,9 +134,9 @@ def run(args: argparse.Namespace, device: torch.device) -> list[Result]:
     round-robin, one step of each trial per round, so that load from other processes on a shared
     machine falls on every trial alike."""
     trials, peaks = [], []
-    for text in args.impl:
+    for algorithm, text in [(a, t) for a in args.algorithm for t in args.impl]:
         base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
-        trial = Trial(text, args, device)
+        trial = Trial(text, args, device, algorithm)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         for _ in range(args.warmup):
@@ -134,18 +150,23 @@ def run(args: argparse.Namespace, device: torch.device) -> list[Result]:
     for _ in range(args.steps):
         for trial in trials:
             trial.step()
-    return [Result(t.text, t.ms, peak) for t, peak in zip(trials, peaks)]
+    return [Result(t.text, t.ms, peak, t.algorithm, t.impl_text) for t, peak in zip(trials, peaks)]
 
 
 def table(results: list[Result], batch: int) -> str:
     base = statistics.median(results[0].ms)
+    v1 = {r.impl: statistics.median(r.ms) for r in results if r.algorithm == "darts_v1"}
+    several = len({r.algorithm for r in results}) > 1
     head = f"{'impl':<24} {'ms/step':>10} {'images/s':>10} {'ratio':>7} {'total s':>8}"
+    head += f" {'vs v1':>7}" if several else ""
     has_mem = any(r.peak_mb is not None for r in results)
     head += f" {'peak MiB':>9}" if has_mem else ""
     lines = [head, "-" * len(head)]
     for r in results:
         med = statistics.median(r.ms)
         line = f"{r.trial:<24} {med:>10.1f} {1000 * batch / med:>10.1f} {base / med:>6.2f}x {sum(r.ms) / 1000:>8.1f}"
+        if several:
+            line += f" {med / v1[r.impl]:>6.2f}x" if r.impl in v1 else f" {'-':>7}"
         line += f" {r.peak_mb:>9.0f}" if r.peak_mb is not None else ""
         lines.append(line)
     return "\n".join(lines)
@@ -179,6 +200,10 @@ def main(argv: list[str] | None = None) -> None:
         default=["reference", "fast"],
         help="trials: impl[+bf16][+compile|+cg][+cl]",
     )
+    p.add_argument(
+        "--algorithm", nargs="+", default=["darts_v1"], choices=NAMES,
+        help="search algorithms to time (each on every --impl)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
@@ -191,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         else f"cpu, {torch.get_num_threads()} threads"
     )
     print(
-        f"bilevel search step: C={args.channels} N={args.cells} B={args.batch} {args.size}x{args.size}, "
+        f"search step ({', '.join(args.algorithm)}): C={args.channels} N={args.cells} B={args.batch} {args.size}x{args.size}, "
         f"{args.steps} timed steps (median), {name}, torch {torch.__version__}"
     )
     print(

@@ -106,7 +106,7 @@ class Job:
     def groups(self) -> dict[str, str]:
         """run_id -> grid group label (every grid key but seed, e.g. "lr_scheme=nb201")."""
         keys = ev.grid_group_keys(self.spec)
-        return {t.run_id: ev.group_label(t.config, keys) for t in self.trials}
+        return {t.run_id: ev.group_label(t.config, keys, self.spec) for t in self.trials}
 
     def configs(self) -> pd.DataFrame:
         """One row per trial: run_id, group, and its resolved search config as dotted columns."""

@@ -234,13 +234,26 @@ def _costs(api, index: int) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+#: `evaluate.benchmark` names of the tables shipped inside the package (ray_nas/tables/README.md)
+BUILTIN_TABLES = {"nb201": "nb201_test_accuracy.parquet"}
+
+
+def table_path(name: str | Path) -> str:
+    """A built-in table's file (`nb201`: the compact test-accuracy table), else `name` itself."""
+    if str(name) in BUILTIN_TABLES:
+        from importlib.resources import files
+
+        return str(files("ray_nas") / "tables" / BUILTIN_TABLES[str(name)])
+    return str(name)
+
+
 def load_table(path: str | Path) -> pd.DataFrame:
-    """Read a benchmark table (local path or URI).
+    """Read a benchmark table: a built-in name (`nb201`), a local path or a URI.
 
     Raises FileNotFoundError if `path` does not exist and ValueError if it cannot be read or has
     no ``arch`` column; both messages are one line naming `path`.
     """
-    path = str(path)
+    path = table_path(path)
     if not trajectory.exists(path):
         raise FileNotFoundError(f"NAS-Bench-201 table not found: {path}")
     try:

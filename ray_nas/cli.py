@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "criteria", help="list the stop criteria and their parameters (and a job's own functions)"
     )
     p.add_argument("job", nargs="?", help="a job YAML: also list the functions it names")
+    sub.add_parser("algorithms", help="list the search algorithms and their own job keys")
 
     p = sub.add_parser("analysis", help="the paper's numerical studies")
     asub = p.add_subparsers(dest="analysis_command", required=True)
@@ -162,6 +163,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ray_nas.runner import criteria_command
 
         return criteria_command(args.job)
+    if args.command == "algorithms":
+        from ray_nas.algorithms import describe_algorithms
+
+        print(describe_algorithms())
+        return 0
     if args.command == "benchmark":
         return _benchmark(args)
     if args.command == "analysis":

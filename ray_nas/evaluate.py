@@ -16,7 +16,7 @@ import pandas as pd
 
 from ray_nas import criteria as crit
 from ray_nas import trajectory
-from ray_nas.spec import JobSpec, flatten, resolve_search
+from ray_nas.spec import JobSpec, flatten, grid_value, resolve_search
 
 SELECTION_COLUMNS = [
     "run_id",
@@ -242,10 +242,13 @@ def grid_group_keys(spec: JobSpec) -> list[str]:
     return [k for k in spec.grid if k != "seed"]
 
 
-def group_label(config: dict, keys: list[str]) -> str:
-    flat = flatten(config)
+def group_label(config: dict, keys: list[str], spec: JobSpec | None = None) -> str:
+    """`key=value ...` over the group keys; a bundle axis shows the matching bundle's label."""
     if not keys:
         return "all"
+    if spec is not None:
+        return " ".join(f"{k}={grid_value(spec, k, config)[1]}" for k in keys)
+    flat = flatten(config)
     return " ".join(f"{k}={_short(flat.get(k))}" for k in keys)
 
 
@@ -258,7 +261,7 @@ def _short(v) -> str:
 def summarize(spec, trials, sel: pd.DataFrame, specs, metric: str | None) -> pd.DataFrame:
     """Rows (group, criterion label): n, metric mean/std over seeds, mean stop epoch, fire count."""
     keys = grid_group_keys(spec)
-    groups = {t.run_id: group_label(t.config, keys) for t in trials}
+    groups = {t.run_id: group_label(t.config, keys, spec) for t in trials}
     df = sel.assign(group=sel["run_id"].map(groups))
     value = df[metric] if metric and metric in df else pd.Series(np.nan, index=df.index)
     df = df.assign(value=pd.to_numeric(value, errors="coerce"))

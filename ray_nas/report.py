@@ -138,7 +138,7 @@ def load_report_data(spec: JobSpec) -> ReportData:
     keys = ev.grid_group_keys(spec)
     groups: dict[str, list] = {}
     for t in trials:
-        groups.setdefault(ev.group_label(t.config, keys), []).append(t)
+        groups.setdefault(ev.group_label(t.config, keys, spec), []).append(t)
     table = ev._load_benchmark(spec)
     if trials:
         sel, per_epoch = ev.select_and_score(trials, specs, table)
@@ -163,13 +163,9 @@ def load_report_data(spec: JobSpec) -> ReportData:
 
 def _grid_rank(spec: JobSpec, config: dict) -> tuple:
     """A trial's position in the job's grid (keys and values in the order written)."""
-    flat = flatten(config)
-    rank = []
-    for key, values in spec.grid.items():
-        v = flat.get(key)
-        v = list(v) if isinstance(v, tuple) else v
-        rank.append(values.index(v) if v in values else len(values))
-    return tuple(rank)
+    from ray_nas.spec import grid_value
+
+    return tuple(grid_value(spec, key, config)[0] for key in spec.grid)
 
 
 def _stored_scores(spec: JobSpec, sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -535,8 +531,46 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
             f"<th>fire rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
 
+def methods_table(d: ReportData) -> tuple[list[str], list[list[str]]]:
+    """Table 2 of the paper from a job with a bundle axis: one row per (bundle, criterion shown
+    for it), columns data set x valid/test (mean ± std over seeds; "–" where the benchmark table
+    has no such column), plus the bundle's mean search seconds. ([], []) without a bundle axis."""
+    from ray_nas.benchmark import METRICS
+    from ray_nas.criteria import parse_criterion
+    from ray_nas.spec import bundle_label, grid_value, is_bundle_axis
+
+    axis = next((k for k, v in d.spec.grid.items() if is_bundle_axis(k, v)), None)
+    if axis is None:
+        return [], []
+    cols = [m for m in METRICS if m != "retrain_acc"]
+    head = ["method", "search (s)", *(METRIC_NAMES.get(c, c) for c in cols)]
+    rows = []
+    for i, bundle in enumerate(d.spec.grid[axis]):
+        trials = [t for t in d.trials if grid_value(d.spec, axis, t.config)[0] == i]
+        ids = {t.run_id for t in trials}
+        secs = [float(np.nansum(t.epochs["seconds"])) for t in trials]
+        shown = [parse_criterion(c).label for c in bundle.get("criteria") or []]
+        for label in shown or [c.label for c in d.criteria]:
+            s = d.selections[d.selections["run_id"].isin(ids) & (d.selections["label"] == label)]
+            name = bundle_label(bundle) + ("" if label == "final" else f" ({label})")
+            cells = [_fmt_ms(s[c])[0] if c in s else "–" for c in cols]
+            rows.append([name, f"{np.mean(secs):.0f}" if secs else "–", *cells])
+    return head, rows
+
+
+def _methods_section(d: ReportData) -> str:
+    head, rows = methods_table(d)
+    if not rows:
+        return ""
+    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return ("<h3>Methods (the paper's Table 2 layout): rows = grid rows x their criteria; accuracy "
+            "of the selected arch, mean ± std over seeds</h3>"
+            f'<table class="data"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>')  # fmt: skip
+
+
 def _tables_section(d: ReportData) -> str:
-    parts = [_table3(d)]
+    parts = [_methods_section(d), _table3(d)]
     parts.append('<p class="sub">Each grid group\'s Table 2 layout is in its section above. '
                  "A criterion that does not fire selects the last epoch.</p>")  # fmt: skip
     return _section("tables", "Criteria across learning rates", "".join(parts))
@@ -583,7 +617,7 @@ def _trials_section(d: ReportData) -> str:
         )
         if t is not None:
             va = np.asarray(t.epochs["valid_acc"], dtype=np.float64)
-            group, seed = ev.group_label(t.config, keys), t.config.get("seed")
+            group, seed = ev.group_label(t.config, keys, d.spec), t.config.get("seed")
             epochs = f"{len(va) - 1}" + (
                 f"/{int(s['total_epochs'])}" if s is not None and _ok(s.get("total_epochs")) else ""
             )

@@ -82,7 +82,7 @@ def sweep_command(
     trials = specmod.expand_grid(spec)
     if dry_run:
         for _cfg, rid, point in trials:
-            print(rid, " ".join(f"{k}={v}" for k, v in point.items()))
+            print(rid, " ".join(f"{k}={specmod.value_text(v)}" for k, v in point.items()))
         print(f"{len(trials)} trials")
         for line in _estimate_lines(spec, trials):
             print(line)

@@ -1,7 +1,8 @@
-"""The bilevel search loop (DARTS-V1, first order) and the Hessian eigenvalue.
+"""The search loop (any algorithm of ray_nas.algorithms) and the Hessian eigenvalue.
 
-Per batch: a weight step on a search-train batch (SGD), then an alpha step on a randomly drawn
-search-valid batch (Adam), as NAS-Bench-201's reference DARTS-V1. Each epoch (and epoch 0, the
+Per batch: a weight step on a weight batch (SGD) and an architecture step on an independently
+drawn arch batch, in the algorithm's order (DARTS-V1: weights first, as NAS-Bench-201's reference;
+DARTS-V2, GAEA, DrNAS: architecture first). `search.objective` chooses the pools (BatchPlan). Each epoch (and epoch 0, the
 state before any update) is handed to `on_epoch(record)`; the loop knows nothing of files or Ray.
 A checkpoint store, when given, makes the loop resumable bit-identically.
 """
@@ -13,7 +14,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ray_nas import nb201
+from ray_nas.algorithms import algorithm_class
 from ray_nas.data import Batcher, DataSet, load_dataset
 from ray_nas.spec import SearchConfig, SpecError
 from ray_nas.supernet import Supernet, build_supernet
@@ -48,9 +50,11 @@ class EpochRecord:
     """wall seconds of the epoch (training + evaluation)"""
     arch: str
     alpha: np.ndarray
-    """float32 [E, K] raw logits, order nb201.EDGES x config.ops"""
+    """float32 [E, K] the algorithm's raw parameter, order nb201.EDGES x config.ops"""
     weights: np.ndarray
-    """float32 [E, K] softmax(alpha) per edge"""
+    """float32 [E, K] the algorithm's op distribution per edge (softmax(alpha) for DARTS)"""
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """further float32 [E, K] columns of the algorithm (algorithms.EXTRA_COLUMNS)"""
 
 
 def non_finite(rec: EpochRecord) -> str | None:
@@ -100,15 +104,24 @@ def weights_lr(cfg: SearchConfig, epoch: int, step: int, steps: int) -> float:
     return w.lr_min + (w.lr - w.lr_min) * (1 + math.cos(math.pi * e / cfg.epochs)) / 2
 
 
+def softmax_mix(alpha: torch.Tensor) -> torch.Tensor:
+    """DARTS' mixing weights: softmax over the ops of each edge, [E, K] -> [E, K]."""
+    return F.softmax(alpha, dim=-1)
+
+
 def hessian_eigenvalue(
-    model: Supernet, x: torch.Tensor, y: torch.Tensor
+    model: Supernet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mix: Callable[[torch.Tensor], torch.Tensor] = softmax_mix,
 ) -> tuple[float, np.ndarray]:
-    """Exact Hessian of the CE loss on (x, y) w.r.t. alpha [E, K] by double backprop.
+    """Exact Hessian of the CE loss on (x, y) w.r.t. the raw parameter alpha [E, K] by double
+    backprop; the supernet mixes with `mix(alpha)` (the algorithm's deterministic map).
 
     Returns (largest eigenvalue, the symmetrised Hessian [E*K, E*K] float64).
     """
     alpha = model.alpha.detach().clone().requires_grad_(True)
-    loss = F.cross_entropy(model(x, alpha=alpha), y)
+    loss = F.cross_entropy(model(x, weights=mix(alpha)), y)
     (g,) = torch.autograd.grad(loss, alpha, create_graph=True)
     n = g.numel()
     eye = torch.eye(n, device=g.device, dtype=g.dtype).view(n, *alpha.shape)
@@ -167,21 +180,72 @@ class Progress:
 
 
 @torch.no_grad()
-def evaluate_split(model: Supernet, batcher: Batcher, batch_size: int, max_batches: int | None):
-    """(mean loss, accuracy %, last (x, y)) on the first batches of a split, eval mode, no augmentation."""
+def evaluate_split(
+    model: Supernet,
+    batcher: Batcher,
+    batch_size: int,
+    max_batches: int | None,
+    weights: torch.Tensor | None = None,
+):
+    """(mean loss, accuracy %, last (x, y)) on the first batches of a split, eval mode, no
+    augmentation; a supernet mixes with `weights` [E, K] when given (default softmax(alpha));
+    a discrete network (retraining) takes none."""
     model.eval()
     n = len(batcher)
     starts = list(range(0, n, batch_size))[: max_batches or None]
     loss_sum, correct, count, last = 0.0, 0, 0, None
     for s in starts:
         x, y = batcher.get(torch.arange(s, min(s + batch_size, n)))
-        logits = model(x)
+        logits = model(x) if weights is None else model(x, weights=weights)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
         count += len(y)
         last = (x, y)
     model.train()
     return loss_sum / count, 100.0 * correct / count, last
+
+
+class BatchPlan:
+    """Which images each step uses: one weight batch and one independent architecture batch.
+
+    bilevel: weight batches walk a per-epoch permutation of search-train; arch batches are drawn
+    uniformly at random (with replacement across steps) from search-valid, as the reference's
+    sampler. erm (GAEA-ERM): both pools are the whole training split (`DataSet.train`); weight
+    batches walk a permutation of it, arch batches are drawn at random from it independently.
+    All draws come from `gen` (checkpointed), in the order permutation, weight batch, arch batch.
+    """
+
+    def __init__(
+        self, cfg: SearchConfig, data: DataSet, device: torch.device, gen: torch.Generator
+    ):
+        self.cfg, self.gen = cfg, gen
+        if cfg.objective == "erm":
+            self.train = self.arch = Batcher(data.train, data.name, device)
+        else:
+            self.train = Batcher(data.search_train, data.name, device)
+            self.arch = Batcher(data.search_valid, data.name, device)
+        self.order = torch.arange(0)
+
+    def steps(self) -> int:
+        steps = math.ceil(len(self.train) / self.cfg.batch_size)
+        return min(steps, self.cfg.steps_per_epoch) if self.cfg.steps_per_epoch else steps
+
+    def new_epoch(self) -> None:
+        self.order = torch.randperm(len(self.train), generator=self.gen)
+
+    def train_indices(self, step: int) -> torch.Tensor:
+        """[B] indices into the weight pool for batch `step` of the epoch."""
+        b = self.cfg.batch_size
+        return self.order[step * b : (step + 1) * b]
+
+    def arch_indices(self) -> torch.Tensor:
+        """[B] indices into the architecture pool, drawn at random."""
+        return torch.randint(len(self.arch), (self.cfg.batch_size,), generator=self.gen)
+
+    def batches(self, step: int) -> tuple[tuple, tuple]:
+        """((x, y) weight batch, (x, y) arch batch), both augmented."""
+        train = self.train.get(self.train_indices(step), self.gen)
+        return train, self.arch.get(self.arch_indices(), self.gen)
 
 
 def search(
@@ -192,9 +256,8 @@ def search(
     log: Callable[[str], None] = print,
     data: DataSet | None = None,
 ) -> int:
-    """Run (or resume) one DARTS-V1 search. `on_epoch` returning True stops it (online early stop).
-
-    Returns the last completed epoch.
+    """Run (or resume) one search with `cfg.algorithm`. `on_epoch` returning True stops it
+    (online early stop). Returns the last completed epoch.
     """
     device = resolve_device(cfg.device)
     if cfg.channels_last and device.type == "cpu":
@@ -206,8 +269,10 @@ def search(
         )
     gen = seed_everything(cfg.seed)
     data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)
-    train_b = Batcher(data.search_train, data.name, device)
-    valid_b = Batcher(data.search_valid, data.name, device)
+    plan = BatchPlan(cfg, data, device, gen)
+    valid_b = (
+        plan.arch if cfg.objective == "bilevel" else Batcher(data.search_valid, data.name, device)
+    )
     model = build_supernet(
         cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats,
         cfg.channels_last,
@@ -219,26 +284,27 @@ def search(
         w_params, lr=cfg.weights.lr, momentum=cfg.weights.momentum,
         nesterov=cfg.weights.nesterov, weight_decay=cfg.weights.weight_decay,
     )  # fmt: skip
-    a_opt = torch.optim.Adam(
-        [model.alpha], lr=cfg.alpha.lr, betas=cfg.alpha.betas, weight_decay=cfg.alpha.weight_decay
-    )
-    steps = math.ceil(len(train_b) / cfg.batch_size)
-    if cfg.steps_per_epoch:
-        steps = min(steps, cfg.steps_per_epoch)
+    algo = algorithm_class(cfg.algorithm)(cfg, model, w_params, w_opt)
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        with autocast(device, cfg.precision):
+            return F.cross_entropy(forward(x, weights=weights), y)
+
+    steps = plan.steps()
     total = cfg.total_epochs
 
     state = checkpoint.load() if checkpoint else None
     if state is not None:
         model.load_state_dict(state["model"])
         w_opt.load_state_dict(state["w_opt"])
-        a_opt.load_state_dict(state["a_opt"])
+        algo.load_state_dict(state["a_opt"])
         gen.set_state(state["data_gen"])
         set_rng_state(state["rng"])
         start = state["epoch"] + 1
         log(f"resuming from the checkpoint of epoch {state['epoch']}")
     else:
         start = 1
-        rec = end_of_epoch(model, cfg, valid_b, 0, math.nan, math.nan, 0.0, 0.0, 0.0)
+        rec = end_of_epoch(model, algo, cfg, valid_b, 0, math.nan, math.nan, 0.0, 0.0, 0.0)
         report(rec, total, log)
         if on_epoch(rec):
             return 0
@@ -247,77 +313,80 @@ def search(
     for epoch in range(start, total + 1):
         t0 = time.perf_counter()
         frozen = epoch <= cfg.warmup_epochs  # alpha frozen during warmup
-        order = torch.randperm(len(train_b), generator=gen)
+        plan.new_epoch()
         # running sums stay on the device: no host sync per step (the bar syncs only on a terminal)
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         for step in range(steps):
             lr = weights_lr(cfg, epoch - 1, step, steps)
             for g in w_opt.param_groups:
                 g["lr"] = lr
-            # weight step on a search-train batch
-            x, y = train_b.get(order[step * cfg.batch_size : (step + 1) * cfg.batch_size], gen)
-            w_opt.zero_grad(set_to_none=True)
-            with autocast(device, cfg.precision):
-                logits = forward(x)
-                loss = F.cross_entropy(logits, y)
-            loss.backward(inputs=w_params)
-            if cfg.weights.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(w_params, cfg.weights.grad_clip)
-            w_opt.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-            # alpha step on a search-valid batch drawn at random (as the reference's sampler)
-            xv, yv = valid_b.get(torch.randint(len(valid_b), (cfg.batch_size,), generator=gen), gen)
-            if not frozen:
-                a_opt.zero_grad(set_to_none=True)
-                with autocast(device, cfg.precision):
-                    arch_loss = F.cross_entropy(forward(xv), yv)
-                arch_loss.backward(inputs=[model.alpha])
-                a_opt.step()
+            train, arch = plan.batches(step)
+            if algo.arch_first and not frozen:
+                algo.arch_step(loss_of, train, arch, lr)
+            loss, logits = weight_step(forward, algo, w_opt, w_params, cfg, device, train)
+            if not algo.arch_first and not frozen:
+                algo.arch_step(loss_of, train, arch, lr)
+            loss_sum += loss.detach() * len(train[1])
+            correct += (logits.argmax(1) == train[1]).sum()
+            seen += len(train[1])
             bar.update(epoch, total, step + 1, steps, loss)
         bar.clear()
-        lr_alpha = 0.0 if frozen else a_opt.param_groups[0]["lr"]
+        lr_alpha = 0.0 if frozen else algo.lr()
         rec = end_of_epoch(
-            model,
-            cfg,
-            valid_b,
-            epoch,
-            loss_sum.item() / seen,
-            100.0 * correct.item() / seen,
-            lr,
-            lr_alpha,
-            t0,
-        )
+            model, algo, cfg, valid_b, epoch, loss_sum.item() / seen,
+            100.0 * correct.item() / seen, lr, lr_alpha, t0,
+        )  # fmt: skip
         report(rec, total, log, device)
         stop = on_epoch(rec)
         if checkpoint:
             checkpoint.save({
                 "epoch": epoch, "model": model.state_dict(), "w_opt": w_opt.state_dict(),
-                "a_opt": a_opt.state_dict(), "data_gen": gen.get_state(), "rng": rng_state(),
+                "a_opt": algo.state_dict(), "data_gen": gen.get_state(), "rng": rng_state(),
             })  # fmt: skip
         if stop:
             return epoch
     return total
 
 
-def end_of_epoch(model, cfg, valid_b, epoch, train_loss, train_acc, lr_w, lr_a, t0) -> EpochRecord:
-    """Evaluate on search-valid, optionally the Hessian eigenvalue, and snapshot alpha."""
+def weight_step(forward, algo, w_opt, w_params, cfg: SearchConfig, device, batch):
+    """One SGD step on the supernet weights (clipped), mixing with the algorithm's weights.
+
+    Returns (loss, logits [B, classes]) of the batch."""
+    x, y = batch
+    weights = algo.mixing_weights()
+    w_opt.zero_grad(set_to_none=True)
+    with autocast(device, cfg.precision):
+        logits = forward(x, weights=weights)
+        loss = F.cross_entropy(logits, y)
+    loss.backward(inputs=w_params)
+    if cfg.weights.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(w_params, cfg.weights.grad_clip)
+    w_opt.step()
+    return loss, logits
+
+
+def end_of_epoch(
+    model, algo, cfg, valid_b, epoch, train_loss, train_acc, lr_w, lr_a, t0
+) -> EpochRecord:
+    """Evaluate on search-valid (mixing with the recorded distribution), optionally the Hessian
+    eigenvalue w.r.t. the algorithm's raw parameter, and snapshot it."""
+    dist = algo.distribution()
     valid_loss, valid_acc, (xv, yv) = evaluate_split(
-        model, valid_b, cfg.batch_size, cfg.steps_per_epoch
+        model, valid_b, cfg.batch_size, cfg.steps_per_epoch, dist
     )
     eig = None
     finite = math.isfinite(valid_loss) and bool(torch.isfinite(model.alpha).all())
     if cfg.hessian_every and epoch % cfg.hessian_every == 0 and finite:  # NaN: eigvalsh fails
         model.eval()
-        eig, _ = hessian_eigenvalue(model, xv, yv)
+        eig, _ = hessian_eigenvalue(model, xv, yv, algo.mix)
         model.train()
     alpha = model.alpha.detach().float().cpu()
     return EpochRecord(
         epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss,
         valid_acc=valid_acc, lr_weights=lr_w, lr_alpha=lr_a, hessian_eig=eig,
         seconds=time.perf_counter() - t0 if t0 else 0.0, arch=model.arch(),
-        alpha=alpha.numpy().astype(np.float32), weights=F.softmax(alpha, -1).numpy().astype(np.float32),
+        alpha=alpha.numpy().astype(np.float32),
+        weights=dist.float().cpu().numpy().astype(np.float32), extras=algo.extras(),
     )  # fmt: skip
 
 

@@ -27,9 +27,17 @@ from typing import Any
 import yaml
 
 from ray_nas import nb201
+from ray_nas.algorithms import (
+    DRNAS_REGS,
+    NAMES,
+    OBJECTIVES,
+    DartsV2Settings,
+    DrnasSettings,
+    GaeaSettings,
+)
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
-ALGORITHMS = ("darts_v1",)
+ALGORITHMS = NAMES
 SCHEDULES = ("cosine", "constant")
 IMPLS = ("fast", "reference")
 PRECISIONS = ("fp32", "bf16")
@@ -125,7 +133,16 @@ class SearchConfig:
     """One search = one trial. Defaults are the paper's S.1 (NAS-Bench-201's DARTS-V1)."""
 
     algorithm: str = "darts_v1"
-    """darts_v1 (first-order DARTS)"""
+    """darts_v1 | darts_v2 | gaea | drnas (ray_nas.algorithms; `ray-nas algorithms` lists them)"""
+    objective: str = "bilevel"
+    """bilevel (weights on search-train, architecture on search-valid) | erm (both on the whole
+    training split, independent random batches, as GAEA-ERM)"""
+    darts_v2: DartsV2Settings = field(default_factory=DartsV2Settings)
+    """DARTS-V2's own keys (read only when algorithm is darts_v2)"""
+    gaea: GaeaSettings = field(default_factory=GaeaSettings)
+    """GAEA's own keys (read only when algorithm is gaea)"""
+    drnas: DrnasSettings = field(default_factory=DrnasSettings)
+    """DrNAS's own keys (read only when algorithm is drnas)"""
     dataset: str = "cifar10"
     """cifar10 | cifar100 | imagenet16-120 | digits | fake"""
     data_root: str = "data"
@@ -197,7 +214,9 @@ NON_IDENTITY_FIELDS = (
 #: Search fields added after stores existed (dotted for nested ones, e.g. "weights.warmup_rule"):
 #: left out of the run_id while they hold their dataclass default, so every job written before
 #: them keeps its run_ids. Every new identity field of SearchConfig is listed here.
-ADDED_FIELDS: tuple[str, ...] = ()
+ADDED_FIELDS: tuple[str, ...] = (
+    "objective", "darts_v2.radius", "gaea.eta", "gaea.clamp", "drnas.reg", "drnas.reg_scale",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -223,7 +242,7 @@ class RetrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     benchmark: str | None = None
-    """a compact NB201 table (Parquet), or null"""
+    """nb201 (the built-in test-accuracy table), a compact NB201 table (Parquet), or null"""
     metric: str | None = None
     """benchmark metric for the summary and the oracle; null = the search data set's test metric"""
     retrain: RetrainConfig | None = field(default_factory=RetrainConfig)
@@ -448,6 +467,16 @@ def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> 
 
 def _validate_search(c: SearchConfig, w: str) -> None:
     _choice(c.algorithm, ALGORITHMS, f"{w}.algorithm")
+    _choice(c.objective, OBJECTIVES, f"{w}.objective")
+    _choice(c.drnas.reg, DRNAS_REGS, f"{w}.drnas.reg")
+    _positive(c.darts_v2.radius, f"{w}.darts_v2.radius")
+    _positive(c.gaea.eta, f"{w}.gaea.eta")
+    _positive(c.drnas.reg_scale, f"{w}.drnas.reg_scale", allow_zero=True)
+    if not 0 < c.gaea.clamp < 1 / len(c.ops or nb201.OPS):
+        raise SpecError(
+            f"{w}.gaea.clamp: must be in (0, 1/len(ops) = {1 / len(c.ops or nb201.OPS):.3g}), "
+            f"got {c.gaea.clamp!r}"
+        )
     _choice(c.dataset, DATASETS, f"{w}.dataset")
     _choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
     _choice(c.impl, IMPLS, f"{w}.impl")
@@ -495,8 +524,19 @@ def run_id(cfg: SearchConfig) -> str:
             node, base = node[p], base[p]
         if node[leaf] == base[leaf]:
             del node[leaf]
+        _prune_empty(d, parents)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _prune_empty(d: dict, parents: list[str]) -> None:
+    """Drop the mappings along `parents` that removing ADDED_FIELDS left empty (deepest first)."""
+    for i in range(len(parents), 0, -1):
+        node = d
+        for p in parents[: i - 1]:
+            node = node[p]
+        if node.get(parents[i - 1]) == {}:
+            del node[parents[i - 1]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,16 +622,20 @@ def _validate_job(spec: JobSpec) -> None:
     _positive(spec.resources.gpu, "resources.gpu", allow_zero=True)
     _positive(spec.max_failures, "max_failures", allow_zero=True)
     for key, values in spec.grid.items():
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
+        if is_bundle_axis(key, values):
+            _validate_bundles(key, values)
+            continue
         top = str(key).split(".")[0]
         if top not in _SEARCH_KEYS:
             raise SpecError(
-                f"grid.{key}: not a search key{_suggest(top, _SEARCH_KEYS)} (grid keys are dotted keys of `search`)"
+                f"grid.{key}: not a search key{_suggest(top, _SEARCH_KEYS)} (grid keys are dotted "
+                "keys of `search`, or a named axis whose values are mappings of search keys)"
             )
-        if not isinstance(values, list) or not values:
-            raise SpecError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
         _no_repeats([json.dumps(v, sort_keys=True, default=str) for v in values], f"grid.{key}")
     resolve_search(spec.search)  # the defaults alone must be valid
-    expand_grid(spec)  # and so must every grid point
+    expand_grid(spec)  # and so must every grid point (each its own run_id)
     if spec.evaluate.retrain is not None:
         r = spec.evaluate.retrain
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
@@ -607,6 +651,7 @@ def _validate_job(spec: JobSpec) -> None:
         except ValueError as e:
             raise SpecError(f"criteria[{i}]: {e}") from None
     _no_repeats(labels, "criteria")
+    _validate_bundle_criteria(spec)
     if spec.stop is not None:
         try:
             stop = criteria.parse_criterion(spec.stop)
@@ -668,6 +713,29 @@ def _validate_metric(metric: str | None) -> None:
         )
 
 
+def _validate_bundle_criteria(spec: JobSpec) -> None:
+    """A bundle's `criteria` (shown by the report) must be criteria the job computes."""
+    from ray_nas import criteria
+
+    job = [criteria.parse_criterion(c) for c in spec.criteria] or criteria.default_criteria()
+    labels = {c.label for c in job}
+    for key, values in spec.grid.items():
+        if not is_bundle_axis(key, values):
+            continue
+        for i, bundle in enumerate(values):
+            for j, item in enumerate(bundle.get("criteria") or []):
+                where = f"grid.{key}[{i}].criteria[{j}]"
+                try:
+                    label = criteria.parse_criterion(item).label
+                except ValueError as e:
+                    raise SpecError(f"{where}: {e}") from None
+                if label not in labels:
+                    raise SpecError(
+                        f"{where}: {label!r} is not in the job's criteria (add it to `criteria:`; "
+                        f"computed: {', '.join(sorted(labels))})"
+                    )
+
+
 def grid_points(spec: JobSpec) -> list[dict[str, Any]]:
     """The Cartesian product of the grid in a stable order (keys as written, last key fastest)."""
     keys = list(spec.grid)
@@ -675,28 +743,113 @@ def grid_points(spec: JobSpec) -> list[dict[str, Any]]:
 
 
 def expand_grid(spec: JobSpec) -> list[tuple[SearchConfig, str, dict[str, Any]]]:
-    """[(resolved SearchConfig, run_id, grid point)] for every grid point, in stable order."""
+    """[(resolved SearchConfig, run_id, grid point)] for every grid point, in stable order.
+
+    A bundle axis's value sets all its search keys at once; the run_id depends only on the
+    resolved config (not on the axis's name, its labels or the rows' order)."""
     out = []
     for point in grid_points(spec) or [{}]:
         raw = copy.deepcopy(spec.search)
         for key, value in point.items():
-            set_dotted(raw, key, value)
-        where = (
-            "search"
-            if not point
-            else "grid point " + ",".join(f"{k}={v}" for k, v in point.items())
-        )
+            for k, v in _point_keys(key, value).items():
+                set_dotted(raw, k, v)
+        where = "search" if not point else "grid point " + point_text(point)
         cfg = resolve_search(raw, where)
         out.append((cfg, run_id(cfg), point))
     ids: dict[str, dict] = {}
     for _cfg, rid, point in out:
         if rid in ids:
             raise SpecError(
-                f"grid: points {ids[rid]} and {point} resolve to the same search (run_id {rid}); "
-                "drop one of the values"
+                f"grid: points {point_text(ids[rid])} and {point_text(point)} resolve to the same "
+                f"search config (the same run_id {rid}); drop or change one"
             )
         ids[rid] = point
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# bundle axes: grid values that set several search keys at once (e.g. the rows of Table 2)
+
+#: keys of a bundle that are not search keys: the row's name, and the criteria (labels or
+#: items as in `criteria:`) that `ray-nas report` shows for that row in its methods table
+BUNDLE_META = ("label", "criteria")
+
+
+def is_bundle_axis(key: str, values: Any) -> bool:
+    """A grid key that is not a search key and whose values are all mappings."""
+    return (
+        str(key).split(".")[0] not in _SEARCH_KEYS
+        and isinstance(values, list)
+        and bool(values)
+        and all(isinstance(v, dict) for v in values)
+    )
+
+
+def bundle_keys(bundle: dict) -> dict[str, Any]:
+    """The dotted search keys a bundle sets ({'weights': {'lr': 1}} -> {'weights.lr': 1})."""
+    return flatten({k: v for k, v in bundle.items() if k not in BUNDLE_META})
+
+
+def bundle_label(bundle: dict) -> str:
+    return str(bundle.get("label") or ",".join(f"{k}={v}" for k, v in bundle_keys(bundle).items()))
+
+
+def _point_keys(key: str, value: Any) -> dict[str, Any]:
+    return bundle_keys(value) if isinstance(value, dict) else {key: value}
+
+
+def value_text(value: Any) -> str:
+    """A grid value as text: a bundle by its label."""
+    return bundle_label(value) if isinstance(value, dict) else str(value)
+
+
+def point_text(point: dict[str, Any]) -> str:
+    return ",".join(f"{k}={value_text(v)}" for k, v in point.items())
+
+
+def _validate_bundles(key: str, bundles: list[dict]) -> None:
+    for i, bundle in enumerate(bundles):
+        where = f"grid.{key}[{i}]"
+        for k in bundle_keys(bundle):
+            top = k.split(".")[0]
+            if top not in _SEARCH_KEYS:
+                raise SpecError(
+                    f"{where}.{k}: not a search key{_suggest(top, _SEARCH_KEYS)} (a bundle "
+                    f"holds search keys, plus {' and '.join(BUNDLE_META)})"
+                )
+        crit = bundle.get("criteria")
+        if crit is not None and not isinstance(crit, list):
+            raise SpecError(f"{where}.criteria: expected a list of criteria, got {crit!r}")
+    labels = [bundle_label(b) for b in bundles]
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"grid.{key}: labels must differ, got {labels}")
+
+
+def grid_value(spec: JobSpec, key: str, config: dict) -> tuple[int, str]:
+    """(index in grid[key], display text) of a stored trial's resolved `config` on one axis;
+    index len(values) when no value matches. A bundle matches when every key that any bundle
+    of the axis sets has, in the config, the value that bundle resolves it to."""
+    values = spec.grid[key]
+    flat = flatten(config)
+    if not is_bundle_axis(key, values):
+        v = flat.get(key)
+        v = list(v) if isinstance(v, tuple) else v
+        return (values.index(v) if v in values else len(values)), _short(v)
+    union = sorted({k for b in values for k in bundle_keys(b)})
+    for i, bundle in enumerate(values):
+        raw = copy.deepcopy(spec.search)
+        for k, v in bundle_keys(bundle).items():
+            set_dotted(raw, k, v)
+        resolved = flatten(to_dict(resolve_search(raw)))
+        if all(flat.get(k) == resolved.get(k) for k in union):
+            return i, bundle_label(bundle)
+    return len(values), "?"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ",".join(map(str, v)) + "]"
+    return str(v)
 
 
 def search_config(spec: JobSpec, overrides: dict[str, Any] | None = None) -> SearchConfig:

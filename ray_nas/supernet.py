@@ -113,7 +113,10 @@ def _backbone(c: int, n: int, make_cell) -> tuple[nn.Module, nn.ModuleList, int]
 
 
 class Supernet(nn.Module):
-    """DARTS supernet on the NB201 cell space with one shared alpha [E, K]."""
+    """Supernet on the NB201 cell space with one shared architecture parameter alpha [E, K].
+
+    alpha is the search algorithm's raw parameter (DARTS logits, GAEA's simplex point, DrNAS's
+    theta); the algorithm initialises it and hands forward its mixing weights."""
 
     def __init__(
         self,
@@ -140,9 +143,22 @@ class Supernet(nn.Module):
         """[E, K] the distribution the cells mix with: softmax(alpha) per edge."""
         return F.softmax(self.alpha, dim=-1)
 
-    def forward(self, x: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, 3, H, W] -> logits [B, classes]. `alpha` replaces self.alpha (Hessian)."""
-        w = F.softmax(self.alpha if alpha is None else alpha, dim=-1)
+    def forward(
+        self,
+        x: torch.Tensor,
+        alpha: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x [B, 3, H, W] -> logits [B, classes].
+
+        `weights` [E, K]: the op distribution the cells mix with, as the search algorithm makes
+        it (ray_nas.algorithms); without it softmax(alpha), `alpha` defaulting to self.alpha.
+        """
+        w = (
+            weights
+            if weights is not None
+            else F.softmax(self.alpha if alpha is None else alpha, -1)
+        )
         h = self.stem(x)
         for layer in self.layers:
             h = layer(h, w) if getattr(layer, "mixes_ops", False) else layer(h)
@@ -150,7 +166,10 @@ class Supernet(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
     def genotype(self) -> tuple[str, ...]:
-        """Per edge the argmax op over all candidate ops (`none` included), order nb201.EDGES."""
+        """Per edge the argmax op over all candidate ops (`none` included), order nb201.EDGES.
+
+        argmax of the raw alpha: equal to the argmax of every algorithm's distribution (softmax,
+        identity, and the Dirichlet mean are monotone per edge)."""
         idx = self.alpha.detach().argmax(dim=-1).tolist()
         return tuple(self.op_names[i] for i in idx)
 

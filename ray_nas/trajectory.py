@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -142,7 +142,7 @@ def delete(path: str) -> None:
 # ------------------------------------------------------------------------------------------
 # the trajectory schema (contract: README "Store layout")
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: the nullable `concentration` column in alphas (1 lacks it; still read)
 PART = "part-0.parquet"
 
 EPOCHS_SCHEMA = pa.schema(
@@ -169,10 +169,31 @@ ALPHAS_SCHEMA = pa.schema(
         ("cell", pa.string()),  # "shared" for NAS-Bench-201 (one alpha for all cells)
         ("edge", pa.string()),  # "1<-0", ... (nb201.EDGES order)
         ("op", pa.string()),  # op name
-        ("alpha", pa.float32()),  # the raw parameter
-        ("weight", pa.float32()),  # softmax(alpha) per (epoch, cell, edge): rows sum to 1
+        ("alpha", pa.float32()),  # the algorithm's raw parameter
+        (
+            "weight",
+            pa.float32(),
+        ),  # the op distribution it mixes with: rows of (epoch, cell, edge) sum to 1
+        ("concentration", pa.float32()),  # DrNAS's Dirichlet concentration; null for the others
     ]
 )
+#: alphas columns an algorithm may leave null (algorithms.EXTRA_COLUMNS)
+EXTRA_ALPHA_COLUMNS = ("concentration",)
+
+
+def _with_extras(al: pa.Table) -> pa.Table:
+    """Add the extra columns a schema-1 store lacks, as nulls."""
+    for name in EXTRA_ALPHA_COLUMNS:
+        if name not in al.column_names:
+            al = al.append_column(name, pa.nulls(al.num_rows, pa.float32()))
+    return al
+
+
+def _extra_array(extras: dict[str, np.ndarray] | None, name: str, n: int) -> pa.Array:
+    if extras and name in extras:
+        return pa.array(np.asarray(extras[name], dtype=np.float32).reshape(-1))
+    return pa.nulls(n, pa.float32())
+
 
 STATUS_COLUMNS = (
     "run_id",
@@ -234,7 +255,8 @@ class TrialWriter:
             _fs_path(self.paths["alphas"])[1], filesystem=_fs_path(self.paths["alphas"])[0]
         )
         ep = ep.filter(pc.less_equal(ep["epoch"], upto_epoch)).select(EPOCHS_SCHEMA.names)
-        al = al.filter(pc.less_equal(al["epoch"], upto_epoch)).select(ALPHAS_SCHEMA.names)
+        al = _with_extras(al.filter(pc.less_equal(al["epoch"], upto_epoch)))
+        al = al.select(ALPHAS_SCHEMA.names)
         self.epochs = ep.to_pylist()
         self.alphas = [al.cast(ALPHAS_SCHEMA)] if al.num_rows else []
 
@@ -256,6 +278,10 @@ class TrialWriter:
                     "op": pa.array(list(self.ops) * e),
                     "alpha": pa.array(np.asarray(rec.alpha, dtype=np.float32).reshape(-1)),
                     "weight": pa.array(np.asarray(rec.weights, dtype=np.float32).reshape(-1)),
+                    **{
+                        c: _extra_array(getattr(rec, "extras", None), c, e * k)
+                        for c in EXTRA_ALPHA_COLUMNS
+                    },
                 },
                 schema=ALPHAS_SCHEMA,
             )
@@ -288,6 +314,7 @@ class TrialWriter:
                     "op": pa.array(np.tile(np.array(self.ops, dtype=object), n * e).tolist()),
                     "alpha": pa.array(alpha.astype(np.float32).reshape(-1)),
                     "weight": pa.array(weights.astype(np.float32).reshape(-1)),
+                    **{c: pa.nulls(n * e * k, pa.float32()) for c in EXTRA_ALPHA_COLUMNS},
                 },
                 schema=ALPHAS_SCHEMA,
             )
@@ -351,7 +378,9 @@ class TrialData:
     alpha: np.ndarray
     """float64 [T+1, E, K] raw logits"""
     weights: np.ndarray
-    """float64 [T+1, E, K] softmax(alpha)"""
+    """float64 [T+1, E, K] the op distribution (softmax(alpha) for DARTS)"""
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """float64 [T+1, E, K] per extra alphas column the algorithm filled (e.g. concentration)"""
 
 
 def _read_file(path: str, fs) -> pa.Table:
@@ -396,6 +425,11 @@ def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json
     cols = {name: ep.column(name).to_numpy(zero_copy_only=False) for name in EPOCHS_SCHEMA.names}
     cols["hessian_eig"] = np.asarray(ep.column("hessian_eig").to_pandas(), dtype=np.float64)
     shape = (n, e, k)
+    extras = {
+        c: al.column(c).to_numpy(zero_copy_only=False).astype(np.float64).reshape(shape)
+        for c in EXTRA_ALPHA_COLUMNS
+        if c in al.column_names and al.column(c).null_count == 0 and al.num_rows
+    }
     return TrialData(
         run_id=run_id,
         config=json.loads(config_json),
@@ -404,6 +438,7 @@ def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json
         epochs=cols,
         alpha=al.column("alpha").to_numpy().astype(np.float64).reshape(shape),
         weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
+        extras=extras,
     )
 
 

@@ -274,3 +274,20 @@ def test_shared_table_anchors(shared_table):
     arch_1462 = shared_table.loc[shared_table["index"] == 1462, "arch"].item()
     assert arch_1462 == ALL_CONV3
     assert round(benchmark.lookup(shared_table, [arch_1462])["cifar10_test"].item(), 2) == 93.76
+
+
+def test_builtin_nb201_table_ships_in_the_package(tmp_path):
+    """`evaluate.benchmark: nb201` is the packaged compact table (no conversion needed)."""
+    from ray_nas.benchmark import BUILTIN_TABLES, load_table, lookup, table_path
+
+    assert table_path("nb201").endswith("ray_nas/tables/nb201_test_accuracy.parquet")
+    table = load_table("nb201")
+    assert len(table) == 15625
+    skip = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+    assert round(float(lookup(table, [skip])["cifar10_test"].iloc[0]), 2) == 54.30
+    # packaged: pyproject's package-data covers it, so a wheel carries it
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    data = pyproject["tool"]["setuptools"]["package-data"]["ray_nas"]
+    assert "tables/*.parquet" in data and BUILTIN_TABLES["nb201"].endswith(".parquet")

@@ -6,17 +6,25 @@ import sys
 from .conftest import REPO
 
 
-def test_search_step_benchmark_prints_both_impls():
+def test_search_step_benchmark_prints_every_algorithm_on_both_impls():
+    algorithms = ("darts_v1", "darts_v2", "gaea", "drnas")
     cmd = [sys.executable, "benchmarks/search_step.py", "--channels", "4", "--cells", "1",
-           "--batch", "4", "--size", "16", "--steps", "2", "--threads", "1"]  # fmt: skip
+           "--batch", "4", "--size", "16", "--steps", "1", "--threads", "1",
+           "--algorithm", *algorithms]  # fmt: skip
     out = subprocess.run(
         cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True
     ).stdout
-    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()}
-    for impl in ("reference", "fast"):
-        ms, images_per_s, ratio = rows[impl][:3]
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in out.splitlines()
+        if line.split() and line.split()[0].split("/")[0] in algorithms
+    }
+    assert set(rows) == {f"{a}/{i}" for a in algorithms for i in ("reference", "fast")}
+    for ms, images_per_s, ratio, _total, vs_v1 in rows.values():
         assert float(ms) > 0 and float(images_per_s) > 0 and ratio.endswith("x")
-    assert rows["reference"][2] == "1.00x"  # the first trial is the baseline
+        assert vs_v1.endswith("x")
+    assert rows["darts_v1/reference"][2] == "1.00x"  # the first trial is the baseline
+    assert rows["darts_v1/fast"][4] == rows["darts_v1/reference"][4] == "1.00x"  # vs v1, same impl
 
 
 def test_equivalence_script_reports_every_layout_and_impl():

@@ -25,6 +25,7 @@ TRIALS = {
     "jobs/paper/exp5_exchange.yaml": 5,
     "jobs/paper/exp6_no_skip.yaml": 5,
     "jobs/paper/exp7_long.yaml": 5,
+    "jobs/paper/table2.yaml": 30,
     "jobs/paper/table2_ss_darts.yaml": 5,
     "jobs/paper/table3_weights_lr.yaml": 15,
 }

@@ -142,7 +142,7 @@ BAD_INPUT = [
     ("duplicate grid value", _with("sweep", "--dry-run", grid={"seed": [0, 0]}), 2,
      "grid.seed[1]: 0 repeats grid.seed[0]"),
     ("grid points, same search", _with("sweep", "--dry-run", grid={"ops": [["none", "skip_connect"], ["skip_connect", "none"]]}), 2,
-     "resolve to the same search"),
+     "resolve to the same search config"),
     ("duplicate criteria", _with("sweep", "--dry-run", criteria=["final", "final"]), 2,
      "criteria[1]: final repeats criteria[0]"),
     ("duplicate criteria with params", _with("sweep", "--dry-run", criteria=[{"name": "dartsplus_sc", "k": 3}, {"k": 3, "name": "dartsplus_sc"}]), 2,

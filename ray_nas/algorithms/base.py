@@ -1,0 +1,101 @@
+"""The interface every search algorithm implements, and the Adam-driven base most of them share.
+
+Shapes: the raw architecture parameter `alpha` is [E, K] (edges x candidate ops, the space's
+order); a distribution over ops is [E, K] with rows summing to 1. The parameter lives in the
+supernet (`model.alpha`, excluded from `model.weight_parameters()`, so the weights' optimiser,
+weight decay and clipping never touch it, and the model's state_dict carries it to checkpoints);
+the algorithm decides how it is initialised, how it becomes mixing weights, and how it moves.
+The loop (ray_nas.search) calls, per step: `mixing_weights()` for the weight step's forward and
+`arch_step(...)` before (`arch_first`) or after the weight step; per epoch: `distribution()`,
+`extras()` and `mix` (the Hessian) for the record; `state_dict()` for checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+#: loss_of(x, y, weights) -> scalar loss: the supernet forward under the search's autocast,
+#: mixing with `weights` [E, K], cross-entropy against y [B]
+LossOf = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class Algorithm:
+    """One search algorithm. Subclasses set `name`, `arch_first`, and override what differs."""
+
+    name: ClassVar[str] = ""
+    arch_first: ClassVar[bool] = True
+    """architecture step before the weight step within one search step (False: after it)"""
+
+    def __init__(self, cfg, model: nn.Module, w_params: list[torch.Tensor], w_opt):
+        """cfg: spec.SearchConfig; w_params / w_opt: the supernet weights and their SGD."""
+        self.cfg, self.model, self.w_params, self.w_opt = cfg, model, w_params, w_opt
+        self.alpha: nn.Parameter = model.alpha
+
+    # -- what the supernet mixes with -----------------------------------------------------
+
+    @staticmethod
+    def mix(alpha: torch.Tensor) -> torch.Tensor:
+        """Deterministic, differentiable map raw parameter [E, K] -> op distribution [E, K]."""
+        raise NotImplementedError
+
+    def mixing_weights(self) -> torch.Tensor:
+        """[E, K] mixing weights for one training forward (detached; may be a random draw)."""
+        return self.mix(self.alpha.detach())
+
+    def distribution(self) -> torch.Tensor:
+        """[E, K] the recorded op distribution (`alphas.weight`); evaluation forwards mix with it."""
+        return self.mix(self.alpha.detach())
+
+    def extras(self) -> dict[str, np.ndarray]:
+        """Extra per-(edge, op) float32 [E, K] columns to record (names in algorithms.EXTRA_COLUMNS)."""
+        return {}
+
+    # -- how it moves -----------------------------------------------------------------------
+
+    def arch_step(self, loss_of: LossOf, train: Batch, arch: Batch, lr_weights: float) -> None:
+        """One architecture update on the arch batch (train: the step's weight batch)."""
+        raise NotImplementedError
+
+    def lr(self) -> float:
+        """The architecture step size (recorded as lr_alpha)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Optimiser state for checkpoints (the parameter itself is in the model's state_dict)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class AdamAlgorithm(Algorithm):
+    """An algorithm whose architecture parameter moves by Adam (search.alpha.*)."""
+
+    def __init__(self, cfg, model, w_params, w_opt):
+        super().__init__(cfg, model, w_params, w_opt)
+        self.opt = torch.optim.Adam(
+            [self.alpha], lr=cfg.alpha.lr, betas=cfg.alpha.betas, weight_decay=self.weight_decay()
+        )
+
+    def weight_decay(self) -> float:
+        return self.cfg.alpha.weight_decay
+
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict:
+        return self.opt.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt.load_state_dict(state)
+
+    def backward_and_step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=[self.alpha])
+        self.opt.step()
