@@ -124,6 +124,16 @@ class Trajectory:
             metrics={k: v[s] for k, v in self.metrics.items()},
         )
 
+    def finite_prefix(self) -> Trajectory:
+        """Epochs 0..t-1 before the first epoch t whose alpha or weights hold NaN or inf (a search
+        that diverged); the whole trajectory when all is finite. Every criterion sees only this."""
+        bad = ~(
+            np.isfinite(self.alpha).all(axis=(1, 2)) & np.isfinite(self.weights).all(axis=(1, 2))
+        )
+        if not bad.any():
+            return self
+        return self.prefix(max(int(np.argmax(bad)) - 1, 0))
+
     @classmethod
     def from_alpha(
         cls,
@@ -645,9 +655,11 @@ def apply_checked(
 
     Raises CriterionError (one line naming the function) when it raises, returns something other
     than a StopResult, an epoch outside 1..T (0 only when T = 0), a not-fired epoch other than T,
-    or an arch other than the one recorded at its epoch.
+    or an arch other than the one recorded at its epoch. Non-finite epochs are ignored: the
+    criterion sees `traj.finite_prefix()` (a diverged search's epochs before the divergence).
     """
     who = f"criterion {label!r}" + ("" if info.where == info.name else f" ({info.where})")
+    traj = traj.finite_prefix()
     try:
         r = info.fn(traj, **params)
     except Exception as e:

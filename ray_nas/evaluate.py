@@ -141,7 +141,9 @@ def run_evaluate(
         f"evaluate {spec.name}: {len(trials)} trials, {len(specs)} criteria, {time.perf_counter() - t0:.1f}s to read"
     )
     for rid, why in sorted(problems.items()):
-        log(f"  skipped trial {rid}: {why}")
+        log(
+            f"  skipped trial {rid}: {why} (`ray-nas sweep {spec.source} --redo {rid}` runs it again)"
+        )
 
     sel = selections(trials, specs, table, running, lambda t: trial_metric(spec, t.config))
     uncovered = table is None or metric is None or metric not in sel
@@ -157,6 +159,8 @@ def run_evaluate(
     trajectory.write_frame(sel, f"{job_dir}/selections.parquet")
     summary = summarize(spec, trials, sel, specs, metric)
     log(format_summary(summary, _shown_metric(spec, trials, metric)))
+    for line in diverged_lines(status):
+        log(line)
     log(f"selections: {job_dir}/selections.parquet ({len(sel)} rows); "
         f"{len(problems)} trials skipped; {time.perf_counter() - t0:.1f}s")  # fmt: skip
     result = EvaluateResult(sel, summary, trials, problems, metric or "")
@@ -165,6 +169,19 @@ def run_evaluate(
 
         log_job(spec, result, log=log)
     return result
+
+
+def diverged_lines(status: pd.DataFrame | None) -> list[str]:
+    """Summary lines naming the trials that diverged (status `diverged`): where and why."""
+    if status is None or not len(status) or "diverged_epoch" not in status:
+        return []
+    rows = status[status["status"] == "diverged"]
+    if rows.empty:
+        return []
+    lines = [f"diverged: {len(rows)} trials (criteria used their epochs before the divergence)"]
+    for _, r in rows.iterrows():
+        lines.append(f"  {r['run_id']}: {r['stop_reason']}; kept epochs 0..{int(r['epochs_done'])}")
+    return lines
 
 
 def _load_benchmark(spec: JobSpec) -> pd.DataFrame | None:

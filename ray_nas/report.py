@@ -38,7 +38,7 @@ import yaml
 
 from ray_nas import evaluate as ev
 from ray_nas import trajectory
-from ray_nas.spec import JobSpec, flatten, resolved_job_dict
+from ray_nas.spec import JobSpec, SpecError, flatten, resolved_job_dict
 
 #: op -> line colour; every chart and legend uses the same one.
 OP_COLORS = {
@@ -68,6 +68,9 @@ def write_report(
     parent run when there is one, and return its path."""
     t0 = time.perf_counter()
     path = str(output) if output else f"{spec.job_dir}/report.html"
+    problem = trajectory.output_problem(path)
+    if problem:
+        raise SpecError(f"report -o {path}: {problem}")
     page = build_report(spec)
     trajectory.write_bytes(path if "://" in path else os.path.abspath(path), page.encode())
     log(f"report: {len(page) / 1e6:.2f} MB in {time.perf_counter() - t0:.1f}s")
@@ -779,7 +782,7 @@ table{border-collapse:collapse;margin:6px 0 10px}th,td{padding:3px 10px;border-b
 th{background:var(--alt);font-weight:600}
 table.data td:not(:first-child){font-variant-numeric:tabular-nums;white-space:nowrap}
 td.best{font-weight:700}table.markers{font-size:13px}
-tr.st-failed td.status,tr.st-unreadable td.status{color:#b3261e;font-weight:600}
+tr.st-failed td.status,tr.st-unreadable td.status,tr.st-diverged td.status{color:#b3261e;font-weight:600}
 tr.st-running td.status{color:#1a5fb4;font-weight:600}
 pre{background:var(--alt);border:1px solid var(--line);padding:10px;overflow:auto;font-size:12.5px}
 #trial-filter{margin-left:12px;font:inherit;padding:2px 6px}

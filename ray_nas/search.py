@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ray_nas import nb201
 from ray_nas.algorithms import algorithm_class
 from ray_nas.data import Batcher, DataSet, load_dataset
-from ray_nas.spec import SearchConfig
+from ray_nas.spec import SearchConfig, SpecError
 from ray_nas.supernet import Supernet, build_supernet
 
 
@@ -58,6 +58,18 @@ class EpochRecord:
     """further float32 [E, K] columns of the algorithm (algorithms.EXTRA_COLUMNS)"""
 
 
+def non_finite(rec: EpochRecord) -> str | None:
+    """What in an epoch record is NaN or infinite (the search diverged), or None when all is finite.
+
+    Checks the losses (train_loss only after epoch 0, where it is NaN by definition) and alpha.
+    """
+    losses = {"valid_loss": rec.valid_loss, "train_loss": rec.train_loss if rec.epoch else 0.0}
+    bad = [f"{k} {v}" for k, v in losses.items() if not math.isfinite(v)]
+    if not np.isfinite(rec.alpha).all():
+        bad.append(f"{int((~np.isfinite(rec.alpha)).sum())} non-finite alpha entries")
+    return f"non-finite {', '.join(bad)} at epoch {rec.epoch}" if bad else None
+
+
 class CheckpointStore(Protocol):
     def load(self) -> dict | None: ...
     def save(self, state: dict) -> None: ...
@@ -67,7 +79,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("search.device: cuda requested but no CUDA device is available")
+        raise SpecError(
+            "search.device: cuda, but this machine has no CUDA device; use device: auto or cpu"
+        )
     return torch.device(name)
 
 
@@ -402,7 +416,9 @@ def end_of_epoch(
         model, valid_b, cfg.batch_size, cfg.steps_per_epoch, dist
     )
     eig = None
-    if cfg.hessian_every and epoch % cfg.hessian_every == 0 and arch_batch is not None:
+    finite = math.isfinite(valid_loss) and bool(torch.isfinite(model.alpha).all())
+    due = cfg.hessian_every and epoch % cfg.hessian_every == 0 and arch_batch is not None
+    if due and finite:  # NaN: eigvalsh fails
         eig, _ = hessian_eigenvalue(model, model.alpha, *arch_batch, _alpha_l2(algo, cfg), algo.mix)
     alpha = model.alpha.detach().float().cpu()
     return EpochRecord(
