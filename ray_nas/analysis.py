@@ -12,9 +12,13 @@ Pure Python + numpy: no torch, so this runs anywhere in milliseconds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+#: the longest phase 1 `restore_steps` runs (about a second); the paper's is 25 steps
+MAX_T1 = 100_000
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -62,10 +66,10 @@ def restore_steps(
     Returns:
         The number of phase-2 updates until y[0] - y[1] changes sign.
     """
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if t1 < 1:
-        raise ValueError(f"t1 must be >= 1, got {t1}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if not 1 <= t1 <= MAX_T1:
+        raise ValueError(f"t1 must be in 1..{MAX_T1} (the paper uses 25), got {t1}")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     x = np.asarray(x0, dtype=np.float64).copy()
@@ -94,9 +98,17 @@ def restore_steps(
     raise RuntimeError(f"order not restored within {max_steps} phase-2 steps at lr {lr}")
 
 
+def _restore_cell(lr: float, kwargs: dict) -> str:
+    """restore_steps as a table cell; an order never restored within max_steps says so."""
+    try:
+        return str(restore_steps(lr, **kwargs))
+    except RuntimeError:
+        return f"not restored within {kwargs.get('max_steps', 10000)} steps"
+
+
 def format_restore_table(lrs: Iterable[float], **kwargs) -> str:
     """A plain-text table `lr | t2 (steps to restore)`, one row per lr; kwargs go to restore_steps."""
-    rows = [(f"{lr:g}", str(restore_steps(lr, **kwargs))) for lr in lrs]
+    rows = [(f"{lr:g}", _restore_cell(lr, kwargs)) for lr in lrs]
     header = ("lr", "t2 (steps to restore)")
     w0 = max(len(header[0]), *(len(r[0]) for r in rows)) if rows else len(header[0])
     lines = [f"{header[0]:>{w0}} | {header[1]}", f"{'-' * w0}-+-{'-' * len(header[1])}"]

@@ -162,7 +162,11 @@ class Job:
         selections.parquet (columns evaluate.SELECTION_COLUMNS, then the benchmark's scores of the
         selected arch). `items` replaces the job's criteria. No retraining here."""
         running = ev.in_progress(self.status)
-        return ev.selections(self.trials, self.criteria(items), self.benchmark, running)
+
+        def own(t: trajectory.TrialData) -> str | None:  # a plain oracle: the trial's data set
+            return ev.trial_metric(self.spec, t.config)
+
+        return ev.selections(self.trials, self.criteria(items), self.benchmark, running, own)
 
     def summary(self, items: Sequence[CriterionItem] | None = None) -> pd.DataFrame:
         """Rows (group, criterion label): n, mean/std of the job's metric over seeds, mean stop

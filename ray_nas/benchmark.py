@@ -101,6 +101,10 @@ def _load_official(pth_path: str, progress: Callable[[str], object]):
     import torch  # heavy: only here
     from nas_201_api import NASBench201API  # imports torch at import time
 
+    with open(pth_path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch zip, or a pickle
+        raise ValueError(f"{pth_path} is not a NAS-Bench-201 file (not a torch.save file)")
     warnings.warn(
         f"unpickling {pth_path} with torch.load(weights_only=False): this can run arbitrary "
         "code; only convert the trusted official NAS-Bench-201 file",
@@ -109,13 +113,32 @@ def _load_official(pth_path: str, progress: Callable[[str], object]):
     )
     t0 = time.monotonic()
     progress(f"nb201: loading {pth_path} (the official file takes minutes and ~25 GB of RAM)")
-    data = torch.load(pth_path, map_location="cpu", weights_only=False)
-    if not isinstance(data, dict):
-        raise ValueError(f"{pth_path} is not a NAS-Bench-201 file (holds a {type(data).__name__})")
+    try:
+        data = torch.load(pth_path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - truncated, not a torch file, foreign pickle
+        raise ValueError(
+            f"{pth_path} is not a NAS-Bench-201 file (torch.load: {_first(e)})"
+        ) from None
+    if not isinstance(data, dict) or not {"meta_archs", "arch2infos"} <= set(data):
+        what = (
+            "a dict without meta_archs/arch2infos"
+            if isinstance(data, dict)
+            else f"a {type(data).__name__}"
+        )
+        raise ValueError(f"{pth_path} is not a NAS-Bench-201 file (holds {what})")
     progress(f"nb201: loaded in {time.monotonic() - t0:.0f}s; building the official API")
-    api = NASBench201API(_SharedDict(data), verbose=False)
+    try:
+        api = NASBench201API(_SharedDict(data), verbose=False)
+    except Exception as e:  # noqa: BLE001 - a file of another format or version
+        raise ValueError(
+            f"{pth_path}: the official API cannot read it ({type(e).__name__}: {_first(e)})"
+        ) from None
     del data
     return api
+
+
+def _first(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
 def convert(
@@ -139,6 +162,9 @@ def convert(
     pth_path = str(pth_path)
     if not Path(pth_path).is_file():
         raise FileNotFoundError(f"NAS-Bench-201 benchmark file not found: {pth_path}")
+    problem = trajectory.output_problem(str(out_path))
+    if problem:
+        raise ValueError(f"-o {out_path}: {problem}")
     say = progress if progress is not None else (lambda _msg: None)
     api = _load_official(pth_path, say)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ray_nas.spec import SpecError
@@ -31,9 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-evaluate", action="store_true", help="skip the offline stage after the sweep"
     )
 
+    p.add_argument(
+        "--redo", action="append", default=[], metavar="RUN_ID",
+        help="move this trial's files aside (kept under {store}/{job}/redo/) and run it again (repeatable)",
+    )  # fmt: skip
+
     p = sub.add_parser("search", help="one search in this process (no Ray), written to the store")
     _add_job(p)
     p.add_argument("--quiet", action="store_true", help="no batch progress bar")
+    p.add_argument(
+        "--redo", nargs="?", const=True, default=False, metavar="RUN_ID",
+        help="move this search's files aside (kept under {store}/{job}/redo/) and run it again",
+    )  # fmt: skip
 
     p = sub.add_parser(
         "evaluate", help="offline stage: criteria, benchmark/retrain, selections, MLflow"
@@ -96,29 +106,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Set to 1 to see the Python traceback of an unexpected error (for a bug report).
+TRACEBACK_ENV = "RAY_NAS_TRACEBACK"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bad input, a missing or unwritable file, an unreachable server: one line
+    on stderr, exit 2. Anything else (a bug): one line and exit 1, the traceback with
+    RAY_NAS_TRACEBACK=1."""
     args = build_parser().parse_args(argv)
+    from ray_nas.tracking import TrackingError
+
     try:
         return _dispatch(args)
-    except (SpecError, FileNotFoundError, ValueError) as e:
-        print(f"ray-nas {args.command}: error: {e}", file=sys.stderr)
+    except (SpecError, OSError, ValueError, TrackingError) as e:
+        print(f"ray-nas {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - never a traceback for the user
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"ray-nas {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)} "
+              f"(rerun with {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (OSError: the strerror and the file)."""
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.filename:
+        text = f"{e.filename}: {e.strerror or e}"
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "search":
         from ray_nas.runner import search_command
 
-        return search_command(args.job, args.overrides, progress=not args.quiet)
+        return search_command(args.job, args.overrides, progress=not args.quiet, redo=args.redo)
     if args.command == "sweep":
         from ray_nas.runner import sweep_command
 
         return sweep_command(
-            args.job, args.overrides, dry_run=args.dry_run, evaluate=not args.no_evaluate
-        )
+            args.job, args.overrides, dry_run=args.dry_run, evaluate=not args.no_evaluate,
+            redo=tuple(args.redo),
+        )  # fmt: skip
     if args.command == "evaluate":
         from ray_nas.runner import evaluate_command
 

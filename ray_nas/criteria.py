@@ -33,6 +33,7 @@ import functools
 import importlib
 import inspect
 import json
+import math
 import numbers
 import os
 import sys
@@ -139,6 +140,16 @@ class Trajectory:
             cells=self.cells,
             space=self.space,
         )
+
+    def finite_prefix(self) -> Trajectory:
+        """Epochs 0..t-1 before the first epoch t whose alpha or weights hold NaN or inf (a search
+        that diverged); the whole trajectory when all is finite. Every criterion sees only this."""
+        bad = ~(
+            np.isfinite(self.alpha).all(axis=(1, 2)) & np.isfinite(self.weights).all(axis=(1, 2))
+        )
+        if not bad.any():
+            return self
+        return self.prefix(max(int(np.argmax(bad)) - 1, 0))
 
     @classmethod
     def from_alpha(
@@ -307,11 +318,20 @@ def magnitude(traj: Trajectory, exclude: Sequence[str] = (), cell: str = "") -> 
 
 
 def _selective_stop(
-    traj: Trajectory, op: str, exclude: Sequence[str], gate: bool, patience: int, eq13: bool,
+    traj: Trajectory,
+    op: str,
+    exclude: Sequence[str],
+    gate: bool,
+    patience: int,
+    eq13: bool,
+    gate_all_ops: bool = True,
     cell: str = "",
-) -> StopResult:  # fmt: skip
-    """Eq.12 (eq13=False) or Eq.13 over the ops not in `exclude`, with the paper code's gate,
-    on the magnitudes of `cell` (default: the space's, see magnitude_cell)."""
+) -> StopResult:
+    """Eq.12 (eq13=False) or Eq.13 over the ops not in `exclude`, with the paper code's gate, on
+    the magnitudes of `cell` (default: the space's, see magnitude_cell).
+
+    The gate compares m(t, op) with every op's magnitude (the paper's code) unless gate_all_ops
+    is False, which leaves the excluded ops out of it too."""
     _check_params(op=op, exclude=exclude, patience=patience, cell=cell)
     if op not in traj.ops:
         return _no_stop(traj, f"op {op!r} is not in this search's op set {list(traj.ops)}")
@@ -328,7 +348,7 @@ def _selective_stop(
     eligible, note = None, ""
     # gate: before op first leads m(t, .) every epoch is eligible; from then on only where it leads
     if gate:
-        leads = mi >= np.nanmax(m, axis=1)
+        leads = mi >= np.nanmax(m if not gate_all_ops else magnitude(traj, cell=cell), axis=1)
         leads[0] = False
         if leads.any():
             first = int(np.flatnonzero(leads)[0])
@@ -354,10 +374,11 @@ def ss_eq13(
     exclude: Sequence[str] = (),
     gate: bool = True,
     patience: int = 0,
+    gate_all_ops: bool = True,
     cell: str = "",
 ) -> StopResult:
     """Eq.13 selective stop: the peak of sum_{j != op} (m(t, op) - m(t, j)) over ops not excluded."""
-    return _selective_stop(traj, op, tuple(exclude), gate, patience, eq13=True, cell=cell)
+    return _selective_stop(traj, op, tuple(exclude), gate, patience, True, gate_all_ops, cell)
 
 
 # ---------------------------------------------------------------- baselines
@@ -433,39 +454,102 @@ def dartsplus_rt(traj: Trajectory, k: int = 10, learnable_only: bool = False) ->
     return _no_stop(traj, f"ranking never held {k} epochs (longest {longest})")
 
 
+def _local_averages(ev: np.ndarray, window: int) -> list[float | None]:
+    """R-DARTS's EVLocalAvg local average at each evaluation k (0-based): the mean of evaluations
+    max(0, k - window + 1)..k, from k = ceil(window / 2) - 1 on (partial windows until the first
+    full one, as EVLocalAvg), None before."""
+    first = math.ceil(window / 2) - 1
+    return [
+        float(np.mean(ev[max(0, k - window + 1) : k + 1])) if k >= first else None
+        for k in range(len(ev))
+    ]
+
+
+def _ratio(now: float, before: float) -> float:
+    """now / before with numpy's float semantics (inf or nan on a zero), as EVLocalAvg divides."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(now) / np.float64(before))
+
+
+def _evaluations(traj: Trajectory) -> tuple[list[int], np.ndarray]:
+    """(epochs >= 1 with a finite hessian_eig, their eigenvalues): the DARTS-ES evaluations."""
+    evals = (np.flatnonzero(np.isfinite(traj.hessian_eig[1:])) + 1).tolist()
+    return evals, traj.hessian_eig[evals]
+
+
 def darts_es(
     traj: Trajectory,
     window: int = 5,
     delta: int = 4,
     factor: float = 1.3,
-    start_epoch: int = 0,
+    start_epoch: int = 10,
     rollback: bool = True,
 ) -> StopResult:
-    """DARTS-ES (R-DARTS): stop when the dominant Hessian eigenvalue's local average grows > factor.
+    """DARTS-ES as R-DARTS (Zela et al.; automl/RobustDARTS EVLocalAvg.early_stop).
 
-    Evaluations are the epochs >= 1 with a finite hessian_eig. local_avg(i) = mean of the last
-    `window` evaluations up to evaluation i, defined only for a full window. It fires at the first
-    evaluation i, at an epoch >= start_epoch, with local_avg(i) / local_avg(i - delta) > factor
-    (skipped where local_avg(i - delta) <= 0). rollback: return the epoch of evaluation i - delta
-    (R-DARTS), else that of evaluation i (the paper's code).
+    Evaluations: the epochs >= 1 with a finite hessian_eig (every `hessian_every` epochs).
+    avg(k): local average of evaluations k-window+1..k (partial windows at the start, as
+    EVLocalAvg). At evaluation k it stops when avg(k) / avg(k - delta) > factor, provided the
+    rollback target, evaluation j = k - delta - window // 2 (the CENTRE of the earlier window:
+    R-DARTS's stop epoch, la_epoch - ev_freq * delta), exists and is at an epoch >= start_epoch.
+    rollback: the genotype at evaluation j's epoch (R-DARTS), else the current one at evaluation
+    k's epoch. Epochs are this product's (epoch t = after t epochs; R-DARTS counts from 0, so its
+    es_start_epoch=10 at one evaluation per epoch is start_epoch=11 here). R-DARTS also skips the
+    check at its last epoch; here every epoch is checked (online and offline agree).
     """
     _check_params(window=window, delta=delta, factor=factor, start_epoch=start_epoch)
-    eig = traj.hessian_eig
-    evals = (np.flatnonzero(np.isfinite(eig[1:])) + 1).tolist()
-    csum = np.concatenate([[0.0], np.cumsum(eig[evals])])
-    # avg[i]: mean of evaluations i-window+1..i (full windows only)
-    avg = {i: (csum[i + 1] - csum[i + 1 - window]) / window for i in range(window - 1, len(evals))}
-    for i in range(window - 1 + delta, len(evals)):
-        t, before = evals[i], avg[i - delta]
-        if t >= start_epoch and before > 0 and avg[i] / before > factor:
-            note = f"local_avg ratio {avg[i] / before:.3g} at epoch {t}"
-            return _stop(traj, evals[i - delta] if rollback else t, note)
+    evals, ev = _evaluations(traj)
+    avg = _local_averages(ev, window)
+    for k in range(delta + window // 2, len(evals)):
+        j = k - delta - window // 2
+        ratio = _ratio(avg[k], avg[k - delta])
+        if evals[j] >= start_epoch and ratio > factor:
+            note = f"local_avg ratio {ratio:.3g} at epoch {evals[k]}"
+            return _stop(traj, evals[j] if rollback else evals[k], note)
     if traj.last_epoch == 0:
         return _no_stop(traj, _NOTHING_TO_CHOOSE)
-    need = window + delta
+    need = delta + window // 2 + 1
     if len(evals) < need:
         return _no_stop(traj, f"{len(evals)} Hessian evaluation(s) after epoch 0; needs >= {need}")
-    return _no_stop(traj, f"local_avg never grew by > {factor}x")
+    return _no_stop(traj, f"local_avg never grew by > {factor}x (rollback epoch >= {start_epoch})")
+
+
+#: what the paper's code ran for DARTS-ES (chaoji90/Selective-Stop, DARTS-V1-ES.py): utils_ES's
+#: EVLocalAvg() with its defaults, early_stop(epoch, 1.3, 0) with delta's default 4
+_PAPER_ES = {"window": 5, "ev_freq": 2, "total_epochs": 50, "factor": 1.3, "start": 0, "delta": 4}
+
+
+def darts_es_paper(traj: Trajectory) -> StopResult:
+    """DARTS-ES as the paper's code ran it for its DARTS-ES rows (chaoji90/Selective-Stop).
+
+    One eigenvalue per epoch fed to EVLocalAvg(window=5, ev_freq=2, total_epochs=50), its epoch
+    e = our epoch - 1 (counted from 0), early_stop(e, factor=1.3, es_start_epoch=0, delta=4): it
+    stops at the first e with (e - ev_freq * 2) - ev_freq * 4 >= 0, i.e. e >= 12 (our epoch 13;
+    ev_freq=2 with one eigenvalue per epoch is its timing quirk), where avg(k) / avg(k - 4) > 1.3,
+    avg(k) the mean of the last 5 eigenvalues. It returns the CURRENT genotype (the code exits with
+    genotypes[epoch]); it cannot fire from its epoch 49 on (its code raises a KeyError there), and a
+    run where it never fires gives epoch T. Evaluations are the recorded eigenvalues (hessian_every
+    should be 1).
+    """
+    p = _PAPER_ES
+    evals, ev = _evaluations(traj)
+    avg = _local_averages(ev, p["window"])
+    first = math.ceil(p["window"] / 2) - 1  # before: its la_epoch is -1
+    for k in range(first, len(evals)):
+        e = evals[k] - 1
+        if e >= p["total_epochs"] - 1:
+            break
+        la_epoch = e - p["ev_freq"] * (p["window"] // 2)
+        if la_epoch - p["ev_freq"] * p["delta"] < p["start"] or k - p["delta"] < first:
+            continue
+        ratio = _ratio(avg[k], avg[k - p["delta"]])
+        if ratio > p["factor"]:
+            return _stop(traj, evals[k], f"local_avg ratio {ratio:.3g} at epoch {evals[k]}")
+    if traj.last_epoch == 0:
+        return _no_stop(traj, _NOTHING_TO_CHOOSE)
+    return _no_stop(
+        traj, "never fired (the paper's code fires from its epoch 12 to 48: ours 13-49)"
+    )
 
 
 # ---------------------------------------------------------------- catalogue
@@ -541,9 +625,11 @@ CRITERIA: dict[str, CriterionInfo] = {
             ss_eq13,
             "Eq.13 selective stop: peak of sum_j (m(t, op) - m(t, j)); = Eq.12 over the full op set",
             op=_OP,
-            exclude="op names left out of the sum (and of the gate), e.g. [none]",
+            exclude="op names left out of the sum, e.g. [none]",
             gate=_GATE,
             patience=_PATIENCE,
+            gate_all_ops="the gate compares with every op, excluded ones too (the paper's code); "
+            "false = only with the ops not excluded",
             cell=_CELL,
         ),
         _info(
@@ -559,12 +645,20 @@ CRITERIA: dict[str, CriterionInfo] = {
         ),
         _info(
             darts_es,
-            "DARTS-ES: Hessian eigenvalue local average grows by > factor",
-            window="evaluations per local average (a full window is required)",
+            "DARTS-ES as R-DARTS (automl/RobustDARTS EVLocalAvg): Hessian eigenvalue local "
+            "average grows by > factor",
+            window="evaluations per local average (partial windows at the start, as R-DARTS)",
             delta="evaluations between the two local averages compared",
             factor="growth ratio that stops the search",
-            start_epoch="do not stop before this epoch",
-            rollback="return the genotype delta evaluations back (R-DARTS) instead of the current one",
+            start_epoch="the rollback epoch (centre of the earlier window) must be >= this",
+            rollback="return the genotype at the centre of the earlier window (R-DARTS) "
+            "instead of the current one",
+        ),
+        _info(
+            darts_es_paper,
+            "DARTS-ES as the paper's code ran it (chaoji90/Selective-Stop DARTS-V1-ES.py): "
+            "EVLocalAvg(5, ev_freq=2) on one eigenvalue per epoch, the current genotype, "
+            "fires at epochs 13-49 only",
         ),
         _info(
             oracle,
@@ -618,9 +712,11 @@ def apply_checked(
 
     Raises CriterionError (one line naming the function) when it raises, returns something other
     than a StopResult, an epoch outside 1..T (0 only when T = 0), a not-fired epoch other than T,
-    or an arch other than the one recorded at its epoch.
+    or an arch other than the one recorded at its epoch. Non-finite epochs are ignored: the
+    criterion sees `traj.finite_prefix()` (a diverged search's epochs before the divergence).
     """
     who = f"criterion {label!r}" + ("" if info.where == info.name else f" ({info.where})")
+    traj = traj.finite_prefix()
     try:
         r = info.fn(traj, **params)
     except Exception as e:
@@ -856,6 +952,7 @@ _PAPER_SET: list[str | dict[str, Any]] = [
     *({"name": "dartsplus_sc", "k": k} for k in (2, 3, 4)),
     *({"name": "dartsplus_rt", "k": k} for k in (2, 3, 4, 10)),
     "darts_es",
+    "darts_es_paper",
     "oracle",
 ]
 

@@ -199,8 +199,15 @@ def _split_keys(split: dict[str, np.ndarray], keys: tuple[str, str], path: str, 
     return split[keys[0]], split[keys[1]]
 
 
-def check_available(name: str, root: str = "data", download: bool = False) -> None:
-    """Raise DataError naming the expected path when a data set's files are missing (cheap, no read)."""
+def check_available(
+    name: str, root: str = "data", download: bool = False, split_file: str | None = None
+) -> None:
+    """Raise DataError naming the expected path when a data set's files (or its split file) are
+    missing (cheap, no read)."""
+    if split_file and not Path(split_file).is_file():
+        raise DataError(
+            f"search.split_file: {split_file} not found (the NB201 split files: cifar-split.txt, ...)"
+        )
     base = Path(root)
     files = {
         "cifar10": [
@@ -234,7 +241,8 @@ def load_dataset(
     """Read a data set and make its search splits.
 
     cifar10 / digits / fake: search-train and search-valid are the two halves of the training set
-    (the split file's `train`/`valid`, else a seeded 50/50). cifar100 / imagenet16-120:
+    (the split file's `train`/`valid`, else a 50/50 seeded by `seed`: search.split_seed, fixed by
+    default so the split does not change with the trial's seed). cifar100 / imagenet16-120:
     search-train is the whole training set and search-valid the `xvalid` half of the test set,
     the test split being `xtest` (split file, else a seeded 50/50 of the test set).
     """
@@ -262,12 +270,23 @@ def load_dataset(
             xvalid, xtest = _split_keys(split, ("xvalid", "xtest"), split_file, len(test))
         else:
             xvalid, xtest = _halves(len(test), seed)
-        return DataSet(name, train, test.take(xvalid), train, test.take(xtest), classes)
+        return _nonempty(
+            DataSet(name, train, test.take(xvalid), train, test.take(xtest), classes), split_file
+        )
     if split is not None:
         a, b = _split_keys(split, ("train", "valid"), split_file, len(train))
     else:
         a, b = _halves(len(train), seed)
-    return DataSet(name, train.take(a), train.take(b), train, test, classes)
+    return _nonempty(DataSet(name, train.take(a), train.take(b), train, test, classes), split_file)
+
+
+def _nonempty(data: DataSet, split_file: str | None) -> DataSet:
+    """DataError when a search split holds no image (a search would divide by zero)."""
+    for what, part in (("search-train", data.search_train), ("search-valid", data.search_valid)):
+        if len(part) == 0:
+            where = f"split_file {split_file}" if split_file else f"data set {data.name}"
+            raise DataError(f"{where}: the {what} split is empty; a search needs images in both")
+    return data
 
 
 # ------------------------------------------------------------------------------------------

@@ -66,12 +66,19 @@ def with_oracle_metric(
 
 
 def main_metric(spec: JobSpec) -> str | None:
-    """The benchmark metric the summary reports: evaluate.metric, else the data set's test metric."""
+    """The job's benchmark metric: evaluate.metric, else the `search` data set's test metric (each
+    trial is scored with trial_metric, which differs where `dataset` is a grid key)."""
+    return trial_metric(spec, {"dataset": resolve_search(spec.search).dataset})
+
+
+def trial_metric(spec: JobSpec, config: dict) -> str | None:
+    """The benchmark metric that scores one trial (its resolved config): evaluate.metric, else
+    the test metric of the trial's own data set."""
     if spec.evaluate.metric:
         return spec.evaluate.metric
     from ray_nas.benchmark import default_metric
 
-    return default_metric(resolve_search(spec.search).dataset)
+    return default_metric(config.get("dataset", ""))
 
 
 @dataclass
@@ -88,12 +95,18 @@ def select(
     specs: list[crit.CriterionSpec],
     per_epoch_metrics: Callable[[trajectory.TrialData], dict[str, np.ndarray]] | None = None,
     in_progress: set[str] = frozenset(),
+    metric_of: Callable[[trajectory.TrialData], str | None] | None = None,
 ) -> pd.DataFrame:
-    """One row per (trial, criterion): the stop epoch, whether it fired, the arch there."""
+    """One row per (trial, criterion): the stop epoch, whether it fired, the arch there.
+
+    metric_of(trial): the metric a plain `oracle` (no explicit metric) uses for that trial.
+    """
     rows = []
     for t in trials:
         traj = to_trajectory(t, per_epoch_metrics(t) if per_epoch_metrics else None)
         for c in specs:
+            if c.name == "oracle" and "metric=" not in c.label and metric_of and metric_of(t):
+                c = crit.CriterionSpec(c.name, {**c.params, "metric": metric_of(t)}, c.label)
             try:
                 r = c.apply(traj)
             except crit.CriterionError as e:
@@ -130,9 +143,11 @@ def run_evaluate(
         f"evaluate {spec.name}: {len(trials)} trials, {len(specs)} criteria, {time.perf_counter() - t0:.1f}s to read"
     )
     for rid, why in sorted(problems.items()):
-        log(f"  skipped trial {rid}: {why}")
+        log(
+            f"  skipped trial {rid}: {why} (`ray-nas sweep {spec.source} --redo {rid}` runs it again)"
+        )
 
-    sel = selections(trials, specs, table, running)
+    sel = selections(trials, specs, table, running, lambda t: trial_metric(spec, t.config))
     uncovered = table is None or metric is None or metric not in sel
     if uncovered and spec.evaluate.retrain is not None:
         from ray_nas.retrain import retrain_selected
@@ -144,7 +159,9 @@ def run_evaluate(
         metric = None
     trajectory.write_frame(sel, f"{job_dir}/selections.parquet")
     summary = summarize(spec, trials, sel, specs, metric)
-    log(format_summary(summary, metric))
+    log(format_summary(summary, _shown_metric(spec, trials, metric)))
+    for line in diverged_lines(status):
+        log(line)
     log(f"selections: {job_dir}/selections.parquet ({len(sel)} rows); "
         f"{len(problems)} trials skipped; {time.perf_counter() - t0:.1f}s")  # fmt: skip
     result = EvaluateResult(sel, summary, trials, problems, metric or "")
@@ -153,6 +170,19 @@ def run_evaluate(
 
         log_job(spec, result, log=log)
     return result
+
+
+def diverged_lines(status: pd.DataFrame | None) -> list[str]:
+    """Summary lines naming the trials that diverged (status `diverged`): where and why."""
+    if status is None or not len(status) or "diverged_epoch" not in status:
+        return []
+    rows = status[status["status"] == "diverged"]
+    if rows.empty:
+        return []
+    lines = [f"diverged: {len(rows)} trials (criteria used their epochs before the divergence)"]
+    for _, r in rows.iterrows():
+        lines.append(f"  {r['run_id']}: {r['stop_reason']}; kept epochs 0..{int(r['epochs_done'])}")
+    return lines
 
 
 def _load_benchmark(spec: JobSpec) -> pd.DataFrame | None:
@@ -176,9 +206,12 @@ def selections(
     specs: list[crit.CriterionSpec],
     table: pd.DataFrame | None,
     running: set[str] = frozenset(),
+    metric_of: Callable[[trajectory.TrialData], str | None] | None = None,
 ) -> pd.DataFrame:
-    """The rows of `selections.parquet` before retraining (`ray-nas evaluate` and `ray_nas.api`)."""
-    return select_and_score(trials, specs, table, running)[0]
+    """The rows of `selections.parquet` before retraining (`ray-nas evaluate` and `ray_nas.api`).
+
+    metric_of(trial): the metric a plain `oracle` uses for that trial (see select)."""
+    return select_and_score(trials, specs, table, running, metric_of)[0]
 
 
 def benchmark_scores(trials: list[trajectory.TrialData], table: pd.DataFrame):
@@ -202,6 +235,7 @@ def select_and_score(
     specs: list[crit.CriterionSpec],
     table: pd.DataFrame | None,
     in_progress: set[str] = frozenset(),
+    metric_of: Callable[[trajectory.TrialData], str | None] | None = None,
 ):
     """select() with the benchmark's scores: one join over every epoch's arch of every trial.
 
@@ -209,9 +243,9 @@ def select_and_score(
     per_epoch(trial) -> {metric: [T+1] score of each epoch's arch} (None without a table).
     """
     if table is None:
-        return select(trials, specs, None, in_progress), None
+        return select(trials, specs, None, in_progress, metric_of), None
     scores, per_epoch = benchmark_scores(trials, table)
-    sel = select(trials, specs, per_epoch, in_progress)
+    sel = select(trials, specs, per_epoch, in_progress, metric_of)
     picked = scores.set_index("arch").reindex(sel["arch"])
     for col in picked.columns:
         if col != "index":
@@ -243,11 +277,20 @@ def _short(v) -> str:
 
 
 def summarize(spec, trials, sel: pd.DataFrame, specs, metric: str | None) -> pd.DataFrame:
-    """Rows (group, criterion label): n, metric mean/std over seeds, mean stop epoch, fire count."""
+    """Rows (group, criterion label): n, score mean and population std (ddof=0) over the group's
+    trials, mean stop epoch, fire count. The score of a row is `metric`'s column when it is
+    retrain_acc, else the column of the trial's own metric (trial_metric: its data set's)."""
     keys = grid_group_keys(spec)
     groups = {t.run_id: group_label(t.config, keys, spec) for t in trials}
     df = sel.assign(group=sel["run_id"].map(groups))
-    value = df[metric] if metric and metric in df else pd.Series(np.nan, index=df.index)
+    own = {t.run_id: trial_metric(spec, t.config) for t in trials}
+    value = pd.Series(np.nan, index=df.index)
+    if metric == "retrain_acc" and metric in df:
+        value = df[metric]
+    elif metric:
+        for col in {c for c in own.values() if c in df}:
+            rows = df["run_id"].map(own) == col
+            value[rows] = df.loc[rows, col]
     df = df.assign(value=pd.to_numeric(value, errors="coerce"))
     order = {c.label: i for i, c in enumerate(specs)}
     out = (
@@ -269,9 +312,17 @@ def summarize(spec, trials, sel: pd.DataFrame, specs, metric: str | None) -> pd.
     )
 
 
+def _shown_metric(spec: JobSpec, trials, metric: str | None) -> str | None:
+    """The summary's metric name; the per-trial ones where the trials' data sets differ."""
+    own = sorted({m for m in (trial_metric(spec, t.config) for t in trials) if m})
+    if metric and metric != "retrain_acc" and len(own) > 1:
+        return f"{'/'.join(own)} (each trial's own data set)"
+    return metric
+
+
 def format_summary(summary: pd.DataFrame, metric: str | None) -> str:
     """Text table: one row per grid group, one column per criterion; each cell
-    `mean±std @stop_epoch fired/n` over seeds."""
+    `mean±std @stop_epoch fired/n` over the group's trials, std the population one (ddof=0)."""
     if summary.empty:
         return "(no selections)"
     labels = list(dict.fromkeys(summary["label"]))
@@ -286,7 +337,10 @@ def format_summary(summary: pd.DataFrame, metric: str | None) -> str:
     rows = [[g, *(cells.get((g, lab), "") for lab in labels)] for g in groups]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
-    title = f"{metric or 'no metric'}: mean±std over seeds @mean stop epoch, fired/trials"
+    title = (
+        f"{metric or 'no metric'}: mean±std (population std, ddof=0) over seeds "
+        "@mean stop epoch, fired/trials"
+    )
     return "\n".join(
         [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
     )

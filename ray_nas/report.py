@@ -38,7 +38,7 @@ import yaml
 
 from ray_nas import evaluate as ev
 from ray_nas import trajectory
-from ray_nas.spec import JobSpec, flatten, resolved_job_dict
+from ray_nas.spec import JobSpec, SpecError, flatten, resolved_job_dict
 
 #: op -> line colour; every chart and legend uses the same one.
 OP_COLORS = {
@@ -68,6 +68,9 @@ def write_report(
     parent run when there is one, and return its path."""
     t0 = time.perf_counter()
     path = str(output) if output else f"{spec.job_dir}/report.html"
+    problem = trajectory.output_problem(path)
+    if problem:
+        raise SpecError(f"report -o {path}: {problem}")
     page = build_report(spec)
     trajectory.write_bytes(path if "://" in path else os.path.abspath(path), page.encode())
     log(f"report: {len(page) / 1e6:.2f} MB in {time.perf_counter() - t0:.1f}s")
@@ -138,7 +141,9 @@ def load_report_data(spec: JobSpec) -> ReportData:
         groups.setdefault(ev.group_label(t.config, keys, spec), []).append(t)
     table = ev._load_benchmark(spec)
     if trials:
-        sel, per_epoch = ev.select_and_score(trials, specs, table)
+        sel, per_epoch = ev.select_and_score(
+            trials, specs, table, metric_of=lambda t: ev.trial_metric(spec, t.config)
+        )
     else:
         sel, per_epoch = pd.DataFrame(columns=ev.SELECTION_COLUMNS), None
     notes: list[str] = []
@@ -324,7 +329,7 @@ def _group_section(d: ReportData, group: str, trials: list, index: int) -> str:
     eig = _stack([t.epochs["hessian_eig"] for t in trials])
     if np.isfinite(eig).any():
         charts.append(_chart_block("Dominant Hessian eigenvalue", [Series("λmax", HESSIAN_COLOR, eig)], "epoch",
-                                   "λmax of ∇²α L_valid", x_max, markers, warmup, fmt="{:.4g}"))  # fmt: skip
+                                   "λmax of ∇²α L_valid + wd·I (last α batch)", x_max, markers, warmup, fmt="{:.4g}"))  # fmt: skip
     else:
         charts.append('<figure class="chart empty"><figcaption>Dominant Hessian eigenvalue</figcaption>'
                       "<p>not recorded (search.hessian_every: 0)</p></figure>")  # fmt: skip
@@ -525,7 +530,7 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
         rows.append(f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}'
                     f"<td>{_fmt_ms(s['stop_epoch'])[0]}</td><td>{_e(per_seed)}</td><td>{fired}</td></tr>")  # fmt: skip
     head = "".join(f"<th>{_e(METRIC_NAMES.get(c, c))} (%)</th>" for c in cols)
-    return ("<h3>Criteria (Table 2 layout): accuracy of the selected arch, mean ± std over seeds; best in bold</h3>"
+    return ("<h3>Criteria (Table 2 layout): accuracy of the selected arch, mean ± population std (ddof=0) over seeds; best in bold</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}<th>stop epoch</th><th>stop epochs (per seed, or range)</th>'
             f"<th>fire rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
@@ -622,7 +627,7 @@ def _table3(d: ReportData) -> str:
         rows.append(
             f'<tr><td><span class="badge">{i}</span> <code>{_e(c.label)}</code></td>{tds}</tr>'
         )
-    return (f"<h3>Table 3 layout: {_e(what)} by weights.lr, mean ± std over all trials with that lr</h3>"
+    return (f"<h3>Table 3 layout: {_e(what)} by weights.lr, mean ± population std (ddof=0) over all trials with that lr</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
@@ -805,7 +810,7 @@ table{border-collapse:collapse;margin:6px 0 10px}th,td{padding:3px 10px;border-b
 th{background:var(--alt);font-weight:600}
 table.data td:not(:first-child){font-variant-numeric:tabular-nums;white-space:nowrap}
 td.best{font-weight:700}table.markers{font-size:13px}
-tr.st-failed td.status,tr.st-unreadable td.status{color:#b3261e;font-weight:600}
+tr.st-failed td.status,tr.st-unreadable td.status,tr.st-diverged td.status{color:#b3261e;font-weight:600}
 tr.st-running td.status{color:#1a5fb4;font-weight:600}
 pre{background:var(--alt);border:1px solid var(--line);padding:10px;overflow:auto;font-size:12.5px}
 #trial-filter{margin-left:12px;font:inherit;padding:2px 6px}

@@ -21,11 +21,31 @@ def _search_overrides(overrides: list[str]) -> dict:
     }
 
 
-def search_command(job: str, overrides: list[str], progress: bool = True) -> int:
-    """`ray-nas search`: one search in this process, on the job's `search` defaults + overrides."""
+def search_command(
+    job: str, overrides: list[str], progress: bool = True, redo: bool | str = False
+) -> int:
+    """`ray-nas search`: one search in this process, on the job's `search` defaults + overrides.
+
+    Checked before any work, as the sweep does: the store holds this job (same grid and search
+    defaults), it can be written, and the trial's files are whole (`redo`: moved aside first).
+    """
+    from ray_nas import integrity
+
     spec = specmod.load_spec(job, overrides)
     cfg = specmod.search_config(spec)
     rid = specmod.run_id(cfg)
+    if isinstance(redo, str) and redo != rid:
+        raise SpecError(f"--redo {redo}: this search is trial {rid} (`--redo` alone redoes it)")
+    integrity.check_store_writable(spec)
+    integrity.check_job_identity(spec)
+    if redo:
+        folder = integrity.redo_trial(spec.job_dir, rid)
+        print(
+            f"trial {rid}: "
+            + (f"files moved to {folder}; it runs again" if folder else "no files yet")
+        )
+    else:
+        integrity.check_trials(spec, [rid], "search")
     from ray_nas.trial import StoreError, run_trial
 
     print(f"job {spec.name}: search {rid} ({cfg.dataset}, C={cfg.channels}, N={cfg.cells}, "
@@ -41,6 +61,8 @@ def search_command(job: str, overrides: list[str], progress: bool = True) -> int
         return 1
     from ray_nas import trajectory
 
+    if not trajectory.exists(f"{spec.job_dir}/job.yaml"):
+        integrity.write_job_yaml(spec)  # a later sweep or search of another job is refused
     trajectory.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job
     if status != "skipped":
         print(f"search {rid} {status} in {time.perf_counter() - t0:.1f}s")
@@ -50,7 +72,11 @@ def search_command(job: str, overrides: list[str], progress: bool = True) -> int
 
 
 def sweep_command(
-    job: str, overrides: list[str], dry_run: bool = False, evaluate: bool = True
+    job: str,
+    overrides: list[str],
+    dry_run: bool = False,
+    evaluate: bool = True,
+    redo: tuple[str, ...] = (),
 ) -> int:
     spec = specmod.load_spec(job, overrides)
     trials = specmod.expand_grid(spec)
@@ -61,9 +87,15 @@ def sweep_command(
         for line in _estimate_lines(spec, trials):
             print(line)
         return 0
+    from ray_nas import trajectory
+
+    if evaluate and spec.evaluate.benchmark and not trajectory.exists(spec.evaluate.benchmark):
+        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
+                        "stage after the sweep needs it; convert it with `ray-nas benchmark convert`, "
+                        "or set it to null)")  # fmt: skip
     from ray_nas.sweep import run_sweep
 
-    run_sweep(spec, trials)
+    run_sweep(spec, trials, redo=tuple(redo))
     if evaluate:
         return evaluate_command(job, overrides, use_ray=True)
     print(f"next: ray-nas evaluate {job}")
@@ -123,6 +155,9 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
     """`ray-nas evaluate`: retraining runs as Ray tasks when Ray is up or RAY_ADDRESS is set."""
     spec = specmod.load_spec(job, overrides)
     from ray_nas.evaluate import run_evaluate
+    from ray_nas.tracking import check_tracking
+
+    check_tracking(spec.tracking_uri)  # before selections.parquet is written
 
     if use_ray is None:
         import os

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ray_nas.algorithms import algorithm_class
 from ray_nas.data import Batcher, DataSet, load_dataset
 from ray_nas.spaces import get_space
-from ray_nas.spec import SearchConfig
+from ray_nas.spec import SearchConfig, SpecError
 from ray_nas.supernet import Supernet
 
 
@@ -45,7 +45,8 @@ class EpochRecord:
     lr_alpha: float
     """alpha lr (0 while alpha is frozen)"""
     hessian_eig: float | None
-    """dominant eigenvalue of d2 L_valid / d alpha2 on the last search-valid batch, or None"""
+    """dominant eigenvalue of the alpha Hessian (+ alpha L2) on the epoch's last architecture-step
+    batch, train mode (see hessian_eigenvalue); None where not computed (always at epoch 0)"""
     seconds: float
     """wall seconds of the epoch (training + evaluation)"""
     arch: str
@@ -57,6 +58,18 @@ class EpochRecord:
     """further float32 [E, K] columns of the algorithm (algorithms.EXTRA_COLUMNS)"""
 
 
+def non_finite(rec: EpochRecord) -> str | None:
+    """What in an epoch record is NaN or infinite (the search diverged), or None when all is finite.
+
+    Checks the losses (train_loss only after epoch 0, where it is NaN by definition) and alpha.
+    """
+    losses = {"valid_loss": rec.valid_loss, "train_loss": rec.train_loss if rec.epoch else 0.0}
+    bad = [f"{k} {v}" for k, v in losses.items() if not math.isfinite(v)]
+    if not np.isfinite(rec.alpha).all():
+        bad.append(f"{int((~np.isfinite(rec.alpha)).sum())} non-finite alpha entries")
+    return f"non-finite {', '.join(bad)} at epoch {rec.epoch}" if bad else None
+
+
 class CheckpointStore(Protocol):
     def load(self) -> dict | None: ...
     def save(self, state: dict) -> None: ...
@@ -66,7 +79,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("search.device: cuda requested but no CUDA device is available")
+        raise SpecError(
+            "search.device: cuda, but this machine has no CUDA device; use device: auto or cpu"
+        )
     return torch.device(name)
 
 
@@ -76,17 +91,26 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 
 def weights_lr(cfg: SearchConfig, epoch: int, step: int, steps: int) -> float:
-    """The weights' lr at training epoch `epoch` (0-based, warmup first) and batch `step` of `steps`.
+    """The weights' lr at training epoch `epoch` (0-based over warmup + joint) and batch `step` of `steps`.
 
-    Warmup: linear from 0, step by step, to weights.lr. Joint epoch e: cosine from weights.lr to
-    weights.lr_min over `epochs`, stepped once per epoch (or constant).
+    W = warmup_epochs, E = epochs, floor = lr_min for the cosine (lr for `constant`).
+    weights.warmup_rule `autodl` (default; AutoDL's CosineAnnealingLR(W, E) as the reference's
+    DARTS-V1 ran it): epoch < min(W, E) ramps linearly from 0, batch by batch, to lr; W <= epoch < E
+    runs the cosine from lr to lr_min indexed from the end of warmup over E epochs,
+    (1 + cos(pi (epoch - W) / E)) / 2; from absolute epoch E on it is the floor, so with warmup W
+    the last W joint epochs run at lr_min (and with W >= E the full lr is never reached).
+    `restart`: the ramp over the W warmup epochs, then the cosine restarted over the E joint epochs.
+    Without warmup both rules are the same cosine over E, stepped once per epoch.
     """
-    w = cfg.weights
-    if epoch < cfg.warmup_epochs:
-        return (epoch + step / steps) / cfg.warmup_epochs * w.lr
+    w, warm = cfg.weights, cfg.warmup_epochs
+    floor = w.lr if w.schedule == "constant" else w.lr_min
+    if w.warmup_rule == "autodl" and epoch >= cfg.epochs:
+        return floor
+    if epoch < warm:
+        return (epoch + step / steps) / warm * w.lr
     if w.schedule == "constant":
         return w.lr
-    e = epoch - cfg.warmup_epochs
+    e = epoch - warm
     return w.lr_min + (w.lr - w.lr_min) * (1 + math.cos(math.pi * e / cfg.epochs)) / 2
 
 
@@ -97,24 +121,41 @@ def softmax_mix(alpha: torch.Tensor) -> torch.Tensor:
 
 def hessian_eigenvalue(
     model: Supernet,
+    alpha: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
+    weight_decay: float,
     mix: Callable[[torch.Tensor], torch.Tensor] = softmax_mix,
 ) -> tuple[float, np.ndarray]:
-    """Exact Hessian of the CE loss on (x, y) w.r.t. the raw parameter alpha [E, K] by double
-    backprop; the supernet mixes with `mix(alpha)` (the algorithm's deterministic map).
+    """Dominant eigenvalue of the architecture Hessian as R-DARTS and the paper's code compute it.
 
-    Returns (largest eigenvalue, the symmetrised Hessian [E*K, E*K] float64).
+    H = d2 L / d alpha2 + weight_decay * I, L the mean cross-entropy of `model` on the batch
+    x [B, 3, H, W], y [B], the supernet mixing with mix(alpha) (the algorithm's deterministic map;
+    softmax for DARTS), at the raw architecture parameter `alpha` [E, K], the model in TRAIN mode
+    (BatchNorm on the batch's statistics), weight_decay the L2 coefficient on alpha (Adam's coupled
+    weight decay adds weight_decay * alpha to the gradient, hence weight_decay * I here). Exact, by
+    double backprop. The model's state is left as it was: mode and BatchNorm running statistics.
+
+    Returns (largest eigenvalue of H, the symmetrised H [E*K, E*K] float64).
     """
-    alpha = model.alpha.detach().clone().requires_grad_(True)
-    loss = F.cross_entropy(model(x, weights=mix(alpha)), y)
-    (g,) = torch.autograd.grad(loss, alpha, create_graph=True)
-    n = g.numel()
-    eye = torch.eye(n, device=g.device, dtype=g.dtype).view(n, *alpha.shape)
-    # all n Hessian-vector products in one batched backward (vmap over the grad outputs)
-    (h,) = torch.autograd.grad(g, alpha, grad_outputs=eye, is_grads_batched=True)
+    was_training = model.training
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    model.train()
+    try:
+        a = alpha.detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(model(x, weights=mix(a)), y)
+        (g,) = torch.autograd.grad(loss, a, create_graph=True)
+        n = g.numel()
+        eye = torch.eye(n, device=g.device, dtype=g.dtype).view(n, *a.shape)
+        # all n Hessian-vector products in one batched backward (vmap over the grad outputs)
+        (h,) = torch.autograd.grad(g, a, grad_outputs=eye, is_grads_batched=True)
+    finally:
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(buffers[k])
+        model.train(was_training)
     h = h.reshape(n, n).double().cpu()
-    h = (h + h.T) / 2
+    h = (h + h.T) / 2 + weight_decay * torch.eye(n, dtype=torch.float64)
     return float(torch.linalg.eigvalsh(h).max()), h.numpy()
 
 
@@ -254,7 +295,9 @@ def search(
             "benchmarks/equivalence.py)"
         )
     gen = seed_everything(cfg.seed)
-    data = data or load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed)
+    data = data or load_dataset(
+        cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.data_split_seed
+    )
     plan = BatchPlan(cfg, data, device, gen)
     valid_b = (
         plan.arch if cfg.objective == "bilevel" else Batcher(data.search_valid, data.name, device)
@@ -288,7 +331,7 @@ def search(
         log(f"resuming from the checkpoint of epoch {state['epoch']}")
     else:
         start = 1
-        rec = end_of_epoch(model, algo, cfg, valid_b, 0, math.nan, math.nan, 0.0, 0.0, 0.0)
+        rec = end_of_epoch(model, algo, cfg, valid_b, None, 0, math.nan, math.nan, 0.0, 0.0, 0.0)
         report(rec, total, log, space=space)
         if on_epoch(rec):
             return 0
@@ -317,7 +360,7 @@ def search(
         bar.clear()
         lr_alpha = 0.0 if frozen else algo.lr()
         rec = end_of_epoch(
-            model, algo, cfg, valid_b, epoch, loss_sum.item() / seen,
+            model, algo, cfg, valid_b, arch, epoch, loss_sum.item() / seen,
             100.0 * correct.item() / seen, lr, lr_alpha, t0,
         )  # fmt: skip
         report(rec, total, log, device, space)
@@ -349,20 +392,32 @@ def weight_step(forward, algo, w_opt, w_params, cfg: SearchConfig, device, batch
     return loss, logits
 
 
+def _alpha_l2(algo, cfg: SearchConfig) -> float:
+    """The L2 coefficient on the raw architecture parameter: the algorithm's (Adam's coupled
+    weight decay) where it has one, else search.alpha.weight_decay."""
+    wd = getattr(algo, "weight_decay", None)
+    return float(wd()) if callable(wd) else cfg.alpha.weight_decay
+
+
 def end_of_epoch(
-    model, algo, cfg, valid_b, epoch, train_loss, train_acc, lr_w, lr_a, t0
+    model, algo, cfg, valid_b, arch_batch, epoch, train_loss, train_acc, lr_w, lr_a, t0
 ) -> EpochRecord:
     """Evaluate on search-valid (mixing with the recorded distribution), optionally the Hessian
-    eigenvalue w.r.t. the algorithm's raw parameter, and snapshot it."""
+    eigenvalue w.r.t. the algorithm's raw parameter, and snapshot it.
+
+    arch_batch: the epoch's last architecture-step batch (x, y), augmented, batch_size images (drawn
+    in warmup too); None at epoch 0, which has none and so gets no eigenvalue. The Hessian's L2
+    term is the algorithm's alpha weight decay (hessian_eigenvalue).
+    """
     dist = algo.distribution()
-    valid_loss, valid_acc, (xv, yv) = evaluate_split(
+    valid_loss, valid_acc, _ = evaluate_split(
         model, valid_b, cfg.batch_size, cfg.steps_per_epoch, dist
     )
     eig = None
-    if cfg.hessian_every and epoch % cfg.hessian_every == 0:
-        model.eval()
-        eig, _ = hessian_eigenvalue(model, xv, yv, algo.mix)
-        model.train()
+    finite = math.isfinite(valid_loss) and bool(torch.isfinite(model.alpha).all())
+    due = cfg.hessian_every and epoch % cfg.hessian_every == 0 and arch_batch is not None
+    if due and finite:  # NaN: eigvalsh fails
+        eig, _ = hessian_eigenvalue(model, model.alpha, *arch_batch, _alpha_l2(algo, cfg), algo.mix)
     alpha = model.alpha.detach().float().cpu()
     return EpochRecord(
         epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss,

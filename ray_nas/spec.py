@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import re
 import types
 import typing
@@ -39,6 +40,8 @@ from ray_nas.spaces import darts
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
 ALGORITHMS = NAMES
 SCHEDULES = ("cosine", "constant")
+#: weights.warmup_rule: how the lr schedule continues after warmup (search.weights_lr)
+WARMUP_RULES = ("autodl", "restart")
 IMPLS = ("fast", "reference")
 PRECISIONS = ("fp32", "bf16")
 #: torch.compile modes (search.compile_mode); reduce-overhead replays CUDA graphs
@@ -48,6 +51,57 @@ DEVICES = ("auto", "cpu", "cuda")
 
 class SpecError(ValueError):
     """A job spec problem; the message is one line naming the key and what would be valid."""
+
+
+# --------------------------------------------------------------------------------------------
+# YAML as ML people write it: `3e-4` and `1e6` are numbers, a key written twice is an error
+
+#: A Python float literal with an exponent and no dot or no exponent sign (`3e-4`, `1e6`, `1.0e6`,
+#: `1_000e3`), which YAML 1.1 leaves as a string; the forms YAML 1.1 already reads are unchanged.
+_FLOAT_RE = re.compile(
+    r"^[-+]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)[eE][-+]?\d(?:_?\d)*$"
+)
+
+
+class JobLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that reads `3e-4`/`1e6` as floats and refuses a mapping key written twice."""
+
+    yaml_implicit_resolvers = {
+        k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102 - yaml.SafeLoader's hook
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); keep one",
+                    None,
+                )  # fmt: skip
+            if isinstance(key, typing.Hashable):
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+JobLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML the way job files are read (JobLoader); raises yaml.YAMLError."""
+    return yaml.load(text, Loader=JobLoader)  # noqa: S506 - JobLoader is a SafeLoader
+
+
+def yaml_error_line(e: yaml.YAMLError) -> str:
+    """A YAML error as one line: the problem and where (line, column)."""
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    if problem:
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{problem}{where}"
+    return " ".join(str(e).split())[:200] or "invalid YAML"
 
 
 @dataclass(frozen=True)
@@ -65,6 +119,10 @@ class WeightsOptim:
     weight_decay: float = 5.0e-4
     grad_clip: float = 5.0
     """max global L2 norm of the weight gradients; 0 = no clipping"""
+    warmup_rule: str = "autodl"
+    """with warmup_epochs W > 0: autodl (the reference's scheduler: cosine indexed from the end of
+    warmup over `epochs`, lr_min for the last W epochs) | restart (cosine restarted over the joint
+    epochs); see search.weights_lr. No effect without warmup"""
 
 
 @dataclass(frozen=True)
@@ -100,6 +158,9 @@ class SearchConfig:
     """let torchvision download CIFAR into data_root when missing"""
     split_file: str | None = None
     """an NB201 split file (cifar-split.txt, ...), or null for a seeded 50/50 split"""
+    split_seed: int | None = 0
+    """seed of the 50/50 split when there is no split_file: fixed, so the split does not change with
+    the trial's seed (as the reference's split file); null = the trial's seed (before issue 17)"""
     space: str = "nb201"
     """the search space (ray_nas.spaces): nb201 (NAS-Bench-201's cell) | darts (DARTS's normal and
     reduction cells, 14 edges each)"""
@@ -151,6 +212,11 @@ class SearchConfig:
     def total_epochs(self) -> int:
         return self.warmup_epochs + self.epochs
 
+    @property
+    def data_split_seed(self) -> int:
+        """The seed of the 50/50 split without a split_file: split_seed, or the trial's seed if null."""
+        return self.seed if self.split_seed is None else self.split_seed
+
 
 #: lr presets (the paper's code decides the exchange scheme: both rates constant).
 LR_PRESETS: dict[str, dict[str, Any]] = {
@@ -198,11 +264,25 @@ NON_IDENTITY_FIELDS = (
 
 #: Search fields added after stores existed (dotted for nested ones, e.g. "weights.warmup_rule"):
 #: left out of the run_id while they hold their dataclass default, so every job written before
-#: them keeps its run_ids. Every new identity field of SearchConfig is listed here.
+#: them keeps its run_ids. Every new identity field of SearchConfig is listed here, or in
+#: LEGACY_FIELDS when its default changes what is computed.
 ADDED_FIELDS: tuple[str, ...] = (
     "objective", "darts_v2.radius", "gaea.eta", "gaea.clamp", "drnas.reg", "drnas.reg_scale",
     "space", "layers",
 )  # fmt: skip
+
+#: Added fields whose default computes something other than the code before them did. Each is
+#: left out of the run_id where it computes what the old code did (the predicate on the config
+#: dict), so exactly the trials whose computation changed get new run_ids and a store written
+#: before keeps its run_ids for what it holds.
+LEGACY_FIELDS: dict[str, typing.Callable[[dict], bool]] = {
+    # the old schedule after warmup was `restart`; without warmup both rules are one cosine
+    "weights.warmup_rule": lambda d: (
+        d["warmup_epochs"] == 0 or d["weights"]["warmup_rule"] == "restart"
+    ),
+    # the old split was seeded by the trial's seed; a split file makes it moot
+    "split_seed": lambda d: d["split_file"] is not None or d["split_seed"] in (None, d["seed"]),
+}
 
 
 @dataclass(frozen=True)
@@ -340,12 +420,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise SpecError(f"{key}: expected true or false, got {value!r}")
         return value
     if tp is int:
+        if isinstance(value, float) and value.is_integer():  # 1e3, as ML people write it
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise SpecError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise SpecError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -504,13 +588,14 @@ def _validate_search(c: SearchConfig, w: str) -> None:
         )
     _choice(c.dataset, DATASETS, f"{w}.dataset")
     _choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
+    _choice(c.weights.warmup_rule, WARMUP_RULES, f"{w}.weights.warmup_rule")
     _choice(c.impl, IMPLS, f"{w}.impl")
     _choice(c.precision, PRECISIONS, f"{w}.precision")
     _choice(c.compile_mode, COMPILE_MODES, f"{w}.compile_mode")
     _choice(c.device, DEVICES, f"{w}.device")
     for key in ("channels", "cells", "layers", "epochs", "batch_size", "steps_per_epoch"):
         _positive(getattr(c, key), f"{w}.{key}")
-    for key in ("warmup_epochs", "hessian_every", "seed"):
+    for key in ("warmup_epochs", "hessian_every", "seed", "split_seed"):
         _positive(getattr(c, key), f"{w}.{key}", allow_zero=True)
     _positive(c.weights.lr, f"{w}.weights.lr")
     _positive(c.alpha.lr, f"{w}.alpha.lr")
@@ -542,18 +627,20 @@ def run_id(cfg: SearchConfig) -> str:
     """Short stable id of a resolved search config: the same grid point gets the same id anywhere.
 
     Fields in NON_IDENTITY_FIELDS (where data lies, the device) are left out, and so are the
-    ADDED_FIELDS that hold their default (the run_ids of older jobs stay as they were).
+    ADDED_FIELDS that hold their default and the LEGACY_FIELDS where they compute what the code
+    before them did (the run_ids of older jobs stay as they were for what their stores hold).
     """
     d = to_dict(cfg)
     for k in NON_IDENTITY_FIELDS:
         d.pop(k, None)
+    legacy = [path for path, is_old in LEGACY_FIELDS.items() if is_old(d)]
     default = to_dict(SearchConfig())
-    for path in ADDED_FIELDS:
+    for path in dict.fromkeys((*ADDED_FIELDS, *legacy)):
         *parents, leaf = path.split(".")
         node, base = d, default
         for p in parents:
             node, base = node[p], base[p]
-        if node[leaf] == base[leaf]:
+        if path in legacy or node[leaf] == base[leaf]:
             del node[leaf]
         _prune_empty(d, parents)
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
@@ -586,7 +673,7 @@ def parse_set(items: typing.Iterable[str]) -> list[tuple[str, Any]]:
         if not sep or not key.strip():
             raise SpecError(f"--set {item!r}: expected key=value, e.g. --set search.epochs=3")
         try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
+            parsed = yaml_load(value) if value.strip() else ""
         except yaml.YAMLError:
             parsed = value
         out.append((key.strip(), parsed))
@@ -598,10 +685,11 @@ def load_raw(path: str | Path) -> dict:
     if not p.is_file():
         raise SpecError(f"{path}: job file not found")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml_load(p.read_text())
     except yaml.YAMLError as e:
-        first = str(e).splitlines()[0] if str(e) else "invalid YAML"
-        raise SpecError(f"{path}: not valid YAML ({first})") from None
+        raise SpecError(f"{path}: not valid YAML ({yaml_error_line(e)})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read the job file ({e})") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a job file must be a YAML mapping with at least `name:`")
     return raw
@@ -647,6 +735,7 @@ def _validate_job(spec: JobSpec) -> None:
         )
     if not spec.store:
         raise SpecError("store: must be a path or s3:// URI")
+    _validate_tracking_uri(spec.tracking_uri)
     _positive(spec.resources.cpu, "resources.cpu", allow_zero=True)
     _positive(spec.resources.gpu, "resources.gpu", allow_zero=True)
     _positive(spec.max_failures, "max_failures", allow_zero=True)
@@ -662,30 +751,25 @@ def _validate_job(spec: JobSpec) -> None:
                 f"grid.{key}: not a search key{_suggest(top, _SEARCH_KEYS)} (grid keys are dotted "
                 "keys of `search`, or a named axis whose values are mappings of search keys)"
             )
+        _no_repeats([json.dumps(v, sort_keys=True, default=str) for v in values], f"grid.{key}")
     resolve_search(spec.search)  # the defaults alone must be valid
-    points = expand_grid(spec)  # and so must every grid point
-    if any(is_bundle_axis(k, v) for k, v in spec.grid.items()):
-        seen: dict[str, dict] = {}
-        for _, rid, point in points:
-            if rid in seen:
-                raise SpecError(
-                    f"grid: points {point_text(seen[rid])} and {point_text(point)} resolve to "
-                    "the same search config (the same run_id); make the rows differ"
-                )
-            seen[rid] = point
+    expand_grid(spec)  # and so must every grid point (each its own run_id)
     if spec.evaluate.retrain is not None:
         r = spec.evaluate.retrain
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
             _positive(getattr(r, key), f"evaluate.retrain.{key}")
         _positive(r.lr, "evaluate.retrain.lr")
         _check_recipe(r)
+    _validate_metric(spec.evaluate.metric)
     from ray_nas import criteria  # pure numpy: cheap
 
+    labels = []
     for i, item in enumerate(spec.criteria):
         try:
-            criteria.parse_criterion(item)
+            labels.append(criteria.parse_criterion(item).label)
         except ValueError as e:
             raise SpecError(f"criteria[{i}]: {e}") from None
+    _no_repeats(labels, "criteria")
     _validate_bundle_criteria(spec)
     if spec.stop is not None:
         try:
@@ -700,6 +784,52 @@ def _validate_job(spec: JobSpec) -> None:
             raise SpecError(
                 f"stop: {stop.name} needs patience >= 1 online (with 0 the peak so far always 'fires' at epoch 1)"
             )
+
+
+def _no_repeats(items: list[str], key: str) -> None:
+    """SpecError naming the first item of `items` that repeats an earlier one."""
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item in seen:
+            raise SpecError(f"{key}[{i}]: {item} repeats {key}[{seen[item]}]; list each value once")
+        seen[item] = i
+
+
+#: tracking_uri schemes MLflow serves (a plain path is a local file store)
+TRACKING_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql")
+
+
+def _validate_tracking_uri(uri: str) -> None:
+    """Malformed tracking URIs (unknown scheme, `sqlite://x` with a missing slash, no host)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        if not uri.strip():
+            raise SpecError("tracking_uri: empty; e.g. sqlite:///mlflow.db or http://host:5000")
+        return
+    if scheme not in TRACKING_SCHEMES:
+        raise SpecError(
+            f"tracking_uri: unknown scheme {scheme!r} in {uri!r}{_suggest(scheme, TRACKING_SCHEMES)} "
+            f"(valid: {', '.join(TRACKING_SCHEMES)})"
+        )
+    if scheme == "sqlite" and not rest.startswith("/"):
+        raise SpecError(
+            f"tracking_uri: {uri!r} needs three slashes and a file, e.g. sqlite:///mlflow.db"
+        )
+    if scheme in ("http", "https") and not rest.split("/")[0]:
+        raise SpecError(f"tracking_uri: {uri!r} names no host, e.g. http://127.0.0.1:5000")
+
+
+def _validate_metric(metric: str | None) -> None:
+    """evaluate.metric must be a benchmark accuracy column (or null for the data set's test one)."""
+    if metric is None:
+        return
+    from ray_nas.benchmark import METRICS
+
+    if metric not in METRICS:
+        raise SpecError(
+            f"evaluate.metric: unknown metric {metric!r}{_suggest(metric, METRICS)} "
+            f"(valid: {', '.join(METRICS)}, or null for the data set's test accuracy)"
+        )
 
 
 def _validate_bundle_criteria(spec: JobSpec) -> None:
@@ -745,6 +875,14 @@ def expand_grid(spec: JobSpec) -> list[tuple[SearchConfig, str, dict[str, Any]]]
         where = "search" if not point else "grid point " + point_text(point)
         cfg = resolve_search(raw, where)
         out.append((cfg, run_id(cfg), point))
+    ids: dict[str, dict] = {}
+    for _cfg, rid, point in out:
+        if rid in ids:
+            raise SpecError(
+                f"grid: points {point_text(ids[rid])} and {point_text(point)} resolve to the same "
+                f"search config (the same run_id {rid}); drop or change one"
+            )
+        ids[rid] = point
     return out
 
 

@@ -13,71 +13,28 @@ import os
 import re
 import socket
 import time
-import uuid
 
 import numpy as np
-import yaml
 
 from ray_nas import trajectory
+from ray_nas.integrity import (
+    FINAL_STATUSES,
+    check_job_identity,
+    check_store_writable,
+    check_trials,
+    redo_trial,
+    write_job_yaml,
+)
 from ray_nas.spec import (
     JobSpec,
     SearchConfig,
     SpecError,
     resolve_search,
     resolved_job_dict,
-    run_id,
     spec_from_dict,
     to_dict,
 )
 from ray_nas.trial import FAULT_ENVS, run_trial
-
-#: Job keys that define WHAT is searched: a store holding the same job name with other values is
-#: a different job. criteria / evaluate / stop / display keys may change freely.
-IDENTITY_KEYS = ("grid", "search")
-
-
-def check_job_identity(spec: JobSpec) -> None:
-    """Raise SpecError if `{store}/{job}/job.yaml` describes a different grid or search defaults."""
-    path = f"{spec.job_dir}/job.yaml"
-    data = trajectory.read_bytes(path)
-    if data is None:
-        return
-    old = yaml.safe_load(data.decode()) or {}
-    new = resolved_job_dict(spec)
-    for key in IDENTITY_KEYS:
-        same = (
-            _search_identity(old.get(key)) == _search_identity(new.get(key))
-            if key == "search"
-            else _norm(old.get(key)) == _norm(new.get(key))
-        )
-        if not same:
-            raise SpecError(
-                f"{spec.job_dir} already holds job {spec.name!r} with a different `{key}`; "
-                f"use another `name` or `store` (nothing was changed)"
-            )
-
-
-def _norm(v):
-    return yaml.safe_load(yaml.safe_dump(v))
-
-
-def _search_identity(search: dict | None):
-    """The search defaults as run_id sees them: re-resolved (a field added since the job.yaml was
-    written takes its default) and without where-and-how fields (data_root, device, compile, ...),
-    so that a sweep resumed elsewhere or by a newer version keeps its store."""
-    try:
-        return run_id(resolve_search(search or {}))
-    except SpecError:  # a field this version no longer knows: compare as written
-        return _norm(search)
-
-
-def check_store_writable(spec: JobSpec) -> None:
-    probe = f"{spec.job_dir}/.write-probe-{uuid.uuid4().hex}"
-    try:
-        trajectory.write_bytes(probe, b"ok")
-        trajectory.delete(probe)
-    except OSError as e:
-        raise SpecError(f"store {spec.store}: not writable ({e})") from None
 
 
 def check_ray_address(timeout: float = 5.0) -> None:
@@ -163,25 +120,36 @@ def init_ray(resources: dict | None = None) -> None:
 
 
 def run_sweep(
-    spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=print
+    spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=print, redo: tuple = ()
 ) -> dict[str, str]:
-    """Run every unfinished trial of the grid on Ray; returns run_id -> final status."""
-    check_job_identity(spec)
+    """Run every unfinished trial of the grid on Ray; returns run_id -> final status.
+
+    `redo`: run_ids whose files are moved aside first (see integrity.redo_trial), so they run again.
+    """
     check_store_writable(spec)
+    check_job_identity(spec)
     from ray_nas.tracking import check_tracking
 
     check_tracking(spec.tracking_uri)
     from ray_nas.data import check_available
 
-    for cfg in {(c.dataset, c.data_root, c.download) for c, _, _ in trials}:
+    for cfg in {(c.dataset, c.data_root, c.download, c.split_file) for c, _, _ in trials}:
         check_available(*cfg)
-    trajectory.write_bytes(
-        f"{spec.job_dir}/job.yaml",
-        yaml.safe_dump(resolved_job_dict(spec), sort_keys=False).encode(),
-    )
+    rids = [rid for _, rid, _ in trials]
+    unknown = [r for r in redo if r not in rids]
+    if unknown:
+        raise SpecError(f"--redo {unknown[0]}: not a trial of this grid (`--dry-run` lists them)")
+    check_trials(spec, [r for r in rids if r not in redo], "sweep")
+    for rid in redo:
+        folder = redo_trial(spec.job_dir, rid)
+        log(
+            f"trial {rid}: "
+            + (f"files moved to {folder}; it runs again" if folder else "no files yet")
+        )
+    write_job_yaml(spec)
 
     st = trajectory.read_status(spec.job_dir)  # one read for the whole grid
-    done = set(st.loc[st["status"].isin(["completed", "stopped"]), "run_id"]) if len(st) else set()
+    done = set(st.loc[st["status"].isin(FINAL_STATUSES), "run_id"]) if len(st) else set()
     todo = [(cfg, rid, point) for cfg, rid, point in trials if rid not in done]
     log(
         f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(todo)} already complete, {len(todo)} to run"
@@ -193,17 +161,44 @@ def run_sweep(
         _tune(spec, todo, log)
     status = trajectory.consolidate_trials(spec.job_dir)
     result = dict(zip(status["run_id"], status["status"]))
-    failed = [rid for _, rid, _ in trials if result.get(rid) not in ("completed", "stopped")]
+    failed = [rid for _, rid, _ in trials if result.get(rid) not in FINAL_STATUSES]
     if failed:
         log(f"sweep {spec.name}: {len(failed)} trials did not complete: {', '.join(failed)} "
             "(rerun the same command to resume them)")  # fmt: skip
+    diverged = [rid for _, rid, _ in trials if result.get(rid) == "diverged"]
+    if diverged:
+        log(f"sweep {spec.name}: {len(diverged)} trials diverged (a non-finite loss or alpha): "
+            f"{', '.join(diverged)}; see trials.parquet's stop_reason")  # fmt: skip
     return result
+
+
+def check_resources(spec: JobSpec, log=print) -> None:
+    """A trial's `resources` that no node of the cluster offers: on a fixed cluster (the local Ray
+    this process started, no RAY_ADDRESS) a SpecError; on a named cluster, which may autoscale,
+    one line saying what stays pending and why."""
+    import ray
+
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(all(n.get(k, 0.0) >= v for k, v in need.items() if v > 0) for n in nodes):
+        return
+    best = {k: max((n.get(k, 0.0) for n in nodes), default=0.0) for k in need}
+    what = (f"resources {{cpu: {spec.resources.cpu:g}, gpu: {spec.resources.gpu:g}}} per trial, but "
+            f"no node of the Ray cluster offers that (the largest: {best['CPU']:g} CPUs, "
+            f"{best['GPU']:g} GPUs)")  # fmt: skip
+    if os.environ.get("RAY_ADDRESS"):
+        log(
+            f"sweep {spec.name}: {what}: the trials stay pending until the autoscaler adds such a node"
+        )
+        return
+    raise SpecError(f"{what}; lower `resources` or run on a cluster that has them (RAY_ADDRESS)")
 
 
 def _tune(spec: JobSpec, todo, log) -> None:
     from ray import tune
 
     init_ray()
+    check_resources(spec, log)
     # Each trial carries its fully resolved search, so the job it gets needs no grid: with one, every
     # trial would re-validate the whole grid on start (O(trials^2) work over a big sweep).
     job = {**resolved_job_dict(spec), "search": spec.search, "grid": {}}

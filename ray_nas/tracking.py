@@ -66,11 +66,24 @@ def check_tracking(uri: str, timeout: float = 5.0) -> None:
                 f"tracking_uri {uri}: MLflow server not reachable ({reason})"
             ) from None
     elif uri.startswith("sqlite:///"):
-        parent = Path(uri[len("sqlite:///") :]).resolve().parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
+        db = Path(uri[len("sqlite:///") :]).resolve()
+        if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
             raise TrackingError(
-                f"tracking_uri {uri}: folder {parent} does not exist or is not writable"
+                f"tracking_uri {uri}: folder {db.parent} does not exist or is not writable"
             )
+        if db.exists() and not _sqlite_file(db):
+            raise TrackingError(
+                f"tracking_uri {uri}: {db} is not an SQLite database; point tracking_uri elsewhere"
+            )
+
+
+def _sqlite_file(path: Path) -> bool:
+    """An empty file or one that starts with SQLite's header (a folder or other bytes: False)."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return head in (b"", b"SQLite format 3\x00")
 
 
 def metric_name(label: str) -> str:
@@ -92,9 +105,16 @@ def _client(uri: str):
 
 
 def _experiment(client, name: str) -> str:
+    """The experiment's id, created when missing (another process creating it at the same
+    moment is not an error: its experiment is used)."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        return client.create_experiment(name)
+        try:
+            return client.create_experiment(name)
+        except Exception:  # noqa: BLE001 - MlflowException: created meanwhile by another evaluate
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
     return exp.experiment_id

@@ -7,6 +7,7 @@ through pyarrow's filesystem layer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -44,8 +45,9 @@ def write_table(table: pa.Table, path: str, metadata: dict[str, str] | None = No
         fs.create_dir(parent, recursive=True)
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
-        pq.write_table(table, tmp, filesystem=fs)
-        fs.move(tmp, p)  # atomic rename on POSIX
+        with _removed_on_error(fs, tmp):
+            pq.write_table(table, tmp, filesystem=fs)
+            fs.move(tmp, p)  # atomic rename on POSIX
     else:  # object stores: a PUT appears whole
         pq.write_table(table, p, filesystem=fs)
 
@@ -69,10 +71,42 @@ def write_bytes(path: str, data: bytes) -> None:
     target = (
         f"{parent}/.{name}.{uuid.uuid4().hex}.tmp" if isinstance(fs, pafs.LocalFileSystem) else p
     )
-    with fs.open_output_stream(target) as f:
-        f.write(data)
-    if target != p:
-        fs.move(target, p)
+    with _removed_on_error(fs, target if target != p else None):
+        with fs.open_output_stream(target) as f:
+            f.write(data)
+        if target != p:
+            fs.move(target, p)
+
+
+@contextlib.contextmanager
+def _removed_on_error(fs: pafs.FileSystem, tmp: str | None):
+    """Delete the temp file `tmp` when the block fails (a failed write leaves nothing behind)."""
+    try:
+        yield
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                if fs.get_file_info(tmp).type == pafs.FileType.File:
+                    fs.delete_file(tmp)
+        raise
+
+
+def output_problem(path: str) -> str | None:
+    """Why a local output file could not be written (a folder, under a file, a read-only folder),
+    or None; checked before the work that produces it. URIs are not checked."""
+    if "://" in str(path):
+        return None
+    p = os.path.abspath(str(path))
+    if os.path.isdir(p):
+        return "is a folder; give a file name"
+    parent = os.path.dirname(p)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK):
+        return f"folder {parent} is not writable"
+    return None
 
 
 def read_bytes(path: str) -> bytes | None:
@@ -82,6 +116,18 @@ def read_bytes(path: str) -> bytes | None:
         return None
     with fs.open_input_stream(p) as f:
         return f.read()
+
+
+def move(src: str, dst: str) -> None:
+    """Move a file within one store (local rename, or copy then delete on object stores)."""
+    fs, s = _fs_path(src)
+    _, d = _fs_path(dst)
+    fs.create_dir(d.rsplit("/", 1)[0], recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(s, d)
+    else:
+        fs.copy_file(s, d)
+        fs.delete_file(s)
 
 
 def delete(path: str) -> None:
@@ -304,7 +350,10 @@ def read_status(job_dir: str):
     frames = []
     for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
         if info.type == pafs.FileType.File and info.base_name == PART:
-            frames.append(pq.read_table(info.path, filesystem=fs).to_pandas())
+            try:
+                frames.append(pq.read_table(info.path, filesystem=fs).to_pandas())
+            except (OSError, ValueError):  # a damaged status file: as if the trial had none
+                continue  # (it resumes from its checkpoint, or restarts, and writes a new one)
     if not frames:
         return pd.DataFrame(columns=list(STATUS_COLUMNS))
     return pd.concat(frames, ignore_index=True).sort_values("run_id", ignore_index=True)
@@ -358,6 +407,14 @@ def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
     return _trial_data(
         ep, al, ops, edges, meta.get("ray_nas.run_id", ""), meta.get("ray_nas.config", "{}")
     )
+
+
+def read_trial(job_dir: str, run_id: str) -> TrialData:
+    """One trial's trajectory; raises (FileNotFoundError, OSError, ValueError, pyarrow errors) when
+    a file is missing, truncated or the two files disagree."""
+    paths = trial_paths(job_dir, run_id)
+    fs, ep = _fs_path(paths["epochs"])
+    return _read_trial(ep, _fs_path(paths["alphas"])[1], fs)
 
 
 def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json: str) -> TrialData:

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ray_nas import trajectory
+from ray_nas.integrity import FINAL_STATUSES, redo_trial, status_row, trial_problem
 from ray_nas.spaces import get_space
-from ray_nas.spec import JobSpec, SearchConfig, config_json, flatten, to_dict
+from ray_nas.spec import JobSpec, SearchConfig, SpecError, config_json, flatten, to_dict
 
 #: Test-only fault injection: "DIR:EPOCH" makes a trial raise once after writing EPOCH
 #: (a marker file in DIR records that it happened, so the retry succeeds).
@@ -33,6 +34,10 @@ class InjectedFailure(RuntimeError):
     pass
 
 
+class CheckpointError(RuntimeError):
+    """The checkpoint file exists but cannot be read (truncated, not a checkpoint)."""
+
+
 class StoreError(OSError):
     """A trial could not write its store (the message names the path pyarrow reported)."""
 
@@ -46,16 +51,26 @@ class FileCheckpoint:
         self._loaded = False
 
     def load(self) -> dict | None:
+        """The saved state, None when there is no file; CheckpointError when it is unreadable."""
         if not self._loaded:
             import torch
 
             data = trajectory.read_bytes(self.path)
-            # our own file, written by save(): it holds numpy/python RNG states, hence weights_only=False
-            self._cached = (
-                None if data is None else torch.load(io.BytesIO(data), weights_only=False)
-            )
-            self._loaded = True
+            try:
+                # our own file, written by save(): it holds numpy/python RNG states, hence weights_only=False
+                state = None if data is None else torch.load(io.BytesIO(data), weights_only=False)
+                if state is not None and not isinstance(state.get("epoch"), int):
+                    raise ValueError("no epoch in it")
+            except Exception as e:  # noqa: BLE001 - truncated or foreign bytes
+                raise CheckpointError(
+                    f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                ) from None
+            self._cached, self._loaded = state, True
         return self._cached
+
+    def forget(self) -> None:
+        """Act as if there were no checkpoint (after an unreadable one was set aside)."""
+        self._cached, self._loaded = None, True
 
     def save(self, state: dict) -> None:
         import torch
@@ -73,16 +88,14 @@ def config_columns(cfg: SearchConfig) -> dict:
 
 
 def trial_status(job_dir: str, run_id: str) -> dict | None:
-    """The trial's own status row (one small file), or None."""
-    path = trajectory.trial_paths(job_dir, run_id)["status"]
-    if not trajectory.exists(path):
-        return None
-    return trajectory.read_frame(path).iloc[0].to_dict()
+    """The trial's own status row (one small file), or None (also when it is unreadable)."""
+    return status_row(trajectory.trial_paths(job_dir, run_id)["status"])
 
 
 def is_complete(job_dir: str, run_id: str) -> bool:
+    """The trial ended (completed, stopped early or diverged): it is not run again."""
     st = trial_status(job_dir, run_id)
-    return st is not None and st["status"] in ("completed", "stopped")
+    return st is not None and st["status"] in FINAL_STATUSES
 
 
 def run_trial(
@@ -93,36 +106,54 @@ def run_trial(
     log: Callable[[str], None] = print,
     on_record: Callable[[object], None] | None = None,
 ) -> str:
-    """Run or resume one search; returns its final status (completed | stopped | skipped).
+    """Run or resume one search; returns its final status (completed | stopped | diverged | skipped).
 
     `on_record(record)` is called after each epoch is stored (the sweep reports to Tune there).
+    Damaged files are refused before any write (integrity.trial_problem); an unreadable checkpoint
+    restarts the trial from scratch, its recorded files kept under `{job}/redo/`.
     """
     job_dir = spec.job_dir
+    problem = trial_problem(job_dir, run_id)
+    if problem:
+        raise SpecError(f"trial {run_id} under {job_dir}: {problem}; nothing was changed "
+                        f"(`--redo {run_id}` runs it again, its files moved aside)")  # fmt: skip
     if is_complete(job_dir, run_id):
-        log(f"trial {run_id}: trajectory already complete under {job_dir}; nothing to do")
+        log(f"trial {run_id}: trajectory already complete under {job_dir}; nothing to do "
+            f"(`--redo {run_id}` runs it again)")  # fmt: skip
         return "skipped"
     from ray_nas.data import load_dataset
+    from ray_nas.search import non_finite, resolve_device
 
+    resolve_device(cfg.device)
     data = load_dataset(
-        cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.seed
+        cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.data_split_seed
     )  # fails before any write
-    paths = trajectory.trial_paths(job_dir, run_id)
     rows = get_space(cfg.space).rows()
     writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
                                     config_json(cfg), tuple(c for c, _ in rows))  # fmt: skip
-    ckpt = FileCheckpoint(paths["checkpoint"])
+    ckpt = _open_checkpoint(job_dir, run_id, log)
     state = ckpt.load()
     writer.truncate(state["epoch"] if state else -1)
+    if state and writer.last_epoch < state["epoch"]:
+        raise SpecError(f"trial {run_id} under {job_dir}: its checkpoint is at epoch {state['epoch']} but "
+                        f"its files end at epoch {writer.last_epoch}; nothing was changed "
+                        f"(`--redo {run_id}` runs it again, its files moved aside)")  # fmt: skip
     stopper = _online_stop(spec, run_id)
     status = {"run_id": run_id, "status": "running", "epochs_done": writer.last_epoch,
               "total_epochs": cfg.total_epochs, "stop_epoch": None, "stop_reason": None,
-              "error": None, "started": time.time(), **config_columns(cfg)}  # fmt: skip
+              "diverged_epoch": None, "error": None, "started": time.time(),
+              **config_columns(cfg)}  # fmt: skip
 
     def put_status(**changes) -> None:
         status.update(changes, updated=time.time())
         trajectory.write_status(job_dir, run_id, status)
 
     def on_epoch(rec) -> bool:
+        bad = non_finite(rec)
+        if bad is not None:  # not stored: the trajectory keeps its last finite epoch
+            put_status(status="diverged", diverged_epoch=rec.epoch, stop_reason=bad)
+            log(f"trial {run_id}: diverged: {bad}; kept epochs 0..{writer.last_epoch}")
+            return True
         writer.append(rec)
         stop = stopper(writer) if stopper else None
         if stop is not None:
@@ -149,11 +180,28 @@ def run_trial(
         if isinstance(e, OSError):
             raise StoreError(f"trial {run_id}: store I/O failed: {e}") from e
         raise
-    final = "stopped" if status["stop_epoch"] is not None else "completed"
+    if status["status"] == "diverged":
+        final, last = "diverged", writer.last_epoch
+    else:
+        final = "stopped" if status["stop_epoch"] is not None else "completed"
     put_status(status=final, epochs_done=last)
     if not spec.keep_checkpoints:
-        trajectory.delete(paths["checkpoint"])
+        trajectory.delete(ckpt.path)
     return final
+
+
+def _open_checkpoint(job_dir: str, run_id: str, log: Callable[[str], None]) -> FileCheckpoint:
+    """The trial's checkpoint; an unreadable one (and the files it would resume) is moved to
+    `{job}/redo/` and the trial restarts from scratch, its recorded epochs kept there."""
+    ckpt = FileCheckpoint(trajectory.trial_paths(job_dir, run_id)["checkpoint"])
+    try:
+        ckpt.load()
+    except CheckpointError as e:
+        folder = redo_trial(job_dir, run_id)
+        log(f"trial {run_id}: checkpoint {ckpt.path} unreadable ({e}); restarting from scratch, "
+            f"its files (recorded epochs included) kept in {folder}")  # fmt: skip
+        ckpt.forget()
+    return ckpt
 
 
 def _online_stop(spec: JobSpec, run_id: str):

@@ -289,8 +289,8 @@ def test_drnas_survives_sigkill_bit_identically(write_job):
 def test_hessian_is_taken_wrt_the_raw_parameter(algorithm):
     """The loop's eigenvalue: the Hessian of the loss of mix(alpha) w.r.t. alpha itself."""
     model, algo, *_, (x, y) = _tiny_setup("reference", algorithm)
-    model.eval()
-    eig, h = hessian_eigenvalue(model, x, y, algo.mix)
+    model.train()  # the Hessian is taken in train mode (issue 17), as the direct one below
+    eig, h = hessian_eigenvalue(model, model.alpha, x, y, 0.0, algo.mix)  # without the L2 term
     full = torch.autograd.functional.hessian(
         lambda a: F.cross_entropy(model(x, weights=algo.mix(a)), y), model.alpha.detach().clone()
     ).reshape(30, 30)

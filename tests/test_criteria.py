@@ -101,7 +101,9 @@ EXCL_GATE = [U, [0.5, 0.1, 0.1, 0.2, 0.1], [0, 0.34, 0, 0.33, 0.33]]
         (EXCL, C.ss_eq12, {}, 1, True),
         (EXCL, C.ss_eq13, {}, 1, True),
         (EXCL, C.ss_eq13, {"exclude": ("none",)}, 2, True),
-        (EXCL_GATE, C.ss_eq13, {"exclude": ("none",)}, 1, True),
+        # the gate compares with all ops, as the paper's code: conv3x3 never leads, no restriction
+        (EXCL_GATE, C.ss_eq13, {"exclude": ("none",)}, 2, True),
+        (EXCL_GATE, C.ss_eq13, {"exclude": ("none",), "gate_all_ops": False}, 1, True),
         (EXCL_GATE, C.ss_eq13, {"exclude": ("none",), "gate": False}, 2, True),
     ],
 )
@@ -222,29 +224,38 @@ def test_dartsplus_rt_learnable_only_without_learnable_ops():
 
 
 NAN = np.nan
-# epoch 0 = -1 would fire at epoch 8 if it counted as an evaluation
+# epoch 0 = -1 would count as an evaluation if epoch 0 were one
 ES_DEFAULT = [-1] + [1] * 9 + [10, 10, 10]  # epochs 0..12: local_avg 2.8 at 10 vs 1 at 6
 ES_GAPS = [NAN, NAN, 1, NAN, 1, NAN, 1, NAN, 2, NAN]  # evaluations at epochs 2, 4, 6, 8
+S1 = {"window": 1, "delta": 1, "start_epoch": 1}
 
 
 @pytest.mark.parametrize(
     "eig, params, epoch, fired",
     [
-        (ES_DEFAULT, {}, 6, True),
-        (ES_DEFAULT, {"rollback": False}, 10, True),
-        (ES_DEFAULT[:10] + [NAN] * 3, {}, 12, False),  # never grows
-        (ES_DEFAULT[:8] + [10], {}, 8, False),  # a jump, but 8 evaluations after epoch 0 (< 5 + 4)
+        (ES_DEFAULT, {}, 12, False),  # the rollback epoch (4) is before start_epoch 10
+        # fires at epoch 10 (evaluation 9): back to the centre of the earlier window, epoch 4
+        (ES_DEFAULT, {"start_epoch": 1}, 4, True),
+        (ES_DEFAULT, {"start_epoch": 1, "rollback": False}, 10, True),
+        (ES_DEFAULT, {"start_epoch": 5}, 5, True),  # epoch 11, rollback 5
+        (ES_DEFAULT[:10] + [NAN] * 3, {"start_epoch": 1}, 12, False),  # never grows
         ([NAN] * 5, {}, 4, False),  # no Hessian recorded
-        ([NAN, 1, 1.3], {"window": 1, "delta": 1}, 2, False),  # ratio must exceed factor
-        ([NAN, 1, 1.31], {"window": 1, "delta": 1}, 1, True),
-        ([NAN, 0, 5], {"window": 1, "delta": 1}, 2, False),  # no ratio against 0
-        (ES_GAPS, {"window": 1, "delta": 1}, 6, True),
-        (ES_GAPS, {"window": 1, "delta": 1, "rollback": False}, 8, True),
-        (ES_GAPS, {"window": 1, "delta": 1, "start_epoch": 8}, 6, True),
-        (ES_GAPS, {"window": 1, "delta": 1, "start_epoch": 9}, 9, False),
-        # a full window is required: local averages exist from evaluation 3 (epoch 3) on
-        ([NAN, 1, 5, 5, 5], {"window": 3, "delta": 1}, 3, True),
-        ([NAN, 1, 5, 5, 5], {"window": 3, "delta": 1, "rollback": False}, 4, True),
+        ([NAN, 1, 1.3], S1, 2, False),  # ratio must exceed factor
+        ([NAN, 1, 1.31], S1, 1, True),
+        ([NAN, 0, 5], S1, 1, True),  # 5 / 0 = inf > factor, as R-DARTS divides
+        (ES_GAPS, S1, 6, True),
+        (ES_GAPS, {**S1, "rollback": False}, 8, True),
+        (ES_GAPS, {**S1, "start_epoch": 6}, 6, True),
+        (ES_GAPS, {**S1, "start_epoch": 7}, 9, False),
+        # partial windows at the start, as R-DARTS: evaluation 2's mean(1,1,3) vs evaluation 1's
+        # mean(1,1) (two of three); rollback to the earlier window's centre, evaluation 0
+        ([NAN, 1, 1, 3, 3], {"window": 3, "delta": 1, "start_epoch": 1}, 1, True),
+        (
+            [NAN, 1, 1, 3, 3],
+            {"window": 3, "delta": 1, "start_epoch": 1, "rollback": False},
+            3,
+            True,
+        ),
     ],
 )
 def test_darts_es(eig, params, epoch, fired):
@@ -335,7 +346,7 @@ SPECS = C.default_criteria() + [
         {"name": "darts_es", "window": 2, "delta": 2, "factor": 1.1, "start_epoch": 10},
     )
 ]
-FIRST_FIRE = ("dartsplus_sc", "dartsplus_rt", "darts_es")
+FIRST_FIRE = ("dartsplus_sc", "dartsplus_rt", "darts_es", "darts_es_paper")
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -368,7 +379,7 @@ def test_incremental_equals_offline_on_every_prefix(seed):
 def test_random_trajectories_exercise_the_criteria():
     """Guard for the test above: the random trajectories must make the criteria actually fire."""
     fired = {s.label for seed in range(4) for s in SPECS if s.apply(random_traj(seed)).fired}
-    assert {"dartsplus_sc[k=2]", "dartsplus_rt[k=2]", "darts_es"} <= fired
+    assert {"dartsplus_sc[k=2]", "dartsplus_rt[k=2]", "darts_es", "darts_es_paper"} <= fired
 
 
 # ------------------------------------------------------------------ catalogue and parsing
@@ -393,9 +404,9 @@ def test_parse_labels_and_params():
     spec = C.parse_criterion({"name": "ss_eq13", "op": C3, "exclude": ["none"]})
     assert spec.label == "ss_eq13[exclude=[none],op=nor_conv_3x3]"
     assert spec.params["exclude"] == ("none",)
-    assert (
-        spec.params_json
-        == '{"exclude": ["none"], "gate": true, "op": "nor_conv_3x3", "patience": 0}'
+    assert spec.params_json == (
+        '{"exclude": ["none"], "gate": true, "gate_all_ops": true, "op": "nor_conv_3x3", '
+        '"patience": 0}'
     )
     assert C.parse_criterion({"name": "ss_eq13", "exclude": "none"}).params["exclude"] == ("none",)
     assert C.parse_criterion({"name": "ss_eq12", "gate": False}).label == "ss_eq12[gate=false]"
@@ -421,6 +432,7 @@ def test_default_criteria_is_the_papers_set():
         "dartsplus_rt[k=4]",
         "dartsplus_rt[k=10]",
         "darts_es",
+        "darts_es_paper",
         "oracle",
     ]
 

@@ -137,3 +137,49 @@ def test_unknown_arch_in_table_is_nan_not_crash(store, tmp_path):
     spec = load_spec(store, [f"evaluate.benchmark={tmp_path / 'small.parquet'}"])
     res = run_evaluate(spec, track=False, log=lambda s: None)
     assert np.isnan(res.selections.cifar10_test).any()
+
+
+def _write_trial(job_dir: str, cfg, archs: list[str]) -> str:
+    """A trial's store as the worker writes it, with the given genotype per epoch."""
+    from ray_nas import nb201
+    from ray_nas.search import EpochRecord
+    from ray_nas.spec import config_json, run_id
+
+    rid = run_id(cfg)
+    writer = trajectory.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg))
+    for t, arch in enumerate(archs):
+        ops = nb201.parse_arch(arch)
+        alpha = np.array([[1.0 if o == op else 0.0 for o in cfg.ops] for op in ops], np.float32)
+        w = np.exp(alpha) / np.exp(alpha).sum(1, keepdims=True)
+        writer.append(EpochRecord(t, 1.0, 50.0, 1.0, 50.0, 0.01, 0.0, None, 1.0, arch, alpha, w))
+    return rid
+
+
+def test_dataset_grid_scores_each_trial_on_its_own_data_set(tmp_path):
+    """grid: dataset: [cifar10, cifar100] -> each trial's oracle and summary read its own column."""
+    if not TABLE.is_file():
+        pytest.skip(f"shared NB201 table not found at {TABLE}")
+    import yaml
+
+    table = pd.read_parquet(TABLE).dropna(subset=["cifar10_test", "cifar100_test"]).head(400)
+    # two archs ranked one way on CIFAR-10 and the other way on CIFAR-100
+    a, b = next(
+        (x, y) for x in table.itertuples() for y in table.itertuples()
+        if x.cifar10_test > y.cifar10_test + 1 and y.cifar100_test > x.cifar100_test + 1
+    )  # fmt: skip
+    job = {"name": "dsgrid", "store": str(tmp_path / "store"), "grid": {"dataset": ["cifar10", "cifar100"]},
+           "criteria": ["final", "oracle"], "evaluate": {"benchmark": str(TABLE), "retrain": None}}  # fmt: skip
+    path = tmp_path / "dsgrid.yaml"
+    path.write_text(yaml.safe_dump(job))
+    spec = load_spec(path)
+    best = {}
+    for cfg, _, _ in expand_grid(spec):
+        rid = _write_trial(spec.job_dir, cfg, [b.arch, a.arch, b.arch, b.arch])
+        best[rid] = 1 if cfg.dataset == "cifar10" else 2  # the oracle's epoch on its own column
+    res = run_evaluate(spec, track=False, log=lambda s: None)
+    oracle = res.selections[res.selections.label == "oracle"].set_index("run_id")
+    for rid, epoch in best.items():
+        assert oracle.loc[rid, "stop_epoch"] == epoch
+    summary = res.summary[res.summary.label == "oracle"].set_index("group")["mean"]
+    assert summary["dataset=cifar10"] == pytest.approx(a.cifar10_test)
+    assert summary["dataset=cifar100"] == pytest.approx(b.cifar100_test)

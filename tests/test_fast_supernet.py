@@ -172,8 +172,8 @@ def test_same_initialisation_and_hessian():
     x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 10, (6,))
     with torch.no_grad():
         norm_close(fast(x), ref(x), "logits at init")
-    eig_r, h_r = hessian_eigenvalue(ref, x, y)
-    eig_f, h_f = hessian_eigenvalue(fast, x, y)
+    eig_r, h_r = hessian_eigenvalue(ref, ref.alpha, x, y, 0.0)
+    eig_f, h_f = hessian_eigenvalue(fast, fast.alpha, x, y, 0.0)
     np.testing.assert_allclose(h_f, h_r, rtol=1e-4, atol=1e-4 * np.abs(h_r).max())
     assert eig_f == pytest.approx(eig_r, rel=1e-4)
 
@@ -190,9 +190,9 @@ def test_channels_last_hessian_equals_the_reference_in_float64():
     x, y = torch.randn(6, 3, 16, 16, dtype=torch.float64), torch.randint(0, 10, (6,))
     out = fast(x)
     assert out.shape == (6, 10)
-    _, h_r = hessian_eigenvalue(ref, x, y)
+    _, h_r = hessian_eigenvalue(ref, ref.alpha, x, y, 0.0)
     for net in (fast, ref_cl):
-        _, h = hessian_eigenvalue(net, x, y)
+        _, h = hessian_eigenvalue(net, net.alpha, x, y, 0.0)
         np.testing.assert_allclose(h, h_r, rtol=1e-9, atol=1e-9 * np.abs(h_r).max())
 
 

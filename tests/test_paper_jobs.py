@@ -25,9 +25,9 @@ TRIALS = {
     "jobs/paper/exp5_exchange.yaml": 5,
     "jobs/paper/exp6_no_skip.yaml": 5,
     "jobs/paper/exp7_long.yaml": 5,
-    "jobs/paper/table2.yaml": 30,
-    "jobs/paper/table2_ss_darts.yaml": 5,
-    "jobs/paper/table3_weights_lr.yaml": 15,
+    "jobs/paper/table2.yaml": 35,
+    "jobs/paper/table2_ss_darts.yaml": 10,  # + the DARTS-ES runs at batch 128
+    "jobs/paper/table3_weights_lr.yaml": 30,
     "jobs/paper/table4_darts_space.yaml": 1,
 }
 TABLE4 = "jobs/paper/table4_darts_space.yaml"
@@ -140,9 +140,10 @@ def test_exp7_long():
 def test_tables_ss_darts_settings_and_all_criteria(job, weights_lr):
     assert _constant_weights_lr(job) == weights_lr
     assert _values(job, "alpha.lr") == [0.001]
-    assert _values(job, "batch_size") == [256]
+    # 256 for the stop methods, 128 for the paper's separate DARTS-ES runs (its Section 3)
+    assert _values(job, "batch_size") == [128, 256]
     assert _values(job, "epochs") == [50]
-    assert _values(job, "hessian_every") == [1]  # darts_es needs the eigenvalue every epoch
+    assert _values(job, "hessian_every") == [1]  # darts_es_paper: one eigenvalue per epoch
     spec = load_spec(REPO / job)
     labels = [parse_criterion(item).label for item in spec.criteria]
     assert labels == [c.label for c in default_criteria()]  # the paper's full comparison set
@@ -228,19 +229,20 @@ NB201_JOBS_BEFORE_SPACES = {
     "jobs/quickstart.yaml", "jobs/paper/baseline.yaml", "jobs/paper/exp1_warmup.yaml",
     "jobs/paper/exp2_alpha_l2.yaml", "jobs/paper/exp3_pretrain.yaml", "jobs/paper/exp4_alpha_lr.yaml",
     "jobs/paper/exp5_exchange.yaml", "jobs/paper/exp6_no_skip.yaml", "jobs/paper/exp7_long.yaml",
-    "jobs/paper/table2_ss_darts.yaml", "jobs/paper/table3_weights_lr.yaml",
+    "jobs/paper/table2_ss_darts.yaml", "jobs/paper/table3_weights_lr.yaml", "jobs/paper/table2.yaml",
 }  # fmt: skip
 
 
 def test_nb201_run_ids_are_those_before_search_spaces():
-    """Every NAS-Bench-201 job keeps its run_ids (digest computed on main before `search.space`)."""
+    """Every NAS-Bench-201 job keeps its run_ids (digest computed with main's code without
+    `search.space`, at 5cc0c8b)."""
     import hashlib
 
     jobs = sorted(j for j in TRIALS if j in NB201_JOBS_BEFORE_SPACES)
     blob = "\n".join(
         f"{j}:{','.join(rid for _c, rid, _p in expand_grid(load_spec(REPO / j)))}" for j in jobs
     )
-    assert hashlib.sha256(blob.encode()).hexdigest()[:16] == "b4ee2fd212dcf711"
+    assert hashlib.sha256(blob.encode()).hexdigest()[:16] == "5f7abee5cfa06cc6"
     assert [rid for _c, rid, _p in expand_grid(load_spec(REPO / "jobs/paper/baseline.yaml"))][:2] == [
         "baf6f7f28961", "a1f709f7476a",
     ]  # fmt: skip

@@ -1,11 +1,9 @@
 import numpy as np
 import pytest
-import torch
 
 from ray_nas import nb201
-from ray_nas.search import hessian_eigenvalue, search, weights_lr
+from ray_nas.search import search, weights_lr
 from ray_nas.spec import resolve_search
-from ray_nas.supernet import Supernet
 
 from .conftest import TINY_SEARCH
 
@@ -47,24 +45,6 @@ def test_exchange_rates_are_recorded():
     )
 
 
-def test_hessian_is_symmetric_and_matches_numpy():
-    torch.manual_seed(0)
-    net = Supernet(("none", "skip_connect", "nor_conv_3x3"), channels=4, cells=1).eval()
-    with torch.no_grad():
-        net.alpha.normal_()
-    x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 10, (6,))
-    eig, h = hessian_eigenvalue(net, x, y)
-    assert h.shape == (18, 18)
-    np.testing.assert_allclose(h, h.T, atol=1e-12)
-    assert eig == pytest.approx(np.linalg.eigvalsh(h).max(), rel=1e-9)
-    # the same matrix from torch's independent Hessian routine (finite differences are no check
-    # here: the loss is piecewise smooth in alpha through the ReLUs)
-    ref = torch.autograd.functional.hessian(
-        lambda a: torch.nn.functional.cross_entropy(net(x, alpha=a), y), net.alpha.detach().clone()
-    ).reshape(18, 18)
-    np.testing.assert_allclose(h, ref.double().numpy(), rtol=1e-4, atol=1e-6)
-
-
 def test_seed_fixes_everything():
     _, a = run(epochs=2, hessian_every=2)
     _, b = run(epochs=2, hessian_every=2)
@@ -73,3 +53,4 @@ def test_seed_fixes_everything():
         np.array_equal(x.alpha, y.alpha) and x.valid_loss == y.valid_loss for x, y in zip(a, b)
     )
     assert a[1].hessian_eig is None and a[2].hessian_eig is not None
+    assert a[0].hessian_eig is None  # epoch 0 has no architecture step, so no eigenvalue

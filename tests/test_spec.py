@@ -133,8 +133,26 @@ def test_search_config_defaults_dataclass_matches_resolve():
 
 def test_run_ids_of_existing_jobs_never_change():
     """Golden run_ids computed before any later field existed (session 3's code): a new search key
-    must go to spec.ADDED_FIELDS (left out while it holds its default) so these stay."""
+    must go to spec.ADDED_FIELDS (left out while it holds its default) so these stay; a key whose
+    default changes the computation goes to spec.LEGACY_FIELDS, and these stay for the old one."""
     assert run_id(resolve_search({})) == "d63b4ff813dd"
-    assert run_id(resolve_search({"lr_scheme": "exchange", "seed": 3})) == "2f49bedd0a5c"
-    cfg = {"warmup_epochs": 10, "seed": 1, "dataset": "cifar100"}
-    assert run_id(resolve_search(cfg)) == "8db1522c65d0"
+    old_split = {"split_seed": None}  # issue 17: the 50/50 split was seeded by the trial's seed
+    assert (
+        run_id(resolve_search({"lr_scheme": "exchange", "seed": 3, **old_split})) == "2f49bedd0a5c"
+    )
+    old = {"warmup_epochs": 10, "seed": 1, "dataset": "cifar100", **old_split}
+    old["weights"] = {"warmup_rule": "restart"}  # issue 17: the cosine restarted after warmup
+    assert run_id(resolve_search(old)) == "8db1522c65d0"
+
+
+def test_changed_computations_get_new_run_ids_unchanged_ones_keep_theirs():
+    def rid(**raw):
+        return run_id(resolve_search(raw))
+
+    # the fixed split seed: a trial of seed 3 now searches another split -> another run_id
+    assert rid(seed=3) != rid(seed=3, split_seed=None) == rid(seed=3, split_seed=3)
+    assert rid(seed=0) == rid(seed=0, split_seed=None)  # seed 0: the same split as before
+    assert rid(seed=3, split_file="s.txt") == rid(seed=3, split_file="s.txt", split_seed=None)
+    # the warmup rule matters only with warmup
+    assert rid(warmup_epochs=10) != rid(warmup_epochs=10, weights={"warmup_rule": "restart"})
+    assert rid() == rid(weights={"warmup_rule": "restart"})

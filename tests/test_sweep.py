@@ -142,7 +142,14 @@ def test_online_stop_ends_where_the_offline_criterion_says(write_job):
     from ray_nas.evaluate import to_trajectory
     from ray_nas.trial import run_trial
 
-    stop = {"name": "darts_es", "window": 1, "delta": 1, "factor": 1e-6, "rollback": False}
+    stop = {
+        "name": "darts_es",
+        "window": 1,
+        "delta": 1,
+        "factor": 1e-6,
+        "rollback": False,
+        "start_epoch": 1,
+    }
     job = write_job(
         name="stop", search={"epochs": 5, "hessian_every": 1}, stop=stop, evaluate=NO_RETRAIN
     )

@@ -20,12 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 TABLE2 = REPO / "jobs/paper/table2.yaml"
 
 
-def test_table2_dry_run_counts_30_trials(capsys):
+def test_table2_dry_run_counts_35_trials(capsys):
     assert main(["sweep", str(TABLE2), "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "30 trials" in out
-    rows = [line.split()[1] for line in out[:30]]
-    labels = ["DrNAS", "DARTS-V1", "GAEA-bilevel", "EX-GAEA-bilevel", "GAEA-ERM", "EX-GAEA-ERM"]
+    assert "35 trials" in out
+    rows = [line.split()[1] for line in out[:35]]
+    labels = ["DrNAS", "DARTS-V1", "DARTS-ES", "GAEA-bilevel", "EX-GAEA-bilevel", "GAEA-ERM",
+              "EX-GAEA-ERM"]  # fmt: skip
     assert rows == [f"method={m}" for m in labels for _ in range(5)]
     cfgs = {
         p["method"]["label"]: c for c, _rid, p in expand_grid(load_spec(TABLE2)) if p["seed"] == 0
@@ -38,15 +39,17 @@ def test_table2_dry_run_counts_30_trials(capsys):
     erm = cfgs["GAEA-ERM"]
     assert (erm.algorithm, erm.objective, erm.batch_size, erm.channels) == ("gaea", "erm", 160, 24)
     assert cfgs["GAEA-bilevel"].objective == "bilevel" and cfgs["EX-GAEA-ERM"].weights.lr == 3e-4
+    # the paper's DARTS-ES rows: separate runs at half SS-DARTS's batch
+    assert (cfgs["DARTS-ES"].batch_size, cfgs["DARTS-V1"].batch_size) == (128, 256)
 
 
 def test_bundle_rows_keep_the_run_ids_of_flat_jobs():
-    """The DARTS-V1 row is the same search as table2_ss_darts.yaml: the same run_ids."""
-    v1 = [
-        rid for _c, rid, p in expand_grid(load_spec(TABLE2)) if p["method"]["label"] == "DARTS-V1"
-    ]
+    """The DARTS-V1 and DARTS-ES rows are the searches of table2_ss_darts.yaml (batch 256 and
+    128): the same run_ids."""
+    grid = expand_grid(load_spec(TABLE2))
+    v1 = [rid for _c, rid, p in grid if p["method"]["label"] in ("DARTS-V1", "DARTS-ES")]
     ss = [rid for _c, rid, _p in expand_grid(load_spec(REPO / "jobs/paper/table2_ss_darts.yaml"))]
-    assert v1 == ss
+    assert sorted(v1) == sorted(ss) and len(ss) == 10
     # and they do not depend on the axis name, the labels or the row order
     spec = load_spec(TABLE2)
     rows = spec.grid["method"]
