@@ -228,14 +228,14 @@ def _read(job_dir: str, rid: str):
     return ep.drop(columns="seconds"), al
 
 
-def _run_in_child_killed_at(epoch: int, run) -> None:
-    """run() in a forked child (torch already imported: no start-up cost) that SIGKILLs itself
+def _run_in_child_killed_at(epoch: int, run, *args, **kwargs) -> None:
+    """run(*args, **kwargs) in a forked child (torch already imported: no start-up cost) that SIGKILLs itself
     right after writing `epoch` (trial.KILL_AT_ENV): no exception, no cleanup."""
     pid = os.fork()
     if pid == 0:
         os.environ[KILL_AT_ENV] = str(epoch)
         try:
-            run()
+            run(*args, **kwargs)
         finally:
             os._exit(3)  # reached only if the kill did not happen
     _, status = os.waitpid(pid, 0)
@@ -254,7 +254,7 @@ def test_every_algorithm_writes_the_contract_and_resumes_after_sigkill(algorithm
         cfg = search_config(spec)
         rid = run_id(cfg)
         if name == "killed":  # SIGKILLed after writing epoch 2, before its checkpoint
-            _run_in_child_killed_at(2, lambda: run_trial(spec, cfg, rid, progress=False, log=str))
+            _run_in_child_killed_at(2, run_trial, spec, cfg, rid, progress=False, log=str)
         run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
         runs[name] = _read(spec.job_dir, rid)
     (ep, al), (ep2, al2) = runs["ref"], runs["killed"]
