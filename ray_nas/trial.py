@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,11 @@ FAIL_ONCE_ENV = "RAY_NAS_FAIL_ONCE"
 #: create DIR/paused and wait until DIR/go exists (at most 300 s), so a test can act mid-trial
 #: (remove the node, make the store unwritable) at a known point.
 PAUSE_ONCE_ENV = "RAY_NAS_PAUSE_ONCE"
+#: Test-only kill: "EPOCH" makes the process SIGKILL itself right after writing EPOCH (before its
+#: checkpoint): no exception, no cleanup, exactly what a lost node or an OOM kill leaves behind.
+KILL_AT_ENV = "RAY_NAS_KILL_AT"
 #: The test-only variables a sweep passes on to its trials (wherever they run).
-FAULT_ENVS = (FAIL_ONCE_ENV, PAUSE_ONCE_ENV)
+FAULT_ENVS = (FAIL_ONCE_ENV, PAUSE_ONCE_ENV, KILL_AT_ENV)
 
 
 class InjectedFailure(RuntimeError):
@@ -228,6 +232,8 @@ def _online_stop(spec: JobSpec, run_id: str):
 
 
 def _maybe_fail(epoch: int) -> None:
+    if os.environ.get(KILL_AT_ENV) == str(epoch):
+        os.kill(os.getpid(), signal.SIGKILL)
     spec = os.environ.get(FAIL_ONCE_ENV)
     if not spec:
         return

@@ -27,7 +27,7 @@ from ray_nas.data import load_dataset
 from ray_nas.search import BatchPlan, hessian_eigenvalue, search, seed_everything
 from ray_nas.spec import load_spec, resolve_search, run_id, search_config, spec_from_dict
 from ray_nas.supernet import build_supernet
-from ray_nas.trial import FAIL_ONCE_ENV, run_trial
+from ray_nas.trial import KILL_AT_ENV, run_trial
 
 from .conftest import TINY_SEARCH
 
@@ -228,25 +228,36 @@ def _read(job_dir: str, rid: str):
     return ep.drop(columns="seconds"), al
 
 
+def _run_in_child_killed_at(epoch: int, run, *args, **kwargs) -> None:
+    """run(*args, **kwargs) in a forked child (torch already imported: no start-up cost) that SIGKILLs itself
+    right after writing `epoch` (trial.KILL_AT_ENV): no exception, no cleanup."""
+    pid = os.fork()
+    if pid == 0:
+        os.environ[KILL_AT_ENV] = str(epoch)
+        try:
+            run(*args, **kwargs)
+        finally:
+            os._exit(3)  # reached only if the kill did not happen
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
+
+
 @pytest.mark.parametrize("impl", ["reference", "fast"])
 @pytest.mark.parametrize("algorithm", NAMES)
-def test_every_algorithm_writes_the_contract_and_resumes(algorithm, impl, tmp_path, monkeypatch):
+def test_every_algorithm_writes_the_contract_and_resumes_after_sigkill(algorithm, impl, tmp_path):
     search_keys = {**TINY, "algorithm": algorithm, "impl": impl}
     runs = {}
-    for name in ("ref", "failed"):
+    for name in ("ref", "killed"):
         spec = spec_from_dict(
             {"name": name, "store": str(tmp_path / "store"), "search": search_keys}
         )
         cfg = search_config(spec)
         rid = run_id(cfg)
-        if name == "failed":  # dies after writing epoch 2, before its checkpoint: resumes from 1
-            monkeypatch.setenv(FAIL_ONCE_ENV, f"{tmp_path}:2")
-            with pytest.raises(RuntimeError, match="injected"):
-                run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
-            monkeypatch.delenv(FAIL_ONCE_ENV)
+        if name == "killed":  # SIGKILLed after writing epoch 2, before its checkpoint
+            _run_in_child_killed_at(2, run_trial, spec, cfg, rid, progress=False, log=str)
         run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
         runs[name] = _read(spec.job_dir, rid)
-    (ep, al), (ep2, al2) = runs["ref"], runs["failed"]
+    (ep, al), (ep2, al2) = runs["ref"], runs["killed"]
     pd.testing.assert_frame_equal(al, al2)
     pd.testing.assert_frame_equal(ep, ep2)
     assert ep.epoch.tolist() == [0, 1, 2] and len(al) == 3 * 6 * 5
