@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job(p)
     p.add_argument("-o", "--output", help="output file (default {store}/{job}/report.html)")
 
+    p = sub.add_parser(
+        "export",
+        help="the selected DARTS-space genotypes as a DARTS genotypes.py (train elsewhere)",
+    )
+    _add_job(p)
+    p.add_argument("-o", "--output", help="output file (default {store}/{job}/genotypes.py)")
+
     p = sub.add_parser("benchmark", help="benchmark tables (NAS-Bench-201, NAS-Bench-101)")
     bsub = p.add_subparsers(dest="benchmark_command", required=True)
     c = bsub.add_parser("convert", help="official NAS-Bench-201 .pth -> compact Parquet table")
@@ -155,6 +162,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ray_nas.runner import report_command
 
         return report_command(args.job, args.overrides, args.output)
+    if args.command == "export":
+        from ray_nas.runner import export_command
+
+        return export_command(args.job, args.overrides, args.output)
     if args.command == "compare":
         from ray_nas.runner import compare_command
 

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ray_nas import nb201
+from ray_nas import spaces
 
 _TIE_RTOL = 1e-12  # scores this close (relative) to the best count as ties -> earliest epoch
 
@@ -61,9 +61,9 @@ class Trajectory:
     """One search's record over epochs 0..T (epoch 0 = before any update). Arrays are read-only."""
 
     ops: tuple[str, ...]
-    """the K op names, in nb201.OPS order (a subset of it for op-set variants)"""
+    """the K op names, in the space's op order (a subset of it for op-set variants)"""
     edges: tuple[str, ...]
-    """the E edge names (nb201.EDGES on NAS-Bench-201)"""
+    """the E row edge names (NAS-Bench-201: its 6 edges; DARTS: 14 normal, then 14 reduce)"""
     alpha: np.ndarray
     """[T+1, E, K] raw architecture logits, axes (epoch, edges, ops)"""
     weights: np.ndarray
@@ -76,11 +76,25 @@ class Trajectory:
     """[T+1] dominant eigenvalue of the search-valid loss Hessian w.r.t. alpha (NaN where not computed)"""
     metrics: Mapping[str, np.ndarray] = field(default_factory=dict)
     """benchmark score of archs[t] per epoch, keyed like "cifar10_test": each [T+1], NaN where unknown"""
+    cells: tuple[str, ...] = ()
+    """[E] the cell type of each row (alphas.cell); empty: the space's rows when E matches them,
+    else `shared` for all"""
+    space: str = spaces.DEFAULT
+    """the search space (spaces.get_space): op order, genotype text, default magnitude cell"""
 
     def __post_init__(self) -> None:
         ops, edges = tuple(self.ops), tuple(self.edges)
-        if nb201.validate_ops(ops) != ops:
-            raise ValueError(f"ops must follow nb201.OPS order {nb201.OPS}, got {ops}")
+        unit = spaces.get_space(self.space)
+        if unit.validate_ops(ops) != ops:
+            raise ValueError(f"ops must follow the {unit.name} op order {unit.ops}, got {ops}")
+        cells = tuple(self.cells)
+        if not cells:
+            rows = unit.rows()
+            cells = (
+                tuple(c for c, _ in rows) if len(rows) == len(edges) else ("shared",) * len(edges)
+            )
+        if len(cells) != len(edges):
+            raise ValueError(f"cells: expected one per edge row ({len(edges)}), got {len(cells)}")
         alpha, weights = _frozen(self.alpha), _frozen(self.weights)
         if alpha.ndim != 3 or alpha.shape[0] < 1 or alpha.shape[1:] != (len(edges), len(ops)):
             raise ValueError(f"alpha: expected [T+1, {len(edges)}, {len(ops)}], got {alpha.shape}")
@@ -96,6 +110,7 @@ class Trajectory:
             raise ValueError(f"archs: expected {n} (one per epoch), got {len(self.archs)}")
         object.__setattr__(self, "ops", ops)
         object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "cells", cells)
         object.__setattr__(self, "alpha", alpha)
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "archs", tuple(self.archs))
@@ -122,6 +137,8 @@ class Trajectory:
             valid_acc=self.valid_acc[s],
             hessian_eig=self.hessian_eig[s],
             metrics={k: v[s] for k, v in self.metrics.items()},
+            cells=self.cells,
+            space=self.space,
         )
 
     def finite_prefix(self) -> Trajectory:
@@ -138,29 +155,34 @@ class Trajectory:
     def from_alpha(
         cls,
         alpha: np.ndarray,
-        ops: Sequence[str] = nb201.OPS,
+        ops: Sequence[str] | None = None,
         valid_acc: np.ndarray | None = None,
         hessian_eig: np.ndarray | None = None,
         metrics: Mapping[str, np.ndarray] | None = None,
+        space: str = spaces.DEFAULT,
     ) -> Trajectory:
-        """A DARTS trajectory on the NAS-Bench-201 edges from logits alone.
+        """A DARTS trajectory on a space's rows from logits alone.
 
-        alpha: [T+1, 6, K] logits, order (epoch, nb201.EDGES, ops). weights = softmax(alpha);
-        archs = per-edge argmax op (first op on ties); missing series are all NaN.
+        alpha: [T+1, R, K] logits, order (epoch, the space's rows, ops; ops default: all of the
+        space's). weights = softmax(alpha); archs = the space's genotype of each epoch's weights
+        (NAS-Bench-201: per-edge argmax, first op on ties); missing series are all NaN.
         """
+        unit = spaces.get_space(space)
         alpha = np.asarray(alpha, dtype=np.float64)
-        ops = tuple(ops)
+        ops = tuple(unit.ops if ops is None else ops)
         z = np.exp(alpha - alpha.max(axis=2, keepdims=True))
+        weights = z / z.sum(axis=2, keepdims=True)
         nan = np.full(alpha.shape[0], np.nan)
         return cls(
             ops=ops,
-            edges=nb201.EDGES,
+            edges=tuple(e for _, e in unit.rows()),
             alpha=alpha,
-            weights=z / z.sum(axis=2, keepdims=True),
-            archs=tuple(nb201.arch_string([ops[k] for k in row]) for row in alpha.argmax(axis=2)),
+            weights=weights,
+            archs=tuple(unit.genotype_text(w, ops) for w in weights),
             valid_acc=nan if valid_acc is None else valid_acc,
             hessian_eig=nan if hessian_eig is None else hessian_eig,
             metrics=metrics or {},
+            space=space,
         )
 
 
@@ -230,12 +252,17 @@ _MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0}
 
 def _check_param(key: str, value: Any) -> None:
     """Range/name checks on one parameter value, shared by the criteria and parse_criterion."""
-    if key == "op" and value not in nb201.OPS:
-        raise ValueError(f"op: unknown op {value!r}{_suggest(str(value), nb201.OPS)}")
+    ops = spaces.all_ops()
+    if key == "op" and value not in ops:
+        raise ValueError(f"op: unknown op {value!r}{_suggest(str(value), ops)}")
     if key == "exclude":
         for o in value:
-            if o not in nb201.OPS:
-                raise ValueError(f"exclude: unknown op {o!r}{_suggest(str(o), nb201.OPS)}")
+            if o not in ops:
+                raise ValueError(f"exclude: unknown op {o!r}{_suggest(str(o), ops)}")
+    if key == "cell" and value and value not in spaces.cell_types():
+        raise ValueError(
+            f"cell: unknown cell type {value!r}{_suggest(str(value), spaces.cell_types())}"
+        )
     if key in _MIN_INT and value < _MIN_INT[key]:
         raise ValueError(f"{key}: must be >= {_MIN_INT[key]}, got {value!r}")
     if key == "factor" and not value > 0:
@@ -262,13 +289,28 @@ def _too_recent(traj: Trajectory, t: int, patience: int) -> StopResult | None:
 # ---------------------------------------------------------------- Eq.11-13
 
 
-def magnitude(traj: Trajectory, exclude: Sequence[str] = ()) -> np.ndarray:
-    """Eq.11 operation magnitude m[t, k] = mean over edges of traj.weights[t, :, k]: [T+1, K].
+def magnitude_cell(traj: Trajectory, cell: str = "") -> str:
+    """The cell type whose rows `magnitude` averages: `cell`, or the space's default (DARTS:
+    normal, as the paper's code) when the trajectory has it, else the first row's."""
+    if cell:
+        return cell
+    default = spaces.get_space(traj.space).magnitude_cell
+    return default if default in traj.cells else traj.cells[0]
+
+
+def magnitude(traj: Trajectory, exclude: Sequence[str] = (), cell: str = "") -> np.ndarray:
+    """Eq.11 operation magnitude m[t, k] = mean over one cell type's edges of traj.weights[t, :, k]:
+    [T+1, K] (cell: see magnitude_cell; NAS-Bench-201 has one, `shared`).
 
     Column k is always op traj.ops[k]; the columns of ops in `exclude` (op names) are NaN.
     """
-    _check_params(exclude=exclude)
-    m = traj.weights.mean(axis=1)
+    _check_params(exclude=exclude, cell=cell)
+    rows = np.asarray(traj.cells) == magnitude_cell(traj, cell)
+    if not rows.any():
+        raise ValueError(
+            f"cell: no {cell!r} rows in this search (cells: {sorted(set(traj.cells))})"
+        )
+    m = traj.weights[:, rows].mean(axis=1)
     for k, o in enumerate(traj.ops):
         if o in exclude:
             m[:, k] = np.nan
@@ -283,24 +325,30 @@ def _selective_stop(
     patience: int,
     eq13: bool,
     gate_all_ops: bool = True,
+    cell: str = "",
 ) -> StopResult:
-    """Eq.12 (eq13=False) or Eq.13 over the ops not in `exclude`, with the paper code's gate.
+    """Eq.12 (eq13=False) or Eq.13 over the ops not in `exclude`, with the paper code's gate, on
+    the magnitudes of `cell` (default: the space's, see magnitude_cell).
 
     The gate compares m(t, op) with every op's magnitude (the paper's code) unless gate_all_ops
     is False, which leaves the excluded ops out of it too."""
-    _check_params(op=op, exclude=exclude, patience=patience)
+    _check_params(op=op, exclude=exclude, patience=patience, cell=cell)
     if op not in traj.ops:
         return _no_stop(traj, f"op {op!r} is not in this search's op set {list(traj.ops)}")
+    if cell and cell not in traj.cells:
+        return _no_stop(
+            traj, f"cell {cell!r} is not in this search (cells: {sorted(set(traj.cells))})"
+        )
     if traj.last_epoch == 0:
         return _no_stop(traj, _NOTHING_TO_CHOOSE)
-    m = magnitude(traj, exclude)
+    m = magnitude(traj, exclude, cell)
     mi = m[:, traj.ops.index(op)]
     n_ops = np.isfinite(m[0]).sum()
     score = n_ops * mi - np.nansum(m, axis=1) if eq13 else mi
     eligible, note = None, ""
     # gate: before op first leads m(t, .) every epoch is eligible; from then on only where it leads
     if gate:
-        leads = mi >= np.nanmax(m if not gate_all_ops else magnitude(traj), axis=1)
+        leads = mi >= np.nanmax(m if not gate_all_ops else magnitude(traj, cell=cell), axis=1)
         leads[0] = False
         if leads.any():
             first = int(np.flatnonzero(leads)[0])
@@ -314,10 +362,10 @@ def _selective_stop(
 
 
 def ss_eq12(
-    traj: Trajectory, op: str = "nor_conv_3x3", gate: bool = True, patience: int = 0
+    traj: Trajectory, op: str = "nor_conv_3x3", gate: bool = True, patience: int = 0, cell: str = ""
 ) -> StopResult:
     """Eq.12 selective stop: the epoch where m(t, op) peaks."""
-    return _selective_stop(traj, op, (), gate, patience, eq13=False)
+    return _selective_stop(traj, op, (), gate, patience, eq13=False, cell=cell)
 
 
 def ss_eq13(
@@ -327,9 +375,10 @@ def ss_eq13(
     gate: bool = True,
     patience: int = 0,
     gate_all_ops: bool = True,
+    cell: str = "",
 ) -> StopResult:
     """Eq.13 selective stop: the peak of sum_{j != op} (m(t, op) - m(t, j)) over ops not excluded."""
-    return _selective_stop(traj, op, tuple(exclude), gate, patience, True, gate_all_ops)
+    return _selective_stop(traj, op, tuple(exclude), gate, patience, True, gate_all_ops, cell)
 
 
 # ---------------------------------------------------------------- baselines
@@ -367,11 +416,12 @@ def oracle(traj: Trajectory, metric: str = "cifar10_test") -> StopResult:
 
 
 def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
-    """DARTS+ sc_k: the first epoch whose genotype has >= k skip_connect edges."""
+    """DARTS+ sc_k: the first epoch whose genotype has >= k skip_connect edges (in the space's
+    magnitude cell: DARTS's normal cell, as DARTS+)."""
     _check_params(k=k)
+    unit = spaces.get_space(traj.space)
     for t in range(1, traj.last_epoch + 1):
-        # "skip_connect~j" appears once per skip edge in an NB201 arch string (validated on write)
-        if traj.archs[t].count("skip_connect~") >= k:
+        if unit.skip_count(traj.archs[t], unit.magnitude_cell) >= k:
             return _stop(traj, t)
     if traj.last_epoch == 0:
         return _no_stop(traj, _NOTHING_TO_CHOOSE)
@@ -383,9 +433,10 @@ def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
 def dartsplus_rt(traj: Trajectory, k: int = 10, learnable_only: bool = False) -> StopResult:
     """DARTS+ rt_k: the first epoch where every edge's ranking of ops by alpha has held k epochs."""
     _check_params(k=k)
-    cols = [i for i, o in enumerate(traj.ops) if not learnable_only or o in nb201.LEARNABLE_OPS]
+    learnable = spaces.get_space(traj.space).learnable_ops
+    cols = [i for i, o in enumerate(traj.ops) if not learnable_only or o in learnable]
     if not cols:
-        return _no_stop(traj, "no learnable op (nor_conv_1x1, nor_conv_3x3) in the op set")
+        return _no_stop(traj, f"no learnable op ({', '.join(sorted(learnable))}) in the op set")
     # [T+1, E, K'] ops per edge, largest alpha first; stable sort: ties keep op order
     ranking = np.argsort(-traj.alpha[:, :, cols], axis=2, kind="stable")
     # same[t]: epoch t ranks every edge as epoch t-1 did (compared from epoch 2 on)
@@ -550,6 +601,7 @@ def _info(fn: Callable[..., StopResult], doc: str, **param_docs: str) -> Criteri
 
 
 _OP = "the op o_i whose magnitude peak is sought (by name)"
+_CELL = "the cell type whose magnitudes are read (normal | reduce on DARTS); empty = the space's (normal)"
 _GATE = "after op first leads m(t, .), only epochs where it leads are eligible (the paper's code)"
 _PATIENCE = (
     "fire only when the peak is >= this many epochs before the last (online use); 0 = always"
@@ -567,6 +619,7 @@ CRITERIA: dict[str, CriterionInfo] = {
             op=_OP,
             gate=_GATE,
             patience=_PATIENCE,
+            cell=_CELL,
         ),
         _info(
             ss_eq13,
@@ -577,6 +630,7 @@ CRITERIA: dict[str, CriterionInfo] = {
             patience=_PATIENCE,
             gate_all_ops="the gate compares with every op, excluded ones too (the paper's code); "
             "false = only with the ops not excluded",
+            cell=_CELL,
         ),
         _info(
             dartsplus_sc,
@@ -587,7 +641,7 @@ CRITERIA: dict[str, CriterionInfo] = {
             dartsplus_rt,
             "DARTS+ rt_k: first epoch where every edge's alpha ranking has held k epochs",
             k="epochs the ranking must hold (counter is 1 at epoch 1)",
-            learnable_only="rank only nor_conv_1x1/nor_conv_3x3 (DARTS+ paper) instead of all ops",
+            learnable_only="rank only the ops with weights (NB201: nor_conv_1x1/3x3; DARTS+ paper)",
         ),
         _info(
             darts_es,
@@ -628,8 +682,11 @@ class CriterionSpec:
 
     @property
     def params_json(self) -> str:
-        """All params as canonical JSON (sorted keys, tuples as lists)."""
-        return json.dumps({k: _jsonable(v) for k, v in self.params.items()}, sort_keys=True)
+        """All params as canonical JSON (sorted keys, tuples as lists); parameters added later
+        (_ADDED_PARAMS) only where they differ from their default, so older selections keep
+        their text."""
+        kept = {k: v for k, v in self.params.items() if _ADDED_PARAMS.get(k, object()) != v}
+        return json.dumps({k: _jsonable(v) for k, v in kept.items()}, sort_keys=True)
 
     @property
     def info(self) -> CriterionInfo:
@@ -699,6 +756,10 @@ def _checked_result(r: Any, who: str, traj: Trajectory) -> StopResult:
             f"{who} returned arch {r.arch!r} for epoch {epoch}, which recorded {traj.archs[epoch]!r}"
         )
     return StopResult(int(epoch), bool(fired), r.arch, str(r.note))
+
+
+#: parameters added after stores existed -> their default (left out of params_json at it)
+_ADDED_PARAMS: dict[str, Any] = {"cell": ""}
 
 
 def _jsonable(v: Any) -> Any:

@@ -7,6 +7,7 @@ It reads only what the store holds, so it can be rerun with new criteria at any 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ def to_trajectory(
         ops=t.ops, edges=t.edges, alpha=t.alpha, weights=t.weights, archs=tuple(t.epochs["arch"]),
         valid_acc=np.asarray(t.epochs["valid_acc"], dtype=np.float64),
         hessian_eig=np.asarray(t.epochs["hessian_eig"], dtype=np.float64), metrics=metrics or {},
+        cells=t.cells, space=t.config.get("space", "nb201"),
     )  # fmt: skip
 
 
@@ -148,11 +150,10 @@ def run_evaluate(
     sel = selections(trials, specs, table, running, lambda t: trial_metric(spec, t.config))
     uncovered = table is None or metric is None or metric not in sel
     if uncovered and spec.evaluate.retrain is not None:
-        from ray_nas.retrain import retrain_archs
+        from ray_nas.retrain import retrain_selected
 
-        dataset = {t.run_id: t.config.get("dataset") for t in trials}
-        accs = retrain_archs(spec, sel, dataset, retrain_map=retrain_map, log=log)
-        sel["retrain_acc"] = [accs.get((a, dataset[r])) for a, r in zip(sel["arch"], sel["run_id"])]
+        configs = {t.run_id: t.config for t in trials}
+        sel = retrain_selected(spec, sel, configs, retrain_map=retrain_map, log=log)
         metric = "retrain_acc"
     elif metric not in sel:
         metric = None
@@ -343,3 +344,35 @@ def format_summary(summary: pd.DataFrame, metric: str | None) -> str:
     return "\n".join(
         [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
     )
+
+
+def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int]:
+    """Write the job's selected DARTS-space genotypes as a Python file in DARTS's own format
+    (`Genotype = namedtuple(...)` then one `NAME = Genotype(...)` per distinct (run, criterion)
+    selection, NAME = criterion label and run_id as an identifier). Returns (path, count).
+
+    FileNotFoundError / ValueError (one line) when the job has no selections or no DARTS run."""
+    path = f"{spec.job_dir}/selections.parquet"
+    if not trajectory.exists(path):
+        raise FileNotFoundError(f"{path}: no selections yet (run `ray-nas evaluate` first)")
+    sel = trajectory.read_frame(path)
+    configs = {t.run_id: t.config for t in trajectory.read_job(spec.job_dir)[0]}
+    darts_runs = {r for r, c in configs.items() if c.get("space") == "darts"}
+    sel = sel[sel["run_id"].isin(darts_runs)]
+    if not len(sel):
+        raise ValueError(
+            f"export: job {spec.name!r} has no DARTS-space selections (search.space: darts)"
+        )
+    lines = [
+        f"# Selected genotypes of job {spec.name!r} (ray-nas export); DARTS cnn/genotypes.py format",
+        "from collections import namedtuple",
+        "",
+        "Genotype = namedtuple('Genotype', 'normal normal_concat reduce reduce_concat')",
+        "",
+    ]
+    for r in sel.sort_values(["label", "run_id"]).itertuples():
+        name = re.sub(r"\W+", "_", f"{r.label}_{r.run_id}").strip("_")
+        lines.append(f"{name} = {r.arch}  # stop epoch {r.stop_epoch}, fired {bool(r.fired)}")
+    out = output or f"{spec.job_dir}/genotypes.py"
+    trajectory.write_bytes(out, ("\n".join(lines) + "\n").encode())  # local path or s3://
+    return out, len(sel)

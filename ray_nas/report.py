@@ -201,6 +201,8 @@ def build_report(spec: JobSpec) -> str:
     for i, (group, trials) in enumerate(d.groups.items()):
         body.append(_group_section(d, group, trials, i))
     body.append(_tables_section(d))
+    if any(t.config.get("space") == "darts" for t in d.trials):
+        body.append(_section("table4", "Selected architectures (Table 4 layout)", _table4(d)))
     body.append(_trials_section(d))
     body.append(_spec_section(d))
     title = f"ray_nas report: {d.spec.name}"
@@ -531,6 +533,32 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
     return ("<h3>Criteria (Table 2 layout): accuracy of the selected arch, mean ± population std (ddof=0) over seeds; best in bold</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}<th>stop epoch</th><th>stop epochs (per seed, or range)</th>'
             f"<th>fire rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
+
+
+def _table4(d: ReportData) -> str:
+    """Table 4 layout (DARTS-space searches): per search and criterion the selected genotype's
+    stop epoch, skip connections in its normal cell, parameters (M, auxiliary head excluded) and
+    retrained test error (%, mean ± std over evaluate.retrain.seeds)."""
+    from ray_nas.spaces import get_space
+
+    space = get_space("darts")
+    darts_runs = {t.run_id for t in d.trials if t.config.get("space") == "darts"}
+    sel = d.selections[d.selections["run_id"].isin(darts_runs)]
+    rows = []
+    for r in sel.sort_values(["run_id", "label"]).itertuples():
+        acc, std, pm = (
+            getattr(r, c, math.nan) for c in ("retrain_acc", "retrain_acc_std", "params_m")
+        )
+        err = "–" if not _ok(acc) else f"{100 - acc:.2f}" + (f" ± {std:.2f}" if _ok(std) else "")
+        rows.append(f"<tr><td><code>{_e(r.run_id)}</code></td><td><code>{_e(r.label)}</code></td>"
+                    f"<td>{int(r.stop_epoch)}</td><td>{space.skip_count(r.arch, 'normal')}</td>"
+                    f"<td>{f'{pm:.2f}' if _ok(pm) else '–'}</td><td>{err}</td>"
+                    f'<td><code class="arch">{_e(r.arch)}</code></td></tr>')  # fmt: skip
+    return ('<p class="sub">Each criterion\'s genotype, retrained from scratch (`ray-nas evaluate`; '
+            "`ray-nas export` writes them as a DARTS genotypes.py). Test error = 100 − retrained accuracy.</p>"
+            '<table class="data"><thead><tr><th>run_id</th><th>criterion</th><th>stop epoch</th>'
+            "<th>skips (normal)</th><th>params (M)</th><th>test error (%)</th><th>genotype</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
 
 def methods_table(d: ReportData) -> tuple[list[str], list[list[str]]]:

@@ -120,7 +120,35 @@ def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
         )
     elif gpu == 0:
         lines.append("  resources.gpu=0: the trials run on CPUs, so this GPU figure does not apply")
-    return lines
+    return lines + _retrain_estimate_lines(spec, trials)
+
+
+def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
+    """DARTS-space jobs: the retraining's GPU-hours, at most one genotype per (trial, criterion)."""
+    n_darts = sum(cfg.space == "darts" for cfg, _rid, _point in trials)
+    r = spec.evaluate.retrain
+    if not n_darts or r is None:
+        return []
+    from ray_nas.spaces.darts_train import recipe
+
+    rec = recipe(r.recipe, **r.overrides)
+    n_crit = len(spec.criteria) or len(_default_criteria())
+    runs = n_darts * n_crit * len(r.seeds)
+    sec = rec.epochs * spec.estimate.retrain_gpu_seconds_per_epoch
+    return [
+        f"retraining: up to {n_darts} searches x {n_crit} criteria x {len(r.seeds)} seeds = {runs} runs "
+        f"x {rec.epochs} epochs ({r.recipe}) x {spec.estimate.retrain_gpu_seconds_per_epoch:g} s/epoch "
+        f"= {runs * sec / 3600:.1f} GPU-hours (fewer when criteria pick the same genotype)",
+        "  (estimate.retrain_gpu_seconds_per_epoch: the default is DARTS_V2 at 20 cells, C=36 on a V100; "
+        "a smaller recipe (proxy) runs proportionally faster: measure yours)",
+        f"total: {(sum(c.total_epochs for c, _r, _p in trials) * spec.estimate.gpu_seconds_per_epoch + runs * sec) / 3600:.1f} GPU-hours",
+    ]
+
+
+def _default_criteria() -> list:
+    from ray_nas.criteria import default_criteria
+
+    return default_criteria()
 
 
 def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
@@ -227,3 +255,13 @@ __all__ = [
     "report_command",
     "compare_command",
 ]
+
+
+def export_command(job: str, overrides: list[str], output: str | None) -> int:
+    """`ray-nas export`: every selected DARTS-space genotype as `NAME = Genotype(...)`."""
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.evaluate import export_genotypes
+
+    path, n = export_genotypes(spec, output)
+    print(f"{n} genotypes written to {path} (DARTS's genotypes.py format: import it, or paste it)")
+    return 0

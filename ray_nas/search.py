@@ -21,11 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ray_nas import nb201
 from ray_nas.algorithms import algorithm_class
 from ray_nas.data import Batcher, DataSet, load_dataset
+from ray_nas.spaces import get_space
 from ray_nas.spec import SearchConfig, SpecError
-from ray_nas.supernet import Supernet, build_supernet
+from ray_nas.supernet import Supernet
 
 
 @dataclass
@@ -51,7 +51,7 @@ class EpochRecord:
     """wall seconds of the epoch (training + evaluation)"""
     arch: str
     alpha: np.ndarray
-    """float32 [E, K] the algorithm's raw parameter, order nb201.EDGES x config.ops"""
+    """float32 [E, K] the algorithm's raw parameter, order (the space's rows: cell, edge) x config.ops"""
     weights: np.ndarray
     """float32 [E, K] the algorithm's op distribution per edge (softmax(alpha) for DARTS)"""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
@@ -302,10 +302,8 @@ def search(
     valid_b = (
         plan.arch if cfg.objective == "bilevel" else Batcher(data.search_valid, data.name, device)
     )
-    model = build_supernet(
-        cfg.impl, cfg.ops, cfg.channels, cfg.cells, data.num_classes, cfg.track_running_stats,
-        cfg.channels_last,
-    ).to(device)  # fmt: skip
+    space = get_space(cfg.space)
+    model = space.build_supernet(cfg, data.num_classes).to(device)
     # search.compile: the two steps' forwards only; state_dict, evaluation and Hessian stay eager
     forward = torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model
     w_params = model.weight_parameters()
@@ -334,7 +332,7 @@ def search(
     else:
         start = 1
         rec = end_of_epoch(model, algo, cfg, valid_b, None, 0, math.nan, math.nan, 0.0, 0.0, 0.0)
-        report(rec, total, log)
+        report(rec, total, log, space=space)
         if on_epoch(rec):
             return 0
 
@@ -365,7 +363,7 @@ def search(
             model, algo, cfg, valid_b, arch, epoch, loss_sum.item() / seen,
             100.0 * correct.item() / seen, lr, lr_alpha, t0,
         )  # fmt: skip
-        report(rec, total, log, device)
+        report(rec, total, log, device, space)
         stop = on_epoch(rec)
         if checkpoint:
             checkpoint.save({
@@ -424,18 +422,19 @@ def end_of_epoch(
     return EpochRecord(
         epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss,
         valid_acc=valid_acc, lr_weights=lr_w, lr_alpha=lr_a, hessian_eig=eig,
-        seconds=time.perf_counter() - t0 if t0 else 0.0, arch=model.arch(),
+        seconds=time.perf_counter() - t0 if t0 else 0.0, arch=get_space(cfg.space).arch_of(model, dist),
         alpha=alpha.numpy().astype(np.float32),
         weights=dist.float().cpu().numpy().astype(np.float32), extras=algo.extras(),
     )  # fmt: skip
 
 
 def report(
-    rec: EpochRecord, total: int, log: Callable[[str], None], device: torch.device | None = None
-) -> None:
+    rec: EpochRecord, total: int, log: Callable[[str], None], device: torch.device | None = None,
+    space=None,
+) -> None:  # fmt: skip
     """One line per epoch; on CUDA with the trial's peak GPU memory so far (what a fraction of a
     GPU per trial, `resources.gpu`, must hold)."""
-    genotype = ",".join(op for op in nb201.parse_arch(rec.arch))
+    genotype = (space or get_space("nb201")).brief(rec.arch)
     eig = f" eig {rec.hessian_eig:.3g}" if rec.hessian_eig is not None else ""
     mem = ""
     if device is not None and device.type == "cuda":

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from ray_nas import nb201
+from ray_nas import spaces
 from ray_nas.algorithms import (
     DRNAS_REGS,
     NAMES,
@@ -35,6 +35,7 @@ from ray_nas.algorithms import (
     DrnasSettings,
     GaeaSettings,
 )
+from ray_nas.spaces import darts
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
 ALGORITHMS = NAMES
@@ -160,19 +161,27 @@ class SearchConfig:
     split_seed: int | None = 0
     """seed of the 50/50 split when there is no split_file: fixed, so the split does not change with
     the trial's seed (as the reference's split file); null = the trial's seed (before issue 17)"""
-    ops: tuple[str, ...] = nb201.OPS
-    """candidate ops on every edge, by name (stored in nb201.OPS order)"""
+    space: str = "nb201"
+    """the search space (ray_nas.spaces): nb201 (NAS-Bench-201's cell) | darts (DARTS's normal and
+    reduction cells, 14 edges each)"""
+    ops: tuple[str, ...] = spaces.get_space(spaces.DEFAULT).ops
+    """candidate ops on every edge, by name (stored in the space's op order); default: all of the
+    space's (darts: its 8 with `none`; the paper's code used 7, without `none`: preset ss_darts)"""
     channels: int = 16
     """C: channels of the first stage"""
     cells: int = 5
-    """N: search cells per stage"""
+    """nb201: N, search cells per stage"""
+    layers: int = 8
+    """darts: cells of the search network (reductions at layers//3 and 2*layers//3)"""
     epochs: int = 50
     """joint (weights + alpha) epochs, after `warmup_epochs`"""
     batch_size: int = 64
     steps_per_epoch: int | None = None
     """cap on batches per epoch (also on evaluation batches); null = the whole split"""
     lr_scheme: str = "nb201"
-    """preset of learning rates: nb201 (S.1) | exchange (EX-DARTS); explicit keys override"""
+    """preset: nb201 (S.1) | exchange (EX-DARTS) | darts (DARTS's search defaults) | ss_darts (the
+    paper's code for Table 4: 75 epochs, batch 80, constant weights lr, alpha lr 1e-3, 7 ops);
+    explicit keys override"""
     weights: WeightsOptim = field(default_factory=WeightsOptim)
     alpha: AlphaOptim = field(default_factory=AlphaOptim)
     warmup_epochs: int = 0
@@ -183,7 +192,8 @@ class SearchConfig:
     """BatchNorm running statistics in the search cells"""
     seed: int = 0
     impl: str = "fast"
-    """supernet implementation, the same function: fast (work shared across edges) | reference (per-op modules)"""
+    """nb201: supernet implementation, the same function: fast (work shared across edges) |
+    reference (per-op modules); the darts space has one implementation"""
     precision: str = "fp32"
     """fp32 | bf16 (autocast around the forwards of the weight and alpha steps; for GPUs)"""
     compile: bool = False
@@ -218,6 +228,33 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "weights": {"lr": 3.0e-4, "lr_min": 3.0e-4, "schedule": "constant"},
         "alpha": {"lr": 0.025},
     },
+    # DARTS cnn/train_search.py: SGD (no nesterov) cosine 0.025 -> 0.001, Adam 3e-4, 50 epochs
+    "darts": {
+        "weights": {
+            "lr": 0.025,
+            "lr_min": 0.001,
+            "schedule": "cosine",
+            "nesterov": False,
+            "weight_decay": 3.0e-4,
+        },
+        "alpha": {"lr": 3.0e-4},
+        "epochs": 50,
+        "batch_size": 64,
+    },  # fmt: skip
+    # SS-DARTS/train_search.py (the paper's code): cosine with eta_min = lr, i.e. constant
+    "ss_darts": {
+        "weights": {
+            "lr": 0.025,
+            "lr_min": 0.025,
+            "schedule": "constant",
+            "nesterov": False,
+            "weight_decay": 3.0e-4,
+        },
+        "alpha": {"lr": 1.0e-3},
+        "epochs": 75,
+        "batch_size": 80,
+        "ops": list(darts.PAPER_OPS),
+    },  # fmt: skip
 }
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
@@ -231,6 +268,7 @@ NON_IDENTITY_FIELDS = (
 #: LEGACY_FIELDS when its default changes what is computed.
 ADDED_FIELDS: tuple[str, ...] = (
     "objective", "darts_v2.radius", "gaea.eta", "gaea.clamp", "drnas.reg", "drnas.reg_scale",
+    "space", "layers",
 )  # fmt: skip
 
 #: Added fields whose default computes something other than the code before them did. Each is
@@ -257,14 +295,35 @@ class Resources:
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Retraining of selected archs where no benchmark covers the data set."""
+    """Retraining of selected archs where no benchmark covers the data set.
+
+    NAS-Bench-201 archs: the discrete NB201 network under epochs/channels/cells/batch_size/lr.
+    DARTS-space genotypes: NetworkCIFAR under a named `recipe`, once per seed in `seeds`, each a
+    Ray task with `gpu`/`cpu` (checkpointed every epoch on the store, resumed after a lost node),
+    cached by (genotype, recipe, seed)."""
 
     epochs: int = 10
+    """NB201 archs: epochs (a DARTS recipe's own epochs unless `overrides` sets them)"""
     channels: int = 16
     cells: int = 5
     batch_size: int = 64
     lr: float = 0.1
     steps_per_epoch: int | None = None
+    """cap on batches per epoch (both kinds; quick looks and tests)"""
+    recipe: str = "darts"
+    """DARTS-space genotypes: darts | drnas | proxy (ray_nas.spaces.darts_train.RECIPES)"""
+    overrides: dict = field(default_factory=dict)
+    """DARTS-space genotypes: recipe fields to change, e.g. {epochs: 100, layers: 8}"""
+    seeds: tuple[int, ...] = (0,)
+    """DARTS-space genotypes: one retrain per seed; the table reports mean and std"""
+    gpu: float = 0.0
+    """GPUs per retraining Ray task (DARTS-space genotypes)"""
+    cpu: float = 1.0
+    """CPUs per retraining Ray task"""
+
+
+#: RetrainConfig fields that do not apply to NAS-Bench-201 archs (left out of their cache key)
+GENOTYPE_RETRAIN_FIELDS = ("recipe", "overrides", "seeds", "gpu", "cpu")
 
 
 @dataclass(frozen=True)
@@ -290,12 +349,14 @@ class Estimate:
 
     gpu_seconds_per_epoch: float = 218.0
     """seconds of one whole GPU per search epoch (warmup or joint); measure yours and set it"""
+    retrain_gpu_seconds_per_epoch: float = 150.0
+    """DARTS-space retraining: seconds of one GPU per epoch of the `darts` recipe (20 cells, C=36,
+    50k images): ~2.5 min on a V100 at batch 128 (quark0/darts issue 80); measure yours"""
 
     def __post_init__(self) -> None:
-        if not self.gpu_seconds_per_epoch > 0:
-            raise SpecError(
-                f"estimate.gpu_seconds_per_epoch: must be > 0, got {self.gpu_seconds_per_epoch!r}"
-            )
+        for key in ("gpu_seconds_per_epoch", "retrain_gpu_seconds_per_epoch"):
+            if not getattr(self, key) > 0:
+                raise SpecError(f"estimate.{key}: must be > 0, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -469,9 +530,16 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
             f"{where}.lr_scheme: unknown preset {scheme!r}; valid: {', '.join(LR_PRESETS)}"
         )
     merged = _deep_merge(LR_PRESETS[scheme], raw)
+    space_name = merged.get("space", SearchConfig.space)
+    if space_name not in spaces.NAMES:
+        raise SpecError(f"{where}.space: unknown space {space_name!r}{_suggest(str(space_name), spaces.NAMES)} "
+                        f"(valid: {', '.join(spaces.NAMES)})")  # fmt: skip
+    space = spaces.get_space(space_name)
+    if "ops" not in merged and space_name != SearchConfig.space:
+        merged["ops"] = list(space.ops)
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
-            merged["ops"] = list(nb201.validate_ops(merged["ops"]))
+            merged["ops"] = list(space.validate_ops(merged["ops"]))
         except ValueError as e:
             raise SpecError(f"{where}.ops: {e}") from None
     cfg = build(SearchConfig, merged, where)
@@ -493,6 +561,19 @@ def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> 
         raise SpecError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _check_recipe(r: RetrainConfig) -> None:
+    from ray_nas.spaces.darts_train import recipe  # pure: no torch at import
+
+    try:
+        recipe(r.recipe, **r.overrides)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"evaluate.retrain: {e}") from None
+    if not r.seeds:
+        raise SpecError("evaluate.retrain.seeds: expected at least one seed")
+    _positive(r.cpu, "evaluate.retrain.cpu")
+    _positive(r.gpu, "evaluate.retrain.gpu", allow_zero=True)
+
+
 def _validate_search(c: SearchConfig, w: str) -> None:
     _choice(c.algorithm, ALGORITHMS, f"{w}.algorithm")
     _choice(c.objective, OBJECTIVES, f"{w}.objective")
@@ -500,9 +581,9 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     _positive(c.darts_v2.radius, f"{w}.darts_v2.radius")
     _positive(c.gaea.eta, f"{w}.gaea.eta")
     _positive(c.drnas.reg_scale, f"{w}.drnas.reg_scale", allow_zero=True)
-    if not 0 < c.gaea.clamp < 1 / len(c.ops or nb201.OPS):
+    if not 0 < c.gaea.clamp < 1 / len(c.ops):
         raise SpecError(
-            f"{w}.gaea.clamp: must be in (0, 1/len(ops) = {1 / len(c.ops or nb201.OPS):.3g}), "
+            f"{w}.gaea.clamp: must be in (0, 1/len(ops) = {1 / len(c.ops):.3g}), "
             f"got {c.gaea.clamp!r}"
         )
     _choice(c.dataset, DATASETS, f"{w}.dataset")
@@ -512,7 +593,7 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     _choice(c.precision, PRECISIONS, f"{w}.precision")
     _choice(c.compile_mode, COMPILE_MODES, f"{w}.compile_mode")
     _choice(c.device, DEVICES, f"{w}.device")
-    for key in ("channels", "cells", "epochs", "batch_size", "steps_per_epoch"):
+    for key in ("channels", "cells", "layers", "epochs", "batch_size", "steps_per_epoch"):
         _positive(getattr(c, key), f"{w}.{key}")
     for key in ("warmup_epochs", "hessian_every", "seed", "split_seed"):
         _positive(getattr(c, key), f"{w}.{key}", allow_zero=True)
@@ -528,7 +609,13 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     if not all(0 <= b < 1 for b in c.alpha.betas):
         raise SpecError(f"{w}.alpha.betas: each must be in [0, 1), got {list(c.alpha.betas)}")
     if not c.ops:
-        raise SpecError(f"{w}.ops: no op left; choose from: {', '.join(nb201.OPS)}")
+        raise SpecError(
+            f"{w}.ops: no op left; choose from: {', '.join(spaces.get_space(c.space).ops)}"
+        )
+    if c.space == "darts" and c.layers < 3:
+        raise SpecError(
+            f"{w}.layers: the DARTS space needs >= 3 (two reduction cells), got {c.layers}"
+        )
 
 
 def config_json(cfg: SearchConfig) -> str:
@@ -672,6 +759,7 @@ def _validate_job(spec: JobSpec) -> None:
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
             _positive(getattr(r, key), f"evaluate.retrain.{key}")
         _positive(r.lr, "evaluate.retrain.lr")
+        _check_recipe(r)
     _validate_metric(spec.evaluate.metric)
     from ray_nas import criteria  # pure numpy: cheap
 

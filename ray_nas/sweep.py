@@ -422,12 +422,15 @@ def sweep_metrics_callback(job: str):
     return SweepMetrics()
 
 
-def ray_map(fn, args: list[tuple], cpu: float = 1.0) -> list:
-    """Run fn(*a) for each a as Ray tasks (the retraining stage), results in order."""
+def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0) -> list:
+    """Run fn(*a) for each a as Ray tasks (the retraining stage), results in order.
+
+    A task whose node is lost is rerun by Ray (up to 3 times); the retraining tasks checkpoint
+    every epoch on the store, so a rerun resumes where the lost one stopped."""
     import ray
 
     init_ray()
-    remote = ray.remote(num_cpus=cpu)(fn)
+    remote = ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=3)(fn)
     return ray.get([remote.remote(*a) for a in args])
 
 

@@ -166,8 +166,11 @@ EPOCHS_SCHEMA = pa.schema(
 ALPHAS_SCHEMA = pa.schema(
     [
         ("epoch", pa.int32()),
-        ("cell", pa.string()),  # "shared" for NAS-Bench-201 (one alpha for all cells)
-        ("edge", pa.string()),  # "1<-0", ... (nb201.EDGES order)
+        (
+            "cell",
+            pa.string(),
+        ),  # "shared" (NAS-Bench-201: one alpha for all cells) | normal | reduce (DARTS)
+        ("edge", pa.string()),  # "1<-0", ...: the space's edge order, per cell
         ("op", pa.string()),  # op name
         ("alpha", pa.float32()),  # the algorithm's raw parameter
         (
@@ -230,9 +233,12 @@ class TrialWriter:
         ops: tuple[str, ...],
         edges: tuple[str, ...],
         config_json: str,
+        cells: tuple[str, ...] | None = None,
     ):
+        """edges: [E] the edge of each parameter row; cells: [E] its cell type (default shared)."""
         self.paths = trial_paths(job_dir, run_id)
         self.ops, self.edges = tuple(ops), tuple(edges)
+        self.cells = tuple(cells) if cells is not None else ("shared",) * len(self.edges)
         self.metadata = {
             "ray_nas.schema_version": SCHEMA_VERSION,
             "ray_nas.ops": json.dumps(list(self.ops)),
@@ -273,7 +279,7 @@ class TrialWriter:
             pa.table(
                 {
                     "epoch": pa.array(np.full(e * k, rec.epoch, dtype=np.int32)),
-                    "cell": pa.array(["shared"] * (e * k)),
+                    "cell": pa.array(np.repeat(np.array(self.cells, dtype=object), k).tolist()),
                     "edge": pa.array(np.repeat(np.array(self.edges, dtype=object), k).tolist()),
                     "op": pa.array(list(self.ops) * e),
                     "alpha": pa.array(np.asarray(rec.alpha, dtype=np.float32).reshape(-1)),
@@ -305,9 +311,9 @@ class TrialWriter:
             pa.table(
                 {
                     "epoch": pa.array(np.repeat(np.arange(n, dtype=np.int32), e * k)),
-                    "cell": pa.array(["shared"] * (n * e * k))
-                    .dictionary_encode()
-                    .cast(pa.string()),
+                    "cell": pa.array(
+                        np.tile(np.repeat(np.array(self.cells, dtype=object), k), n).tolist()
+                    ),
                     "edge": pa.array(
                         np.tile(np.repeat(np.array(self.edges, dtype=object), k), n).tolist()
                     ),
@@ -373,6 +379,7 @@ class TrialData:
     """the trial's resolved search config (from the file metadata)"""
     ops: tuple[str, ...]
     edges: tuple[str, ...]
+    """[E] the edge of each parameter row"""
     epochs: dict[str, np.ndarray]
     """column -> [T+1] (epoch, train_loss, ..., hessian_eig NaN where null, arch as object)"""
     alpha: np.ndarray
@@ -381,6 +388,8 @@ class TrialData:
     """float64 [T+1, E, K] the op distribution (softmax(alpha) for DARTS)"""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     """float64 [T+1, E, K] per extra alphas column the algorithm filled (e.g. concentration)"""
+    cells: tuple[str, ...] = ()
+    """[E] the cell type of each row (alphas.cell: shared | normal | reduce)"""
 
 
 def _read_file(path: str, fs) -> pa.Table:
@@ -439,6 +448,7 @@ def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json
         alpha=al.column("alpha").to_numpy().astype(np.float64).reshape(shape),
         weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
         extras=extras,
+        cells=tuple(al.column("cell").slice(0, e * k).to_pylist()[::k]),
     )
 
 

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ray_nas import nb201, trajectory
+from ray_nas import trajectory
 from ray_nas.integrity import FINAL_STATUSES, redo_trial, status_row, trial_problem
+from ray_nas.spaces import get_space
 from ray_nas.spec import JobSpec, SearchConfig, SpecError, config_json, flatten, to_dict
 
 #: Test-only fault injection: "DIR:EPOCH" makes a trial raise once after writing EPOCH
@@ -131,7 +132,9 @@ def run_trial(
     data = load_dataset(
         cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.data_split_seed
     )  # fails before any write
-    writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, nb201.EDGES, config_json(cfg))
+    rows = get_space(cfg.space).rows()
+    writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
+                                    config_json(cfg), tuple(c for c, _ in rows))  # fmt: skip
     ckpt = _open_checkpoint(job_dir, run_id, log)
     state = ckpt.load()
     writer.truncate(state["epoch"] if state else -1)

@@ -40,3 +40,13 @@ def test_equivalence_script_reports_every_layout_and_impl():
     errors = {(r[0], r[1]): [float(v) for v in r[2:]] for r in rows}
     # NCHW float32 sits at rounding level against float64 (both impls)
     assert all(0 < e < 1e-4 for impl in ("reference", "fast") for e in errors[("nchw", impl)])
+
+
+def test_darts_space_step_benchmark_prints_ms_per_step():
+    cmd = [sys.executable, "benchmarks/darts_space_step.py", "--channels", "2", "--layers", "3",
+           "--batch", "2", "--size", "8", "--steps", "1", "--threads", "1"]  # fmt: skip
+    out = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("ray_nas"))
+    assert float(row[1]) > 0 and float(row[2]) > 0 and float(row[3]) > 0

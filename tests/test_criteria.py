@@ -398,7 +398,9 @@ def test_catalogue_matches_the_functions():
 def test_parse_labels_and_params():
     plain = C.parse_criterion("ss_eq12")
     assert plain.label == "ss_eq12"
-    assert plain.params == {"op": C3, "gate": True, "patience": 0}
+    assert plain.params == {"op": C3, "gate": True, "patience": 0, "cell": ""}
+    # `cell` came later: at its default it stays out of params_json (old selections' text)
+    assert plain.params_json == '{"gate": true, "op": "nor_conv_3x3", "patience": 0}'
     spec = C.parse_criterion({"name": "ss_eq13", "op": C3, "exclude": ["none"]})
     assert spec.label == "ss_eq13[exclude=[none],op=nor_conv_3x3]"
     assert spec.params["exclude"] == ("none",)

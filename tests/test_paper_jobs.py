@@ -28,8 +28,10 @@ TRIALS = {
     "jobs/paper/table2.yaml": 35,
     "jobs/paper/table2_ss_darts.yaml": 10,  # + the DARTS-ES runs at batch 128
     "jobs/paper/table3_weights_lr.yaml": 30,
+    "jobs/paper/table4_darts_space.yaml": 1,
 }
-PAPER = [job for job in TRIALS if job.startswith("jobs/paper/")]
+TABLE4 = "jobs/paper/table4_darts_space.yaml"
+PAPER = [job for job in TRIALS if job.startswith("jobs/paper/") and job != TABLE4]  # NAS-Bench-201
 
 
 def _configs(job: str) -> list:
@@ -190,3 +192,57 @@ def test_analysis_restore_prints_the_papers_steps(capsys):
         if len(cells) == 2 and cells[1].isdigit():
             rows[float(cells[0])] = int(cells[1])
     assert rows == {0.001: 34, 0.01: 44}
+
+
+def test_table4_is_the_papers_darts_space_search_and_retraining(capsys):
+    ((cfg, rid, _point),) = expand_grid(load_spec(REPO / TABLE4))
+    assert (cfg.space, cfg.channels, cfg.layers, cfg.epochs, cfg.batch_size) == (
+        "darts",
+        16,
+        8,
+        75,
+        80,
+    )
+    assert cfg.ops == ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",
+                       "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")  # fmt: skip
+    assert (cfg.weights.lr, cfg.weights.schedule, cfg.weights.nesterov) == (
+        0.025,
+        "constant",
+        False,
+    )
+    assert (cfg.weights.weight_decay, cfg.alpha.lr) == (3.0e-4, 1.0e-3)
+    spec = load_spec(REPO / TABLE4)
+    ops = {parse_criterion(c).params.get("op") for c in spec.criteria}
+    assert {"sep_conv_5x5", "sep_conv_3x3", "dil_conv_3x3", "dil_conv_5x5"} <= ops
+    assert (spec.evaluate.retrain.recipe, spec.evaluate.retrain.seeds) == ("drnas", (0, 1, 2))
+    assert main(["sweep", str(REPO / TABLE4), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # 75 x 1728 s = 36 GPU-hours of search; 1 x 5 criteria x 3 seeds x 600 epochs x 150 s = 375
+    assert "1 trials, 75 epochs in all, x 1728 s/epoch = 36.0 GPU-hours" in out
+    assert "15 runs x 600 epochs (drnas) x 150 s/epoch = 375.0 GPU-hours" in out
+    assert "total: 411.0 GPU-hours" in out
+    # the default search keys still give NAS-Bench-201 (run_ids of older jobs unchanged)
+    assert expand_grid(load_spec(REPO / "jobs/paper/baseline.yaml"))[0][0].space == "nb201"
+
+
+NB201_JOBS_BEFORE_SPACES = {
+    "jobs/quickstart.yaml", "jobs/paper/baseline.yaml", "jobs/paper/exp1_warmup.yaml",
+    "jobs/paper/exp2_alpha_l2.yaml", "jobs/paper/exp3_pretrain.yaml", "jobs/paper/exp4_alpha_lr.yaml",
+    "jobs/paper/exp5_exchange.yaml", "jobs/paper/exp6_no_skip.yaml", "jobs/paper/exp7_long.yaml",
+    "jobs/paper/table2_ss_darts.yaml", "jobs/paper/table3_weights_lr.yaml", "jobs/paper/table2.yaml",
+}  # fmt: skip
+
+
+def test_nb201_run_ids_are_those_before_search_spaces():
+    """Every NAS-Bench-201 job keeps its run_ids (digest computed with main's code without
+    `search.space`, at 5cc0c8b)."""
+    import hashlib
+
+    jobs = sorted(j for j in TRIALS if j in NB201_JOBS_BEFORE_SPACES)
+    blob = "\n".join(
+        f"{j}:{','.join(rid for _c, rid, _p in expand_grid(load_spec(REPO / j)))}" for j in jobs
+    )
+    assert hashlib.sha256(blob.encode()).hexdigest()[:16] == "5f7abee5cfa06cc6"
+    assert [rid for _c, rid, _p in expand_grid(load_spec(REPO / "jobs/paper/baseline.yaml"))][:2] == [
+        "baf6f7f28961", "a1f709f7476a",
+    ]  # fmt: skip
