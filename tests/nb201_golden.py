@@ -29,7 +29,8 @@ TRIALS = [(s, nb201.OPS) for s in range(4)] + [(s, nb201.OPS[1:]) for s in (10, 
 
 
 def synth_trial(rng: np.random.Generator, ops) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    """A random-walk alpha trajectory [T+1, 6, K] and the epoch rows the worker writes."""
+    """A random-walk alpha trajectory [T+1, 6, K] and the epoch rows the worker writes (like
+    benchmarks/offline_scale.py's, kept here so the fixture does not move when the benchmark does)."""
     k = len(ops)
     steps = rng.normal(0, 0.08, size=(EPOCHS + 1, 6, k))
     steps[0] = rng.normal(0, 1e-3, size=(6, k))
