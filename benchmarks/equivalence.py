@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ray_nas import nb201
-from ray_nas.supernet import build_supernet
+from ray_nas.spaces.nb201_supernet import build_supernet
 
 
 def run(

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from ray_nas import nb201
 from ray_nas.algorithms import NAMES, algorithm_class
 from ray_nas.search import weight_step
+from ray_nas.spaces.nb201_supernet import build_supernet
 from ray_nas.spec import IMPLS, resolve_search
-from ray_nas.supernet import build_supernet
 
 OPTIONS = ("bf16", "compile", "cg", "cl")
 

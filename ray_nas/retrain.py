@@ -39,7 +39,7 @@ def retrain_one(arch: str, dataset: str, settings: dict, data_root: str) -> tupl
 
     from ray_nas.data import Batcher, load_dataset
     from ray_nas.search import evaluate_split, seed_everything
-    from ray_nas.supernet import DiscreteNet
+    from ray_nas.spaces.nb201_supernet import DiscreteNet
 
     t0 = time.perf_counter()
     gen = seed_everything(0)

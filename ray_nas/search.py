@@ -25,7 +25,6 @@ from ray_nas.algorithms import algorithm_class
 from ray_nas.data import Batcher, DataSet, load_dataset
 from ray_nas.spaces import get_space
 from ray_nas.spec import SearchConfig, SpecError
-from ray_nas.supernet import Supernet
 
 
 @dataclass
@@ -120,7 +119,7 @@ def softmax_mix(alpha: torch.Tensor) -> torch.Tensor:
 
 
 def hessian_eigenvalue(
-    model: Supernet,
+    model: torch.nn.Module,
     alpha: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -208,7 +207,7 @@ class Progress:
 
 @torch.no_grad()
 def evaluate_split(
-    model: Supernet,
+    model: torch.nn.Module,
     batcher: Batcher,
     batch_size: int,
     max_batches: int | None,

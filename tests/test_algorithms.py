@@ -25,8 +25,8 @@ from ray_nas.algorithms.drnas import concentration
 from ray_nas.algorithms.gaea import eg_update
 from ray_nas.data import load_dataset
 from ray_nas.search import BatchPlan, hessian_eigenvalue, search, seed_everything
+from ray_nas.spaces.nb201_supernet import build_supernet
 from ray_nas.spec import load_spec, resolve_search, run_id, search_config, spec_from_dict
-from ray_nas.supernet import build_supernet
 from ray_nas.trial import KILL_AT_ENV, run_trial
 
 from .conftest import TINY_SEARCH

@@ -341,3 +341,48 @@ def test_every_algorithm_searches_the_darts_space(algorithm):
     assert g == darts.derive_genotype(
         last.weights, cfg.ops
     )  # the rule on the recorded distribution
+
+
+@pytest.mark.ray
+def test_darts_retraining_runs_as_ray_tasks_and_is_cached(ray_session, write_job):
+    """`ray-nas sweep`'s path: the search as a Ray task, then each (genotype, seed) retraining
+    as a Ray task through sweep.ray_map; the results land in retrain_genotypes.parquet and a
+    second evaluate trains nothing."""
+    from ray_nas import trajectory
+    from ray_nas.evaluate import run_evaluate
+    from ray_nas.runner import sweep_command
+    from ray_nas.spec import load_spec
+    from ray_nas.sweep import ray_map
+
+    job = write_job(search={**DARTS_SEARCH, "epochs": 1}, criteria=["final"],
+                    evaluate={"benchmark": None, "retrain": DARTS_RETRAIN})  # fmt: skip
+    assert sweep_command(str(job), [], evaluate=False) == 0
+    spec = load_spec(job)
+    calls: list[tuple[str, int]] = []
+
+    def traced_map(fn, args, **resources):
+        """The real ray_map; each task also reports the pid of the process that ran it."""
+        calls.append((fn.__name__, len(args)))
+
+        def with_pid(*a):
+            return os.getpid(), fn(*a)
+
+        with_pid.__name__ = fn.__name__
+        out = ray_map(with_pid, args, **resources)
+        pids.update(p for p, _ in out)
+        return [r for _, r in out]
+
+    pids: set[int] = set()
+    lines: list[str] = []
+    sel = run_evaluate(spec, retrain_map=traced_map, log=lines.append, track=False).selections
+    assert calls == [("retrain_genotype_task", 2)]  # one genotype x seeds 0, 1
+    assert pids and os.getpid() not in pids  # ran in Ray workers, not in this process
+    cache = trajectory.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
+    assert sorted(cache.seed) == [0, 1] and set(cache.genotype) == set(sel.arch)
+    assert cache.test_acc.between(0, 100).all() and (cache.params_m > 0).all()
+    assert len(os.listdir(f"{spec.job_dir}/retrain")) == 2  # a checkpoint per run, on the store
+    assert sel.retrain_acc.iloc[0] == pytest.approx(cache.test_acc.mean())
+    lines.clear()
+    again = run_evaluate(spec, retrain_map=traced_map, log=lines.append, track=False).selections
+    assert len(calls) == 1 and any("2 cached, 0 to train" in x for x in lines), lines
+    assert again.retrain_acc.tolist() == sel.retrain_acc.tolist()

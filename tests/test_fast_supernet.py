@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from ray_nas import nb201
-from ray_nas.fast_supernet import BN_EPS, BN_MOMENTUM, FastSupernet, batch_norm
 from ray_nas.search import hessian_eigenvalue, search
+from ray_nas.spaces.nb201_fast_supernet import BN_EPS, BN_MOMENTUM, FastSupernet, batch_norm
+from ray_nas.spaces.nb201_supernet import Supernet, build_supernet
 from ray_nas.spec import SpecError, resolve_search
-from ray_nas.supernet import Supernet, build_supernet
 
 from .conftest import TINY_SEARCH
 

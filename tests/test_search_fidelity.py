@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from ray_nas.data import Batcher, load_dataset
 from ray_nas.search import hessian_eigenvalue, search, weights_lr
+from ray_nas.spaces.nb201_supernet import build_supernet
 from ray_nas.spec import resolve_search
-from ray_nas.supernet import build_supernet
 
 from .conftest import TINY_SEARCH
 

@@ -2,7 +2,7 @@
 
 One ordering of ops and one of edges for the whole project; everything else refers to ops BY NAME.
 Pure Python and numpy (no torch) so it can be imported anywhere cheaply; the supernets are
-ray_nas.supernet (reference) and ray_nas.fast_supernet, built on demand.
+ray_nas.spaces.nb201_supernet (reference) and ray_nas.spaces.nb201_fast_supernet, built on demand.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class NB201Space(Space):
         return parse_arch(text).count("skip_connect")
 
     def build_supernet(self, cfg, num_classes: int):
-        from ray_nas.supernet import build_supernet
+        from ray_nas.spaces.nb201_supernet import build_supernet
 
         return build_supernet(cfg.impl, cfg.ops, cfg.channels, cfg.cells, num_classes,
                               cfg.track_running_stats, cfg.channels_last)  # fmt: skip

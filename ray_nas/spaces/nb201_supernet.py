@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ray_nas import nb201
+from ray_nas.spaces import nb201
 
 
 class ReLUConvBN(nn.Sequential):
@@ -227,13 +227,13 @@ def build_supernet(
     channels_last: bool = False,
 ) -> nn.Module:
     """The supernet of `search.impl`: `reference` (this module, per-op modules) or `fast`
-    (ray_nas.fast_supernet: the same function, work shared across edges and ops), in the memory
+    (ray_nas.spaces.nb201_fast_supernet: the same function, work shared across edges and ops), in the memory
     layout of `search.channels_last` (its convolutions' weights, hence their outputs)."""
     if impl == "reference":
         net = Supernet(ops, channels, cells, num_classes, track)
         return net.to(memory_format=torch.channels_last) if channels_last else net
     if impl == "fast":
-        from ray_nas.fast_supernet import FastSupernet  # imports this module
+        from ray_nas.spaces.nb201_fast_supernet import FastSupernet  # imports this module
 
         return FastSupernet(ops, channels, cells, num_classes, track, channels_last)
     raise ValueError(f"search.impl: unknown implementation {impl!r}")

@@ -1,4 +1,4 @@
-"""The fast supernet: the function of `supernet.Supernet`, with the work shared where the math allows.
+"""The fast supernet: the function of `nb201_supernet.Supernet`, with the work shared where the math allows.
 
 Same shapes and interface as the reference: images [B, 3, H, W]; alpha [E=6, K] logits, order
 nb201.EDGES x ops. Per search cell the reference runs every op of every edge as its own module
@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ray_nas import nb201
-from ray_nas.supernet import SearchCell, Supernet
+from ray_nas.spaces import nb201
+from ray_nas.spaces.nb201_supernet import SearchCell, Supernet
 
 #: Kernel size of each conv op (stride 1, padding k // 2).
 CONV_KERNELS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
@@ -249,7 +249,7 @@ class FastCell(nn.Module):
     weights of the S parameter-free ops skip/pool per outgoing edge), idx_{j}_none [n_out].
     """
 
-    mixes_ops = True  # forward(x, weights), as supernet.SearchCell
+    mixes_ops = True  # forward(x, weights), as nb201_supernet.SearchCell
 
     def __init__(self, ops: Sequence[str], c: int, track: bool, channels_last: bool = False):
         super().__init__()
