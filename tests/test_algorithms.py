@@ -283,12 +283,14 @@ def test_drnas_survives_sigkill_bit_identically(write_job):
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.time() + 240
     while time.time() < deadline:
-        if os.path.exists(epochs_file) and pq.read_table(epochs_file).num_rows >= 3:
+        if os.path.exists(epochs_file) and pq.ParquetFile(epochs_file).metadata.num_rows >= 3:
             break
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 3 <= pq.read_table(epochs_file).num_rows < 5, "the search finished before the kill"
+    assert 3 <= pq.ParquetFile(epochs_file).metadata.num_rows < 5, (
+        "the search finished before the kill"
+    )
     r = subprocess.run([*cmd, str(job)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
     (ep, al), (ep2, al2) = _read(f"{spec.store}/ref", rid), _read(spec.job_dir, rid)

@@ -260,12 +260,14 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
     deadline = time.time() + 240
     while time.time() < deadline:
         # epochs 0..2 written: the checkpoint of epoch 1 is on the store
-        if os.path.exists(epochs_file) and pq.read_table(epochs_file).num_rows >= 3:
+        if os.path.exists(epochs_file) and pq.ParquetFile(epochs_file).metadata.num_rows >= 3:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 3 <= pq.read_table(epochs_file).num_rows < 5, "the search finished before it was killed"
+    assert 3 <= pq.ParquetFile(epochs_file).metadata.num_rows < 5, (
+        "the search finished before it was killed"
+    )
     r = _run(job)
     assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
     ref_ep, ref_al = _read(spec.store, "ref", rid)
