@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 2 and 7 as one prepared script (a lent GPU machine, ~6-8 minutes;
+# The GPU checks of issues 2, 7, 12 and 13 as one prepared script (a lent GPU machine, ~6-8 minutes;
 # each part tees its file under OUT_DIR as it finishes, so a cut-off run still returns the first).
 # Usage, from the repository root on a CUDA machine with torch, numpy, pyyaml and pyarrow:
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
@@ -7,7 +7,8 @@
 # accurate on this GPU, so that it can be the default there?), both impls side by side at
 # (C=16,N=5,B=64) and (C=8,N=1,B=64) with bf16, compile, CUDA-graph and channels-last variants, peak GPU
 # memory per trial, then a full CIFAR-10-sized search epoch (391 steps) of the fast impl, and a
-# 2-epoch search of 100 steps each (the shared CIFAR-10 when ../shared is there, else fake).
+# 2-epoch search of 100 steps each (the shared CIFAR-10 when ../shared is there, else fake); every
+# search algorithm's step on both impls (issue 12) and a DARTS-space search epoch (issue 13).
 set -euo pipefail
 out=${1:-gpu_check_out}
 mkdir -p "$out"
@@ -20,6 +21,8 @@ $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 -
   --impl reference fast fast+cl reference+cl fast+bf16 fast+bf16+cl fast+compile fast+cg | tee "$out/c16n5.txt"
 $py benchmarks/search_step.py --device cuda --channels 8 --cells 1 --batch 64 --steps 50 --warmup 3 \
   --impl reference fast fast+bf16 fast+cg | tee "$out/c8n1.txt"
+$py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 20 --warmup 3 \
+  --impl reference fast --algorithm darts_v1 darts_v2 gaea drnas | tee "$out/algorithms.txt"
 $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 391 --warmup 3 \
   --impl fast fast+cl | tee "$out/epoch.txt"
 if [ -f ../shared/tools/cifar10_from_jpeg.py ]; then
@@ -33,3 +36,9 @@ fi
 $py -m ray_nas.cli search jobs/quickstart.yaml --quiet --set name=gpu_check --set store="$out/runs" \
   "${data[@]}" --set search.channels=16 --set search.cells=5 --set search.epochs=2 \
   --set search.steps_per_epoch=100 --set search.device="${DEVICE:-cuda}" | tee "$out/search.txt"
+# the DARTS space (the paper's code's preset: 7 ops, batch 80) at C=16, 8 layers: one epoch of 50
+# steps with its Hessian; the epoch line shows the trial's peak GPU memory
+$py -m ray_nas.cli search jobs/quickstart.yaml --quiet --set name=gpu_check_darts --set store="$out/runs" \
+  "${data[@]}" --set search.space=darts --set search.lr_scheme=ss_darts --set search.channels=16 \
+  --set search.layers=8 --set search.epochs=1 --set search.steps_per_epoch=50 \
+  --set search.device="${DEVICE:-cuda}" | tee "$out/darts_space.txt"
