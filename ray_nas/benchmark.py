@@ -253,17 +253,23 @@ def load_table(path: str | Path) -> pd.DataFrame:
     Raises FileNotFoundError if `path` does not exist and ValueError if it cannot be read or has
     no ``arch`` column; both messages are one line naming `path`.
     """
-    path = table_path(path)
+    return read_table_file(table_path(path), "NAS-Bench-201", "arch")
+
+
+def read_table_file(path: str, kind: str, key: str) -> pd.DataFrame:
+    """A `kind` benchmark table (local path or URI) whose rows are keyed by column `key`;
+    FileNotFoundError / ValueError, one line naming `path`, if missing, unreadable or keyless."""
+    path = str(path)
     if not trajectory.exists(path):
-        raise FileNotFoundError(f"NAS-Bench-201 table not found: {path}")
+        raise FileNotFoundError(f"{kind} table not found: {path}")
     try:
         df = trajectory.read_frame(path)
     except (OSError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"cannot read NAS-Bench-201 table {path}: {first}") from e
-    if "arch" not in df.columns:
+        raise ValueError(f"cannot read {kind} table {path}: {first}") from e
+    if key not in df.columns:
         raise ValueError(
-            f"{path} is not a NAS-Bench-201 table: no 'arch' column (columns: {list(df.columns)})"
+            f"{path} is not a {kind} table: no {key!r} column (columns: {list(df.columns)})"
         )
     return df
 

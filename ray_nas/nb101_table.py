@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from ray_nas import nb101, trajectory
+from ray_nas.benchmark import read_table_file
 
 #: Parquet key-value metadata key naming the record file a table was converted from.
 SOURCE_KEY = "ray_nas.benchmark_source"
@@ -399,17 +400,7 @@ def convert(
 def load_table(path: str | Path) -> pd.DataFrame:
     """Read a NAS-Bench-101 table (local path or URI); FileNotFoundError / ValueError (one line
     naming `path`) if it is missing, unreadable or has no ``hash`` column."""
-    path = str(path)
-    if not trajectory.exists(path):
-        raise FileNotFoundError(f"NAS-Bench-101 table not found: {path}")
-    try:
-        df = trajectory.read_frame(path)
-    except (OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"cannot read NAS-Bench-101 table {path}: {first}") from e
-    if "hash" not in df.columns:
-        raise ValueError(f"{path} is not a NAS-Bench-101 table: no 'hash' column")
-    return df
+    return read_table_file(str(path), "NAS-Bench-101", "hash")
 
 
 def lookup(table: pd.DataFrame, hashes: Sequence[str]) -> pd.DataFrame:

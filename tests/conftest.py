@@ -97,3 +97,25 @@ def render(chromium: str, page: Path, tmp: Path, size=(1440, 2200)) -> tuple[Pat
     assert png.exists(), f"no screenshot; chromium exited {proc.returncode}: {proc.stderr[-2000:]}"
     console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     return png, console
+
+
+def sigkill_after_epochs(cmd: list[str], epochs_file: str, rows: int = 3, env=None) -> int:
+    """Start `cmd` (a search) in its own session, SIGKILL it once `epochs_file` holds `rows` epochs
+    (so the checkpoint of epoch rows-2 is on the store), and return how many epochs it had written.
+    Row counts come from one open handle: the file is being replaced while we poll."""
+    import signal
+    import time
+
+    import pyarrow.parquet as pq
+
+    def written() -> int:
+        return pq.ParquetFile(epochs_file).metadata.num_rows if os.path.exists(epochs_file) else 0
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and written() < rows:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return written()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -29,7 +28,7 @@ from ray_nas.spaces.nb201_supernet import build_supernet
 from ray_nas.spec import load_spec, resolve_search, run_id, search_config, spec_from_dict
 from ray_nas.trial import KILL_AT_ENV, run_trial
 
-from .conftest import TINY_SEARCH
+from .conftest import TINY_SEARCH, sigkill_after_epochs
 
 TINY = {**TINY_SEARCH, "epochs": 2, "steps_per_epoch": 2, "batch_size": 8}
 
@@ -279,18 +278,8 @@ def test_drnas_survives_sigkill_bit_identically(write_job):
     spec = load_spec(job)
     rid = run_id(search_config(spec))
     epochs_file = f"{spec.job_dir}/epochs/run_id={rid}/part-0.parquet"
-    proc = subprocess.Popen([*cmd, str(job)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if os.path.exists(epochs_file) and pq.ParquetFile(epochs_file).metadata.num_rows >= 3:
-            break
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 3 <= pq.ParquetFile(epochs_file).metadata.num_rows < 5, (
-        "the search finished before the kill"
-    )
+    written = sigkill_after_epochs([*cmd, str(job)], epochs_file, env=env)
+    assert 3 <= written < 5, "the search finished before the kill"
     r = subprocess.run([*cmd, str(job)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
     (ep, al), (ep2, al2) = _read(f"{spec.store}/ref", rid), _read(spec.job_dir, rid)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from ray_nas.spaces import darts_net as dn
 from ray_nas.spaces.darts_train import recipe, retrain
 from ray_nas.trial import FileCheckpoint
 
-from .conftest import REPO
+from .conftest import REPO, sigkill_after_epochs
 
 V2 = darts.parse_genotype(darts.PUBLISHED["DARTS_V2"])
 
@@ -253,21 +252,9 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
     rid = run_id(search_config(spec))
     assert search_config(spec).ops == ("skip_connect", "sep_conv_3x3")
     epochs_file = f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet"
-    proc = subprocess.Popen([*CMD, str(job), "--quiet"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    import pyarrow.parquet as pq
-
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        # epochs 0..2 written: the checkpoint of epoch 1 is on the store
-        if os.path.exists(epochs_file) and pq.ParquetFile(epochs_file).metadata.num_rows >= 3:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 3 <= pq.ParquetFile(epochs_file).metadata.num_rows < 5, (
-        "the search finished before it was killed"
-    )
+    # epochs 0..2 written: the checkpoint of epoch 1 is on the store
+    written = sigkill_after_epochs([*CMD, str(job), "--quiet"], epochs_file)
+    assert 3 <= written < 5, "the search finished before it was killed"
     r = _run(job)
     assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
     ref_ep, ref_al = _read(spec.store, "ref", rid)

@@ -1,17 +1,16 @@
 """The trajectory store and resume: a killed search rerun gives exactly the uninterrupted trajectory."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from ray_nas import nb201
 from ray_nas.spec import load_spec, run_id, search_config
+
+from .conftest import sigkill_after_epochs
 
 CMD = [sys.executable, "-m", "ray_nas.cli", "search"]
 
@@ -74,18 +73,7 @@ def test_killed_search_resumes_bit_identically(write_job, tmp_path):
     spec = load_spec(job)
     rid = run_id(search_config(spec))
     epochs_file = f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet"
-    proc = subprocess.Popen([*CMD, str(job), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if (
-            os.path.exists(epochs_file) and pq.ParquetFile(epochs_file).metadata.num_rows >= 3
-        ):  # epochs 0..2 written
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    written = pq.ParquetFile(epochs_file).metadata.num_rows
+    written = sigkill_after_epochs([*CMD, str(job), "--quiet"], epochs_file)  # epochs 0..2 written
     assert 3 <= written < 6, "the search finished before it could be killed"
     r = _run(job)
     assert r.returncode == 0, r.stderr
