@@ -37,7 +37,10 @@ from ray_nas.algorithms import (
 )
 from ray_nas.spaces import darts
 
-DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
+#: data set -> side of its images in pixels (ray_nas.data: digits are upsampled to 16x16)
+IMAGE_SIZES: dict[str, int] = {"cifar10": 32, "cifar100": 32, "imagenet16-120": 16, "digits": 16,
+                               "fake": 32}  # fmt: skip
+DATASETS = tuple(IMAGE_SIZES)
 ALGORITHMS = NAMES
 SCHEDULES = ("cosine", "constant")
 #: weights.warmup_rule: how the lr schedule continues after warmup (search.weights_lr)
@@ -295,12 +298,14 @@ class Resources:
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Retraining of selected archs where no benchmark covers the data set.
+    """Retraining of selected archs where no benchmark covers the data set; each trial's search
+    space says how (ray_nas.spaces.base.Space, its evaluation part). Every run is a Ray task with
+    `gpu`/`cpu` under `ray-nas sweep` (or `evaluate` with RAY_ADDRESS).
 
-    NAS-Bench-201 archs: the discrete NB201 network under epochs/channels/cells/batch_size/lr.
-    DARTS-space genotypes: NetworkCIFAR under a named `recipe`, once per seed in `seeds`, each a
-    Ray task with `gpu`/`cpu` (checkpointed every epoch on the store, resumed after a lost node),
-    cached by (genotype, recipe, seed)."""
+    NAS-Bench-201 archs: the discrete NB201 network under epochs/channels/cells/batch_size/lr,
+    seed 0, cached by (arch, dataset, settings). DARTS-space genotypes: NetworkCIFAR under a
+    named `recipe`, once per seed in `seeds` (checkpointed every epoch on the store, resumed
+    after a lost node), cached by (genotype, recipe, seed, dataset)."""
 
     epochs: int = 10
     """NB201 archs: epochs (a DARTS recipe's own epochs unless `overrides` sets them)"""
@@ -310,14 +315,15 @@ class RetrainConfig:
     lr: float = 0.1
     steps_per_epoch: int | None = None
     """cap on batches per epoch (both kinds; quick looks and tests)"""
-    recipe: str = "darts"
-    """DARTS-space genotypes: darts | drnas | proxy (ray_nas.spaces.darts_train.RECIPES)"""
+    recipe: str | None = None
+    """spaces with named recipes (DARTS: darts | drnas | proxy, ray_nas.spaces.darts_train.RECIPES);
+    null = the space's default_recipe (DARTS: darts)"""
     overrides: dict = field(default_factory=dict)
-    """DARTS-space genotypes: recipe fields to change, e.g. {epochs: 100, layers: 8}"""
+    """spaces with named recipes: recipe fields to change, e.g. {epochs: 100, layers: 8}"""
     seeds: tuple[int, ...] = (0,)
     """DARTS-space genotypes: one retrain per seed; the table reports mean and std"""
     gpu: float = 0.0
-    """GPUs per retraining Ray task (DARTS-space genotypes)"""
+    """GPUs per retraining Ray task"""
     cpu: float = 1.0
     """CPUs per retraining Ray task"""
 
@@ -561,17 +567,32 @@ def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> 
         raise SpecError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
-def _check_recipe(r: RetrainConfig) -> None:
-    from ray_nas.spaces.darts_train import recipe  # pure: no torch at import
-
-    try:
-        recipe(r.recipe, **r.overrides)
-    except (ValueError, TypeError) as e:
-        raise SpecError(f"evaluate.retrain: {e}") from None
+def _check_recipe(r: RetrainConfig, trials: list[tuple[SearchConfig, str, dict]]) -> None:
+    """evaluate.retrain against every space with recipes (their named recipe and overrides), and
+    against each (space, data set) of the trials (e.g. an auxiliary head on 16x16 images)."""
+    named = [spaces.get_space(n) for n in spaces.NAMES]
+    recipes = {sp.name: sp.retrain_recipe(r)[1] for sp in named if sp.recipes and _recipe_ok(sp, r)}
+    for cfg in {(c.space, c.dataset): c for c, _rid, _p in trials}.values():
+        if cfg.space in recipes:
+            try:
+                spaces.get_space(cfg.space).check_retrain(
+                    recipes[cfg.space], cfg.dataset, IMAGE_SIZES[cfg.dataset]
+                )
+            except ValueError as e:
+                raise SpecError(f"evaluate.retrain.{e}") from None
     if not r.seeds:
         raise SpecError("evaluate.retrain.seeds: expected at least one seed")
     _positive(r.cpu, "evaluate.retrain.cpu")
     _positive(r.gpu, "evaluate.retrain.gpu", allow_zero=True)
+
+
+def _recipe_ok(space, r: RetrainConfig) -> bool:
+    """True, or SpecError naming the bad recipe, key or value for `space`."""
+    try:
+        space.retrain_recipe(r)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"evaluate.retrain: {e}") from None
+    return True
 
 
 def _validate_search(c: SearchConfig, w: str) -> None:
@@ -611,6 +632,12 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     if not c.ops:
         raise SpecError(
             f"{w}.ops: no op left; choose from: {', '.join(spaces.get_space(c.space).ops)}"
+        )
+    impls = spaces.get_space(c.space).impls
+    if c.impl not in impls:
+        raise SpecError(
+            f"{w}.impl: {c.impl!r} is not an implementation of the {c.space} space "
+            f"(valid: {', '.join(impls)})"
         )
     if c.space == "darts" and c.layers < 3:
         raise SpecError(
@@ -753,13 +780,13 @@ def _validate_job(spec: JobSpec) -> None:
             )
         _no_repeats([json.dumps(v, sort_keys=True, default=str) for v in values], f"grid.{key}")
     resolve_search(spec.search)  # the defaults alone must be valid
-    expand_grid(spec)  # and so must every grid point (each its own run_id)
+    trials = expand_grid(spec)  # and so must every grid point (each its own run_id)
     if spec.evaluate.retrain is not None:
         r = spec.evaluate.retrain
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
             _positive(getattr(r, key), f"evaluate.retrain.{key}")
         _positive(r.lr, "evaluate.retrain.lr")
-        _check_recipe(r)
+        _check_recipe(r, trials)
     _validate_metric(spec.evaluate.metric)
     from ray_nas import criteria  # pure numpy: cheap
 

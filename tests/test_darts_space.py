@@ -247,7 +247,7 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
     ref = write_job(name="ref", search=DARTS_SEARCH, criteria=criteria,
                     evaluate={"benchmark": None, "retrain": DARTS_RETRAIN})  # fmt: skip
     assert _run(ref).returncode == 0
-    job = write_job(name="killed", search=DARTS_SEARCH)
+    job = write_job(name="killed", search=DARTS_SEARCH, evaluate={"retrain": DARTS_RETRAIN})
     spec = load_spec(job)
     rid = run_id(search_config(spec))
     assert search_config(spec).ops == ("skip_connect", "sep_conv_3x3")
@@ -364,7 +364,7 @@ def test_darts_retraining_runs_as_ray_tasks_and_is_cached(ray_session, write_job
     pids: set[int] = set()
     lines: list[str] = []
     sel = run_evaluate(spec, retrain_map=traced_map, log=lines.append, track=False).selections
-    assert calls == [("retrain_genotype_task", 2)]  # one genotype x seeds 0, 1
+    assert calls == [("retrain_task", 2)]  # one genotype x seeds 0, 1
     assert pids and os.getpid() not in pids  # ran in Ray workers, not in this process
     cache = trajectory.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
     assert sorted(cache.seed) == [0, 1] and set(cache.genotype) == set(sel.arch)
