@@ -568,31 +568,27 @@ def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> 
 
 
 def _check_recipe(r: RetrainConfig, trials: list[tuple[SearchConfig, str, dict]]) -> None:
-    """evaluate.retrain against every space with recipes (their named recipe and overrides), and
-    against each (space, data set) of the trials (e.g. an auxiliary head on 16x16 images)."""
-    named = [spaces.get_space(n) for n in spaces.NAMES]
-    recipes = {sp.name: sp.retrain_recipe(r)[1] for sp in named if sp.recipes and _recipe_ok(sp, r)}
+    """evaluate.retrain against the search space of every trial that can retrain: the recipe it
+    names there (recipe, overrides) and the data sets it would train on (e.g. an auxiliary head
+    on 16x16 images)."""
+    recipes = {}
     for cfg in {(c.space, c.dataset): c for c, _rid, _p in trials}.values():
-        if cfg.space in recipes:
-            try:
-                spaces.get_space(cfg.space).check_retrain(
-                    recipes[cfg.space], cfg.dataset, IMAGE_SIZES[cfg.dataset]
-                )
-            except ValueError as e:
-                raise SpecError(f"evaluate.retrain.{e}") from None
+        space = spaces.get_space(cfg.space)
+        if not space.recipes:
+            continue
+        try:
+            if cfg.space not in recipes:
+                recipes[cfg.space] = space.retrain_recipe(r)[1]
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"evaluate.retrain: {e}") from None
+        try:
+            space.check_retrain(recipes[cfg.space], cfg.dataset, IMAGE_SIZES[cfg.dataset])
+        except ValueError as e:  # its message starts with the key under evaluate.retrain
+            raise SpecError(f"evaluate.retrain.{e}") from None
     if not r.seeds:
         raise SpecError("evaluate.retrain.seeds: expected at least one seed")
     _positive(r.cpu, "evaluate.retrain.cpu")
     _positive(r.gpu, "evaluate.retrain.gpu", allow_zero=True)
-
-
-def _recipe_ok(space, r: RetrainConfig) -> bool:
-    """True, or SpecError naming the bad recipe, key or value for `space`."""
-    try:
-        space.retrain_recipe(r)
-    except (ValueError, TypeError) as e:
-        raise SpecError(f"evaluate.retrain: {e}") from None
-    return True
 
 
 def _validate_search(c: SearchConfig, w: str) -> None:

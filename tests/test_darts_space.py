@@ -306,7 +306,8 @@ def test_space_keys_are_checked_before_any_work(write_job, capsys, tmp_path):
         assert main(["search", str(write_job(search=search))]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.strip().count("\n") == 0, err
-    job = write_job(evaluate={"retrain": {"recipe": "proxy", "overrides": {"epoch": 3}}})
+    job = write_job(search=DARTS_SEARCH,
+                    evaluate={"retrain": {"recipe": "proxy", "overrides": {"epoch": 3}}})  # fmt: skip
     assert main(["sweep", str(job), "--dry-run"]) == 2
     assert "evaluate.retrain: retrain recipe: unknown key 'epoch'" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()  # nothing written

@@ -123,8 +123,9 @@ class Space:
         return tuple(cfg.seeds)
 
     def check_retrain(self, rec: Any, dataset: str, image_size: int) -> None:
-        """ValueError (one line, naming the recipe key) when `rec` cannot train on `dataset`
-        (images image_size x image_size pixels); called before any work."""
+        """ValueError when `rec` cannot train on `dataset` (images image_size x image_size
+        pixels): one line that starts with the key under evaluate.retrain and says what would be
+        valid; the job's validation calls it before any work."""
 
     def build_eval_network(self, genotype_text: str, rec: Any, num_classes: int):
         """The torch module that `retrain` trains for a genotype under `rec`."""
