@@ -128,6 +128,82 @@ def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_
     assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
 
 
+#: a driver that retrains a job's selections as Ray tasks on the cluster at RAY_ADDRESS (the path
+#: of `ray-nas evaluate` with RAY_ADDRESS set, without MLflow)
+_RETRAIN_DRIVER = """
+import sys
+from ray_nas.evaluate import run_evaluate
+from ray_nas.spec import load_spec
+from ray_nas.sweep import ray_map
+run_evaluate(load_spec(sys.argv[1]), retrain_map=ray_map, track=False)
+"""
+
+
+def test_node_lost_mid_retrain_resumes_from_its_checkpoint(write_job, tmp_path, short_tmp,
+                                                           monkeypatch):  # fmt: skip
+    """A DARTS-space retraining task (proxy recipe at C=2, 3 cells, 3 epochs, digits) paused
+    after epoch 2's checkpoint; its node is removed, a fresh one added; Ray reruns the task
+    there, it resumes from epoch 2 on the store and ends as an uninterrupted retrain."""
+    from ray.cluster_utils import Cluster
+
+    from ray_nas.spaces import get_space
+    from ray_nas.spaces.recipes import state_digest
+    from ray_nas.trial import FileCheckpoint
+
+    retrain = {"recipe": "proxy", "overrides": {"layers": 3, "channels": 2, "epochs": 3, "batch_size": 8,
+                                                "steps_per_epoch": 2, "auxiliary_weight": 0.0}}  # fmt: skip
+    search = {"space": "darts", "dataset": "digits", "ops": ["skip_connect", "sep_conv_3x3"],
+              "layers": 3, "channels": 2, "epochs": 1, "steps_per_epoch": 1, "batch_size": 8}  # fmt: skip
+    spec = load_spec(write_job(name="rtloss", search=search, criteria=["final"],
+                               evaluate={"benchmark": None, "retrain": retrain}))  # fmt: skip
+    ((cfg, rid, _),) = expand_grid(spec)
+    run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
+    pause = tmp_path / "pause"
+    monkeypatch.setenv("RAY_TMPDIR", short_tmp)
+    node = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 * 2**20}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 0})
+    proc = None
+    log = tmp_path / "driver.log"
+    try:
+        worker = cluster.add_node(**node)
+        env = {**os.environ, **LOOPBACK, "RAY_ADDRESS": cluster.address, "PYTHONPATH": str(REPO),
+               "RAY_NAS_PAUSE_ONCE": f"{pause}:2"}  # fmt: skip
+        with open(log, "w") as f:
+            proc = subprocess.Popen([sys.executable, "-c", _RETRAIN_DRIVER, spec.source], env=env,
+                                    stdout=f, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        deadline = time.time() + 300
+        while not (pause / "paused").exists():  # epoch 2's checkpoint is on the store
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        cluster.remove_node(worker, allow_graceful=False)  # the task's node dies
+        cluster.add_node(**node)  # a fresh one joins
+        (pause / "go").write_text("")
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        cluster.shutdown()
+        _kill_leftovers(short_tmp)
+    out = log.read_text()
+    assert "resuming from the checkpoint of epoch 2" in out, out[-3000:]
+    assert out.count("retrain epoch 3/3") == 1, out[-3000:]  # only epoch 3 ran after the loss
+    cache = trajectory.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
+    (ckpt,) = os.listdir(f"{spec.job_dir}/retrain")
+    state = FileCheckpoint(f"{spec.job_dir}/retrain/{ckpt}").load()
+    space = get_space("darts")
+    whole = space.retrain(
+        cache.genotype.iloc[0],
+        space.retrain_recipe(spec.evaluate.retrain)[1],
+        "digits",
+        "data",
+        0,
+        log=lambda s: None,
+    )  # uninterrupted, no checkpoint
+    assert state["epoch"] == 3 and state["train_loss"] == whole.train_loss
+    assert state_digest(state["model"]) == whole.digest  # bit-identical weights
+    assert cache.test_acc.tolist() == [whole.test_acc]
+
+
 def test_jobs_api_sweep_succeeds(write_job, tmp_path, short_tmp):
     """`ray job submit --working-dir . -- python jobs/run.py sweep JOB` on a head of our own."""
     job = write_job(name="viajobs", search={"epochs": 1, "steps_per_epoch": 1}, grid={"seed": [0, 1]},
