@@ -196,7 +196,8 @@ class SearchConfig:
     seed: int = 0
     impl: str = "fast"
     """nb201: supernet implementation, the same function: fast (work shared across edges) |
-    reference (per-op modules); the darts space has one implementation"""
+    reference (per-op modules); the darts space has one implementation (fast; reference is
+    refused). A space's `impls` lists what it supports"""
     precision: str = "fp32"
     """fp32 | bf16 (autocast around the forwards of the weight and alpha steps; for GPUs)"""
     compile: bool = False
