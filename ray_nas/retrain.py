@@ -81,7 +81,7 @@ def retrain_space(
     cfg = spec.evaluate.retrain
     (name, rec), seeds = space.retrain_recipe(cfg), space.retrain_seeds(cfg)
     data_root = resolve_search(spec.search).data_root
-    cache_path = f"{spec.job_dir}/{space.retrain_cache}"
+    cache_path = f"{spec.job_dir}/{space.retrain_cache or f'retrain_{space.name}.parquet'}"
     cache = read_cache(space, cache_path)
     known = {} if cache is None else {
         (r.genotype_key, r.recipe_key, int(r.seed), r.dataset): (r.test_acc, r.params_m)

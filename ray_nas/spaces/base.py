@@ -102,7 +102,7 @@ class Space:
     default_recipe: ClassVar[str] = ""
     """the recipe when evaluate.retrain.recipe is not given"""
     retrain_cache: ClassVar[str] = ""
-    """the retraining cache's file name under the job's folder"""
+    """the retraining cache's file name under the job's folder ("": retrain_<name>.parquet)"""
     retrain_columns: ClassVar[Mapping[str, str] | None] = None
     """recipes.RETRAIN_FIELDS -> the cache's column names, in file order (None: every field under
     its own name); a space may store a subset (rows read back get seed 0, genotype =
