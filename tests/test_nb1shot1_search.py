@@ -123,3 +123,46 @@ def test_search_writes_the_contract_and_resumes_after_sigkill(name, write_job):
     res = criteria.ss_eq12(traj, op="conv3x3-bn-relu")
     assert res.arch == ep.arch.iloc[res.epoch]
     assert not criteria.dartsplus_sc(traj).fired  # no skip op: never fires
+
+
+def test_space_keys_and_algorithms_are_checked_before_any_work(write_job, capsys, tmp_path):
+    from ray_nas.cli import main
+    from ray_nas.spec import resolve_search
+
+    for search, msg in [
+        ({"space": "nb1shot1_s4"}, "search.space: unknown space 'nb1shot1_s4'; did you mean"),
+        ({"space": "nb1shot1_s1", "ops": ["maxpool3x3"]}, "search.ops: nb1shot1_s1 searches all of maxpool3x3, conv3x3-bn-relu, conv1x1-bn-relu; no op subsets"),
+        ({"space": "nb1shot1_s2", "algorithm": "gaea"}, "search.algorithm: gaea does not move the input/output connection weights of nb1shot1_s2; valid there: darts_v1, darts_v2"),
+        ({"space": "nb1shot1_s3", "algorithm": "drnas"}, "search.algorithm: drnas does not move"),
+    ]:  # fmt: skip
+        assert main(["search", str(write_job(search=search))]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "store").exists()  # nothing written
+    cfg = resolve_search({"space": "nb1shot1_s1", "lr_scheme": "nb1shot1"})  # B6's defaults
+    assert (cfg.batch_size, cfg.epochs, cfg.channels, cfg.layers) == (96, 50, 16, 9)
+    w, a = cfg.weights, cfg.alpha
+    assert (w.lr, w.lr_min, w.schedule, w.momentum, w.nesterov) == (
+        0.025,
+        0.001,
+        "cosine",
+        0.9,
+        False,
+    )
+    assert (w.weight_decay, w.grad_clip) == (3e-4, 5.0)
+    assert (a.lr, a.betas, a.weight_decay) == (3e-4, (0.5, 0.999), 1e-3)
+    assert resolve_search({"space": "nb1shot1_s2"}).layers == 9  # the space's default
+
+
+def test_darts_v2_moves_the_connection_weights_with_its_hypergradient():
+    from ray_nas.search import search
+    from ray_nas.spec import resolve_search
+
+    cfg = resolve_search({**SEARCH, "space": "nb1shot1_s2", "algorithm": "darts_v2", "epochs": 1,
+                          "hessian_every": 0, "device": "cpu"})  # fmt: skip
+    records = []
+    assert search(cfg, records.append, progress=False, log=lambda s: None) == 1
+    first, last = records
+    assert not np.array_equal(first.alpha, last.alpha)
+    assert not np.array_equal(first.connection_alpha, last.connection_alpha)
+    assert last.connection_weights.shape == (14,)
