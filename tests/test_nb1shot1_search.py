@@ -132,9 +132,62 @@ def test_space_keys_and_algorithms_are_checked_before_any_work(write_job, capsys
     assert resolve_search({"space": "nb1shot1_s2"}).layers == 9  # the space's default
 
 
-def test_darts_v2_moves_the_connection_weights_with_its_hypergradient():
+def test_darts_v2_hypergradient_of_the_connection_weights_is_exact():
+    """DARTS-V2's finite-difference hypergradient w.r.t. the connection weights against autograd
+    through one virtual SGD step w' = w - xi (dL_train/dw + wd w) (float64, as test_algorithms's
+    check for alpha), and a tiny darts_v2 search moving them."""
+    import torch.nn.functional as F
+    from torch.func import functional_call
+
+    from ray_nas.algorithms import algorithm_class
     from ray_nas.search import search
     from ray_nas.spec import resolve_search
+
+    xi, space = 0.1, SPACES["nb1shot1_s2"]
+    seed_everything(0)
+    model = Supernet(space, channels=2, layers=3).double()
+    w_params = model.weight_parameters()
+    w_opt = torch.optim.SGD(w_params, lr=xi, momentum=0.9, weight_decay=5e-4)
+    cfg = resolve_search(
+        {"space": space.name, "algorithm": "darts_v2", "darts_v2": {"radius": 1e-5}}
+    )
+    algo = algorithm_class("darts_v2")(cfg, model, w_params, w_opt)
+    with torch.no_grad():
+        for p in algo.arch_parameters:
+            p.normal_()  # far from uniform
+    x, y = torch.randn(16, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (16,))
+    train, arch = (x[:8], y[:8]), (x[8:], y[8:])
+    model.eval()  # BN on running statistics: the loss is smooth in the weights
+
+    def loss_of(xb, yb, w):
+        return F.cross_entropy(model(xb, weights=w), yb)
+
+    fd = algo.hypergradients(loss_of, train, arch, xi)
+    names = [n for n, p in model.named_parameters() if any(p is q for q in w_params)]
+    conn_names = ["alphas_output", *(f"alphas_inputs.{i}" for i in range(len(model.alphas_inputs)))]
+    a = model.alpha.detach().clone()
+    conn = {
+        n: p.detach().clone().requires_grad_(True)
+        for n, p in zip(conn_names, model.connection_parameters())
+    }
+    lt = F.cross_entropy(
+        functional_call(model, conn, (train[0],), {"weights": F.softmax(a, -1)}), train[1]
+    )
+    g = torch.autograd.grad(lt, w_params, create_graph=True)
+    virtual = {n: p - xi * (gp + 5e-4 * p) for n, p, gp in zip(names, w_params, g)} | conn
+    lv = F.cross_entropy(
+        functional_call(model, virtual, (arch[0],), {"weights": F.softmax(a, -1)}), arch[1]
+    )
+    exact = torch.autograd.grad(lv, list(conn.values()))
+    for got, want in zip(fd[1:], exact):
+        assert (got - want).norm() / want.norm() < 1e-4
+    # the second-order term matters here (so the check can fail): w' held fixed is far off
+    fixed = {n: v.detach() for n, v in virtual.items() if n not in conn} | conn
+    lv_fixed = F.cross_entropy(
+        functional_call(model, fixed, (arch[0],), {"weights": F.softmax(a, -1)}), arch[1]
+    )
+    partial = torch.autograd.grad(lv_fixed, list(conn.values()))
+    assert max((p - e).norm() / e.norm() for p, e in zip(partial, exact)) > 1e-3
 
     cfg = resolve_search({**SEARCH, "space": "nb1shot1_s2", "algorithm": "darts_v2", "epochs": 1,
                           "hessian_every": 0, "device": "cpu"})  # fmt: skip
