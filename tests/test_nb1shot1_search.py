@@ -197,3 +197,28 @@ def test_darts_v2_hypergradient_of_the_connection_weights_is_exact():
     assert not np.array_equal(first.alpha, last.alpha)
     assert not np.array_equal(first.connection_alpha, last.connection_alpha)
     assert last.connection_weights.shape == (14,)
+
+
+def test_synthetic_store_with_connection_rows_reads_back(tmp_path):
+    space = SPACES["nb1shot1_s3"]
+    rows, c = space.rows(), len(space.connection_rows())
+    rng = np.random.default_rng(0)
+    alpha, conn = rng.normal(size=(3, space.steps, 3)), rng.normal(size=(3, c))
+    weights = np.exp(alpha) / np.exp(alpha).sum(-1, keepdims=True)
+    epoch_rows = [
+        {"epoch": t, "arch": space.genotype_text(weights[t], SPACE_OPS, conn[t])} for t in range(3)
+    ]
+    writer = trajectory.TrialWriter(str(tmp_path), "r1", SPACE_OPS, tuple(e for _, e in rows), "{}",
+                                    tuple(k for k, _ in rows), space.connection_rows())  # fmt: skip
+    with pytest.raises(ValueError, match="connection weights go with connection rows"):
+        writer.write_all(epoch_rows, alpha, weights)
+    writer.write_all(epoch_rows, alpha, weights, (conn, conn / 2))
+    trial = trajectory.read_trial(str(tmp_path), "r1")
+    assert np.allclose(trial.alpha, alpha, atol=1e-6) and np.allclose(
+        trial.weights, weights, atol=1e-6
+    )
+    assert np.allclose(trial.connection_alpha, conn, atol=1e-6)
+    assert np.allclose(trial.connection_weights, conn / 2, atol=1e-6)
+    assert trial.connections == space.connection_rows() and trial.cells == ("shared",) * space.steps
+    writer.truncate(1)  # what a resume keeps
+    assert writer.trial_data().connection_alpha.shape == (2, c)

@@ -112,6 +112,8 @@ def describe_algorithms() -> str:
                 )
         if info.uses:
             lines.append(f"    reads: {', '.join('search.' + u for u in info.uses)}")
+        if info.connections:
+            lines.append("    moves NAS-Bench-1Shot1's connection weights with alpha (nb1shot1_*)")
     lines.append(
         "search.objective: bilevel (weights on search-train, architecture on search-valid) | "
         "erm (both on the whole training set, independent batches)"
