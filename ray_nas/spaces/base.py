@@ -32,6 +32,8 @@ class Space:
     """ops with weights (DARTS+ rt_k's learnable_only)"""
     has_benchmark: ClassVar[bool] = False
     """whether a tabular benchmark can score its genotypes"""
+    benchmark_key_column: ClassVar[str] = ""
+    """the benchmark table's column that `benchmark_key` values match ("" without a benchmark)"""
 
     def rows(self) -> tuple[tuple[str, str], ...]:
         """(cell, edge) per row of the architecture parameter."""
@@ -64,6 +66,15 @@ class Space:
     def genotype_key(self, text: str) -> str:
         """A canonical key of the architecture (equal for two texts of one architecture)."""
         return self.check_genotype(text)
+
+    def benchmark_key(self, text: str) -> str:
+        """The genotype's key in the space's benchmark table (column `benchmark_key_column`)."""
+        raise NotImplementedError
+
+    def connection_rows(self) -> tuple[tuple[str, str, str], ...]:
+        """(cell, edge, op) labels of further architecture weights that are not op weights
+        (NAS-Bench-1Shot1's connection weights), stored after the op rows; () for most spaces."""
+        return ()
 
     def brief(self, text: str) -> str:
         """The genotype on one log line."""
