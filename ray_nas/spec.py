@@ -753,7 +753,9 @@ def _validate_job(spec: JobSpec) -> None:
             )
         _no_repeats([json.dumps(v, sort_keys=True, default=str) for v in values], f"grid.{key}")
     resolve_search(spec.search)  # the defaults alone must be valid
-    expand_grid(spec)  # and so must every grid point (each its own run_id)
+    trials = expand_grid(spec)  # and so must every grid point (each its own run_id)
+    if spec.evaluate.benchmark:
+        _benchmark_key_of(cfg.space for cfg, _rid, _point in trials)
     if spec.evaluate.retrain is not None:
         r = spec.evaluate.retrain
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
@@ -784,6 +786,32 @@ def _validate_job(spec: JobSpec) -> None:
             raise SpecError(
                 f"stop: {stop.name} needs patience >= 1 online (with 0 the peak so far always 'fires' at epoch 1)"
             )
+
+
+def benchmark_key_column(spec: JobSpec) -> str:
+    """The benchmark-table column that keys the job's genotypes (its spaces'
+    `benchmark_key_column`: ``arch`` for nb201, ``hash`` for the NAS-Bench-1Shot1 spaces).
+    SpecError (one line) when a space of the job has no tabular benchmark or two spaces need
+    differently keyed tables."""
+    return _benchmark_key_of(cfg.space for cfg, _rid, _point in expand_grid(spec))
+
+
+def _benchmark_key_of(names: typing.Iterable[str]) -> str:
+    units = [spaces.get_space(n) for n in dict.fromkeys(names)]
+    for unit in units:
+        if not unit.benchmark_key_column:
+            raise SpecError(
+                f"evaluate.benchmark: search space {unit.name!r} has no tabular benchmark "
+                "(its selections are retrained, evaluate.retrain); set evaluate.benchmark: null"
+            )
+    keys = {u.name: u.benchmark_key_column for u in units}
+    if len(set(keys.values())) > 1:
+        raise SpecError(
+            "evaluate.benchmark: one table cannot score these spaces, their tables are keyed "
+            f"by different columns ({', '.join(f'{n}: {k}' for n, k in keys.items())}); "
+            "run them as separate jobs"
+        )
+    return next(iter(keys.values()))
 
 
 def _no_repeats(items: list[str], key: str) -> None:
