@@ -234,11 +234,15 @@ def benchmark_scores(trials: list[trajectory.TrialData], table: pd.DataFrame):
     for name, texts in archs.items():
         space = get_space(name)
         if not space.benchmark_key_column:
-            raise ValueError(f"search space {name!r} has no tabular benchmark to look its genotypes up in")
+            raise ValueError(
+                f"search space {name!r} has no tabular benchmark to look its genotypes up in"
+            )
         keys = [space.benchmark_key(a) for a in texts]
         found = lookup(table, keys, key=space.benchmark_key_column)
         found = found.drop(columns=space.benchmark_key_column)
-        frames.append(pd.concat([pd.DataFrame({"space": name, "arch": list(texts)}), found], axis=1))
+        frames.append(
+            pd.concat([pd.DataFrame({"space": name, "arch": list(texts)}), found], axis=1)
+        )
     scores = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     present = [m for m in METRICS if m in scores]
     by_arch = {

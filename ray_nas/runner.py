@@ -87,12 +87,8 @@ def sweep_command(
         for line in _estimate_lines(spec, trials):
             print(line)
         return 0
-    from ray_nas import trajectory
-
-    if evaluate and spec.evaluate.benchmark and not trajectory.exists(spec.evaluate.benchmark):
-        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
-                        "stage after the sweep needs it; convert it with `ray-nas benchmark convert`, "
-                        "or set it to null)")  # fmt: skip
+    if evaluate and spec.evaluate.benchmark:
+        _check_benchmark(spec)
     from ray_nas.sweep import run_sweep
 
     run_sweep(spec, trials, redo=tuple(redo))
@@ -100,6 +96,24 @@ def sweep_command(
         return evaluate_command(job, overrides, use_ray=True)
     print(f"next: ray-nas evaluate {job}")
     return 0
+
+
+def _check_benchmark(spec: specmod.JobSpec) -> None:
+    """Before a sweep: the table the offline stage after it needs exists and is keyed by the
+    column the job's spaces look their genotypes up in (SpecError, one line)."""
+    from ray_nas import trajectory
+    from ray_nas.benchmark import TABLE_KINDS, table_path
+    from ray_nas.evaluate import _load_benchmark
+
+    key = specmod.benchmark_key_column(spec)
+    if not trajectory.exists(table_path(spec.evaluate.benchmark)):
+        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
+                        f"stage after the sweep needs it; make it with {TABLE_KINDS[key][1]}, "
+                        "or set it to null)")  # fmt: skip
+    try:
+        _load_benchmark(spec)
+    except ValueError as e:
+        raise SpecError(f"evaluate.benchmark: {e}") from None
 
 
 def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
