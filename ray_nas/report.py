@@ -392,8 +392,11 @@ def _figure4_accuracy(d: ReportData, trials: list, metric: str | None, title: st
         runs = _stack([d.bench_per_epoch(t).get(metric, np.full(len(t.epochs["epoch"]), np.nan))
                        for t in trials])  # fmt: skip
     if runs is None or not np.isfinite(runs).any():
-        return (f'<figure class="chart empty"><figcaption>{_e(title)}</figcaption><p>no benchmark accuracy: '
-                "set evaluate.benchmark to a `ray-nas benchmark convert-nb101` table</p></figure>")  # fmt: skip
+        why = ("no cell of these epochs is in the benchmark table" if runs is not None else
+               "no benchmark accuracy: set evaluate.benchmark to a `ray-nas benchmark convert-nb101` table")  # fmt: skip
+        return (
+            f'<figure class="chart empty"><figcaption>{_e(title)}</figcaption><p>{why}</p></figure>'
+        )
     x_max = max(len(t.epochs["epoch"]) for t in trials) - 1
     series = [
         Series(
@@ -410,7 +413,7 @@ def _figure4_magnitudes(trials: list, title: str) -> str:
     x_max = max(len(t.epochs["epoch"]) for t in trials) - 1
     series = [Series(op, OP_COLORS.get(op, "#333"), _stack([t.weights[:, :, k].mean(1) for t in trials]),
                      std_band=True) for k, op in enumerate(trials[0].ops)]  # fmt: skip
-    return _chart_block(title, series, "epoch", "m(t, o): mean softmax weight over choice blocks",
+    return _chart_block(title, series, "epoch", "m(t, o): mean over choice blocks",
                         x_max, [], 0, y_zero=True, fmt="{:.3f}")  # fmt: skip
 
 
