@@ -123,8 +123,8 @@ def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
     lines = [
         f"estimate: {len(trials)} trials, {epochs} epochs in all, x {per_epoch:g} s/epoch "
         f"= {epochs * per_epoch / 3600:.1f} GPU-hours",
-        "  (estimate.gpu_seconds_per_epoch, one trial per whole GPU; the default is NAS-Bench-201's "
-        "DARTS-V1: 10,890 s / 50 CIFAR-10 epochs at batch 64)",
+        f"  (estimate.gpu_seconds_per_epoch{_set_by_job(spec)}, one trial per whole GPU; the default is "
+        "NAS-Bench-201's DARTS-V1: 10,890 s / 50 CIFAR-10 epochs at batch 64)",
     ]
     gpu = spec.resources.gpu
     if 0 < gpu < 1:
@@ -135,6 +135,14 @@ def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
     elif gpu == 0:
         lines.append("  resources.gpu=0: the trials run on CPUs, so this GPU figure does not apply")
     return lines + _retrain_estimate_lines(spec, trials)
+
+
+def _set_by_job(spec: specmod.JobSpec) -> str:
+    """` as the job file sets it (its comment says why)` when it differs from the default."""
+    default = specmod.Estimate().gpu_seconds_per_epoch
+    if spec.estimate.gpu_seconds_per_epoch == default:
+        return ""
+    return f" = {spec.estimate.gpu_seconds_per_epoch:g} as {spec.source or 'the job'} sets it (see its comment)"
 
 
 def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
