@@ -11,7 +11,10 @@ min-max band):
   accuracy of each epoch's genotype (Fig. 2, 3: where the degradation shows);
 - the dominant Hessian eigenvalue per epoch when recorded (Fig. 7);
 then the criteria tables (Table 2 layout per group; Table 3 layout when trials differ in
-`weights.lr`), the trials with their status, and the resolved job spec.
+`weights.lr`); for NAS-Bench-1Shot1 trials the Figure 4 layout (per space: the benchmark's test
+accuracy of each epoch's discretised cell, and the op magnitudes over the choice blocks, mean ±
+std over seeds); for DARTS-space trials the Table 4 layout; the trials with their status, and the
+resolved job spec.
 
 Where the numbers come from: trajectories and status files are read from the store; the job's
 criteria are applied afresh (`evaluate.select`: pure and cheap, so stop epochs always match the

@@ -329,7 +329,9 @@ GENOTYPE_RETRAIN_FIELDS = ("recipe", "overrides", "seeds", "gpu", "cpu")
 @dataclass(frozen=True)
 class EvaluateConfig:
     benchmark: str | None = None
-    """nb201 (the built-in test-accuracy table), a compact NB201 table (Parquet), or null"""
+    """nb201 (the built-in test-accuracy table), a compact NB201 table (Parquet), a NAS-Bench-101
+    table from `ray-nas benchmark convert-nb101` (the nb1shot1_* spaces: cells by graph hash), or
+    null; the table must have the column the job's spaces are keyed by (benchmark_key_column)"""
     metric: str | None = None
     """benchmark metric for the summary and the oracle; null = the search data set's test metric"""
     retrain: RetrainConfig | None = field(default_factory=RetrainConfig)
