@@ -209,3 +209,16 @@ def test_spaces_the_table_cannot_score_are_refused(tmp_path, capsys, search, gri
     rc, err = _cli(capsys, "sweep", job, "--dry-run")
     assert rc == 2 and fragment in err and "\n" not in err, err
     assert "evaluate.benchmark" in err
+
+
+def test_sweep_checks_the_table_its_offline_stage_will_read(table_path, tmp_path):
+    """`ray-nas sweep`'s check before any trial runs: a matching table passes (the built-in
+    `nb201` name too, which the check once took for a missing file), a missing one names the
+    command that makes the kind the job's spaces need."""
+    from ray_nas.runner import _check_benchmark
+    from ray_nas.spec import SpecError
+
+    _check_benchmark(load_spec(write_job(tmp_path, str(table_path))))
+    _check_benchmark(load_spec(write_job(tmp_path, "nb201", grid={"seed": [0]}, space="nb201")))
+    with pytest.raises(SpecError, match=r"absent.parquet not found.*convert-nb101"):
+        _check_benchmark(load_spec(write_job(tmp_path, str(tmp_path / "absent.parquet"))))
