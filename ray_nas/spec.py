@@ -35,6 +35,7 @@ from ray_nas.algorithms import (
     DrnasSettings,
     GaeaSettings,
 )
+from ray_nas.algorithms import REGISTRY as ALGORITHM_INFO
 from ray_nas.spaces import darts
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
@@ -163,7 +164,8 @@ class SearchConfig:
     the trial's seed (as the reference's split file); null = the trial's seed (before issue 17)"""
     space: str = "nb201"
     """the search space (ray_nas.spaces): nb201 (NAS-Bench-201's cell) | darts (DARTS's normal and
-    reduction cells, 14 edges each)"""
+    reduction cells, 14 edges each) | nb1shot1_s1 | nb1shot1_s2 | nb1shot1_s3 (NAS-Bench-1Shot1's
+    spaces: one row per choice block, plus input/output connection weights; darts_v1/v2 only)"""
     ops: tuple[str, ...] = spaces.get_space(spaces.DEFAULT).ops
     """candidate ops on every edge, by name (stored in the space's op order); default: all of the
     space's (darts: its 8 with `none`; the paper's code used 7, without `none`: preset ss_darts)"""
@@ -172,7 +174,9 @@ class SearchConfig:
     cells: int = 5
     """nb201: N, search cells per stage"""
     layers: int = 8
-    """darts: cells of the search network (reductions at layers//3 and 2*layers//3)"""
+    """darts: cells of the search network (reductions at layers//3 and 2*layers//3);
+    nb1shot1_*: cells of the supernet (max-pool and channel doubling before layers//3 and
+    2*layers//3), 9 when not set"""
     epochs: int = 50
     """joint (weights + alpha) epochs, after `warmup_epochs`"""
     batch_size: int = 64
@@ -180,8 +184,9 @@ class SearchConfig:
     """cap on batches per epoch (also on evaluation batches); null = the whole split"""
     lr_scheme: str = "nb201"
     """preset: nb201 (S.1) | exchange (EX-DARTS) | darts (DARTS's search defaults) | ss_darts (the
-    paper's code for Table 4: 75 epochs, batch 80, constant weights lr, alpha lr 1e-3, 7 ops);
-    explicit keys override"""
+    paper's code for Table 4: 75 epochs, batch 80, constant weights lr, alpha lr 1e-3, 7 ops) |
+    nb1shot1 (NAS-Bench-1Shot1's DARTS defaults: batch 96, 50 epochs, C=16, 9 cells, weight decay
+    3e-4, no nesterov); explicit keys override"""
     weights: WeightsOptim = field(default_factory=WeightsOptim)
     alpha: AlphaOptim = field(default_factory=AlphaOptim)
     warmup_epochs: int = 0
@@ -255,7 +260,30 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 80,
         "ops": list(darts.PAPER_OPS),
     },  # fmt: skip
+    # automl/nasbench-1shot1 optimizers/darts/train_search.py (SPACES.md B6): batch 96, 50
+    # epochs, C=16, 9 cells, SGD 0.025 cosine to 0.001 (momentum 0.9, no nesterov, wd 3e-4,
+    # clip 5), arch Adam 3e-4 betas (0.5, 0.999) wd 1e-3; train portion 0.5 is our 50/50 split
+    "nb1shot1": {
+        "weights": {
+            "lr": 0.025,
+            "lr_min": 0.001,
+            "schedule": "cosine",
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 3.0e-4,
+            "grad_clip": 5.0,
+        },
+        "alpha": {"lr": 3.0e-4, "betas": [0.5, 0.999], "weight_decay": 1.0e-3},
+        "epochs": 50,
+        "batch_size": 96,
+        "channels": 16,
+        "layers": 9,
+    },  # fmt: skip
 }
+
+#: `layers` of a space whose search network differs from the SearchConfig default (DARTS's 8)
+#: when the job does not set it: the 1Shot1 supernet's 9 cells
+SPACE_LAYERS: dict[str, int] = {f"nb1shot1_s{k}": 9 for k in (1, 2, 3)}
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
 NON_IDENTITY_FIELDS = (
@@ -539,6 +567,13 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
     space = spaces.get_space(space_name)
     if "ops" not in merged and space_name != SearchConfig.space:
         merged["ops"] = list(space.ops)
+    if "layers" not in merged and space_name in SPACE_LAYERS:
+        merged["layers"] = SPACE_LAYERS[space_name]
+    if "cells" in merged and space_name in SPACE_LAYERS:
+        raise SpecError(
+            f"{where}.cells: NAS-Bench-201's cells per stage; the {space_name} supernet takes "
+            f"{where}.layers (cells in all, 3 stacks; default {SPACE_LAYERS[space_name]})"
+        )
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
             merged["ops"] = list(space.validate_ops(merged["ops"]))
@@ -614,9 +649,20 @@ def _validate_search(c: SearchConfig, w: str) -> None:
         raise SpecError(
             f"{w}.ops: no op left; choose from: {', '.join(spaces.get_space(c.space).ops)}"
         )
+    _check_connections(c, w)
     if c.space == "darts" and c.layers < 3:
         raise SpecError(
             f"{w}.layers: the DARTS space needs >= 3 (two reduction cells), got {c.layers}"
+        )
+
+
+def _check_connections(c: SearchConfig, w: str) -> None:
+    """A space with connection weights (NAS-Bench-1Shot1) needs an algorithm that moves them."""
+    if spaces.get_space(c.space).connection_rows() and not ALGORITHM_INFO[c.algorithm].connections:
+        ok = [n for n, info in ALGORITHM_INFO.items() if info.connections]
+        raise SpecError(
+            f"{w}.algorithm: {c.algorithm} does not move the input/output connection weights of "
+            f"{c.space}; valid there: {', '.join(ok)}"
         )
 
 
