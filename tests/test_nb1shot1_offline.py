@@ -3,8 +3,10 @@
 1Shot1 trajectories evaluated with it through each trial's space (its cells' graph hash in the
 table's `hash` column), the report's Figure 4 layout, and the one-line errors before any work.
 
-The store is written through trajectory.TrialWriter (hand-made op weights whose discretised
-cells are the table's three and one that is not in it), so every looked-up score is known.
+One store is written through trajectory.TrialWriter (hand-made op and connection weights whose
+discretised cells are the table's three and one that is not in it), so every looked-up score is
+known; another comes from a tiny real search (fake data), whose recorded cells the test then
+writes into a record file of their own.
 """
 
 from __future__ import annotations
@@ -56,9 +58,36 @@ def _alpha(space, pattern: str, epoch: int) -> np.ndarray:
     return alpha
 
 
+def _connections(space) -> np.ndarray:
+    """[C] raw connection weights: S1_CONNECTIONS on space 1, uniform elsewhere."""
+    n = len(space.connection_rows())
+    return np.array(S1_CONNECTIONS if space.name == "nb1shot1_s1" else [0.0] * n, dtype=float)
+
+
+def _softmax_groups(space, raw: np.ndarray) -> np.ndarray:
+    """Softmax of the raw connection weights within each (cell, edge) group, as stored."""
+    out, i = np.empty_like(raw), 0
+    for _cell, _edge, n in space.connection_groups():
+        z = np.exp(raw[i : i + n] - raw[i : i + n].max())
+        out[i : i + n] = z / z.sum()
+        i += n
+    return out
+
+
 def _cell(space, pattern: str):
-    conn = S1_CONNECTIONS if space.name == "nb1shot1_s1" else None
-    return space.cell_of(_alpha(space, pattern, 0), conn)
+    return space.cell_of(_alpha(space, pattern, 0), _connections(space))
+
+
+def write_record_file(path: Path, cells: dict[str, tuple], runs: dict[str, tuple]) -> None:
+    """The official record format: each cell (pruned matrix, ops) x 3 runs at 108 epochs, runs
+    interleaved as in the official file; runs[key] = (params, [(valid, test) fractions] x 3)."""
+    w = RecordWriter(str(path))
+    for run in range(3):
+        for key, (matrix, ops) in cells.items():
+            params, accs = runs[key]
+            valid, test = accs[run]
+            w.write(_row(matrix, ops, 108, _metrics(params, valid, test, 1000.0 + run, 108)))
+    w.close()
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +96,8 @@ def table_path(tmp_path_factory) -> Path:
     with --only-1shot1 (space 1)."""
     tmp = tmp_path_factory.mktemp("nb101")
     record = tmp / "nasbench_tiny.tfrecord"
-    w = RecordWriter(str(record))
-    for run in range(3):
-        for key, (params, runs) in RUNS.items():
-            cell = _cell(S1, key)
-            valid, test = runs[run]
-            metrics = _metrics(params, valid, test, 1000.0 + run, 108)
-            w.write(_row(cell.pruned_matrix, cell.pruned_ops, 108, metrics))
-    w.close()
+    cells = {k: (_cell(S1, k).pruned_matrix, _cell(S1, k).pruned_ops) for k in RUNS}
+    write_record_file(record, cells, RUNS)
     out = tmp / "nb1shot1.parquet"
     df = nb101_table.convert(record, out, only_1shot1=["nb1shot1_s1"], progress=None)
     assert len(df) == 3 and df["in_s1"].all() and (df["runs"] == 3).all()
@@ -109,8 +132,11 @@ def write_store(spec) -> dict[str, tuple[str, int]]:
              "seconds": 1.0, "arch": cell_text(_cell(space, p))}
             for t, p in enumerate(cells)
         ]  # fmt: skip
-        w = trajectory.TrialWriter(spec.job_dir, rid, space.ops, space.edges, config_json(cfg))
-        w.write_all(rows, alpha, weights)
+        conn = np.tile(_connections(space), (len(cells), 1))
+        soft = np.tile(_softmax_groups(space, _connections(space)), (len(cells), 1))
+        w = trajectory.TrialWriter(spec.job_dir, rid, space.ops, space.edges, config_json(cfg),
+                                   connections=space.connection_rows())  # fmt: skip
+        w.write_all(rows, alpha, weights, connections=(conn, soft))
         out[rid] = (cfg.space, cfg.seed)
     return out
 
@@ -222,3 +248,36 @@ def test_sweep_checks_the_table_its_offline_stage_will_read(table_path, tmp_path
     _check_benchmark(load_spec(write_job(tmp_path, "nb201", grid={"seed": [0]}, space="nb201")))
     with pytest.raises(SpecError, match=r"absent.parquet not found.*convert-nb101"):
         _check_benchmark(load_spec(write_job(tmp_path, str(tmp_path / "absent.parquet"))))
+
+
+def test_a_real_search_is_scored_by_its_cells_hashes(tmp_path):
+    """A tiny real search on space 1 (fake data, C=4, 3 cells, 3 epochs of one step); its
+    recorded cells go into a record file (distinct accuracies), converted with --only-1shot1;
+    evaluate then scores every epoch by its cell's hash and the oracle picks the best one."""
+    from ray_nas.runner import search_command
+    from ray_nas.spaces.nb1shot1 import parse_cell_text
+
+    job = write_job(tmp_path, None, grid={}, lr_scheme="nb1shot1", dataset="fake", channels=4,
+                    layers=3, epochs=3, batch_size=8, steps_per_epoch=1, hessian_every=0,
+                    device="cpu")  # fmt: skip
+    assert search_command(str(job), [], progress=False) == 0
+    (trial,), _ = trajectory.read_job(load_spec(job).job_dir)
+    archs = list(trial.epochs["arch"])
+    assert len(archs) == 4 and len(trial.connections) == len(S1.connection_rows())
+    keys = list(dict.fromkeys(parse_cell_text(a)[2] for a in archs))
+    cells = {parse_cell_text(a)[2]: parse_cell_text(a)[:2] for a in archs}
+    runs = {h: (1000 + i, [(0.80 + i / 100, 0.81 + i / 100 + r / 1000) for r in range(3)])
+            for i, h in enumerate(keys)}  # fmt: skip
+    write_record_file(tmp_path / "cells.tfrecord", cells, runs)
+    table = tmp_path / "cells.parquet"
+    df = nb101_table.convert(
+        tmp_path / "cells.tfrecord", table, only_1shot1=["nb1shot1_s1"], progress=None
+    )
+    assert len(df) == len(keys) and df["in_s1"].all()  # every recorded cell is a space-1 cell
+
+    spec = load_spec(job, [f"evaluate.benchmark={table}", "evaluate.metric=cifar10_test"])
+    sel = run_evaluate(spec, log=lambda s: None, track=False).selections.set_index("label")
+    acc = [100 * (0.81 + keys.index(parse_cell_text(a)[2]) / 100 + 0.001) for a in archs]
+    assert sel.loc["final", "cifar10_test"] == pytest.approx(acc[-1])
+    assert sel.loc["oracle", "stop_epoch"] == int(np.argmax(acc))
+    assert sel.loc["oracle", "cifar10_test"] == pytest.approx(max(acc))
