@@ -262,6 +262,13 @@ TABLE_KINDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: key column -> the metrics its tables can hold (NAS-Bench-101 trained on CIFAR-10 only)
+TABLE_METRICS: dict[str, tuple[str, ...]] = {
+    "arch": METRICS,
+    "hash": ("cifar10_valid", "cifar10_test"),
+}
+
+
 def load_table(path: str | Path, key: str = "arch") -> pd.DataFrame:
     """Read a benchmark table whose rows are keyed by column `key` (a space's
     `benchmark_key_column`): a built-in name (`nb201`), a local path or a URI.

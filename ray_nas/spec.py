@@ -803,7 +803,8 @@ def _validate_job(spec: JobSpec) -> None:
     resolve_search(spec.search)  # the defaults alone must be valid
     trials = expand_grid(spec)  # and so must every grid point (each its own run_id)
     if spec.evaluate.benchmark:
-        _benchmark_key_of(cfg.space for cfg, _rid, _point in trials)
+        key = _benchmark_key_of(cfg.space for cfg, _rid, _point in trials)
+        _check_table_metrics(spec, key, {cfg.dataset for cfg, _rid, _point in trials})
     if spec.evaluate.retrain is not None:
         r = spec.evaluate.retrain
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
@@ -860,6 +861,25 @@ def _benchmark_key_of(names: typing.Iterable[str]) -> str:
             "run them as separate jobs"
         )
     return next(iter(keys.values()))
+
+
+def _check_table_metrics(spec: JobSpec, key: str, datasets: set[str]) -> None:
+    """The metric that scores each trial (evaluate.metric, else its data set's test accuracy)
+    must be one a table keyed by `key` can hold (a NAS-Bench-101 table: CIFAR-10 only)."""
+    from ray_nas.benchmark import TABLE_KINDS, TABLE_METRICS, default_metric
+
+    for dataset in sorted(datasets):
+        metric = spec.evaluate.metric or default_metric(dataset)
+        if metric and metric not in TABLE_METRICS[key]:
+            why = (
+                "evaluate.metric"
+                if spec.evaluate.metric
+                else f"the {dataset} searches' test accuracy"
+            )
+            raise SpecError(
+                f"evaluate.metric: {metric} ({why}) is not in a {TABLE_KINDS[key][0]} table, which "
+                f"holds {', '.join(TABLE_METRICS[key])}; set evaluate.metric to one of them"
+            )
 
 
 def _no_repeats(items: list[str], key: str) -> None:

@@ -275,6 +275,7 @@ def test_exp8_is_darts_for_500_epochs_on_the_three_1shot1_spaces(capsys):
             1.0e-3,
         )
         assert cfg.ops == ("maxpool3x3", "conv3x3-bn-relu", "conv1x1-bn-relu")
+        assert cfg.lr_scheme == "nb1shot1"  # the preset, epochs raised to 500
     assert [parse_criterion(c).label for c in spec.criteria] == ["final", "best_valid", "oracle"]
     assert spec.evaluate.benchmark.endswith(".parquet") and spec.evaluate.retrain is None
     assert (spec.store, spec.resources.gpu) == ("/mnt/shared/runs", 0.25)

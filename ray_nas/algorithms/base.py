@@ -42,9 +42,7 @@ class Algorithm:
         self.alpha: nn.Parameter = model.alpha
         #: further architecture parameters of the supernet that are not op weights (NAS-Bench-
         #: 1Shot1's connection weights, always softmaxed inside the forward), else []
-        self.connections: list[nn.Parameter] = list(
-            getattr(model, "connection_parameters", list)()
-        )
+        self.connections: list[nn.Parameter] = list(getattr(model, "connection_parameters", list)())
 
     @property
     def arch_parameters(self) -> list[nn.Parameter]:
