@@ -340,8 +340,8 @@ def lookup(table: pd.DataFrame, archs: Sequence[str], key: str = "arch") -> pd.D
     return out
 
 
-def missing_archs(table: pd.DataFrame, archs: Sequence[str]) -> list[str]:
-    """The distinct `archs` (first-seen order) that have no row in `table`."""
+def missing_archs(table: pd.DataFrame, archs: Sequence[str], key: str = "arch") -> list[str]:
+    """The distinct `archs` (keys of column `key`; first-seen order) that have no row in `table`."""
     s = pd.Series(_arch_list(archs), dtype=object)
-    absent = s[~s.isin(table["arch"])]
+    absent = s[~s.isin(table[key])]
     return list(dict.fromkeys(absent))
