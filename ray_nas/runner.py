@@ -48,7 +48,8 @@ def search_command(
         integrity.check_trials(spec, [rid], "search")
     from ray_nas.trial import StoreError, run_trial
 
-    print(f"job {spec.name}: search {rid} ({cfg.dataset}, C={cfg.channels}, N={cfg.cells}, "
+    size = f"N={cfg.cells}" if cfg.space == "nb201" else f"{cfg.layers} cells"
+    print(f"job {spec.name}: search {rid} ({cfg.space}, {cfg.dataset}, C={cfg.channels}, {size}, "
           f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
     t0 = time.perf_counter()
     try:

@@ -172,7 +172,7 @@ class SearchConfig:
     channels: int = 16
     """C: channels of the first stage"""
     cells: int = 5
-    """nb201: N, search cells per stage"""
+    """nb201: N, search cells per stage (not read by the other spaces: they take `layers`)"""
     layers: int = 8
     """darts: cells of the search network (reductions at layers//3 and 2*layers//3);
     nb1shot1_*: cells of the supernet (max-pool and channel doubling before layers//3 and
@@ -569,11 +569,6 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
         merged["ops"] = list(space.ops)
     if "layers" not in merged and space_name in SPACE_LAYERS:
         merged["layers"] = SPACE_LAYERS[space_name]
-    if "cells" in merged and space_name in SPACE_LAYERS:
-        raise SpecError(
-            f"{where}.cells: NAS-Bench-201's cells per stage; the {space_name} supernet takes "
-            f"{where}.layers (cells in all, 3 stacks; default {SPACE_LAYERS[space_name]})"
-        )
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
             merged["ops"] = list(space.validate_ops(merged["ops"]))
