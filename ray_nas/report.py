@@ -369,14 +369,14 @@ def _figure4(d: ReportData) -> str:
                 (t.config["space"], ev.group_label(t.config, keys, d.spec)), []
             ).append(t)
     order = sorted(panels, key=lambda p: FIGURE4_SPACES.index(p[0]))
-    metric = "cifar10_test" if d.metric in ("cifar10_test", "cifar10_valid") else d.metric
+    metric = "cifar10_test"  # the figure's: NAS-Bench-101's test accuracy, whatever the summary's
     letters = iter("abcdefghijklmnopqrstuvwxyz" * 4)
     accs = [
         _figure4_accuracy(d, panels[p], metric, _figure4_title(p, next(letters))) for p in order
     ]
     mags = [_figure4_magnitudes(panels[p], _figure4_title(p, next(letters))) for p in order]
     seeds = max(len(ts) for ts in panels.values())
-    intro = (f'<p class="sub">Per space: (top) {_e(METRIC_NAMES.get(metric or "", metric or "benchmark"))} accuracy '
+    intro = (f'<p class="sub">Per space: (top) {_e(METRIC_NAMES[metric])} accuracy '
              "in the benchmark table (evaluate.benchmark, a `ray-nas benchmark convert-nb101` table) of the cell "
              "discretised from each epoch's weights; (bottom) op magnitudes, the mean over the choice blocks of "
              f"the softmax op weights. Curves: mean over seeds, band: {band_name(seeds, True)}.</p>")  # fmt: skip
@@ -389,9 +389,9 @@ def _figure4_title(panel: tuple[str, str], letter: str) -> str:
     return f"({letter}) {space}" + ("" if group in (f"space={space}", "all") else f" ({group})")
 
 
-def _figure4_accuracy(d: ReportData, trials: list, metric: str | None, title: str) -> str:
+def _figure4_accuracy(d: ReportData, trials: list, metric: str, title: str) -> str:
     runs = None
-    if d.bench_per_epoch is not None and metric:
+    if d.bench_per_epoch is not None:
         runs = _stack([d.bench_per_epoch(t).get(metric, np.full(len(t.epochs["epoch"]), np.nan))
                        for t in trials])  # fmt: skip
     if runs is None or not np.isfinite(runs).any():
