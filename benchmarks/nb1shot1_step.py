@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from darts_space_step import time_steps  # noqa: E402 (the same step, the DARTS-space benchmark's)
+from darts_space_step import print_row, time_steps  # noqa: E402 (the DARTS-space benchmark's step)
 
 from ray_nas.spaces.nb1shot1 import SPACES  # noqa: E402
 from ray_nas.spaces.nb1shot1_supernet import Supernet  # noqa: E402
@@ -51,12 +50,7 @@ def main() -> None:
     for name in args.spaces:
         net = Supernet(SPACES[name], args.channels, args.layers).to(dev)
         w, a = net.weight_parameters(), [net.alpha, *net.connection_parameters()]
-        ms, cpu = time_steps(net, w, a, x, y, args.steps)
-        params = sum(p.numel() for p in w) / 1e6
-        print(
-            f"{name:<14}{statistics.median(ms):>10.1f}{statistics.median(cpu):>12.1f}{params:>10.3f}",
-            flush=True,
-        )
+        print_row(name, *time_steps(net, w, a, x, y, args.steps), w)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -19,7 +18,7 @@ from ray_nas.spaces import get_space, nb101
 from ray_nas.spaces.nb1shot1 import SPACE_OPS, SPACES
 from ray_nas.spaces.nb1shot1_supernet import Supernet
 
-from .conftest import sigkill_after_epochs
+from .conftest import killed_search_matches_uninterrupted
 
 NAMES = tuple(SPACES)
 
@@ -71,30 +70,9 @@ SEARCH = {"lr_scheme": "nb1shot1", "dataset": "fake", "channels": 2, "layers": 3
 
 @pytest.mark.parametrize("name", NAMES)
 def test_search_writes_the_contract_and_resumes_after_sigkill(name, write_job):
-    from ray_nas.cli import main
-    from ray_nas.spec import load_spec, run_id, search_config
-
-    from .test_store_resume import CMD, _read, _run
-
     space = get_space(name)
-    search = {**SEARCH, "space": name}
-    ref = write_job(name="ref", search=search)
-    assert main(["search", str(ref), "--quiet"]) == 0
-    job = write_job(name="killed", search=search)
-    spec = load_spec(job)
-    cfg = search_config(spec)
-    assert (cfg.layers, cfg.batch_size, cfg.weights.weight_decay) == (3, 4, 3e-4)
-    rid = run_id(cfg)
-    epochs_file = f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet"
-    written = sigkill_after_epochs([*CMD, str(job), "--quiet"], epochs_file)
-    assert 3 <= written < 5, "the search finished before it was killed"
-    r = _run(job)
-    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
-    ref_ep, ref_al = _read(spec.store, "ref", rid)
-    ep, al = _read(spec.store, "killed", rid)
-    assert ep.epoch.tolist() == list(range(5))
-    pd.testing.assert_frame_equal(al, ref_al)
-    pd.testing.assert_frame_equal(ep.drop(columns="seconds"), ref_ep.drop(columns="seconds"))
+    spec, rid, ep, al = killed_search_matches_uninterrupted(write_job, {**SEARCH, "space": name}, 4)
+    assert spec.search["layers"] == 3 and spec.search["lr_scheme"] == "nb1shot1"
 
     # op rows: one per choice block x 3 ops; connection rows: the space's, both summing to 1
     conn = al[al.cell.isin(trajectory.CONNECTION_CELLS)]
