@@ -127,13 +127,12 @@ def killed_search_matches_uninterrupted(write_job, search: dict, epochs: int):
     column and returns (spec of "killed", run_id, its epochs frame, its alphas frame)."""
     import pandas as pd
 
+    from ray_nas.cli import main
     from ray_nas.spec import load_spec, run_id, search_config
 
     from .test_store_resume import CMD, _read, _run
 
-    ref = write_job(name="ref", search=search)
-    r = _run(ref)
-    assert r.returncode == 0, r.stderr
+    assert main(["search", str(write_job(name="ref", search=search)), "--quiet"]) == 0  # in-process
     job = write_job(name="killed", search=search)
     spec = load_spec(job)
     rid = run_id(search_config(spec))
