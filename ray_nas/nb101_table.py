@@ -404,6 +404,24 @@ def load_table(path: str | Path) -> pd.DataFrame:
     return read_table_file(str(path), "NAS-Bench-101", "hash")
 
 
+#: table column -> its name in the offline stage (`benchmark.METRICS`; NAS-Bench-101 is CIFAR-10
+#: only: ``evaluate.metric`` cifar10_test, the default on cifar10, or cifar10_valid)
+BENCHMARK_NAMES: dict[str, str] = {
+    "valid_accuracy": "cifar10_valid",
+    "test_accuracy": "cifar10_test",
+}
+
+
+def as_benchmark(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the offline stage reads it (`benchmark.load_table(path, "hash")`): the
+    accuracy columns renamed by `BENCHMARK_NAMES` (percent) and ``params`` in millions (float,
+    as NAS-Bench-201's); the other columns unchanged."""
+    out = table.rename(columns=BENCHMARK_NAMES)
+    if "params" in out.columns:
+        out["params"] = out["params"].astype("float64") / 1e6
+    return out
+
+
 def lookup(table: pd.DataFrame, hashes: Sequence[str]) -> pd.DataFrame:
     """Rows of `table` for `hashes` (left join on ``hash``): one row per input hash, in input
     order, with the table's columns; a hash not in the table gets NaN metrics (``runs`` is

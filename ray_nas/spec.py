@@ -357,7 +357,9 @@ GENOTYPE_RETRAIN_FIELDS = ("recipe", "overrides", "seeds", "gpu", "cpu")
 @dataclass(frozen=True)
 class EvaluateConfig:
     benchmark: str | None = None
-    """nb201 (the built-in test-accuracy table), a compact NB201 table (Parquet), or null"""
+    """nb201 (the built-in test-accuracy table), a compact NB201 table (Parquet), a NAS-Bench-101
+    table from `ray-nas benchmark convert-nb101` (the nb1shot1_* spaces: cells by graph hash), or
+    null; the table must have the column the job's spaces are keyed by (benchmark_key_column)"""
     metric: str | None = None
     """benchmark metric for the summary and the oracle; null = the search data set's test metric"""
     retrain: RetrainConfig | None = field(default_factory=RetrainConfig)
@@ -794,7 +796,10 @@ def _validate_job(spec: JobSpec) -> None:
             )
         _no_repeats([json.dumps(v, sort_keys=True, default=str) for v in values], f"grid.{key}")
     resolve_search(spec.search)  # the defaults alone must be valid
-    expand_grid(spec)  # and so must every grid point (each its own run_id)
+    trials = expand_grid(spec)  # and so must every grid point (each its own run_id)
+    if spec.evaluate.benchmark:
+        key = _benchmark_key_of(cfg.space for cfg, _rid, _point in trials)
+        _check_table_metrics(spec, key, {cfg.dataset for cfg, _rid, _point in trials})
     if spec.evaluate.retrain is not None:
         r = spec.evaluate.retrain
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
@@ -824,6 +829,51 @@ def _validate_job(spec: JobSpec) -> None:
         if stop.info.builtin and stop.params.get("patience", 1) < 1:
             raise SpecError(
                 f"stop: {stop.name} needs patience >= 1 online (with 0 the peak so far always 'fires' at epoch 1)"
+            )
+
+
+def benchmark_key_column(spec: JobSpec) -> str:
+    """The benchmark-table column that keys the job's genotypes (its spaces'
+    `benchmark_key_column`: ``arch`` for nb201, ``hash`` for the NAS-Bench-1Shot1 spaces).
+    SpecError (one line) when a space of the job has no tabular benchmark or two spaces need
+    differently keyed tables."""
+    return _benchmark_key_of(cfg.space for cfg, _rid, _point in expand_grid(spec))
+
+
+def _benchmark_key_of(names: typing.Iterable[str]) -> str:
+    units = [spaces.get_space(n) for n in dict.fromkeys(names)]
+    for unit in units:
+        if not unit.benchmark_key_column:
+            raise SpecError(
+                f"evaluate.benchmark: search space {unit.name!r} has no tabular benchmark "
+                "(its selections are retrained, evaluate.retrain); set evaluate.benchmark: null"
+            )
+    keys = {u.name: u.benchmark_key_column for u in units}
+    if len(set(keys.values())) > 1:
+        raise SpecError(
+            "evaluate.benchmark: one table cannot score these spaces, their tables are keyed "
+            f"by different columns ({', '.join(f'{n}: {k}' for n, k in keys.items())}); "
+            "run them as separate jobs"
+        )
+    return next(iter(keys.values()))
+
+
+def _check_table_metrics(spec: JobSpec, key: str, datasets: set[str]) -> None:
+    """The metric that scores each trial (evaluate.metric, else its data set's test accuracy)
+    must be one a table keyed by `key` can hold (a NAS-Bench-101 table: CIFAR-10 only)."""
+    from ray_nas.benchmark import TABLE_KINDS, TABLE_METRICS, default_metric
+
+    for dataset in sorted(datasets):
+        metric = spec.evaluate.metric or default_metric(dataset)
+        if metric and metric not in TABLE_METRICS[key]:
+            why = (
+                "evaluate.metric"
+                if spec.evaluate.metric
+                else f"the {dataset} searches' test accuracy"
+            )
+            raise SpecError(
+                f"evaluate.metric: {metric} ({why}) is not in a {TABLE_KINDS[key][0]} table, which "
+                f"holds {', '.join(TABLE_METRICS[key])}; set evaluate.metric to one of them"
             )
 
 

@@ -30,10 +30,13 @@ class Space:
     """the cell whose op magnitudes the criteria read unless told otherwise"""
     learnable_ops: ClassVar[frozenset[str]] = frozenset()
     """ops with weights (DARTS+ rt_k's learnable_only)"""
-    has_benchmark: ClassVar[bool] = False
-    """whether a tabular benchmark can score its genotypes"""
     benchmark_key_column: ClassVar[str] = ""
-    """the benchmark table's column that `benchmark_key` values match ("" without a benchmark)"""
+    """the column of a benchmark table the space's keys match ("" = no benchmark)"""
+
+    @property
+    def has_benchmark(self) -> bool:
+        """Whether a tabular benchmark can score its genotypes (`benchmark_key_column` is set)."""
+        return bool(self.benchmark_key_column)
 
     def rows(self) -> tuple[tuple[str, str], ...]:
         """(cell, edge) per row of the architecture parameter."""
@@ -68,8 +71,8 @@ class Space:
         return self.check_genotype(text)
 
     def benchmark_key(self, text: str) -> str:
-        """The genotype's key in the space's benchmark table (column `benchmark_key_column`)."""
-        raise NotImplementedError
+        """The value of `benchmark_key_column` that the genotype `text` has in a benchmark table."""
+        raise NotImplementedError(f"search space {self.name!r} has no tabular benchmark")
 
     def connection_rows(self) -> tuple[tuple[str, str, str], ...]:
         """(cell, edge, op) labels of further architecture weights that are not op weights
