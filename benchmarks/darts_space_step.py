@@ -87,12 +87,16 @@ def main() -> None:
           f"threads={torch.get_num_threads()} steps={args.steps}")  # fmt: skip
     print(f"{'model':<14}{'ms/step':>10}{'cpu ms/step':>12}{'params M':>10}")
     for name, (model, w, a) in trials.items():
-        ms, cpu = time_steps(model, w, a, x, y, args.steps)
-        params = sum(p.numel() for p in w) / 1e6
-        print(
-            f"{name:<14}{statistics.median(ms):>10.1f}{statistics.median(cpu):>12.1f}{params:>10.3f}",
-            flush=True,
-        )
+        print_row(name, *time_steps(model, w, a, x, y, args.steps), w)
+
+
+def print_row(name: str, ms: list[float], cpu: list[float], w_params) -> None:
+    """One table row: the medians of wall and CPU ms per step, and the weights in millions."""
+    params = sum(p.numel() for p in w_params) / 1e6
+    print(
+        f"{name:<14}{statistics.median(ms):>10.1f}{statistics.median(cpu):>12.1f}{params:>10.3f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 2, 7, 12 and 13 as one prepared script (a lent GPU machine, ~6-8 minutes;
+# The GPU checks of issues 2, 7, 12, 13 and 14 as one prepared script (a lent GPU machine, ~6-8 minutes;
 # each part tees its file under OUT_DIR as it finishes, so a cut-off run still returns the first).
 # Usage, from the repository root on a CUDA machine with torch, numpy, pyyaml and pyarrow:
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
@@ -8,7 +8,8 @@
 # (C=16,N=5,B=64) and (C=8,N=1,B=64) with bf16, compile, CUDA-graph and channels-last variants, peak GPU
 # memory per trial, then a full CIFAR-10-sized search epoch (391 steps) of the fast impl, and a
 # 2-epoch search of 100 steps each (the shared CIFAR-10 when ../shared is there, else fake); every
-# search algorithm's step on both impls (issue 12) and a DARTS-space search epoch (issue 13).
+# search algorithm's step on both impls (issue 12), a DARTS-space search epoch (issue 13), and
+# the NAS-Bench-1Shot1 supernet's step on each of its three spaces at its defaults (issue 14).
 set -euo pipefail
 out=${1:-gpu_check_out}
 mkdir -p "$out"
@@ -23,6 +24,8 @@ $py benchmarks/search_step.py --device cuda --channels 8 --cells 1 --batch 64 --
   --impl reference fast fast+bf16 fast+cg | tee "$out/c8n1.txt"
 $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 20 --warmup 3 \
   --impl reference fast --algorithm darts_v1 darts_v2 gaea drnas | tee "$out/algorithms.txt"
+$py benchmarks/nb1shot1_step.py --device cuda --channels 16 --layers 9 --batch 96 --steps 20 \
+  | tee "$out/nb1shot1.txt"
 $py benchmarks/search_step.py --device cuda --channels 16 --cells 5 --batch 64 --steps 391 --warmup 3 \
   --impl fast fast+cl | tee "$out/epoch.txt"
 if [ -f ../shared/tools/cifar10_from_jpeg.py ]; then

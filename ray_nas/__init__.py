@@ -1,10 +1,11 @@
 """ray_nas: distributed DARTS sweeps on NAS-Bench-201 (Zhang & Ding, CIKM '21).
 
 Importing the package is cheap: torch, ray and mlflow are imported by the modules that need them.
-`nb101_hash` (the NAS-Bench-101 graph hash) comes from the light `ray_nas.nb101` (hashlib only).
+`nb101_hash` (the NAS-Bench-101 graph hash) comes from the light `ray_nas.spaces.nb101` (hashlib
+only; importing it loads the light space registry, numpy at most).
 """
 
-from ray_nas.nb101 import nb101_hash
+from ray_nas.spaces.nb101 import nb101_hash
 
 __all__ = ["nb101_hash"]
 

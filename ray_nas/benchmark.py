@@ -247,13 +247,46 @@ def table_path(name: str | Path) -> str:
     return str(name)
 
 
-def load_table(path: str | Path) -> pd.DataFrame:
-    """Read a benchmark table: a built-in name (`nb201`), a local path or a URI.
+#: key column -> (the benchmark whose tables are keyed by it, how to make such a table)
+TABLE_KINDS: dict[str, tuple[str, str]] = {
+    "arch": (
+        "NAS-Bench-201",
+        "`ray-nas benchmark convert NAS-Bench-201-v1_1-096897.pth -o TABLE.parquet`, or "
+        "evaluate.benchmark: nb201 (built in)",
+    ),
+    "hash": (
+        "NAS-Bench-101",
+        "`ray-nas benchmark convert-nb101 nasbench_only108.tfrecord -o TABLE.parquet "
+        "[--only-1shot1]`",
+    ),
+}
 
+
+#: key column -> the metrics its tables can hold (NAS-Bench-101 trained on CIFAR-10 only)
+TABLE_METRICS: dict[str, tuple[str, ...]] = {
+    "arch": METRICS,
+    "hash": ("cifar10_valid", "cifar10_test"),
+}
+
+
+def load_table(path: str | Path, key: str = "arch") -> pd.DataFrame:
+    """Read a benchmark table whose rows are keyed by column `key` (a space's
+    `benchmark_key_column`): a built-in name (`nb201`), a local path or a URI.
+
+    ``arch``: a NAS-Bench-201 table as is. ``hash``: a NAS-Bench-101 table
+    (`ray_nas.nb101_table`) with its columns under the pipeline's names
+    (`nb101_table.as_benchmark`: ``cifar10_valid``, ``cifar10_test``, ``params`` in millions).
     Raises FileNotFoundError if `path` does not exist and ValueError if it cannot be read or has
-    no ``arch`` column; both messages are one line naming `path`.
+    no `key` column (one line naming `path`, the column and how to make such a table).
     """
-    return read_table_file(table_path(path), "NAS-Bench-201", "arch")
+    if key not in TABLE_KINDS:
+        raise ValueError(f"no benchmark table is keyed by {key!r}; known keys: {list(TABLE_KINDS)}")
+    df = read_table_file(table_path(path), TABLE_KINDS[key][0], key)
+    if key == "hash":
+        from ray_nas.nb101_table import as_benchmark
+
+        df = as_benchmark(df)
+    return df
 
 
 def read_table_file(path: str, kind: str, key: str) -> pd.DataFrame:
@@ -268,8 +301,9 @@ def read_table_file(path: str, kind: str, key: str) -> pd.DataFrame:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot read {kind} table {path}: {first}") from e
     if key not in df.columns:
+        how = f"; make one with {TABLE_KINDS[key][1]}" if key in TABLE_KINDS else ""
         raise ValueError(
-            f"{path} is not a {kind} table: no {key!r} column (columns: {list(df.columns)})"
+            f"{path} is not a {kind} table: no {key!r} column (columns: {list(df.columns)}){how}"
         )
     return df
 
@@ -280,32 +314,34 @@ def _arch_list(archs: Iterable[str]) -> list:
     return list(archs)
 
 
-def lookup(table: pd.DataFrame, archs: Sequence[str]) -> pd.DataFrame:
-    """Rows of `table` for `archs`, by a left join on ``arch``.
+def lookup(table: pd.DataFrame, archs: Sequence[str], key: str = "arch") -> pd.DataFrame:
+    """Rows of `table` for `archs`, by a left join on the key column `key` (a space's
+    `benchmark_key_column`: ``arch`` for NAS-Bench-201, ``hash`` for NAS-Bench-101 tables read
+    with `load_table(path, "hash")`); `archs` are the keys (`Space.benchmark_key` of each genotype).
 
-    Returns one row per input arch, in input order (duplicates kept), with columns ``arch``, then
+    Returns one row per input key, in input order (duplicates kept), with columns `key`, then
     those of ``index``, `METRICS` and `COSTS` that `table` has: a metric the table lacks is NOT
     added (read it with ``row.get(col)`` / ``col in result``). ``index`` is nullable ``Int64``.
-    An arch that is not in the table gets ``<NA>`` index and NaN metrics (no error); list those
-    with `missing_archs`. Raises ValueError if `table` has no ``arch`` column or repeats an arch.
+    A key that is not in the table gets ``<NA>`` index and NaN metrics (no error); list those
+    with `missing_archs`. Raises ValueError if `table` has no `key` column or repeats a key.
     """
     archs = _arch_list(archs)
-    if "arch" not in table.columns:
-        raise ValueError("benchmark table has no 'arch' column")
-    cols = ["arch"] + [c for c in ("index", *METRICS, *COSTS) if c in table.columns]
-    right = table[cols].astype({"arch": "str"})
-    if not right["arch"].is_unique:
-        dup = right.loc[right["arch"].duplicated(), "arch"].iloc[0]
-        raise ValueError(f"benchmark table repeats arch {dup!r}")
-    left = pd.DataFrame({"arch": pd.Series(archs, dtype="str")})
-    out = left.merge(right, on="arch", how="left", sort=False)
+    if key not in table.columns:
+        raise ValueError(f"benchmark table has no {key!r} column")
+    cols = [key] + [c for c in ("index", *METRICS, *COSTS) if c in table.columns]
+    right = table[cols].astype({key: "str"})
+    if not right[key].is_unique:
+        dup = right.loc[right[key].duplicated(), key].iloc[0]
+        raise ValueError(f"benchmark table repeats {key} {dup!r}")
+    left = pd.DataFrame({key: pd.Series(archs, dtype="str")})
+    out = left.merge(right, on=key, how="left", sort=False)
     if "index" in out.columns:
         out["index"] = out["index"].astype("Int64")
     return out
 
 
-def missing_archs(table: pd.DataFrame, archs: Sequence[str]) -> list[str]:
-    """The distinct `archs` (first-seen order) that have no row in `table`."""
+def missing_archs(table: pd.DataFrame, archs: Sequence[str], key: str = "arch") -> list[str]:
+    """The distinct `archs` (keys of column `key`; first-seen order) that have no row in `table`."""
     s = pd.Series(_arch_list(archs), dtype=object)
-    absent = s[~s.isin(table["arch"])]
+    absent = s[~s.isin(table[key])]
     return list(dict.fromkeys(absent))

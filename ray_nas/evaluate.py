@@ -190,8 +190,9 @@ def _load_benchmark(spec: JobSpec) -> pd.DataFrame | None:
     if not spec.evaluate.benchmark:
         return None
     from ray_nas.benchmark import load_table
+    from ray_nas.spec import benchmark_key_column
 
-    return load_table(spec.evaluate.benchmark)
+    return load_table(spec.evaluate.benchmark, benchmark_key_column(spec))
 
 
 def in_progress(status: pd.DataFrame | None) -> set[str]:
@@ -215,19 +216,51 @@ def selections(
 
 
 def benchmark_scores(trials: list[trajectory.TrialData], table: pd.DataFrame):
-    """(scores of every arch the trials recorded: one row per arch, per_epoch) where
-    per_epoch(trial) -> {metric: [T+1] score of each epoch's arch, NaN where unknown}."""
-    from ray_nas.benchmark import METRICS, lookup
+    """(scores, per_epoch) of every genotype the trials recorded, looked up through each trial's
+    space: its `benchmark_key(arch)` in the table's `benchmark_key_column` (NAS-Bench-201: the
+    arch string in ``arch``; NAS-Bench-1Shot1: the cell's NAS-Bench-101 hash in ``hash``).
 
-    archs = pd.unique(np.concatenate([np.asarray(t.epochs["arch"], dtype=object) for t in trials]))
-    scores = lookup(table, list(archs))
+    scores: one row per distinct (space, arch), columns ``space``, ``arch``, then the table's
+    ``index``, metrics and costs (`benchmark.lookup`); per_epoch(trial) -> {metric: [T+1] score
+    of each epoch's arch, NaN where unknown}. ValueError (one line) for a trial whose space has
+    no tabular benchmark."""
+    from ray_nas.benchmark import METRICS, lookup
+    from ray_nas.spaces import DEFAULT, get_space
+
+    archs: dict[str, dict[str, None]] = {}  # space -> its distinct archs, first-seen order
+    for t in trials:
+        archs.setdefault(t.config.get("space", DEFAULT), {}).update(dict.fromkeys(t.epochs["arch"]))
+    frames = []
+    for name, texts in archs.items():
+        space = get_space(name)
+        if not space.benchmark_key_column:
+            raise ValueError(
+                f"search space {name!r} has no tabular benchmark to look its genotypes up in"
+            )
+        keys = [space.benchmark_key(a) for a in texts]
+        found = lookup(table, keys, key=space.benchmark_key_column)
+        found = found.drop(columns=space.benchmark_key_column)
+        frames.append(
+            pd.concat([pd.DataFrame({"space": name, "arch": list(texts)}), found], axis=1)
+        )
+    scores = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     present = [m for m in METRICS if m in scores]
-    by_arch = {m: dict(zip(scores["arch"], scores[m].to_numpy(dtype=np.float64))) for m in present}
+    by_arch = {
+        (name, m): dict(zip(part["arch"], part[m].to_numpy(dtype=np.float64)))
+        for name, part in scores.groupby("space", sort=False)
+        for m in present
+    }
 
     def per_epoch(t: trajectory.TrialData) -> dict[str, np.ndarray]:
-        return {m: np.array([by_arch[m].get(a, np.nan) for a in t.epochs["arch"]]) for m in present}
+        name = t.config.get("space", DEFAULT)
+        return {m: np.array([by_arch[name, m].get(a, np.nan) for a in t.epochs["arch"]])
+                for m in present}  # fmt: skip
 
     return scores, per_epoch
+
+
+#: benchmark columns renamed in selections (`params` there is the criterion's parameters)
+_SELECTION_NAMES = {"params": "params_m"}
 
 
 def select_and_score(
@@ -240,16 +273,21 @@ def select_and_score(
     """select() with the benchmark's scores: one join over every epoch's arch of every trial.
 
     Returns (selections with one column per table metric/cost and `bench_index`, per_epoch) where
-    per_epoch(trial) -> {metric: [T+1] score of each epoch's arch} (None without a table).
+    per_epoch(trial) -> {metric: [T+1] score of each epoch's arch} (None without a table). The
+    table's `params` (millions) is named `params_m` there, as retraining's.
     """
     if table is None:
         return select(trials, specs, None, in_progress, metric_of), None
     scores, per_epoch = benchmark_scores(trials, table)
     sel = select(trials, specs, per_epoch, in_progress, metric_of)
-    picked = scores.set_index("arch").reindex(sel["arch"])
-    for col in picked.columns:
+    from ray_nas.spaces import DEFAULT
+
+    space = {t.run_id: t.config.get("space", DEFAULT) for t in trials}
+    left = pd.DataFrame({"space": sel["run_id"].map(space), "arch": sel["arch"]})
+    picked = left.merge(scores, on=["space", "arch"], how="left", sort=False)
+    for col in picked.columns.drop(["space", "arch"]):
         if col != "index":
-            sel[col] = picked[col].to_numpy(dtype=np.float64)
+            sel[_SELECTION_NAMES.get(col, col)] = picked[col].to_numpy(dtype=np.float64)
     if "index" in picked:
         sel["bench_index"] = picked["index"].to_numpy(dtype="float64", na_value=np.nan)
     return sel, per_epoch

@@ -11,7 +11,7 @@ by a small wire-format reader. Each (hash, epochs) has 3 records, one per traini
 Table columns (one row per hash; mean over the runs at 108 epochs, final evaluation):
 
 ================  =============================================================================
-hash              NAS-Bench-101 key of the pruned cell (`ray_nas.nb101.spec_hash`), 32 hex chars
+hash              NAS-Bench-101 key of the pruned cell (`ray_nas.spaces.nb101.spec_hash`), 32 hex chars
 valid_accuracy    validation accuracy, percent
 test_accuracy     test accuracy, percent
 params            trainable parameters (int)
@@ -37,8 +37,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ray_nas import nb101, trajectory
+from ray_nas import trajectory
 from ray_nas.benchmark import read_table_file
+from ray_nas.spaces import nb101
 
 #: Parquet key-value metadata key naming the record file a table was converted from.
 SOURCE_KEY = "ray_nas.benchmark_source"
@@ -311,7 +312,7 @@ def _frame(sums: dict[str, _Sums]) -> pd.DataFrame:
 
 def _space_hashes(names: Sequence[str], say: Callable[[str], object]) -> dict[str, frozenset[str]]:
     """{"in_s<k>": reachable hashes} of the named 1Shot1 spaces (ValueError for an unknown name)."""
-    from ray_nas import nb1shot1
+    from ray_nas.spaces import nb1shot1
 
     spaces = [nb1shot1.get_space(name) for name in names]
     out = {}
@@ -376,7 +377,7 @@ def convert(
     if next(iter_records(record_path), None) is None:  # not a benchmark file: fails here, at once
         raise ValueError(f"{record_path}: no records (empty file)")
     if only_1shot1 is True:
-        from ray_nas.nb1shot1 import SPACES
+        from ray_nas.spaces.nb1shot1 import SPACES
 
         only_1shot1 = list(SPACES)
     keep = _space_hashes(only_1shot1, say) if only_1shot1 else {}
@@ -401,6 +402,24 @@ def load_table(path: str | Path) -> pd.DataFrame:
     """Read a NAS-Bench-101 table (local path or URI); FileNotFoundError / ValueError (one line
     naming `path`) if it is missing, unreadable or has no ``hash`` column."""
     return read_table_file(str(path), "NAS-Bench-101", "hash")
+
+
+#: table column -> its name in the offline stage (`benchmark.METRICS`; NAS-Bench-101 is CIFAR-10
+#: only: ``evaluate.metric`` cifar10_test, the default on cifar10, or cifar10_valid)
+BENCHMARK_NAMES: dict[str, str] = {
+    "valid_accuracy": "cifar10_valid",
+    "test_accuracy": "cifar10_test",
+}
+
+
+def as_benchmark(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the offline stage reads it (`benchmark.load_table(path, "hash")`): the
+    accuracy columns renamed by `BENCHMARK_NAMES` (percent) and ``params`` in millions (float,
+    as NAS-Bench-201's); the other columns unchanged."""
+    out = table.rename(columns=BENCHMARK_NAMES)
+    if "params" in out.columns:
+        out["params"] = out["params"].astype("float64") / 1e6
+    return out
 
 
 def lookup(table: pd.DataFrame, hashes: Sequence[str]) -> pd.DataFrame:

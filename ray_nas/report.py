@@ -11,7 +11,10 @@ min-max band):
   accuracy of each epoch's genotype (Fig. 2, 3: where the degradation shows);
 - the dominant Hessian eigenvalue per epoch when recorded (Fig. 7);
 then the criteria tables (Table 2 layout per group; Table 3 layout when trials differ in
-`weights.lr`), the trials with their status, and the resolved job spec.
+`weights.lr`); for NAS-Bench-1Shot1 trials the Figure 4 layout (per space: the benchmark's test
+accuracy of each epoch's discretised cell, and the op magnitudes over the choice blocks, mean ±
+std over seeds); for DARTS-space trials the Table 4 layout; the trials with their status, and the
+resolved job spec.
 
 Where the numbers come from: trajectories and status files are read from the store; the job's
 criteria are applied afresh (`evaluate.select`: pure and cheap, so stop epochs always match the
@@ -47,7 +50,12 @@ OP_COLORS = {
     "nor_conv_1x1": "#1f77b4",
     "nor_conv_3x3": "#2ca02c",
     "avg_pool_3x3": "#ff7f0e",
+    "maxpool3x3": "#ff7f0e",  # NAS-Bench-1Shot1's (NAS-Bench-101's) op names
+    "conv3x3-bn-relu": "#2ca02c",
+    "conv1x1-bn-relu": "#1f77b4",
 }
+#: the spaces whose jobs get the Figure 4 section (NAS-Bench-1Shot1)
+FIGURE4_SPACES = ("nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3")
 VALID_COLOR, BENCH_COLOR, HESSIAN_COLOR = "#1f77b4", "#9467bd", "#8c564b"
 
 METRIC_NAMES = {
@@ -201,6 +209,8 @@ def build_report(spec: JobSpec) -> str:
     for i, (group, trials) in enumerate(d.groups.items()):
         body.append(_group_section(d, group, trials, i))
     body.append(_tables_section(d))
+    if any(t.config.get("space") in FIGURE4_SPACES for t in d.trials):
+        body.append(_section("figure4", "NAS-Bench-1Shot1 (Figure 4 layout)", _figure4(d)))
     if any(t.config.get("space") == "darts" for t in d.trials):
         body.append(_section("table4", "Selected architectures (Table 4 layout)", _table4(d)))
     body.append(_trials_section(d))
@@ -271,13 +281,15 @@ class Series:
     runs: np.ndarray
     """[seeds, epochs], NaN where missing"""
     dash: str = ""
+    std_band: bool = False
+    """True: the band is mean ± 1 std whatever the number of seeds (Figure 4)"""
 
     def stats(self):
-        """(mean, band low, band high) per epoch; the band is `band_name(seeds)`."""
+        """(mean, band low, band high) per epoch; the band is `band_name(seeds, std_band)`."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs stay NaN
             mean = np.nanmean(self.runs, 0)
-            if len(self.runs) <= MINMAX_SEEDS:
+            if len(self.runs) <= MINMAX_SEEDS and not self.std_band:
                 return mean, np.nanmin(self.runs, 0), np.nanmax(self.runs, 0)
             std = np.nanstd(self.runs, 0)
             return mean, mean - std, mean + std
@@ -288,8 +300,10 @@ MINMAX_SEEDS = (
 )
 
 
-def band_name(seeds: int) -> str:
-    return f"min-max over {seeds} seeds" if seeds <= MINMAX_SEEDS else f"± 1 std over {seeds} seeds"
+def band_name(seeds: int, std_band: bool = False) -> str:
+    if seeds <= MINMAX_SEEDS and not std_band:
+        return f"min-max over {seeds} seeds"
+    return f"± 1 std over {seeds} seeds"
 
 
 @dataclass
@@ -340,6 +354,70 @@ def _group_section(d: ReportData, group: str, trials: list, index: int) -> str:
              "epoch over seeds.</p>")  # fmt: skip
     inner = intro + f'<div class="charts">{"".join(charts)}</div>' + _table2(d, sel)
     return _section(f"group-{index}", f"Grid group <code>{_e(group)}</code>", inner)
+
+
+def _figure4(d: ReportData) -> str:
+    """Figure 4 layout: one column per NAS-Bench-1Shot1 space (per grid group when the grid has
+    other keys), (a..) the benchmark's test accuracy of each epoch's discretised cell and, below,
+    the op magnitudes (mean over the choice blocks of the softmax weights, 3 ops) over epochs;
+    curves: mean over seeds, band: ± 1 std."""
+    keys = ev.grid_group_keys(d.spec)
+    panels: dict[tuple[str, str], list] = {}
+    for t in d.trials:
+        if t.config.get("space") in FIGURE4_SPACES:
+            panels.setdefault(
+                (t.config["space"], ev.group_label(t.config, keys, d.spec)), []
+            ).append(t)
+    order = sorted(panels, key=lambda p: FIGURE4_SPACES.index(p[0]))
+    metric = "cifar10_test"  # the figure's: NAS-Bench-101's test accuracy, whatever the summary's
+    letters = iter("abcdefghijklmnopqrstuvwxyz" * 4)
+    accs = [
+        _figure4_accuracy(d, panels[p], metric, _figure4_title(p, next(letters))) for p in order
+    ]
+    mags = [_figure4_magnitudes(panels[p], _figure4_title(p, next(letters))) for p in order]
+    seeds = max(len(ts) for ts in panels.values())
+    intro = (f'<p class="sub">Per space: (top) {_e(METRIC_NAMES[metric])} accuracy '
+             "in the benchmark table (evaluate.benchmark, a `ray-nas benchmark convert-nb101` table) of the cell "
+             "discretised from each epoch's weights; (bottom) op magnitudes, the mean over the choice blocks of "
+             f"the softmax op weights. Curves: mean over seeds, band: {band_name(seeds, True)}.</p>")  # fmt: skip
+    style = f"grid-template-columns:repeat({len(order)},minmax(300px,1fr))"
+    return intro + f'<div class="charts" style="{style}">{"".join(accs + mags)}</div>'
+
+
+def _figure4_title(panel: tuple[str, str], letter: str) -> str:
+    space, group = panel
+    return f"({letter}) {space}" + ("" if group in (f"space={space}", "all") else f" ({group})")
+
+
+def _figure4_accuracy(d: ReportData, trials: list, metric: str, title: str) -> str:
+    runs = None
+    if d.bench_per_epoch is not None:
+        runs = _stack([d.bench_per_epoch(t).get(metric, np.full(len(t.epochs["epoch"]), np.nan))
+                       for t in trials])  # fmt: skip
+    if runs is None or not np.isfinite(runs).any():
+        why = ("no cell of these epochs is in the benchmark table" if runs is not None else
+               "no benchmark accuracy: set evaluate.benchmark to a `ray-nas benchmark convert-nb101` table")  # fmt: skip
+        return (
+            f'<figure class="chart empty"><figcaption>{_e(title)}</figcaption><p>{why}</p></figure>'
+        )
+    x_max = max(len(t.epochs["epoch"]) for t in trials) - 1
+    series = [
+        Series(
+            f"{METRIC_NAMES.get(metric, metric)} of the epoch's cell",
+            BENCH_COLOR,
+            runs,
+            std_band=True,
+        )
+    ]
+    return _chart_block(title, series, "epoch", "accuracy (%)", x_max, [], 0, fmt="{:.2f}")
+
+
+def _figure4_magnitudes(trials: list, title: str) -> str:
+    x_max = max(len(t.epochs["epoch"]) for t in trials) - 1
+    series = [Series(op, OP_COLORS.get(op, "#333"), _stack([t.weights[:, :, k].mean(1) for t in trials]),
+                     std_band=True) for k, op in enumerate(trials[0].ops)]  # fmt: skip
+    return _chart_block(title, series, "epoch", "m(t, o): mean over choice blocks",
+                        x_max, [], 0, y_zero=True, fmt="{:.3f}")  # fmt: skip
 
 
 def _compact(values: list, limit: int = 12) -> str:

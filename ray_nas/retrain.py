@@ -79,6 +79,11 @@ def retrain_space(
     the space's seeds of the retrained test accuracy, its std (NaN for one seed) and the
     parameter count. Columns: arch, dataset, retrain_acc, retrain_acc_std, params_m."""
     cfg = spec.evaluate.retrain
+    if not space.recipes:
+        raise ValueError(
+            f"evaluate.retrain: the {space.name} space cannot retrain its genotypes (no recipes); "
+            "set evaluate.benchmark to a table that scores them, or evaluate.retrain: null"
+        )
     (name, rec), seeds = space.retrain_recipe(cfg), space.retrain_seeds(cfg)
     data_root = resolve_search(spec.search).data_root
     cache_path = f"{spec.job_dir}/{space.retrain_cache or f'retrain_{space.name}.parquet'}"

@@ -48,7 +48,8 @@ def search_command(
         integrity.check_trials(spec, [rid], "search")
     from ray_nas.trial import StoreError, run_trial
 
-    print(f"job {spec.name}: search {rid} ({cfg.dataset}, C={cfg.channels}, N={cfg.cells}, "
+    size = f"N={cfg.cells}" if cfg.space == "nb201" else f"{cfg.layers} cells"
+    print(f"job {spec.name}: search {rid} ({cfg.space}, {cfg.dataset}, C={cfg.channels}, {size}, "
           f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
     t0 = time.perf_counter()
     try:
@@ -87,12 +88,8 @@ def sweep_command(
         for line in _estimate_lines(spec, trials):
             print(line)
         return 0
-    from ray_nas import trajectory
-
-    if evaluate and spec.evaluate.benchmark and not trajectory.exists(spec.evaluate.benchmark):
-        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
-                        "stage after the sweep needs it; convert it with `ray-nas benchmark convert`, "
-                        "or set it to null)")  # fmt: skip
+    if evaluate and spec.evaluate.benchmark:
+        _check_benchmark(spec)
     from ray_nas.sweep import run_sweep
 
     run_sweep(spec, trials, redo=tuple(redo))
@@ -102,6 +99,24 @@ def sweep_command(
     return 0
 
 
+def _check_benchmark(spec: specmod.JobSpec) -> None:
+    """Before a sweep: the table the offline stage after it needs exists and is keyed by the
+    column the job's spaces look their genotypes up in (SpecError, one line)."""
+    from ray_nas import trajectory
+    from ray_nas.benchmark import TABLE_KINDS, table_path
+    from ray_nas.evaluate import _load_benchmark
+
+    key = specmod.benchmark_key_column(spec)
+    if not trajectory.exists(table_path(spec.evaluate.benchmark)):
+        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
+                        f"stage after the sweep needs it; make it with {TABLE_KINDS[key][1]}, "
+                        "or set it to null)")  # fmt: skip
+    try:
+        _load_benchmark(spec)
+    except ValueError as e:
+        raise SpecError(f"evaluate.benchmark: {e}") from None
+
+
 def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
     """The dry run's cost estimate: trials x total (warmup + joint) epochs x GPU seconds per epoch."""
     epochs = sum(cfg.total_epochs for cfg, _rid, _point in trials)
@@ -109,8 +124,8 @@ def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
     lines = [
         f"estimate: {len(trials)} trials, {epochs} epochs in all, x {per_epoch:g} s/epoch "
         f"= {epochs * per_epoch / 3600:.1f} GPU-hours",
-        "  (estimate.gpu_seconds_per_epoch, one trial per whole GPU; the default is NAS-Bench-201's "
-        "DARTS-V1: 10,890 s / 50 CIFAR-10 epochs at batch 64)",
+        f"  (estimate.gpu_seconds_per_epoch{_set_by_job(spec)}, one trial per whole GPU; the default is "
+        "NAS-Bench-201's DARTS-V1: 10,890 s / 50 CIFAR-10 epochs at batch 64)",
     ]
     gpu = spec.resources.gpu
     if 0 < gpu < 1:
@@ -121,6 +136,14 @@ def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
     elif gpu == 0:
         lines.append("  resources.gpu=0: the trials run on CPUs, so this GPU figure does not apply")
     return lines + _retrain_estimate_lines(spec, trials)
+
+
+def _set_by_job(spec: specmod.JobSpec) -> str:
+    """` as the job file sets it (its comment says why)` when it differs from the default."""
+    default = specmod.Estimate().gpu_seconds_per_epoch
+    if spec.estimate.gpu_seconds_per_epoch == default:
+        return ""
+    return f" = {spec.estimate.gpu_seconds_per_epoch:g} as {spec.source or 'the job'} sets it (see its comment)"
 
 
 def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:

@@ -55,6 +55,11 @@ class EpochRecord:
     """float32 [E, K] the algorithm's op distribution per edge (softmax(alpha) for DARTS)"""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     """further float32 [E, K] columns of the algorithm (algorithms.EXTRA_COLUMNS)"""
+    connection_alpha: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """float32 [C] the supernet's raw connection parameters (NAS-Bench-1Shot1; order the space's
+    connection_rows), empty for the other spaces"""
+    connection_weights: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """float32 [C] their softmax per connection vector, the weights the supernet mixes with"""
 
 
 def non_finite(rec: EpochRecord) -> str | None:
@@ -66,6 +71,9 @@ def non_finite(rec: EpochRecord) -> str | None:
     bad = [f"{k} {v}" for k, v in losses.items() if not math.isfinite(v)]
     if not np.isfinite(rec.alpha).all():
         bad.append(f"{int((~np.isfinite(rec.alpha)).sum())} non-finite alpha entries")
+    if not np.isfinite(rec.connection_alpha).all():
+        n = int((~np.isfinite(rec.connection_alpha)).sum())
+        bad.append(f"{n} non-finite connection weights")
     return f"non-finite {', '.join(bad)} at epoch {rec.epoch}" if bad else None
 
 
@@ -134,6 +142,7 @@ def hessian_eigenvalue(
     (BatchNorm on the batch's statistics), weight_decay the L2 coefficient on alpha (Adam's coupled
     weight decay adds weight_decay * alpha to the gradient, hence weight_decay * I here). Exact, by
     double backprop. The model's state is left as it was: mode and BatchNorm running statistics.
+    A supernet's connection weights (NAS-Bench-1Shot1) are held fixed: H is over the op rows only.
 
     Returns (largest eigenvalue of H, the symmetrised H [E*K, E*K] float64).
     """
@@ -418,13 +427,24 @@ def end_of_epoch(
     if due and finite:  # NaN: eigvalsh fails
         eig, _ = hessian_eigenvalue(model, model.alpha, *arch_batch, _alpha_l2(algo, cfg), algo.mix)
     alpha = model.alpha.detach().float().cpu()
+    conn = _connections(model)
     return EpochRecord(
         epoch=epoch, train_loss=train_loss, train_acc=train_acc, valid_loss=valid_loss,
         valid_acc=valid_acc, lr_weights=lr_w, lr_alpha=lr_a, hessian_eig=eig,
         seconds=time.perf_counter() - t0 if t0 else 0.0, arch=get_space(cfg.space).arch_of(model, dist),
         alpha=alpha.numpy().astype(np.float32),
         weights=dist.float().cpu().numpy().astype(np.float32), extras=algo.extras(),
+        connection_alpha=conn[0], connection_weights=conn[1],
     )  # fmt: skip
+
+
+def _connections(model) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ([C] raw, [C] softmaxed) connection weights of a supernet that has them, else empty."""
+    if not hasattr(model, "connection_parameters"):
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    with torch.no_grad():
+        raw, soft = model.connection_alpha(), model.connection_weights()
+    return tuple(t.detach().float().cpu().numpy().astype(np.float32) for t in (raw, soft))
 
 
 def report(

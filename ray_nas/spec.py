@@ -35,6 +35,7 @@ from ray_nas.algorithms import (
     DrnasSettings,
     GaeaSettings,
 )
+from ray_nas.algorithms import REGISTRY as ALGORITHM_INFO
 from ray_nas.spaces import darts
 
 #: data set -> side of its images in pixels (ray_nas.data: digits are upsampled to 16x16)
@@ -166,16 +167,19 @@ class SearchConfig:
     the trial's seed (as the reference's split file); null = the trial's seed (before issue 17)"""
     space: str = "nb201"
     """the search space (ray_nas.spaces): nb201 (NAS-Bench-201's cell) | darts (DARTS's normal and
-    reduction cells, 14 edges each)"""
+    reduction cells, 14 edges each) | nb1shot1_s1 | nb1shot1_s2 | nb1shot1_s3 (NAS-Bench-1Shot1's
+    spaces: one row per choice block, plus input/output connection weights; darts_v1/v2 only)"""
     ops: tuple[str, ...] = spaces.get_space(spaces.DEFAULT).ops
     """candidate ops on every edge, by name (stored in the space's op order); default: all of the
     space's (darts: its 8 with `none`; the paper's code used 7, without `none`: preset ss_darts)"""
     channels: int = 16
     """C: channels of the first stage"""
     cells: int = 5
-    """nb201: N, search cells per stage"""
+    """nb201: N, search cells per stage (not read by the other spaces: they take `layers`)"""
     layers: int = 8
-    """darts: cells of the search network (reductions at layers//3 and 2*layers//3)"""
+    """darts: cells of the search network (reductions at layers//3 and 2*layers//3);
+    nb1shot1_*: cells of the supernet (max-pool and channel doubling before layers//3 and
+    2*layers//3), 9 when not set"""
     epochs: int = 50
     """joint (weights + alpha) epochs, after `warmup_epochs`"""
     batch_size: int = 64
@@ -183,8 +187,9 @@ class SearchConfig:
     """cap on batches per epoch (also on evaluation batches); null = the whole split"""
     lr_scheme: str = "nb201"
     """preset: nb201 (S.1) | exchange (EX-DARTS) | darts (DARTS's search defaults) | ss_darts (the
-    paper's code for Table 4: 75 epochs, batch 80, constant weights lr, alpha lr 1e-3, 7 ops);
-    explicit keys override"""
+    paper's code for Table 4: 75 epochs, batch 80, constant weights lr, alpha lr 1e-3, 7 ops) |
+    nb1shot1 (NAS-Bench-1Shot1's DARTS defaults: batch 96, 50 epochs, C=16, 9 cells, weight decay
+    3e-4, no nesterov); explicit keys override"""
     weights: WeightsOptim = field(default_factory=WeightsOptim)
     alpha: AlphaOptim = field(default_factory=AlphaOptim)
     warmup_epochs: int = 0
@@ -259,7 +264,30 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 80,
         "ops": list(darts.PAPER_OPS),
     },  # fmt: skip
+    # automl/nasbench-1shot1 optimizers/darts/train_search.py (SPACES.md B6): batch 96, 50
+    # epochs, C=16, 9 cells, SGD 0.025 cosine to 0.001 (momentum 0.9, no nesterov, wd 3e-4,
+    # clip 5), arch Adam 3e-4 betas (0.5, 0.999) wd 1e-3; train portion 0.5 is our 50/50 split
+    "nb1shot1": {
+        "weights": {
+            "lr": 0.025,
+            "lr_min": 0.001,
+            "schedule": "cosine",
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 3.0e-4,
+            "grad_clip": 5.0,
+        },
+        "alpha": {"lr": 3.0e-4, "betas": [0.5, 0.999], "weight_decay": 1.0e-3},
+        "epochs": 50,
+        "batch_size": 96,
+        "channels": 16,
+        "layers": 9,
+    },  # fmt: skip
 }
+
+#: `layers` of a space whose search network differs from the SearchConfig default (DARTS's 8)
+#: when the job does not set it: the 1Shot1 supernet's 9 cells
+SPACE_LAYERS: dict[str, int] = {f"nb1shot1_s{k}": 9 for k in (1, 2, 3)}
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
 NON_IDENTITY_FIELDS = (
@@ -336,7 +364,9 @@ GENOTYPE_RETRAIN_FIELDS = ("recipe", "overrides", "seeds", "gpu", "cpu")
 @dataclass(frozen=True)
 class EvaluateConfig:
     benchmark: str | None = None
-    """nb201 (the built-in test-accuracy table), a compact NB201 table (Parquet), or null"""
+    """nb201 (the built-in test-accuracy table), a compact NB201 table (Parquet), a NAS-Bench-101
+    table from `ray-nas benchmark convert-nb101` (the nb1shot1_* spaces: cells by graph hash), or
+    null; the table must have the column the job's spaces are keyed by (benchmark_key_column)"""
     metric: str | None = None
     """benchmark metric for the summary and the oracle; null = the search data set's test metric"""
     retrain: RetrainConfig | None = field(default_factory=RetrainConfig)
@@ -544,6 +574,8 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
     space = spaces.get_space(space_name)
     if "ops" not in merged and space_name != SearchConfig.space:
         merged["ops"] = list(space.ops)
+    if "layers" not in merged and space_name in SPACE_LAYERS:
+        merged["layers"] = SPACE_LAYERS[space_name]
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
             merged["ops"] = list(space.validate_ops(merged["ops"]))
@@ -636,9 +668,20 @@ def _validate_search(c: SearchConfig, w: str) -> None:
             f"{w}.impl: {c.impl!r} is not an implementation of the {c.space} space "
             f"(valid: {', '.join(impls)})"
         )
+    _check_connections(c, w)
     if c.space == "darts" and c.layers < 3:
         raise SpecError(
             f"{w}.layers: the DARTS space needs >= 3 (two reduction cells), got {c.layers}"
+        )
+
+
+def _check_connections(c: SearchConfig, w: str) -> None:
+    """A space with connection weights (NAS-Bench-1Shot1) needs an algorithm that moves them."""
+    if spaces.get_space(c.space).connection_rows() and not ALGORITHM_INFO[c.algorithm].connections:
+        ok = [n for n, info in ALGORITHM_INFO.items() if info.connections]
+        raise SpecError(
+            f"{w}.algorithm: {c.algorithm} does not move the input/output connection weights of "
+            f"{c.space}; valid there: {', '.join(ok)}"
         )
 
 
@@ -778,6 +821,9 @@ def _validate_job(spec: JobSpec) -> None:
         _no_repeats([json.dumps(v, sort_keys=True, default=str) for v in values], f"grid.{key}")
     resolve_search(spec.search)  # the defaults alone must be valid
     trials = expand_grid(spec)  # and so must every grid point (each its own run_id)
+    if spec.evaluate.benchmark:
+        key = _benchmark_key_of(cfg.space for cfg, _rid, _point in trials)
+        _check_table_metrics(spec, key, {cfg.dataset for cfg, _rid, _point in trials})
     if spec.evaluate.retrain is not None:
         r = spec.evaluate.retrain
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
@@ -807,6 +853,51 @@ def _validate_job(spec: JobSpec) -> None:
         if stop.info.builtin and stop.params.get("patience", 1) < 1:
             raise SpecError(
                 f"stop: {stop.name} needs patience >= 1 online (with 0 the peak so far always 'fires' at epoch 1)"
+            )
+
+
+def benchmark_key_column(spec: JobSpec) -> str:
+    """The benchmark-table column that keys the job's genotypes (its spaces'
+    `benchmark_key_column`: ``arch`` for nb201, ``hash`` for the NAS-Bench-1Shot1 spaces).
+    SpecError (one line) when a space of the job has no tabular benchmark or two spaces need
+    differently keyed tables."""
+    return _benchmark_key_of(cfg.space for cfg, _rid, _point in expand_grid(spec))
+
+
+def _benchmark_key_of(names: typing.Iterable[str]) -> str:
+    units = [spaces.get_space(n) for n in dict.fromkeys(names)]
+    for unit in units:
+        if not unit.benchmark_key_column:
+            raise SpecError(
+                f"evaluate.benchmark: search space {unit.name!r} has no tabular benchmark "
+                "(its selections are retrained, evaluate.retrain); set evaluate.benchmark: null"
+            )
+    keys = {u.name: u.benchmark_key_column for u in units}
+    if len(set(keys.values())) > 1:
+        raise SpecError(
+            "evaluate.benchmark: one table cannot score these spaces, their tables are keyed "
+            f"by different columns ({', '.join(f'{n}: {k}' for n, k in keys.items())}); "
+            "run them as separate jobs"
+        )
+    return next(iter(keys.values()))
+
+
+def _check_table_metrics(spec: JobSpec, key: str, datasets: set[str]) -> None:
+    """The metric that scores each trial (evaluate.metric, else its data set's test accuracy)
+    must be one a table keyed by `key` can hold (a NAS-Bench-101 table: CIFAR-10 only)."""
+    from ray_nas.benchmark import TABLE_KINDS, TABLE_METRICS, default_metric
+
+    for dataset in sorted(datasets):
+        metric = spec.evaluate.metric or default_metric(dataset)
+        if metric and metric not in TABLE_METRICS[key]:
+            why = (
+                "evaluate.metric"
+                if spec.evaluate.metric
+                else f"the {dataset} searches' test accuracy"
+            )
+            raise SpecError(
+                f"evaluate.metric: {metric} ({why}) is not in a {TABLE_KINDS[key][0]} table, which "
+                f"holds {', '.join(TABLE_METRICS[key])}; set evaluate.metric to one of them"
             )
 
 

@@ -149,6 +149,8 @@ def delete(path: str) -> None:
 # the trajectory schema (contract: README "Store layout")
 
 SCHEMA_VERSION = "2"  # 2: the nullable `concentration` column in alphas (1 lacks it; still read)
+#: the version of a store with connection rows (NAS-Bench-1Shot1's; the others stay at 2)
+CONNECTIONS_SCHEMA_VERSION = "3"
 PART = "part-0.parquet"
 
 EPOCHS_SCHEMA = pa.schema(
@@ -186,6 +188,11 @@ ALPHAS_SCHEMA = pa.schema(
         ("concentration", pa.float32()),  # DrNAS's Dirichlet concentration; null for the others
     ]
 )
+#: `cell` of the connection-weight rows (NAS-Bench-1Shot1): after each epoch's op rows, one row
+#: per Space.connection_rows() entry, (cell, edge, op) = ("output", "out", source vertex "v<p>")
+#: or ("inputs", target vertex "v<v>", source vertex "v<p>"); alpha = the raw parameter, weight =
+#: its softmax over the sources of that (cell, edge); listed in the "ray_nas.connections" metadata
+CONNECTION_CELLS = ("output", "inputs")
 #: alphas columns an algorithm may leave null (algorithms.EXTRA_COLUMNS)
 EXTRA_ALPHA_COLUMNS = ("concentration",)
 
@@ -240,11 +247,14 @@ class TrialWriter:
         edges: tuple[str, ...],
         config_json: str,
         cells: tuple[str, ...] | None = None,
+        connections: tuple[tuple[str, str, str], ...] = (),
     ):
-        """edges: [E] the edge of each parameter row; cells: [E] its cell type (default shared)."""
+        """edges: [E] the edge of each parameter row; cells: [E] its cell type (default shared);
+        connections: [C] (cell, edge, op) of each connection-weight row (CONNECTION_CELLS)."""
         self.paths = trial_paths(job_dir, run_id)
         self.ops, self.edges = tuple(ops), tuple(edges)
         self.cells = tuple(cells) if cells is not None else ("shared",) * len(self.edges)
+        self.connections = tuple(tuple(c) for c in connections)
         self.metadata = {
             "ray_nas.schema_version": SCHEMA_VERSION,
             "ray_nas.ops": json.dumps(list(self.ops)),
@@ -252,6 +262,9 @@ class TrialWriter:
             "ray_nas.config": config_json,
             "ray_nas.run_id": run_id,
         }
+        if self.connections:  # absent otherwise: the files of the other spaces are unchanged
+            self.metadata["ray_nas.connections"] = json.dumps([list(c) for c in self.connections])
+            self.metadata["ray_nas.schema_version"] = CONNECTIONS_SCHEMA_VERSION
         self.epochs: list[dict] = []
         self.alphas: list[pa.Table] = []
 
@@ -294,20 +307,49 @@ class TrialWriter:
                 schema=ALPHAS_SCHEMA,
             )
         )
+        if self.connections:
+            conn = (rec.connection_alpha, rec.connection_weights)
+            self.alphas.append(self._connection_table(np.full(1, rec.epoch), *conn))
         self.flush()
+
+    def _connection_table(self, epochs: np.ndarray, alpha, weights) -> pa.Table:
+        """The connection rows of `epochs` [N]: alpha, weights [N, C] (or [C] for one epoch)."""
+        n, c = len(epochs), len(self.connections)
+        alpha, weights = (np.asarray(a, dtype=np.float32).reshape(n, c) for a in (alpha, weights))
+        cells, edges, ops = (list(col) * n for col in zip(*self.connections))
+        return pa.table(
+            {
+                "epoch": pa.array(np.repeat(np.asarray(epochs, dtype=np.int32), c)),
+                "cell": pa.array(cells, pa.string()),
+                "edge": pa.array(edges, pa.string()),
+                "op": pa.array(ops, pa.string()),
+                "alpha": pa.array(alpha.reshape(-1)),
+                "weight": pa.array(weights.reshape(-1)),
+                **{name: pa.nulls(n * c, pa.float32()) for name in EXTRA_ALPHA_COLUMNS},
+            },
+            schema=ALPHAS_SCHEMA,
+        )
 
     def trial_data(self) -> TrialData:
         """What is held in memory, as read_job would return it (the online stop's view)."""
         ep = pa.Table.from_pylist(self.epochs, schema=EPOCHS_SCHEMA)
         al = pa.concat_tables(self.alphas) if self.alphas else ALPHAS_SCHEMA.empty_table()
         meta = self.metadata
-        return _trial_data(
-            ep, al, self.ops, self.edges, meta["ray_nas.run_id"], meta["ray_nas.config"]
-        )
+        return _trial_data(ep, al, self.ops, self.edges, meta["ray_nas.run_id"],
+                           meta["ray_nas.config"], self.connections)  # fmt: skip
 
-    def write_all(self, epoch_rows: list[dict], alpha: np.ndarray, weights: np.ndarray) -> None:
-        """Write a whole trajectory at once (synthetic stores, imports): alpha/weights [T+1, E, K]."""
+    def write_all(
+        self,
+        epoch_rows: list[dict],
+        alpha: np.ndarray,
+        weights: np.ndarray,
+        connections: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Write a whole trajectory at once (synthetic stores, imports): alpha/weights [T+1, E, K];
+        connections: (alpha, weights) [T+1, C] of the connection rows, when the writer has them."""
         n, e, k = alpha.shape
+        if bool(self.connections) != (connections is not None):
+            raise ValueError("write_all: connection weights go with connection rows, and only them")
         self.epochs = list(epoch_rows)
         self.alphas = [
             pa.table(
@@ -327,6 +369,9 @@ class TrialWriter:
                 schema=ALPHAS_SCHEMA,
             )
         ]
+        if connections is not None:  # per epoch: its op rows, then its connection rows
+            conn = self._connection_table(np.arange(n), *connections)
+            self.alphas = [_interleave(self.alphas[0], conn, n)]
         self.flush()
 
     def flush(self) -> None:
@@ -334,6 +379,13 @@ class TrialWriter:
         al = pa.concat_tables(self.alphas) if self.alphas else ALPHAS_SCHEMA.empty_table()
         write_table(al, self.paths["alphas"], self.metadata)
         write_table(ep, self.paths["epochs"], self.metadata)
+
+
+def _interleave(ops: pa.Table, conn: pa.Table, n: int) -> pa.Table:
+    """Rows of epochs 0..n-1 in the stored order: each epoch's op rows, then its connection rows."""
+    a, b = ops.num_rows // n, conn.num_rows // n
+    parts = [t.slice(i * m, m) for i in range(n) for t, m in ((ops, a), (conn, b))]
+    return pa.concat_tables(parts)
 
 
 def write_status(job_dir: str, run_id: str, row: dict) -> None:
@@ -392,6 +444,12 @@ class TrialData:
     """float64 [T+1, E, K] per extra alphas column the algorithm filled (e.g. concentration)"""
     cells: tuple[str, ...] = ()
     """[E] the cell type of each row (alphas.cell: shared | normal | reduce)"""
+    connections: tuple[tuple[str, str, str], ...] = ()
+    """[C] (cell, edge, op) of each connection-weight row (NAS-Bench-1Shot1; see CONNECTION_CELLS)"""
+    connection_alpha: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    """float64 [T+1, C] the raw connection parameters (empty without connection rows)"""
+    connection_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    """float64 [T+1, C] their softmax per (cell, edge), the weights the supernet used"""
 
 
 def _read_file(path: str, fs, columns: list[str] | None = None) -> pa.Table:
@@ -407,9 +465,9 @@ def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
     meta = {k.decode(): v.decode() for k, v in (ep.schema.metadata or {}).items()}
     ops = tuple(json.loads(meta["ray_nas.ops"]))
     edges = tuple(json.loads(meta["ray_nas.edges"]))
-    return _trial_data(
-        ep, al, ops, edges, meta.get("ray_nas.run_id", ""), meta.get("ray_nas.config", "{}")
-    )
+    conn = tuple(tuple(c) for c in json.loads(meta.get("ray_nas.connections", "[]")))
+    return _trial_data(ep, al, ops, edges, meta.get("ray_nas.run_id", ""),
+                       meta.get("ray_nas.config", "{}"), conn)  # fmt: skip
 
 
 def read_trial(job_dir: str, run_id: str) -> TrialData:
@@ -420,20 +478,35 @@ def read_trial(job_dir: str, run_id: str) -> TrialData:
     return _read_trial(ep, _fs_path(paths["alphas"])[1], fs)
 
 
-def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json: str) -> TrialData:
-    """Check that the two tables hold epochs 0..T once each, in order, and turn them into arrays."""
-    e, k = len(edges), len(ops)
+def _trial_data(
+    ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json: str, connections=()
+) -> TrialData:
+    """Check that the two tables hold epochs 0..T once each, in order, and turn them into arrays
+    (per epoch the E*K op rows, then the C connection rows)."""
+    e, k, c = len(edges), len(ops), len(connections)
     epochs = ep.column("epoch").to_numpy()
     n = len(epochs)
     if n == 0 or not np.array_equal(epochs, np.arange(n)):
         raise ValueError(f"epochs are not 0..T in order ({n} rows)")
-    if al.num_rows != n * e * k:
+    if al.num_rows != n * (e * k + c):
+        plus = f" + {c} connection rows" if c else ""
         raise ValueError(
-            f"alphas has {al.num_rows} rows, expected {n}x{e}x{k} for epochs 0..{n - 1}"
+            f"alphas has {al.num_rows} rows, expected {n}x({e}x{k}{plus}) for epochs 0..{n - 1}"
         )
     a_ep = al.column("epoch").to_numpy()
-    if not np.array_equal(a_ep, np.repeat(np.arange(n, dtype=a_ep.dtype), e * k)):
+    if not np.array_equal(a_ep, np.repeat(np.arange(n, dtype=a_ep.dtype), e * k + c)):
         raise ValueError("alphas epochs are not 0..T in order")
+    conn_alpha, conn_weights = np.zeros((n, 0)), np.zeros((n, 0))
+    if c:
+        is_op = np.tile(np.arange(e * k + c) < e * k, n)
+        conn = al.filter(pa.array(~is_op))
+        if conn.column("cell").slice(0, c).to_pylist() != [x[0] for x in connections]:
+            raise ValueError("alphas connection rows do not match the file's ray_nas.connections")
+        conn_alpha, conn_weights = (
+            conn.column(name).to_numpy().astype(np.float64).reshape(n, c)
+            for name in ("alpha", "weight")
+        )
+        al = al.filter(pa.array(is_op))
     cols = {name: ep.column(name).to_numpy(zero_copy_only=False) for name in EPOCHS_SCHEMA.names}
     cols["hessian_eig"] = np.asarray(ep.column("hessian_eig").to_pandas(), dtype=np.float64)
     shape = (n, e, k)
@@ -452,6 +525,9 @@ def _trial_data(ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json
         weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
         extras=extras,
         cells=tuple(al.column("cell").slice(0, e * k).to_pylist()[::k]),
+        connections=tuple(tuple(x) for x in connections),
+        connection_alpha=conn_alpha,
+        connection_weights=conn_weights,
     )
 
 

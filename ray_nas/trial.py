@@ -132,9 +132,11 @@ def run_trial(
     data = load_dataset(
         cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.data_split_seed
     )  # fails before any write
-    rows = get_space(cfg.space).rows()
+    space = get_space(cfg.space)
+    rows = space.rows()
     writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
-                                    config_json(cfg), tuple(c for c, _ in rows))  # fmt: skip
+                                    config_json(cfg), tuple(c for c, _ in rows),
+                                    space.connection_rows())  # fmt: skip
     ckpt = _open_checkpoint(job_dir, run_id, log)
     state = ckpt.load()
     writer.truncate(state["epoch"] if state else -1)

@@ -119,3 +119,34 @@ def sigkill_after_epochs(cmd: list[str], epochs_file: str, rows: int = 3, env=No
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return written()
+
+
+def killed_search_matches_uninterrupted(write_job, search: dict, epochs: int, **keys):
+    """A search of `search` keys (job "killed", SIGKILLed after 3 epochs, then resumed) against the
+    same search run uninterrupted (job "ref"), both jobs with the top-level `keys`: asserts
+    their stores are equal but for the seconds column and returns (spec of "killed", run_id, its
+    epochs frame, its alphas frame)."""
+    import pandas as pd
+
+    from ray_nas.cli import main
+    from ray_nas.spec import load_spec, run_id, search_config
+
+    from .test_store_resume import CMD, _read, _run
+
+    ref = write_job(name="ref", search=search, **keys)
+    assert main(["search", str(ref), "--quiet"]) == 0  # in-process
+    job = write_job(name="killed", search=search, **keys)
+    spec = load_spec(job)
+    rid = run_id(search_config(spec))
+    epochs_file = f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet"
+    # epochs 0..2 written: the checkpoint of epoch 1 is on the store
+    written = sigkill_after_epochs([*CMD, str(job), "--quiet"], epochs_file)
+    assert 3 <= written <= epochs, "the search finished before it was killed"
+    r = _run(job)
+    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
+    ref_ep, ref_al = _read(spec.store, "ref", rid)
+    ep, al = _read(spec.store, "killed", rid)
+    assert ep.epoch.tolist() == list(range(epochs + 1))
+    pd.testing.assert_frame_equal(al, ref_al)
+    pd.testing.assert_frame_equal(ep.drop(columns="seconds"), ref_ep.drop(columns="seconds"))
+    return spec, rid, ep, al

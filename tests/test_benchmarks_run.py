@@ -50,3 +50,14 @@ def test_darts_space_step_benchmark_prints_ms_per_step():
     ).stdout
     row = next(line.split() for line in out.splitlines() if line.startswith("ray_nas"))
     assert float(row[1]) > 0 and float(row[2]) > 0 and float(row[3]) > 0
+
+
+def test_nb1shot1_step_benchmark_prints_ms_per_step_per_space():
+    cmd = [sys.executable, "benchmarks/nb1shot1_step.py", "--channels", "2", "--layers", "3",
+           "--batch", "2", "--size", "8", "--steps", "1", "--threads", "1"]  # fmt: skip
+    out = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("nb1shot1_s")]
+    assert [r[0] for r in rows] == ["nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3"]
+    assert all(float(v) > 0 for r in rows for v in r[1:])

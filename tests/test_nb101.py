@@ -1,4 +1,4 @@
-"""ray_nas.nb101: NAS-Bench-101 spec checks, pruning and the official graph hash."""
+"""ray_nas.spaces.nb101: NAS-Bench-101 spec checks, pruning and the official graph hash."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from ray_nas import nb101
-from ray_nas.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, nb101_hash, spec_hash
+from ray_nas.spaces import nb101
+from ray_nas.spaces.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, nb101_hash, spec_hash
 
 # Published (spec, hash) pair: microsoft/nni docs/en_US/NAS/BenchmarksExample.ipynb, output of
 # query_nb101_trial_stats(arch, 108) for arch op1..op5 = conv3x3, maxpool, conv3x3, conv3x3,

@@ -15,8 +15,9 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorboardX.record_writer import RecordWriter
 
-from ray_nas import cli, nb1shot1, nb101, nb101_table, trajectory
-from ray_nas.nb101 import CONV1X1, INPUT, MAXPOOL3X3, OUTPUT
+from ray_nas import cli, nb101_table, trajectory
+from ray_nas.spaces import nb1shot1, nb101
+from ray_nas.spaces.nb101 import CONV1X1, INPUT, MAXPOOL3X3, OUTPUT
 from tests.test_nb101 import PUBLISHED_MATRIX, PUBLISHED_OPS
 
 # --------------------------------------------------------------------------------------------

@@ -1,15 +1,17 @@
-"""ray_nas.nb1shot1: the three NAS-Bench-1Shot1 spaces, discretisation, enumeration."""
+"""ray_nas.spaces.nb1shot1: the three NAS-Bench-1Shot1 spaces, discretisation, enumeration."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
 import pytest
 
-from ray_nas import nb1shot1, nb101
-from ray_nas.nb1shot1 import SPACES, discretise
-from ray_nas.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT
+from ray_nas import spaces
+from ray_nas.spaces import nb1shot1, nb101
+from ray_nas.spaces.nb1shot1 import SPACES, discretise
+from ray_nas.spaces.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT
 
 S1, S2, S3 = (SPACES[f"nb1shot1_s{k}"] for k in (1, 2, 3))
 
@@ -72,6 +74,75 @@ def test_space_structure_and_weight_shapes(space, parents, shapes):
 def test_unknown_space_is_a_one_line_error():
     with pytest.raises(ValueError, match="unknown NAS-Bench-1Shot1 space 'nb1shot1_s4'; valid"):
         nb1shot1.get_space("nb1shot1_s4")
+
+
+# --------------------------------------------------------------------------------------------
+# The space units behind the registry (ray_nas.spaces)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", [S1, S2, S3])
+def test_registry_units_rows_and_connection_rows(space):
+    assert spaces.get_space(space.name) is space
+    assert space.ops == nb1shot1.SPACE_OPS and space.cell_types == ("shared",)
+    assert space.rows() == tuple(("shared", f"v{v}") for v in range(1, space.steps + 1))
+    conn = space.connection_rows()
+    shapes = space.alpha_shapes()
+    assert len(conn) == sum(c for k, (_, c) in shapes.items() if k != "mixed_op")
+    assert conn[: space.steps + 1] == tuple(
+        ("output", "out", f"v{p}") for p in range(space.steps + 1)
+    )
+    assert {e for c, e, _ in conn if c == "inputs"} == {f"v{v}" for v in space.choice_vertices}
+    assert space.benchmark_key_column == "hash"
+    with pytest.raises(ValueError, match="no op subsets"):
+        space.validate_ops([MAXPOOL3X3, CONV3X3])
+    assert space.validate_ops([CONV1X1, CONV3X3, MAXPOOL3X3]) == nb1shot1.SPACE_OPS
+
+
+def test_genotype_text_is_the_pruned_spec_with_its_hash_and_round_trips():
+    conn = (
+        [0.9, 0.1, 0.1, 0.2, 0.8] + [0.6, 0.1, 0.3] + [0.1, 0.2, 0.3, 0.4]
+    )  # as the S1 case below
+    text = S1.genotype_text([C3, POOL, C1, C3], S1.ops, conn)
+    cell = discretise(S1, [C3, POOL, C1, C3], conn[:5], [conn[5:8], conn[8:]])
+    assert json.loads(text) == {
+        "matrix": cell.pruned_matrix,
+        "ops": cell.pruned_ops,
+        "hash": cell.hash,
+    }
+    assert S1.check_genotype(text) == text
+    assert S1.genotype_key(text) == S1.benchmark_key(text) == cell.hash
+    assert S1.brief(text) == f"{cell.hash[:8]} c3,mp,c1,c3 6v/9e"
+    assert S1.skip_count(text, "shared") == 0
+    # without connection weights every vector is uniform: the lowest-index sources
+    plain = json.loads(S1.genotype_text([C3] * 4, S1.ops))
+    assert plain["matrix"] == [[0, 1, 1], [0, 0, 1], [0, 0, 0]]  # output <- {input, block 1}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("Genotype(normal=[])", "not a NAS-Bench-101 cell text"),
+        ('{"matrix": [[0, 1], [0, 0]], "ops": ["input", "output"]}', "is {"),
+        (
+            '{"matrix": [[0, 1], [0, 0]], "ops": ["input", "conv9x9", "output"], "hash": ""}',
+            "ops has 3",
+        ),
+        (
+            '{"matrix": [[0, 1, 0], [0, 0, 0], [0, 0, 0]], "ops": ["input", "maxpool3x3", "output"], '
+            '"hash": ""}',
+            "not pruned",
+        ),
+        (
+            '{"matrix": [[0, 1], [0, 0]], "ops": ["input", "output"], "hash": "abc"}',
+            "is not the spec",
+        ),
+    ],
+)
+def test_a_bad_cell_text_is_a_one_line_error(text, match):
+    with pytest.raises(ValueError, match=match) as e:
+        S2.check_genotype(text)
+    assert "\n" not in str(e.value)
 
 
 # --------------------------------------------------------------------------------------------

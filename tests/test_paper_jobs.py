@@ -29,9 +29,11 @@ TRIALS = {
     "jobs/paper/table2_ss_darts.yaml": 10,  # + the DARTS-ES runs at batch 128
     "jobs/paper/table3_weights_lr.yaml": 30,
     "jobs/paper/table4_darts_space.yaml": 1,
+    "jobs/paper/exp8_nb1shot1.yaml": 15,  # 3 NAS-Bench-1Shot1 spaces x 5 seeds
 }
 TABLE4 = "jobs/paper/table4_darts_space.yaml"
-PAPER = [job for job in TRIALS if job.startswith("jobs/paper/") and job != TABLE4]  # NAS-Bench-201
+EXP8 = "jobs/paper/exp8_nb1shot1.yaml"
+PAPER = [j for j in TRIALS if j.startswith("jobs/paper/") and j not in (TABLE4, EXP8)]  # NB201
 
 
 def _configs(job: str) -> list:
@@ -246,3 +248,39 @@ def test_nb201_run_ids_are_those_before_search_spaces():
     assert [rid for _c, rid, _p in expand_grid(load_spec(REPO / "jobs/paper/baseline.yaml"))][:2] == [
         "baf6f7f28961", "a1f709f7476a",
     ]  # fmt: skip
+
+
+def test_exp8_is_darts_for_500_epochs_on_the_three_1shot1_spaces(capsys):
+    spec = load_spec(REPO / EXP8)
+    trials = expand_grid(spec)
+    assert sorted((c.space, c.seed) for c, _rid, _p in trials) == [
+        (f"nb1shot1_s{k}", s) for k in (1, 2, 3) for s in SEEDS
+    ]
+    assert len({rid for _c, rid, _p in trials}) == 15
+    for cfg, _rid, _p in trials:  # NAS-Bench-1Shot1's DARTS defaults, 500 epochs
+        assert (cfg.algorithm, cfg.epochs, cfg.batch_size, cfg.channels, cfg.layers) == (
+            "darts_v1", 500, 96, 16, 9,
+        )  # fmt: skip
+        assert (cfg.weights.lr, cfg.weights.lr_min, cfg.weights.schedule) == (
+            0.025,
+            0.001,
+            "cosine",
+        )
+        assert (cfg.weights.nesterov, cfg.weights.weight_decay, cfg.weights.grad_clip) == (
+            False, 3.0e-4, 5.0,
+        )  # fmt: skip
+        assert (cfg.alpha.lr, cfg.alpha.betas, cfg.alpha.weight_decay) == (
+            3.0e-4,
+            (0.5, 0.999),
+            1.0e-3,
+        )
+        assert cfg.ops == ("maxpool3x3", "conv3x3-bn-relu", "conv1x1-bn-relu")
+        assert cfg.lr_scheme == "nb1shot1"  # the preset, epochs raised to 500
+    assert [parse_criterion(c).label for c in spec.criteria] == ["final", "best_valid", "oracle"]
+    assert spec.evaluate.benchmark.endswith(".parquet") and spec.evaluate.retrain is None
+    assert (spec.store, spec.resources.gpu) == ("/mnt/shared/runs", 0.25)
+    assert main(["sweep", str(REPO / EXP8), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # 15 trials x 500 epochs x 157 s (NB201's 218 s/epoch scaled by multiply-adds, job comment)
+    assert "15 trials, 7500 epochs in all, x 157 s/epoch = 327.1 GPU-hours" in out
+    assert "as " in out and "exp8_nb1shot1.yaml sets it" in out

@@ -82,6 +82,7 @@ def test_report_is_written_with_every_criterion(tiny_job, capsys):
         assert group in page
     assert page.count("<svg") == 2 * 2  # magnitude and accuracy per group (Hessian not recorded)
     assert "not recorded (search.hessian_every: 0)" in page
+    assert 'id="figure4"' not in page  # Figure 4 is for NAS-Bench-1Shot1 jobs only
     assert (
         "weights.lr = 0.025" in page and "weights.lr = 0.0003" in page
     )  # Table 3: lr_scheme varies weights.lr

@@ -52,6 +52,9 @@ class AlgorithmInfo:
     """dataclass of the algorithm's own keys (search.<name>.*), or None"""
     uses: tuple[str, ...] = ()
     """the shared search keys it reads (shown by `ray-nas algorithms`)"""
+    connections: bool = False
+    """moves a supernet's connection weights (NAS-Bench-1Shot1's input/output weights) with
+    alpha; the spaces that have them refuse the other algorithms"""
 
 
 ADAM = ("alpha.lr", "alpha.betas", "alpha.weight_decay")
@@ -61,11 +64,12 @@ REGISTRY: dict[str, AlgorithmInfo] = {
         AlgorithmInfo(
             "darts_v1", "ray_nas.algorithms.darts:DartsV1",
             "first-order DARTS: softmax(alpha); weight step, then an Adam alpha step", uses=ADAM,
+            connections=True,
         ),
         AlgorithmInfo(
             "darts_v2", "ray_nas.algorithms.darts:DartsV2",
             "second-order DARTS: alpha step first with the unrolled (finite-difference) "
-            "hypergradient, then the weight step", DartsV2Settings, ADAM,
+            "hypergradient, then the weight step", DartsV2Settings, ADAM, connections=True,
         ),
         AlgorithmInfo(
             "gaea", "ray_nas.algorithms.gaea:Gaea",
@@ -108,6 +112,8 @@ def describe_algorithms() -> str:
                 )
         if info.uses:
             lines.append(f"    reads: {', '.join('search.' + u for u in info.uses)}")
+        if info.connections:
+            lines.append("    moves NAS-Bench-1Shot1's connection weights with alpha (nb1shot1_*)")
     lines.append(
         "search.objective: bilevel (weights on search-train, architecture on search-valid) | "
         "erm (both on the whole training set, independent batches)"

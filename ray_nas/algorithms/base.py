@@ -5,6 +5,10 @@ order); a distribution over ops is [E, K] with rows summing to 1. The parameter 
 supernet (`model.alpha`, excluded from `model.weight_parameters()`, so the weights' optimiser,
 weight decay and clipping never touch it, and the model's state_dict carries it to checkpoints);
 the algorithm decides how it is initialised, how it becomes mixing weights, and how it moves.
+A supernet may have further architecture parameters, `connection_parameters()` (NAS-Bench-1Shot1's
+input/output connection weights): the supernet softmaxes them itself; the Adam algorithms that
+support them (AlgorithmInfo.connections) move them with alpha in one Adam, with the same lr,
+betas and weight decay, as upstream's Architect does with all of `arch_parameters()`.
 The loop (ray_nas.search) calls, per step: `mixing_weights()` for the weight step's forward and
 `arch_step(...)` before (`arch_first`) or after the weight step; per epoch: `distribution()`,
 `extras()` and `mix` (the Hessian) for the record; `state_dict()` for checkpoints.
@@ -36,6 +40,14 @@ class Algorithm:
         """cfg: spec.SearchConfig; w_params / w_opt: the supernet weights and their SGD."""
         self.cfg, self.model, self.w_params, self.w_opt = cfg, model, w_params, w_opt
         self.alpha: nn.Parameter = model.alpha
+        #: further architecture parameters of the supernet that are not op weights (NAS-Bench-
+        #: 1Shot1's connection weights, always softmaxed inside the forward), else []
+        self.connections: list[nn.Parameter] = list(getattr(model, "connection_parameters", list)())
+
+    @property
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """alpha, then the connection parameters: everything the architecture step moves."""
+        return [self.alpha, *self.connections]
 
     # -- what the supernet mixes with -----------------------------------------------------
 
@@ -80,7 +92,10 @@ class AdamAlgorithm(Algorithm):
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)
         self.opt = torch.optim.Adam(
-            [self.alpha], lr=cfg.alpha.lr, betas=cfg.alpha.betas, weight_decay=self.weight_decay()
+            self.arch_parameters,
+            lr=cfg.alpha.lr,
+            betas=cfg.alpha.betas,
+            weight_decay=self.weight_decay(),
         )
 
     def weight_decay(self) -> float:
@@ -97,5 +112,5 @@ class AdamAlgorithm(Algorithm):
 
     def backward_and_step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=[self.alpha])
+        loss.backward(inputs=self.arch_parameters)
         self.opt.step()

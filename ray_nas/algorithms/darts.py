@@ -35,9 +35,10 @@ class DartsV2(DartsV1):
     arch_first = True
 
     def arch_step(self, loss_of: LossOf, train: Batch, arch: Batch, lr_weights: float) -> None:
-        grad = self.hypergradient(loss_of, train, arch, lr_weights)
+        grads = self.hypergradients(loss_of, train, arch, lr_weights)
         self.opt.zero_grad(set_to_none=True)
-        self.alpha.grad = grad
+        for p, g in zip(self.arch_parameters, grads):
+            p.grad = g
         self.opt.step()
 
     def hypergradient(
@@ -47,8 +48,14 @@ class DartsV2(DartsV1):
 
         Leaves weights and buffers (BN running statistics) exactly as they were.
         """
+        return self.hypergradients(loss_of, train, arch, lr_weights)[0]
+
+    def hypergradients(
+        self, loss_of: LossOf, train: Batch, arch: Batch, lr_weights: float
+    ) -> list[torch.Tensor]:
+        """`hypergradient` for every architecture parameter (alpha, then the connections)."""
         (xt, yt), (xv, yv) = train, arch
-        params, alpha = self.w_params, self.alpha
+        params, alpha, arch_params = self.w_params, self.alpha, self.arch_parameters
         saved = self._snapshot()
         group = self.w_opt.param_groups[0]
         mu, wd = group["momentum"], group["weight_decay"]
@@ -58,17 +65,20 @@ class DartsV2(DartsV1):
                 buf = self.w_opt.state.get(p, {}).get("momentum_buffer")
                 step = g + wd * p if buf is None else mu * buf + g + wd * p
                 p.sub_(lr_weights * step)
-        grads = torch.autograd.grad(loss_of(xv, yv, self.mix(alpha)), [alpha, *params])
-        g_alpha, v = grads[0], grads[1:]
+        n = len(arch_params)
+        grads = torch.autograd.grad(loss_of(xv, yv, self.mix(alpha)), [*arch_params, *params])
+        g_arch, v = grads[:n], grads[n:]
         h = self._hessian_vector(loss_of, (xt, yt), v, saved)
         self._restore(saved)
-        return g_alpha - lr_weights * h
+        return [g - lr_weights * hk for g, hk in zip(g_arch, h)]
 
-    def _hessian_vector(self, loss_of: LossOf, train: Batch, v, saved) -> torch.Tensor:
-        """[grad_alpha L_train(w + R v) - grad_alpha L_train(w - R v)] / (2R), R = radius/||v||."""
+    def _hessian_vector(self, loss_of: LossOf, train: Batch, v, saved) -> list[torch.Tensor]:
+        """[grad_a L_train(w + R v) - grad_a L_train(w - R v)] / (2R), R = radius/||v||, for each
+        architecture parameter a (alpha, then the connections)."""
+        arch_params = self.arch_parameters
         norm = torch.cat([g.reshape(-1) for g in v]).norm()
         if norm == 0:
-            return torch.zeros_like(self.alpha)
+            return [torch.zeros_like(a) for a in arch_params]
         r = self.cfg.darts_v2.radius / norm
         out = []
         for sign in (1.0, -1.0):
@@ -76,9 +86,8 @@ class DartsV2(DartsV1):
             with torch.no_grad():
                 for p, g in zip(self.w_params, v):
                     p.add_(g, alpha=float(sign * r))
-            (ga,) = torch.autograd.grad(loss_of(*train, self.mix(self.alpha)), [self.alpha])
-            out.append(ga)
-        return (out[0] - out[1]) / (2 * r)
+            out.append(torch.autograd.grad(loss_of(*train, self.mix(self.alpha)), arch_params))
+        return [(a - b) / (2 * r) for a, b in zip(*out)]
 
     def _snapshot(self) -> list[torch.Tensor]:
         return [t.detach().clone() for t in (*self.w_params, *self.model.buffers())]

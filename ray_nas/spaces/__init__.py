@@ -1,19 +1,25 @@
 """Search spaces, one unit each behind ray_nas.spaces.base.Space, and their registry.
 
-Adding a space: a module here that defines `SPACE` (a Space), and one line in `_UNITS`.
+Adding a space: a module here that defines `SPACE` (a Space), and one line in `_UNITS`
+("module" for its `SPACE`, or "module:NAME" for another attribute, when a module holds several).
 Looking one up imports only its pure module (no torch).
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from ray_nas.spaces.base import Space
+if TYPE_CHECKING:  # not at run time: `from ray_nas import nb101_hash` stays free of numpy
+    from ray_nas.spaces.base import Space
 
-#: space name -> the module that defines its SPACE
+#: space name -> the module that defines its SPACE (or module:attribute)
 _UNITS: dict[str, str] = {
     "nb201": "ray_nas.spaces.nb201",
     "darts": "ray_nas.spaces.darts",
+    "nb1shot1_s1": "ray_nas.spaces.nb1shot1:SPACE_S1",
+    "nb1shot1_s2": "ray_nas.spaces.nb1shot1:SPACE_S2",
+    "nb1shot1_s3": "ray_nas.spaces.nb1shot1:SPACE_S3",
 }
 NAMES: tuple[str, ...] = tuple(_UNITS)
 DEFAULT = "nb201"
@@ -23,7 +29,8 @@ def get_space(name: str) -> Space:
     """The registered space `name`; ValueError names the valid ones."""
     if name not in _UNITS:
         raise ValueError(f"unknown search space {name!r}; valid: {', '.join(NAMES)}")
-    return importlib.import_module(_UNITS[name]).SPACE
+    module, _, attr = _UNITS[name].partition(":")
+    return getattr(importlib.import_module(module), attr or "SPACE")
 
 
 def cell_types() -> tuple[str, ...]:

@@ -33,8 +33,13 @@ class Space:
     """the cell whose op magnitudes the criteria read unless told otherwise"""
     learnable_ops: ClassVar[frozenset[str]] = frozenset()
     """ops with weights (DARTS+ rt_k's learnable_only)"""
-    has_benchmark: ClassVar[bool] = False
-    """whether a tabular benchmark can score its genotypes"""
+    benchmark_key_column: ClassVar[str] = ""
+    """the column of a benchmark table the space's keys match ("" = no benchmark)"""
+
+    @property
+    def has_benchmark(self) -> bool:
+        """Whether a tabular benchmark can score its genotypes (`benchmark_key_column` is set)."""
+        return bool(self.benchmark_key_column)
 
     def rows(self) -> tuple[tuple[str, str], ...]:
         """(cell, edge) per row of the architecture parameter."""
@@ -67,6 +72,15 @@ class Space:
     def genotype_key(self, text: str) -> str:
         """A canonical key of the architecture (equal for two texts of one architecture)."""
         return self.check_genotype(text)
+
+    def benchmark_key(self, text: str) -> str:
+        """The value of `benchmark_key_column` that the genotype `text` has in a benchmark table."""
+        raise NotImplementedError(f"search space {self.name!r} has no tabular benchmark")
+
+    def connection_rows(self) -> tuple[tuple[str, str, str], ...]:
+        """(cell, edge, op) labels of further architecture weights that are not op weights
+        (NAS-Bench-1Shot1's connection weights), stored after the op rows; () for most spaces."""
+        return ()
 
     def brief(self, text: str) -> str:
         """The genotype on one log line."""

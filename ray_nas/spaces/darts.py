@@ -205,7 +205,6 @@ class DartsSpace(Space):
     edges = EDGES
     magnitude_cell = "normal"
     learnable_ops = frozenset(o for o in OPS if "conv" in o)
-    has_benchmark = False
 
     def validate_ops(self, ops: Sequence[str]) -> tuple[str, ...]:
         try:

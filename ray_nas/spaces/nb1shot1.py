@@ -1,11 +1,13 @@
-"""The three NAS-Bench-1Shot1 search spaces as pure data: choice blocks, architecture-weight
-shapes, discretisation into a NAS-Bench-101 cell, and enumeration of every reachable cell.
+"""The three NAS-Bench-1Shot1 search spaces (`nb1shot1_s1`, `nb1shot1_s2`, `nb1shot1_s3`): the
+space units (pure data, no torch), discretisation into a NAS-Bench-101 cell, and enumeration of
+every reachable cell. The supernet is ray_nas.spaces.nb1shot1_supernet, built on demand.
 
 Source: automl/nasbench-1shot1 (``nasbench_analysis/search_spaces/search_space_{1,2,3}.py``,
 ``optimizers/darts/model_search.py``, ``nasbench_analysis/eval_darts_one_shot_model_in_nasbench.py``);
 see ``../shared/guide/SPACES.md`` part B. Each space is a NAS-Bench-101 cell whose vertices are
 0 = input, 1..steps = choice blocks, steps+1 = output, with a fixed number of parents per vertex
-(9 edges in all). One set of architecture weights is shared by all cells of the supernet:
+(9 edges in all). One set of architecture weights is shared by all 9 cells of the supernet
+(upstream's names; shapes for steps = 4, 4, 5 choice blocks):
 
 =================  ===============  ==========================================================
 group              shape            meaning
@@ -13,25 +15,44 @@ group              shape            meaning
 ``mixed_op``       [steps, 3]       op of each choice block, columns in `SPACE_OPS` order
 ``output``         [1, steps + 1]   which of {input, block 1..steps} feed the output (index = vertex)
 ``inputs_<v>``     [1, v]           parents of vertex v (index = parent vertex), for each vertex
-                                    of `Space.choice_vertices`; the other vertices' parents are fixed
+                                    of `choice_vertices`; the other vertices' parents are fixed
 =================  ===============  ==========================================================
+
+The unit's contract (ray_nas.spaces.base.Space):
+
+- ops = `SPACE_OPS` (maxpool3x3, conv3x3-bn-relu, conv1x1-bn-relu), the supernet's columns; all
+  three always (no op subsets); cell_types = ("shared",); edges = one row per choice block,
+  ``v1`` .. ``v<steps>`` (its NAS-Bench-101 vertex). So `mixed_op` is the usual op parameter
+  [R, K] = [steps, 3] that magnitudes and every criterion read.
+- The connection weights (``output`` and ``inputs_<v>``) are further architecture parameters,
+  always softmaxed; `connection_rows` names them for the store: (cell, edge, op) = ("output",
+  "out", "v<p>") for each source p = 0..steps of the output, then ("inputs", "v<v>", "v<p>") for
+  each choice vertex v and source p < v (``v0`` is the cell input).
+- The genotype text (epochs.arch) is the discretised cell as a NAS-Bench-101 spec: one-line JSON
+  ``{"matrix":[[0,1,...],...],"ops":["input",...,"output"],"hash":"<32 hex>"}`` with the PRUNED
+  adjacency (upper triangular, vertex 0 input, last vertex output) and op names, and its graph
+  hash (`nb101.spec_hash`, the NAS-Bench-101 key); `genotype_key` and `benchmark_key` are the
+  hash; `brief` is e.g. ``3f2a9c1e c3,mp,c1 5v/6e``; `skip_count` is always 0 (no skip op).
 
 Spaces 1 and 2 have 4 choice blocks; their 6-vertex cell gets an unused dummy vertex (op
 ``conv1x1-bn-relu``, no edges) at index 5 so that the NAS-Bench-101 matrix is 7x7, exactly as the
-upstream code does; pruning removes it again. No torch, no NumPy: weights are nested sequences of
-floats (a tensor's ``tolist()``).
+upstream code does; pruning removes it again. No torch: weights are nested sequences of floats
+(a tensor's ``tolist()``) or NumPy arrays.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
-from ray_nas import nb101
-from ray_nas.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, Matrix
+from ray_nas.spaces import nb101
+from ray_nas.spaces.base import Space
+from ray_nas.spaces.nb101 import CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, Matrix
 
 #: Op columns of the ``mixed_op`` weights (the upstream supernet's PRIMITIVES order). Note that
 #: NAS-Bench-101's own order (`nb101.OPS`) differs.
@@ -40,10 +61,13 @@ SPACE_OPS: tuple[str, ...] = (MAXPOOL3X3, CONV3X3, CONV1X1)
 #: Index of the dummy vertex inserted into the 6-vertex cells of spaces 1 and 2.
 DUMMY_VERTEX = 5
 
+#: short op names of `NB1Shot1Space.brief`
+SHORT_OPS: dict[str, str] = {MAXPOOL3X3: "mp", CONV3X3: "c3", CONV1X1: "c1"}
 
-@dataclass(frozen=True)
-class Space:
-    """One NAS-Bench-1Shot1 search space.
+
+@dataclass(frozen=True, kw_only=True)
+class NB1Shot1Space(Space):
+    """One NAS-Bench-1Shot1 search space (a Space unit; see the module docstring).
 
     `num_parents[v-1]` is the number of parents of vertex v (v = 1..steps for the choice blocks,
     steps+1 for the output); `min_test_error` / `min_valid_error` are the best NAS-Bench-101
@@ -55,6 +79,12 @@ class Space:
     num_parents: tuple[int, ...]
     min_test_error: float
     min_valid_error: float
+
+    ops: ClassVar[tuple[str, ...]] = SPACE_OPS
+    cell_types: ClassVar[tuple[str, ...]] = ("shared",)
+    magnitude_cell: ClassVar[str] = "shared"
+    learnable_ops: ClassVar[frozenset[str]] = frozenset({CONV3X3, CONV1X1})
+    benchmark_key_column: ClassVar[str] = "hash"
 
     @property
     def steps(self) -> int:
@@ -95,18 +125,119 @@ class Space:
         shapes.update({f"inputs_{v}": (1, v) for v in self.choice_vertices})
         return shapes
 
+    # -- the Space interface ------------------------------------------------------------------
 
-SPACES: dict[str, Space] = {
+    @property
+    def edges(self) -> tuple[str, ...]:  # type: ignore[override]
+        """One row per choice block: ``v1`` .. ``v<steps>`` (its vertex in the cell)."""
+        return tuple(f"v{v}" for v in range(1, self.steps + 1))
+
+    def connection_rows(self) -> tuple[tuple[str, str, str], ...]:
+        """(cell, edge, op) of each connection weight, in the flat order of `connection_groups`:
+        ("output", "out", "v<p>") for p = 0..steps, then ("inputs", "v<v>", "v<p>") for each
+        choice vertex v and p = 0..v-1."""
+        return tuple(
+            (group, target, f"v{p}")
+            for group, target, n in self.connection_groups()
+            for p in range(n)
+        )
+
+    def connection_groups(self) -> tuple[tuple[str, str, int], ...]:
+        """(cell, edge, number of sources) per connection-weight vector: the output's (steps+1
+        sources), then each choice vertex's (v sources), upstream's ``arch_parameters`` order."""
+        groups = [("output", "out", self.steps + 1)]
+        groups += [("inputs", f"v{v}", v) for v in self.choice_vertices]
+        return tuple(groups)
+
+    def validate_ops(self, ops: Sequence[str]) -> tuple[str, ...]:
+        """All three ops in `SPACE_OPS` order; ValueError (one line) for anything else (the
+        1Shot1 spaces have no op subsets)."""
+        ops = super().validate_ops(ops)
+        if ops != SPACE_OPS:
+            raise ValueError(
+                f"{self.name} searches all of {', '.join(SPACE_OPS)}; no op subsets "
+                f"(leave search.ops unset), got {', '.join(ops)}"
+            )
+        return ops
+
+    def cell_of(self, weights, connections=None) -> Cell:
+        """The discretised cell of op weights [steps, 3] (`SPACE_OPS` columns) and connection
+        weights [C] (flat, `connection_rows` order; raw or softmaxed). Without connection weights
+        every connection vector is uniform, so its top-k are the lowest-index sources."""
+        flat = [0.0] * len(self.connection_rows()) if connections is None else connections
+        if hasattr(flat, "tolist"):
+            flat = flat.tolist()
+        if len(flat) != len(self.connection_rows()):
+            raise ValueError(
+                f"{self.name}: {len(self.connection_rows())} connection weights expected, "
+                f"got {len(flat)}"
+            )
+        vectors, i = {}, 0
+        for group, target, n in self.connection_groups():
+            vectors[(group, target)] = flat[i : i + n]
+            i += n
+        inputs = {int(t[1:]): w for (g, t), w in vectors.items() if g == "inputs"}
+        return discretise(self, weights, vectors[("output", "out")], inputs)
+
+    def genotype_text(self, weights, ops: Sequence[str], connections=None) -> str:
+        """The discretised cell's text (see the module docstring); `connections` as `cell_of`."""
+        if tuple(ops) != SPACE_OPS:
+            raise ValueError(f"{self.name}: op columns must be {list(SPACE_OPS)}, got {list(ops)}")
+        return cell_text(self.cell_of(weights, connections))
+
+    def arch_of(self, model, weights) -> str:
+        """The cell of the recorded op distribution [steps, 3] and the supernet's connection
+        weights (`model.connection_weights()`, softmaxed, [C])."""
+        conn = model.connection_weights().detach().float().cpu().numpy()
+        return self.genotype_text(weights.detach().float().cpu().numpy(), model.op_names, conn)
+
+    def check_genotype(self, text: str) -> str:
+        parse_cell_text(text)
+        return text
+
+    def genotype_key(self, text: str) -> str:
+        """The NAS-Bench-101 graph hash of the cell (equal for isomorphic cells)."""
+        return parse_cell_text(text)[2]
+
+    def benchmark_key(self, text: str) -> str:
+        """The NAS-Bench-101 table's key of the cell: its graph hash (column `hash`)."""
+        return parse_cell_text(text)[2]
+
+    def brief(self, text: str) -> str:
+        """``<hash[:8]> <ops of the pruned cell> <V>v/<E>e``, e.g. ``3f2a9c1e c3,mp,c1 5v/6e``."""
+        matrix, ops, key = parse_cell_text(text)
+        short = ",".join(SHORT_OPS[o] for o in ops[1:-1])
+        return f"{key[:8]} {short} {len(matrix)}v/{nb101.num_edges(matrix)}e"
+
+    def skip_count(self, text: str, cell: str) -> int:
+        """0: the 1Shot1 spaces have no skip_connect op."""
+        parse_cell_text(text)
+        return 0
+
+    def build_supernet(self, cfg, num_classes: int):
+        from ray_nas.spaces.nb1shot1_supernet import build_supernet
+
+        return build_supernet(self, cfg, num_classes)
+
+
+SPACES: dict[str, NB1Shot1Space] = {
     s.name: s
     for s in (
-        Space("nb1shot1_s1", 1, (1, 2, 2, 2, 2), 0.05448716878890991, 0.049278855323791504),
-        Space("nb1shot1_s2", 2, (1, 1, 2, 2, 3), 0.057592153549194336, 0.051582515239715576),
-        Space("nb1shot1_s3", 3, (1, 1, 1, 2, 2, 2), 0.05338543653488159, 0.04847759008407593),
+        NB1Shot1Space(
+            name=f"nb1shot1_s{n}", number=n, num_parents=p, min_test_error=t, min_valid_error=v
+        )  # fmt: skip
+        for n, p, t, v in (
+            (1, (1, 2, 2, 2, 2), 0.05448716878890991, 0.049278855323791504),
+            (2, (1, 1, 2, 2, 3), 0.057592153549194336, 0.051582515239715576),
+            (3, (1, 1, 1, 2, 2, 2), 0.05338543653488159, 0.04847759008407593),
+        )
     )
 }
+#: the registry's units (ray_nas.spaces: "ray_nas.spaces.nb1shot1:SPACE_S1", ...)
+SPACE_S1, SPACE_S2, SPACE_S3 = SPACES.values()
 
 
-def get_space(name: str) -> Space:
+def get_space(name: str) -> NB1Shot1Space:
     """The space called `name`; ValueError (one line, listing the valid names) otherwise."""
     try:
         return SPACES[name]
@@ -114,6 +245,38 @@ def get_space(name: str) -> Space:
         raise ValueError(
             f"unknown NAS-Bench-1Shot1 space {name!r}; valid: {list(SPACES)}"
         ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# The genotype text
+# --------------------------------------------------------------------------------------------
+
+
+def cell_text(cell: Cell) -> str:
+    """The cell's genotype text: compact JSON of its pruned spec and hash (module docstring)."""
+    body = {"matrix": cell.pruned_matrix, "ops": cell.pruned_ops, "hash": cell.hash}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def parse_cell_text(text: str) -> tuple[Matrix, list[str], str]:
+    """(pruned matrix, ops, hash) of a genotype text; ValueError (one line) when it is not JSON
+    with exactly those keys, not a pruned NAS-Bench-101 spec, or the hash does not match."""
+    try:
+        body = json.loads(text)
+    except (TypeError, json.JSONDecodeError):
+        raise ValueError(f"not a NAS-Bench-101 cell text: {str(text)[:80]!r}") from None
+    if not isinstance(body, dict) or set(body) != {"matrix", "ops", "hash"}:
+        raise ValueError(
+            f'a NAS-Bench-101 cell text is {{"matrix": ..., "ops": ..., "hash": ...}}, '
+            f"got {str(text)[:80]!r}"
+        )
+    matrix, ops = nb101.check_spec(body["matrix"], body["ops"])
+    if nb101.prune(matrix, ops) != (matrix, ops):
+        raise ValueError(f"cell text {str(text)[:80]!r}: the spec is not pruned")
+    key = nb101.hash_module(matrix, nb101.labels(ops))
+    if body["hash"] != key:
+        raise ValueError(f"cell text: hash {body['hash']!r} is not the spec's hash {key!r}")
+    return matrix, ops, key
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,7 +303,9 @@ class Cell:
     hash: str
 
 
-def _feeding_edges(space: Space, parents: Mapping[int, Sequence[int]]) -> set[tuple[int, int]]:
+def _feeding_edges(
+    space: NB1Shot1Space, parents: Mapping[int, Sequence[int]]
+) -> set[tuple[int, int]]:
     """Edges p -> v of every vertex v that feeds the output (walking back from the output)."""
     edges: set[tuple[int, int]] = set()
     seen: set[int] = set()
@@ -155,7 +320,7 @@ def _feeding_edges(space: Space, parents: Mapping[int, Sequence[int]]) -> set[tu
     return edges
 
 
-def _spec(space: Space, edges: set[tuple[int, int]], block_ops: Sequence[str]):
+def _spec(space: NB1Shot1Space, edges: set[tuple[int, int]], block_ops: Sequence[str]):
     """The 7x7 NAS-Bench-101 (matrix, ops) of a space's cell with these edges and block ops."""
     n = space.steps + 2
     insert = space.has_dummy
@@ -174,7 +339,7 @@ def _spec(space: Space, edges: set[tuple[int, int]], block_ops: Sequence[str]):
 
 
 def build_cell(
-    space: Space, parents: Mapping[int, Sequence[int]], block_ops: Sequence[str]
+    space: NB1Shot1Space, parents: Mapping[int, Sequence[int]], block_ops: Sequence[str]
 ) -> Cell:
     """The cell with the given parents of every vertex 1..steps+1 and op of every choice block.
 
@@ -236,12 +401,12 @@ def top_k(weights: Sequence[float], k: int) -> tuple[int, ...]:
 
 
 def discretise(
-    space: Space,
+    space: NB1Shot1Space,
     mixed_op: Sequence[Sequence[float]],
     output: Sequence[float],
     inputs: Sequence[Sequence[float]] | Mapping[int, Sequence[float]],
 ) -> Cell:
-    """The cell chosen by architecture weights (raw or softmaxed; see `Space.alpha_shapes`).
+    """The cell chosen by architecture weights (raw or softmaxed; see `NB1Shot1Space.alpha_shapes`).
 
     `mixed_op`: steps rows of 3 weights (`SPACE_OPS` columns) -> op of each block = argmax;
     `output`: steps+1 weights -> output parents = top-k, k = the output's parent count;
@@ -290,13 +455,13 @@ def discretise(
 # --------------------------------------------------------------------------------------------
 
 
-def num_configurations(space: Space) -> int:
+def num_configurations(space: NB1Shot1Space) -> int:
     """Number of (parent sets, block ops) choices of the space, loose ends included."""
     graphs = math.prod(len(space.parent_options(v)) for v in range(1, space.output_vertex + 1))
     return graphs * len(SPACE_OPS) ** space.steps
 
 
-def graphs(space: Space) -> list[frozenset[tuple[int, int]]]:
+def graphs(space: NB1Shot1Space) -> list[frozenset[tuple[int, int]]]:
     """Every distinct edge set a choice of parents can give once loose ends are dropped (the
     edges of the vertices that feed the output), in a fixed order."""
     options = [space.parent_options(v) for v in range(1, space.output_vertex + 1)]
@@ -307,7 +472,7 @@ def graphs(space: Space) -> list[frozenset[tuple[int, int]]]:
     return list(seen)
 
 
-def enumerate_specs(space: Space) -> Iterator[tuple[Matrix, list[str]]]:
+def enumerate_specs(space: NB1Shot1Space) -> Iterator[tuple[Matrix, list[str]]]:
     """Every NAS-Bench-101 spec (7x7 matrix, ops) the space can express: each loose-end-free
     graph (`graphs`) with every op assignment of the blocks it uses (unused blocks keep
     ``conv1x1-bn-relu``, as upstream; pruning drops them). Isomorphic specs are not merged."""
@@ -321,7 +486,7 @@ def enumerate_specs(space: Space) -> Iterator[tuple[Matrix, list[str]]]:
 
 
 @functools.cache
-def reachable_hashes(space: Space) -> frozenset[str]:
+def reachable_hashes(space: NB1Shot1Space) -> frozenset[str]:
     """The NAS-Bench-101 keys (`nb101.spec_hash`) of every cell the space can express (cached:
     space 3 takes tens of seconds)."""
     out = set()

@@ -1,0 +1,224 @@
+"""The NAS-Bench-1Shot1 supernet and searches on its three spaces: parameter shapes and edge
+counts, the connection weights moving with alpha, and a tiny search per space that writes the
+store contract (op rows, connection rows, the cell text and hash every epoch) and resumes
+bit-identically after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ray_nas import criteria, trajectory
+from ray_nas.evaluate import to_trajectory
+from ray_nas.search import seed_everything
+from ray_nas.spaces import get_space, nb101
+from ray_nas.spaces.nb1shot1 import SPACE_OPS, SPACES
+from ray_nas.spaces.nb1shot1_supernet import Supernet
+
+from .conftest import killed_search_matches_uninterrupted
+
+NAMES = tuple(SPACES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_supernet_parameter_shapes_and_edge_counts(name):
+    space = SPACES[name]
+    seed_everything(0)
+    net = Supernet(space, channels=4, layers=9)
+    steps = space.steps
+    assert net.alpha.shape == (steps, 3) and net.op_names == SPACE_OPS
+    shapes = {"mixed_op": tuple(net.alpha.shape), "output": tuple(net.alphas_output.shape)}
+    shapes |= {
+        f"inputs_{v}": tuple(p.shape) for v, p in zip(space.choice_vertices, net.alphas_inputs)
+    }
+    assert shapes == space.alpha_shapes()  # upstream's _initialize_alphas
+    assert space.num_edges == 9 and len(net.connection_weights()) == len(space.connection_rows())
+    # 9 cells in 3 stacks; max-pool and doubling before cells 3 and 6; a block + projection per step
+    assert len(net.cells) == 9 and net.pool_before == {3, 6}
+    widths = [cell.blocks[0].ops[1][0].out_channels for cell in net.cells]
+    assert widths == [4] * 3 + [8] * 3 + [16] * 3
+    for i, cell in enumerate(net.cells):
+        assert len(cell.blocks) == len(cell.projections) == steps
+        assert cell.out_projection[0].out_channels == steps * widths[i]
+        assert cell.projections[0][0].in_channels == (4 if i == 0 else steps * widths[i - 1])
+    bn = net.cells[0].blocks[0].ops[1][1]
+    assert bn.momentum == 0.997 and bn.affine and bn.track_running_stats  # as upstream
+    arch = {id(net.alpha), id(net.alphas_output), *map(id, net.alphas_inputs)}
+    weights = net.weight_parameters()
+    assert not arch & set(map(id, weights))
+    assert len(weights) + len(arch) == len(list(net.parameters()))
+    # the connection weights shape the output and take gradients next to alpha
+    x = torch.randn(2, 3, 16, 16)
+    out = net(x, weights=torch.softmax(net.alpha, -1))
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.connection_parameters())
+    assert net.alpha.grad.abs().sum() > 0
+    net.eval()
+    with torch.no_grad():
+        before = net(x)
+        net.alphas_output.copy_(torch.tensor([[5.0] + [0.0] * steps]))
+        assert not torch.allclose(before, net(x))
+
+
+SEARCH = {"lr_scheme": "nb1shot1", "dataset": "fake", "channels": 2, "layers": 3, "epochs": 4,
+          "batch_size": 4, "steps_per_epoch": 1, "hessian_every": 2}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_search_writes_the_contract_and_resumes_after_sigkill(name, write_job):
+    space = get_space(name)
+    spec, rid, ep, al = killed_search_matches_uninterrupted(write_job, {**SEARCH, "space": name}, 4)
+    assert spec.search["layers"] == 3 and spec.search["lr_scheme"] == "nb1shot1"
+
+    # op rows: one per choice block x 3 ops; connection rows: the space's, both summing to 1
+    conn = al[al.cell.isin(trajectory.CONNECTION_CELLS)]
+    ops = al[al.cell == "shared"]
+    assert len(ops) == 5 * space.steps * 3 and len(conn) == 5 * len(space.connection_rows())
+    assert set(ops.edge) == set(space.edges) and set(ops.op) == set(SPACE_OPS)
+    labels = set(conn[["cell", "edge", "op"]].itertuples(index=False, name=None))
+    assert labels == set(space.connection_rows())
+    sums = al.groupby(["epoch", "cell", "edge"]).weight.sum()
+    assert np.allclose(sums, 1.0, atol=1e-5)
+    trial = trajectory.read_trial(f"{spec.store}/killed", rid)
+    assert trial.alpha.shape == (5, space.steps, 3)
+    assert trial.connection_weights.shape == (5, len(space.connection_rows()))
+    assert not np.array_equal(trial.connection_alpha[0], trial.connection_alpha[-1])  # moved
+    # every epoch's arch: the pruned spec + hash of its op and connection weights, from the store
+    for t, text in enumerate(ep.arch):
+        body = json.loads(text)
+        assert body["hash"] == nb101.spec_hash(body["matrix"], body["ops"])
+        assert text == space.genotype_text(trial.weights[t], trial.ops, trial.connection_weights[t])
+        assert space.genotype_key(text) == body["hash"]
+    assert np.isfinite(ep.hessian_eig.iloc[2]) and ep.hessian_eig.isna().sum() == 3
+    # magnitudes and criteria read the op rows
+    traj = to_trajectory(trial)
+    mag = criteria.magnitude(traj)
+    assert mag.shape == (5, 3) and np.allclose(mag.sum(axis=1), 1.0)
+    res = criteria.ss_eq12(traj, op="conv3x3-bn-relu")
+    assert res.arch == ep.arch.iloc[res.epoch]
+    assert not criteria.dartsplus_sc(traj).fired  # no skip op: never fires
+
+
+def test_space_keys_and_algorithms_are_checked_before_any_work(write_job, capsys, tmp_path):
+    from ray_nas.cli import main
+    from ray_nas.spec import resolve_search
+
+    for search, msg in [
+        ({"space": "nb1shot1_s4"}, "search.space: unknown space 'nb1shot1_s4'; did you mean"),
+        ({"space": "nb1shot1_s1", "ops": ["maxpool3x3"]}, "search.ops: nb1shot1_s1 searches all of maxpool3x3, conv3x3-bn-relu, conv1x1-bn-relu; no op subsets"),
+        ({"space": "nb1shot1_s2", "algorithm": "gaea"}, "search.algorithm: gaea does not move the input/output connection weights of nb1shot1_s2; valid there: darts_v1, darts_v2"),
+        ({"space": "nb1shot1_s3", "algorithm": "drnas"}, "search.algorithm: drnas does not move"),
+    ]:  # fmt: skip
+        assert main(["search", str(write_job(search=search))]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "store").exists()  # nothing written
+    cfg = resolve_search({"space": "nb1shot1_s1", "lr_scheme": "nb1shot1"})  # B6's defaults
+    assert (cfg.batch_size, cfg.epochs, cfg.channels, cfg.layers) == (96, 50, 16, 9)
+    w, a = cfg.weights, cfg.alpha
+    assert (w.lr, w.lr_min, w.schedule, w.momentum, w.nesterov) == (
+        0.025,
+        0.001,
+        "cosine",
+        0.9,
+        False,
+    )
+    assert (w.weight_decay, w.grad_clip) == (3e-4, 5.0)
+    assert (a.lr, a.betas, a.weight_decay) == (3e-4, (0.5, 0.999), 1e-3)
+    assert resolve_search({"space": "nb1shot1_s2"}).layers == 9  # the space's default
+
+
+def test_darts_v2_hypergradient_of_the_connection_weights_is_exact():
+    """DARTS-V2's finite-difference hypergradient w.r.t. the connection weights against autograd
+    through one virtual SGD step w' = w - xi (dL_train/dw + wd w) (float64, as test_algorithms's
+    check for alpha), and a tiny darts_v2 search moving them."""
+    import torch.nn.functional as F
+    from torch.func import functional_call
+
+    from ray_nas.algorithms import algorithm_class
+    from ray_nas.search import search
+    from ray_nas.spec import resolve_search
+
+    xi, space = 0.1, SPACES["nb1shot1_s2"]
+    seed_everything(0)
+    model = Supernet(space, channels=2, layers=3).double()
+    w_params = model.weight_parameters()
+    w_opt = torch.optim.SGD(w_params, lr=xi, momentum=0.9, weight_decay=5e-4)
+    cfg = resolve_search(
+        {"space": space.name, "algorithm": "darts_v2", "darts_v2": {"radius": 1e-5}}
+    )
+    algo = algorithm_class("darts_v2")(cfg, model, w_params, w_opt)
+    with torch.no_grad():
+        for p in algo.arch_parameters:
+            p.normal_()  # far from uniform
+    x, y = torch.randn(16, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (16,))
+    train, arch = (x[:8], y[:8]), (x[8:], y[8:])
+    model.eval()  # BN on running statistics: the loss is smooth in the weights
+
+    def loss_of(xb, yb, w):
+        return F.cross_entropy(model(xb, weights=w), yb)
+
+    fd = algo.hypergradients(loss_of, train, arch, xi)
+    names = [n for n, p in model.named_parameters() if any(p is q for q in w_params)]
+    conn_names = ["alphas_output", *(f"alphas_inputs.{i}" for i in range(len(model.alphas_inputs)))]
+    a = model.alpha.detach().clone()
+    conn = {
+        n: p.detach().clone().requires_grad_(True)
+        for n, p in zip(conn_names, model.connection_parameters())
+    }
+    lt = F.cross_entropy(
+        functional_call(model, conn, (train[0],), {"weights": F.softmax(a, -1)}), train[1]
+    )
+    g = torch.autograd.grad(lt, w_params, create_graph=True)
+    virtual = {n: p - xi * (gp + 5e-4 * p) for n, p, gp in zip(names, w_params, g)} | conn
+    lv = F.cross_entropy(
+        functional_call(model, virtual, (arch[0],), {"weights": F.softmax(a, -1)}), arch[1]
+    )
+    exact = torch.autograd.grad(lv, list(conn.values()))
+    for got, want in zip(fd[1:], exact):
+        assert (got - want).norm() / want.norm() < 1e-4
+    # the second-order term matters here (so the check can fail): w' held fixed is far off
+    fixed = {n: v.detach() for n, v in virtual.items() if n not in conn} | conn
+    lv_fixed = F.cross_entropy(
+        functional_call(model, fixed, (arch[0],), {"weights": F.softmax(a, -1)}), arch[1]
+    )
+    partial = torch.autograd.grad(lv_fixed, list(conn.values()))
+    assert max((p - e).norm() / e.norm() for p, e in zip(partial, exact)) > 1e-3
+
+    cfg = resolve_search({**SEARCH, "space": "nb1shot1_s2", "algorithm": "darts_v2", "epochs": 1,
+                          "hessian_every": 0, "device": "cpu"})  # fmt: skip
+    records = []
+    assert search(cfg, records.append, progress=False, log=lambda s: None) == 1
+    first, last = records
+    assert not np.array_equal(first.alpha, last.alpha)
+    assert not np.array_equal(first.connection_alpha, last.connection_alpha)
+    assert last.connection_weights.shape == (14,)
+
+
+def test_synthetic_store_with_connection_rows_reads_back(tmp_path):
+    space = SPACES["nb1shot1_s3"]
+    rows, c = space.rows(), len(space.connection_rows())
+    rng = np.random.default_rng(0)
+    alpha, conn = rng.normal(size=(3, space.steps, 3)), rng.normal(size=(3, c))
+    weights = np.exp(alpha) / np.exp(alpha).sum(-1, keepdims=True)
+    epoch_rows = [
+        {"epoch": t, "arch": space.genotype_text(weights[t], SPACE_OPS, conn[t])} for t in range(3)
+    ]
+    writer = trajectory.TrialWriter(str(tmp_path), "r1", SPACE_OPS, tuple(e for _, e in rows), "{}",
+                                    tuple(k for k, _ in rows), space.connection_rows())  # fmt: skip
+    with pytest.raises(ValueError, match="connection weights go with connection rows"):
+        writer.write_all(epoch_rows, alpha, weights)
+    writer.write_all(epoch_rows, alpha, weights, (conn, conn / 2))
+    trial = trajectory.read_trial(str(tmp_path), "r1")
+    assert np.allclose(trial.alpha, alpha, atol=1e-6) and np.allclose(
+        trial.weights, weights, atol=1e-6
+    )
+    assert np.allclose(trial.connection_alpha, conn, atol=1e-6)
+    assert np.allclose(trial.connection_weights, conn / 2, atol=1e-6)
+    assert trial.connections == space.connection_rows() and trial.cells == ("shared",) * space.steps
+    writer.truncate(1)  # what a resume keeps
+    assert writer.trial_data().connection_alpha.shape == (2, c)
