@@ -1,20 +1,20 @@
 """Retraining: where no benchmark covers a data set (digits, fake, a new data set; every DARTS-space
-search), each distinct selected arch is trained from scratch and scored on the data set's
+search), each distinct selected genotype is trained from scratch and scored on the data set's
 held-out test split.
 
-NAS-Bench-201 archs: the discrete NB201 network, cached in `{store}/{job}/retrain.parquet` by
-(arch, dataset, settings). DARTS-space genotypes: NetworkCIFAR under a named recipe
-(ray_nas.spaces.darts_train), once per seed, cached in `{store}/{job}/retrain_genotypes.parquet`
-by (genotype key, recipe, seed, dataset), checkpointed every epoch under `{store}/{job}/retrain/`.
-A rerun retrains nothing already cached.
+This module asks the trial's search space (ray_nas.spaces.base.Space, its evaluation part) for
+everything space-specific: the recipe that `evaluate.retrain` names (`retrain_recipe`), the seeds
+(`retrain_seeds`), the genotype key, the training itself (`retrain`: evaluation network, loop,
+checkpoints) and the cache's file and columns (`retrain_cache`, `retrain_columns`). Per space,
+one run per (genotype key, recipe key, seed, data set), cached in `{store}/{job}/<retrain_cache>`
+(nb201: retrain.parquet keyed by (arch, dataset, settings); darts: retrain_genotypes.parquet),
+checkpointed under `{store}/{job}/retrain/` where the space checkpoints. A rerun retrains nothing
+already cached; each run is one Ray task under `retrain_map`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
-import math
 import time
 from collections.abc import Callable
 
@@ -22,155 +22,72 @@ import numpy as np
 import pandas as pd
 
 from ray_nas import trajectory
-from ray_nas.spaces.darts_train import RECIPES
-from ray_nas.spec import GENOTYPE_RETRAIN_FIELDS, JobSpec, resolve_search, to_dict
+from ray_nas.spaces import DEFAULT, get_space
+from ray_nas.spaces.base import Space
+from ray_nas.spaces.recipes import RETRAIN_FIELDS
+from ray_nas.spec import JobSpec, resolve_search
 
-CACHE_COLUMNS = ["arch", "dataset", "settings", "test_acc", "seconds"]
-
-
-def retrain_one(arch: str, dataset: str, settings: dict, data_root: str) -> tuple[float, float]:
-    """Train `arch` from scratch on the data set's training split; (test accuracy %, seconds).
-
-    SGD (momentum 0.9, nesterov, weight decay 5e-4), cosine lr over `epochs`, seed 0,
-    the same augmentation as the search.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from ray_nas.data import Batcher, load_dataset
-    from ray_nas.search import evaluate_split, seed_everything
-    from ray_nas.spaces.nb201_supernet import DiscreteNet
-
-    t0 = time.perf_counter()
-    gen = seed_everything(0)
-    ds = load_dataset(dataset, data_root)
-    net = DiscreteNet(arch, settings["channels"], settings["cells"], ds.num_classes)
-    train, test = Batcher(ds.train, ds.name), Batcher(ds.test, ds.name)
-    opt = torch.optim.SGD(
-        net.parameters(), lr=settings["lr"], momentum=0.9, nesterov=True, weight_decay=5e-4
-    )
-    bs, epochs = settings["batch_size"], settings["epochs"]
-    steps = math.ceil(len(train) / bs)
-    if settings.get("steps_per_epoch"):
-        steps = min(steps, settings["steps_per_epoch"])
-    for epoch in range(epochs):
-        for g in opt.param_groups:
-            g["lr"] = settings["lr"] * (1 + math.cos(math.pi * epoch / epochs)) / 2
-        order = torch.randperm(len(train), generator=gen)
-        net.train()
-        for step in range(steps):
-            x, y = train.get(order[step * bs : (step + 1) * bs], gen)
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x), y).backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-    _, acc, _ = evaluate_split(net, test, bs, None)
-    return acc, time.perf_counter() - t0
+#: defaults of the RETRAIN_FIELDS a space's cache does not store
+_ABSENT = {"seed": 0, "recipe": "", "params_m": float("nan")}
 
 
-def retrain_archs(
-    spec: JobSpec,
-    sel: pd.DataFrame,
-    dataset_of_run: dict[str, str],
-    retrain_map: Callable | None = None,
-    log: Callable[[str], None] = print,
-) -> dict[tuple[str, str], float]:
-    """{(arch, dataset): test accuracy} for every selected arch, from the cache or by retraining.
-
-    `retrain_map(fn, list_of_arg_tuples) -> list of results` runs the work elsewhere (Ray tasks);
-    None runs it in this process.
-    """
-    settings = to_dict(spec.evaluate.retrain)
-    for k in GENOTYPE_RETRAIN_FIELDS:  # the NB201 cache key predates them
-        settings.pop(k)
-    key = json.dumps(settings, sort_keys=True)
-    data_root = resolve_search(spec.search).data_root
-    cache_path = f"{spec.job_dir}/retrain.parquet"
-    cache = (
-        trajectory.read_frame(cache_path)
-        if trajectory.exists(cache_path)
-        else pd.DataFrame(columns=CACHE_COLUMNS)
-    )
-    known = {(r.arch, r.dataset): r.test_acc for r in cache.itertuples() if r.settings == key}
-    wanted = sorted({(a, dataset_of_run[r]) for a, r in zip(sel["arch"], sel["run_id"])})
-    todo = [w for w in wanted if w not in known]
-    log(f"retrain: {len(wanted)} distinct archs, {len(wanted) - len(todo)} cached, {len(todo)} to train "
-        f"({settings['epochs']} epochs each)")  # fmt: skip
-    if todo:
-        args = [(arch, ds, settings, data_root) for arch, ds in todo]
-        t0 = time.perf_counter()
-        if retrain_map is not None:
-            results = retrain_map(retrain_one, args)
-        else:
-            results = []
-            for i, a in enumerate(args, 1):
-                results.append(retrain_one(*a))
-                log(f"  retrained {i}/{len(args)}: {results[-1][0]:.2f}% in {results[-1][1]:.1f}s")
-        new = pd.DataFrame(
-            [(arch, ds, key, acc, sec) for (arch, ds), (acc, sec) in zip(todo, results)],
-            columns=CACHE_COLUMNS,
-        )
-        cache = pd.concat([cache, new], ignore_index=True) if len(cache) else new
-        trajectory.write_frame(cache, cache_path)
-        known.update({(a, d): acc for (a, d), (acc, _) in zip(todo, results)})
-        log(
-            f"retrain: {len(todo)} archs in {time.perf_counter() - t0:.1f}s, cached in {cache_path}"
-        )
-    return known
-
-
-# ------------------------------------------------------------------------------------------
-# DARTS-space genotypes: NetworkCIFAR under a named recipe, per seed, checkpointed on the store
-
-GENOTYPE_CACHE_COLUMNS = ["genotype_key", "genotype", "recipe", "recipe_key", "seed", "dataset",
-                          "test_acc", "params_m", "seconds"]  # fmt: skip
-
-
-def retrain_genotype_task(
-    genotype: str, recipe_name: str, overrides: dict, dataset: str, data_root: str, seed: int,
+def retrain_task(
+    space_name: str, genotype: str, rec, dataset: str, data_root: str, seed: int,
     checkpoint_path: str,
 ) -> tuple[float, float, float]:  # fmt: skip
     """One retraining (a Ray task on the cluster): (test accuracy %, params M, seconds).
 
-    Checkpointed every epoch at `checkpoint_path` on the store; a rerun (Ray retries a task
-    whose node was lost) resumes from the last epoch, bit-identically.
+    The space checkpoints at `checkpoint_path` on the store every epoch where it supports it; a
+    rerun (Ray retries a task whose node was lost) resumes from the last epoch, bit-identically.
     """
     from ray_nas.search import resolve_device
-    from ray_nas.spaces.darts_train import recipe, retrain
-    from ray_nas.trial import FileCheckpoint
+    from ray_nas.trial import FileCheckpoint, maybe_pause
 
-    rec = recipe(recipe_name, **overrides)
     device = str(resolve_device("auto"))
-    res = retrain(genotype, rec, dataset, data_root, seed, FileCheckpoint(checkpoint_path), device)
+    res = get_space(space_name).retrain(
+        genotype, rec, dataset, data_root, seed, FileCheckpoint(checkpoint_path), device,
+        on_epoch=lambda epoch: maybe_pause(epoch, print),
+    )  # fmt: skip
     return res.test_acc, res.params_m, res.seconds
 
 
-def retrain_genotypes(
+def read_cache(space: Space, path: str) -> pd.DataFrame | None:
+    """The space's retraining cache with every RETRAIN_FIELDS column (absent ones filled), or None."""
+    if not trajectory.exists(path):
+        return None
+    cols = _columns(space)
+    df = trajectory.read_frame(path).rename(columns={v: k for k, v in cols.items()})
+    for f in RETRAIN_FIELDS:
+        if f not in df:
+            df[f] = df["genotype_key"] if f == "genotype" else _ABSENT[f]
+    return df
+
+
+def _columns(space: Space) -> dict[str, str]:
+    return dict(space.retrain_columns or {f: f for f in RETRAIN_FIELDS})
+
+
+def retrain_space(
     spec: JobSpec,
+    space: Space,
     sel: pd.DataFrame,
     dataset_of_run: dict[str, str],
     retrain_map: Callable | None = None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """Per distinct (genotype, dataset) of `sel`: mean and std over `evaluate.retrain.seeds` of
-    the retrained test accuracy, and the parameter count. Columns: arch, dataset, retrain_acc,
-    retrain_acc_std, params_m. Cached by (genotype key, recipe, seed, dataset) in
-    `{job}/retrain_genotypes.parquet`; checkpoints under `{job}/retrain/`.
-    """
-    from ray_nas.spaces import get_space
-    from ray_nas.spaces.darts_train import recipe
-
+    """Per distinct (genotype, dataset) of `sel` (selections of `space`'s trials): the mean over
+    the space's seeds of the retrained test accuracy, its std (NaN for one seed) and the
+    parameter count. Columns: arch, dataset, retrain_acc, retrain_acc_std, params_m."""
     cfg = spec.evaluate.retrain
-    rec = recipe(cfg.recipe, **cfg.overrides)
-    if cfg.steps_per_epoch and rec.steps_per_epoch is None:
-        rec = dataclasses.replace(rec, steps_per_epoch=cfg.steps_per_epoch)
-    overrides = {
-        k: v for k, v in dataclasses.asdict(rec).items() if v != getattr(RECIPES[cfg.recipe], k)
-    }
-    space = get_space("darts")
+    if not space.recipes:
+        raise ValueError(
+            f"evaluate.retrain: the {space.name} space cannot retrain its genotypes (no recipes); "
+            "set evaluate.benchmark to a table that scores them, or evaluate.retrain: null"
+        )
+    (name, rec), seeds = space.retrain_recipe(cfg), space.retrain_seeds(cfg)
     data_root = resolve_search(spec.search).data_root
-    cache_path = f"{spec.job_dir}/retrain_genotypes.parquet"
-    cache = trajectory.read_frame(cache_path) if trajectory.exists(cache_path) else None
+    cache_path = f"{spec.job_dir}/{space.retrain_cache or f'retrain_{space.name}.parquet'}"
+    cache = read_cache(space, cache_path)
     known = {} if cache is None else {
         (r.genotype_key, r.recipe_key, int(r.seed), r.dataset): (r.test_acc, r.params_m)
         for r in cache.itertuples()
@@ -179,41 +96,55 @@ def retrain_genotypes(
     keyed = {(a, d): space.genotype_key(a) for a, d in wanted}
     # one run per (genotype key, dataset, seed): two texts of one architecture train once
     text_of = {(keyed[(a, d)], d): a for a, d in wanted}
-    jobs = [(k, a, d, s) for (k, d), a in sorted(text_of.items()) for s in cfg.seeds]
-    todo = [(k, a, d, s) for k, a, d, s in jobs if (k, rec.key(), s, d) not in known]
-    log(f"retrain: {len({j[0] for j in jobs})} distinct genotypes x {len(cfg.seeds)} seeds, "
-        f"{len(jobs) - len(todo)} cached, {len(todo)} to train (recipe {cfg.recipe}, {rec.epochs} epochs)")  # fmt: skip
+    runs = [(k, a, d, s) for (k, d), a in sorted(text_of.items()) for s in seeds]
+    todo = [(k, a, d, s) for k, a, d, s in runs if (k, rec.key(), s, d) not in known]
+    log(f"retrain ({space.name}): {len({r[0] for r in runs})} distinct genotypes x {len(seeds)} seeds, "
+        f"{len(runs) - len(todo)} cached, {len(todo)} to train (recipe {name}, {rec.epochs} epochs)")  # fmt: skip
     if todo:
-        args = [
-            (a, cfg.recipe, overrides, d, data_root, s,
-             f"{spec.job_dir}/retrain/{_digest(k, rec.key(), s, d)}.pt")
-            for k, a, d, s in todo
-        ]  # fmt: skip
-        t0 = time.perf_counter()
-        if retrain_map is not None:
-            results = retrain_map(retrain_genotype_task, args, cpu=cfg.cpu, gpu=cfg.gpu)
-        else:
-            results = [retrain_genotype_task(*a) for a in args]
+        results = _train(spec, space, rec, todo, data_root, retrain_map, log)
         new = pd.DataFrame(
-            [(k, a, cfg.recipe, rec.key(), s, d, acc, pm, sec)
+            [(k, a, name, rec.key(), s, d, acc, pm, sec)
              for (k, a, d, s), (acc, pm, sec) in zip(todo, results)],
-            columns=GENOTYPE_CACHE_COLUMNS,
+            columns=list(RETRAIN_FIELDS),
         )  # fmt: skip
         cache = new if cache is None else pd.concat([cache, new], ignore_index=True)
-        trajectory.write_frame(cache, cache_path)
+        cols = _columns(space)
+        trajectory.write_frame(cache[list(cols)].rename(columns=cols), cache_path)
         known.update(
             {(k, rec.key(), s, d): (acc, pm) for (k, _a, d, s), (acc, pm, _) in zip(todo, results)}
         )
-        log(f"retrain: {len(todo)} runs in {time.perf_counter() - t0:.1f}s, cached in {cache_path}")
+        log(f"retrain ({space.name}): cached in {cache_path}")
     rows = []
     for a, d in wanted:
-        got = [known[(keyed[(a, d)], rec.key(), s, d)] for s in cfg.seeds]
+        got = [known[(keyed[(a, d)], rec.key(), s, d)] for s in seeds]
         accs = np.array([g[0] for g in got])
         std = float(accs.std(ddof=1)) if len(accs) > 1 else float("nan")
         rows.append((a, d, float(accs.mean()), std, float(got[0][1])))
     return pd.DataFrame(
         rows, columns=["arch", "dataset", "retrain_acc", "retrain_acc_std", "params_m"]
     )
+
+
+def _train(spec: JobSpec, space: Space, rec, todo: list, data_root: str,
+           retrain_map: Callable | None, log: Callable[[str], None]) -> list[tuple]:  # fmt: skip
+    """Run the retrainings of `todo` [(key, text, dataset, seed)]: Ray tasks under `retrain_map`
+    (with evaluate.retrain's cpu and gpu), else one after another here."""
+    cfg = spec.evaluate.retrain
+    args = [
+        (space.name, a, rec, d, data_root, s,
+         f"{spec.job_dir}/retrain/{_digest(k, rec.key(), s, d)}.pt")
+        for k, a, d, s in todo
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    if retrain_map is not None:
+        results = retrain_map(retrain_task, args, cpu=cfg.cpu, gpu=cfg.gpu)
+    else:
+        results = []
+        for i, a in enumerate(args, 1):
+            results.append(retrain_task(*a))
+            log(f"  retrained {i}/{len(args)}: {results[-1][0]:.2f}% in {results[-1][2]:.1f}s")
+    log(f"retrain ({space.name}): {len(todo)} runs in {time.perf_counter() - t0:.1f}s")
+    return results
 
 
 def _digest(*parts) -> str:
@@ -224,23 +155,26 @@ def retrain_selected(
     spec: JobSpec, sel: pd.DataFrame, configs: dict[str, dict], retrain_map: Callable | None = None,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:  # fmt: skip
-    """`sel` with `retrain_acc` (and, for DARTS-space genotypes, `retrain_acc_std` and
-    `params_m`) filled from the cache or by retraining; configs: run_id -> resolved search config."""
+    """`sel` with `retrain_acc` filled from the cache or by retraining, per search space of the
+    trials (configs: run_id -> resolved search config); spaces that retrain per seed add
+    `retrain_acc_std`, spaces whose cache keeps parameter counts add `params_m`."""
     dataset = {r: c.get("dataset") for r, c in configs.items()}
-    is_darts = sel["run_id"].map(lambda r: configs[r].get("space", "nb201") == "darts")
+    space_of = sel["run_id"].map(lambda r: configs[r].get("space", DEFAULT))
     sel = sel.copy()
     sel["retrain_acc"] = np.nan
-    if (~is_darts).any():
-        part = sel[~is_darts]
-        accs = retrain_archs(spec, part, dataset, retrain_map=retrain_map, log=log)
-        sel.loc[~is_darts, "retrain_acc"] = [
-            accs.get((a, dataset[r])) for a, r in zip(part["arch"], part["run_id"])
-        ]
-    if is_darts.any():
-        part = sel[is_darts]
-        res = retrain_genotypes(spec, part, dataset, retrain_map=retrain_map, log=log)
-        got = res.set_index(["arch", "dataset"])
+    for name in sorted(set(space_of)):
+        space, mask = get_space(name), space_of == name
+        part = sel[mask]
+        got = retrain_space(spec, space, part, dataset, retrain_map=retrain_map, log=log)
+        got = got.set_index(["arch", "dataset"])
         idx = list(zip(part["arch"], part["run_id"].map(dataset)))
-        for col in ("retrain_acc", "retrain_acc_std", "params_m"):
-            sel.loc[is_darts, col] = got.loc[idx, col].to_numpy()
+        for col in _reported(space):
+            sel.loc[mask, col] = got.loc[idx, col].to_numpy()
     return sel
+
+
+def _reported(space: Space) -> list[str]:
+    """The result columns a space's selections get: its cache says what it knows."""
+    cols = _columns(space)
+    return ["retrain_acc", *(["retrain_acc_std"] if "seed" in cols else []),
+            *(["params_m"] if "params_m" in cols else [])]  # fmt: skip

@@ -147,20 +147,23 @@ def _set_by_job(spec: specmod.JobSpec) -> str:
 
 
 def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
-    """DARTS-space jobs: the retraining's GPU-hours, at most one genotype per (trial, criterion)."""
-    n_darts = sum(cfg.space == "darts" for cfg, _rid, _point in trials)
-    r = spec.evaluate.retrain
-    if not n_darts or r is None:
-        return []
-    from ray_nas.spaces.darts_train import recipe
+    """Jobs on a space without a benchmark (DARTS): the retraining's GPU-hours, at most one
+    genotype per (trial, criterion)."""
+    from ray_nas.spaces import get_space
 
-    rec = recipe(r.recipe, **r.overrides)
+    space = {cfg.space: get_space(cfg.space) for cfg, _rid, _point in trials}
+    n_retrain = sum(not space[cfg.space].has_benchmark for cfg, _rid, _point in trials)
+    r = spec.evaluate.retrain
+    if not n_retrain or r is None:
+        return []
+    sp = next(s for s in space.values() if not s.has_benchmark)
+    name, rec = sp.retrain_recipe(r)
     n_crit = len(spec.criteria) or len(_default_criteria())
-    runs = n_darts * n_crit * len(r.seeds)
+    runs = n_retrain * n_crit * len(sp.retrain_seeds(r))
     sec = rec.epochs * spec.estimate.retrain_gpu_seconds_per_epoch
     return [
-        f"retraining: up to {n_darts} searches x {n_crit} criteria x {len(r.seeds)} seeds = {runs} runs "
-        f"x {rec.epochs} epochs ({r.recipe}) x {spec.estimate.retrain_gpu_seconds_per_epoch:g} s/epoch "
+        f"retraining: up to {n_retrain} searches x {n_crit} criteria x {len(sp.retrain_seeds(r))} seeds = {runs} runs "
+        f"x {rec.epochs} epochs ({name}) x {spec.estimate.retrain_gpu_seconds_per_epoch:g} s/epoch "
         f"= {runs * sec / 3600:.1f} GPU-hours (fewer when criteria pick the same genotype)",
         "  (estimate.retrain_gpu_seconds_per_epoch: the default is DARTS_V2 at 20 cells, C=36 on a V100; "
         "a smaller recipe (proxy) runs proportionally faster: measure yours)",

@@ -297,10 +297,10 @@ def search(
     device = resolve_device(cfg.device)
     if cfg.channels_last and device.type == "cpu":
         log(
-            "warning: search.channels_last on CPU: the search cells run channels-last on CPU "
-            "anyway; this also moves the stem, ResNet blocks and head, whose torch CPU "
-            "channels-last BatchNorm sums float32 sequentially (~4x further from float64 logits, "
-            "benchmarks/equivalence.py)"
+            "warning: search.channels_last on CPU: it moves the whole network (stem, cells, "
+            "head) to channels-last, whose torch CPU BatchNorm sums float32 sequentially (~4x "
+            "further from float64 logits, benchmarks/equivalence.py); it is meant for GPUs (the "
+            "fast NB201 cells run channels-last on CPU anyway)"
         )
     gen = seed_everything(cfg.seed)
     data = data or load_dataset(

@@ -38,7 +38,10 @@ from ray_nas.algorithms import (
 from ray_nas.algorithms import REGISTRY as ALGORITHM_INFO
 from ray_nas.spaces import darts
 
-DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "fake")
+#: data set -> side of its images in pixels (ray_nas.data: digits are upsampled to 16x16)
+IMAGE_SIZES: dict[str, int] = {"cifar10": 32, "cifar100": 32, "imagenet16-120": 16, "digits": 16,
+                               "fake": 32}  # fmt: skip
+DATASETS = tuple(IMAGE_SIZES)
 ALGORITHMS = NAMES
 SCHEDULES = ("cosine", "constant")
 #: weights.warmup_rule: how the lr schedule continues after warmup (search.weights_lr)
@@ -198,7 +201,8 @@ class SearchConfig:
     seed: int = 0
     impl: str = "fast"
     """nb201: supernet implementation, the same function: fast (work shared across edges) |
-    reference (per-op modules); the darts space has one implementation"""
+    reference (per-op modules); the darts space has one implementation (fast; reference is
+    refused). A space's `impls` lists what it supports"""
     precision: str = "fp32"
     """fp32 | bf16 (autocast around the forwards of the weight and alpha steps; for GPUs)"""
     compile: bool = False
@@ -323,12 +327,14 @@ class Resources:
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Retraining of selected archs where no benchmark covers the data set.
+    """Retraining of selected archs where no benchmark covers the data set; each trial's search
+    space says how (ray_nas.spaces.base.Space, its evaluation part). Every run is a Ray task with
+    `gpu`/`cpu` under `ray-nas sweep` (or `evaluate` with RAY_ADDRESS).
 
-    NAS-Bench-201 archs: the discrete NB201 network under epochs/channels/cells/batch_size/lr.
-    DARTS-space genotypes: NetworkCIFAR under a named `recipe`, once per seed in `seeds`, each a
-    Ray task with `gpu`/`cpu` (checkpointed every epoch on the store, resumed after a lost node),
-    cached by (genotype, recipe, seed)."""
+    NAS-Bench-201 archs: the discrete NB201 network under epochs/channels/cells/batch_size/lr,
+    seed 0, cached by (arch, dataset, settings). DARTS-space genotypes: NetworkCIFAR under a
+    named `recipe`, once per seed in `seeds` (checkpointed every epoch on the store, resumed
+    after a lost node), cached by (genotype, recipe, seed, dataset)."""
 
     epochs: int = 10
     """NB201 archs: epochs (a DARTS recipe's own epochs unless `overrides` sets them)"""
@@ -338,14 +344,15 @@ class RetrainConfig:
     lr: float = 0.1
     steps_per_epoch: int | None = None
     """cap on batches per epoch (both kinds; quick looks and tests)"""
-    recipe: str = "darts"
-    """DARTS-space genotypes: darts | drnas | proxy (ray_nas.spaces.darts_train.RECIPES)"""
+    recipe: str | None = None
+    """spaces with named recipes (DARTS: darts | drnas | proxy, ray_nas.spaces.darts_train.RECIPES);
+    null = the space's default_recipe (DARTS: darts)"""
     overrides: dict = field(default_factory=dict)
-    """DARTS-space genotypes: recipe fields to change, e.g. {epochs: 100, layers: 8}"""
+    """spaces with named recipes: recipe fields to change, e.g. {epochs: 100, layers: 8}"""
     seeds: tuple[int, ...] = (0,)
     """DARTS-space genotypes: one retrain per seed; the table reports mean and std"""
     gpu: float = 0.0
-    """GPUs per retraining Ray task (DARTS-space genotypes)"""
+    """GPUs per retraining Ray task"""
     cpu: float = 1.0
     """CPUs per retraining Ray task"""
 
@@ -593,13 +600,24 @@ def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> 
         raise SpecError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
-def _check_recipe(r: RetrainConfig) -> None:
-    from ray_nas.spaces.darts_train import recipe  # pure: no torch at import
-
-    try:
-        recipe(r.recipe, **r.overrides)
-    except (ValueError, TypeError) as e:
-        raise SpecError(f"evaluate.retrain: {e}") from None
+def _check_recipe(r: RetrainConfig, trials: list[tuple[SearchConfig, str, dict]]) -> None:
+    """evaluate.retrain against the search space of every trial that can retrain: the recipe it
+    names there (recipe, overrides) and the data sets it would train on (e.g. an auxiliary head
+    on 16x16 images)."""
+    recipes = {}
+    for cfg in {(c.space, c.dataset): c for c, _rid, _p in trials}.values():
+        space = spaces.get_space(cfg.space)
+        if not space.recipes:
+            continue
+        try:
+            if cfg.space not in recipes:
+                recipes[cfg.space] = space.retrain_recipe(r)[1]
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"evaluate.retrain: {e}") from None
+        try:
+            space.check_retrain(recipes[cfg.space], cfg.dataset, IMAGE_SIZES[cfg.dataset])
+        except ValueError as e:  # its message starts with the key under evaluate.retrain
+            raise SpecError(f"evaluate.retrain.{e}") from None
     if not r.seeds:
         raise SpecError("evaluate.retrain.seeds: expected at least one seed")
     _positive(r.cpu, "evaluate.retrain.cpu")
@@ -643,6 +661,12 @@ def _validate_search(c: SearchConfig, w: str) -> None:
     if not c.ops:
         raise SpecError(
             f"{w}.ops: no op left; choose from: {', '.join(spaces.get_space(c.space).ops)}"
+        )
+    impls = spaces.get_space(c.space).impls
+    if c.impl not in impls:
+        raise SpecError(
+            f"{w}.impl: {c.impl!r} is not an implementation of the {c.space} space "
+            f"(valid: {', '.join(impls)})"
         )
     _check_connections(c, w)
     if c.space == "darts" and c.layers < 3:
@@ -805,7 +829,7 @@ def _validate_job(spec: JobSpec) -> None:
         for key in ("epochs", "channels", "cells", "batch_size", "steps_per_epoch"):
             _positive(getattr(r, key), f"evaluate.retrain.{key}")
         _positive(r.lr, "evaluate.retrain.lr")
-        _check_recipe(r)
+        _check_recipe(r, trials)
     _validate_metric(spec.evaluate.metric)
     from ray_nas import criteria  # pure numpy: cheap
 

@@ -426,11 +426,14 @@ def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0) -> list:
     """Run fn(*a) for each a as Ray tasks (the retraining stage), results in order.
 
     A task whose node is lost is rerun by Ray (up to 3 times); the retraining tasks checkpoint
-    every epoch on the store, so a rerun resumes where the lost one stopped."""
+    every epoch on the store, so a rerun resumes where the lost one stopped. The test-only
+    FAULT_ENVS set here reach the tasks, as a sweep's reach its trials."""
     import ray
 
     init_ray()
-    remote = ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=3)(fn)
+    fault = {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)}
+    opts = {"runtime_env": {"env_vars": fault}} if fault else {}
+    remote = ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=3, **opts)(fn)
     return ray.get([remote.remote(*a) for a in args])
 
 

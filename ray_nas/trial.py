@@ -23,8 +23,8 @@ from ray_nas.spec import JobSpec, SearchConfig, SpecError, config_json, flatten,
 #: Test-only fault injection: "DIR:EPOCH" makes a trial raise once after writing EPOCH
 #: (a marker file in DIR records that it happened, so the retry succeeds).
 FAIL_ONCE_ENV = "RAY_NAS_FAIL_ONCE"
-#: Test-only pause: "DIR:EPOCH" makes a trial, once, after writing EPOCH (before its checkpoint),
-#: create DIR/paused and wait until DIR/go exists (at most 300 s), so a test can act mid-trial
+#: Test-only pause: "DIR:EPOCH" makes a trial, once, after writing EPOCH (before its checkpoint;
+#: a retraining: after that epoch's checkpoint), create DIR/paused and wait until DIR/go exists (at most 300 s), so a test can act mid-trial
 #: (remove the node, make the store unwritable) at a known point.
 PAUSE_ONCE_ENV = "RAY_NAS_PAUSE_ONCE"
 #: Test-only kill: "EPOCH" makes the process SIGKILL itself right after writing EPOCH (before its
@@ -169,7 +169,7 @@ def run_trial(
             put_status(epochs_done=rec.epoch)
         if on_record:
             on_record(rec)
-        _maybe_pause(rec.epoch, log)
+        maybe_pause(rec.epoch, log)
         _maybe_fail(rec.epoch)
         return stop is not None
 
@@ -247,7 +247,10 @@ def _maybe_fail(epoch: int) -> None:
         raise InjectedFailure(f"{FAIL_ONCE_ENV}: injected failure after epoch {epoch}")
 
 
-def _maybe_pause(epoch: int, log: Callable[[str], None]) -> None:
+def maybe_pause(epoch: int, log: Callable[[str], None]) -> None:
+    """Test-only (PAUSE_ONCE_ENV "FOLDER:EPOCH"): after `epoch`, once, write FOLDER/paused and
+    wait until FOLDER/go exists (at most 300 s), so a test can kill the node mid-run. Trials
+    call it after each epoch's record, retrainings after each epoch's checkpoint."""
     spec = os.environ.get(PAUSE_ONCE_ENV)
     if not spec:
         return

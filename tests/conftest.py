@@ -121,10 +121,11 @@ def sigkill_after_epochs(cmd: list[str], epochs_file: str, rows: int = 3, env=No
     return written()
 
 
-def killed_search_matches_uninterrupted(write_job, search: dict, epochs: int):
+def killed_search_matches_uninterrupted(write_job, search: dict, epochs: int, **keys):
     """A search of `search` keys (job "killed", SIGKILLed after 3 epochs, then resumed) against the
-    same search run uninterrupted (job "ref"): asserts their stores are equal but for the seconds
-    column and returns (spec of "killed", run_id, its epochs frame, its alphas frame)."""
+    same search run uninterrupted (job "ref"), both jobs with the top-level `keys`: asserts
+    their stores are equal but for the seconds column and returns (spec of "killed", run_id, its
+    epochs frame, its alphas frame)."""
     import pandas as pd
 
     from ray_nas.cli import main
@@ -132,8 +133,9 @@ def killed_search_matches_uninterrupted(write_job, search: dict, epochs: int):
 
     from .test_store_resume import CMD, _read, _run
 
-    assert main(["search", str(write_job(name="ref", search=search)), "--quiet"]) == 0  # in-process
-    job = write_job(name="killed", search=search)
+    ref = write_job(name="ref", search=search, **keys)
+    assert main(["search", str(ref), "--quiet"]) == 0  # in-process
+    job = write_job(name="killed", search=search, **keys)
     spec = load_spec(job)
     rid = run_id(search_config(spec))
     epochs_file = f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet"

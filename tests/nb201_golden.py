@@ -1,17 +1,20 @@
 """A small synthetic NAS-Bench-201 store evaluated with the built-in table and the paper's
-criteria: the selections the golden test (tests/test_nb201_golden.py) compares with
-tests/data/nb201_selections_pre13.csv.
+criteria: the selections, the report and (on digits) the retraining cache that the golden test
+(tests/test_nb201_golden.py) compares with tests/data/nb201_*_pre13.*.
 
 It uses only APIs that main had before the space refactor (commit 6c423da), so the same code
 makes the expected values there:
 
     git worktree add /tmp/pre13 6c423da
-    PYTHONPATH=/tmp/pre13 python tests/nb201_golden.py tests/data/nb201_selections_pre13.csv
+    PYTHONPATH=/tmp/pre13 python tests/nb201_golden.py selections tests/data/nb201_selections_pre13.csv
+    PYTHONPATH=/tmp/pre13 python tests/nb201_golden.py report tests/data/nb201_report_pre13.html
+    PYTHONPATH=/tmp/pre13 python tests/nb201_golden.py retrain tests/data/nb201_retrain_pre13.csv
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +24,7 @@ import pandas as pd
 
 from ray_nas import nb201, trajectory
 from ray_nas.evaluate import run_evaluate
+from ray_nas.report import build_report
 from ray_nas.spec import config_json, load_spec, resolve_search, run_id
 
 EPOCHS = 30
@@ -49,27 +53,86 @@ def synth_trial(rng: np.random.Generator, ops) -> tuple[list[dict], np.ndarray, 
     return rows, alpha, weights
 
 
-def selections(tmp: str) -> pd.DataFrame:
-    """Write the store under `tmp`, evaluate it (no MLflow), return every column of
-    selections.parquet (run_id, criterion, params, label, fired, stop_epoch, arch, note,
-    in_progress, the table's metrics cifar10_test ... and bench_index), sorted."""
+def write_store(tmp: str, trials=TRIALS, dataset: str | None = None) -> str:
+    """The synthetic store of `trials` (seeded random walks) under `tmp`; returns the store path."""
     store, name = f"{tmp}/store", "golden"
     rng = np.random.default_rng(2026)
-    for seed, ops in TRIALS:
-        cfg = resolve_search({"seed": seed, "epochs": EPOCHS, "ops": list(ops)})
+    extra = {"dataset": dataset} if dataset else {}
+    for seed, ops in trials:
+        cfg = resolve_search({"seed": seed, "epochs": EPOCHS, "ops": list(ops), **extra})
         rows, alpha, weights = synth_trial(rng, ops)
         writer = trajectory.TrialWriter(f"{store}/{name}", run_id(cfg), cfg.ops, nb201.EDGES,
                                         config_json(cfg))  # fmt: skip
         writer.write_all(rows, alpha, weights)
-    job = Path(tmp, "job.yaml")
-    job.write_text(json.dumps({"name": name, "store": store, "search": {"epochs": EPOCHS},
-                               "evaluate": {"benchmark": "nb201", "retrain": None}}))  # fmt: skip
-    sel = run_evaluate(load_spec(str(job)), log=lambda s: None, track=False).selections
+    return store
+
+
+def _job(tmp: str, file: str, **keys) -> str:
+    job = Path(tmp, file)
+    job.write_text(json.dumps({"name": "golden", "store": f"{tmp}/store", **keys}))
+    return str(job)
+
+
+def selections(tmp: str) -> pd.DataFrame:
+    """Write the store under `tmp`, evaluate it (no MLflow), return every column of
+    selections.parquet (run_id, criterion, params, label, fired, stop_epoch, arch, note,
+    in_progress, the table's metrics cifar10_test ... and bench_index), sorted."""
+    write_store(tmp)
+    job = _job(tmp, "job.yaml", search={"epochs": EPOCHS},
+               evaluate={"benchmark": "nb201", "retrain": None})  # fmt: skip
+    sel = run_evaluate(load_spec(job), log=lambda s: None, track=False).selections
     return sel.sort_values(["run_id", "label"]).reset_index(drop=True)
 
 
+def report(tmp: str) -> str:
+    """The HTML report of the store `selections(tmp)` wrote and evaluated, under a job whose grid
+    names its two op sets (the job of `selections` has no grid: the report draws one group per
+    grid group and cannot chart trials of two op sets in one), with the parts that are not the
+    store's content normalised: the store path, the time written, the CSS and script, and the
+    resolved job spec (it lists every config key the code has, so it grows with new keys)."""
+    seeds = sorted({s for s, _ in TRIALS})
+    job = _job(tmp, "report.yaml", search={"epochs": EPOCHS},
+               grid={"ops": [list(nb201.OPS), list(nb201.OPS[1:])], "seed": seeds},
+               evaluate={"benchmark": "nb201", "retrain": None})  # fmt: skip
+    page = build_report(load_spec(job)).replace(tmp, "<tmp>")
+    page = re.sub(r"<dt>written</dt><dd>[^<]*</dd>", "<dt>written</dt><dd>-</dd>", page)
+    page = re.sub(r"<style>.*?</style>|<script>.*?</script>", "", page, flags=re.S)
+    return re.sub(r'<details class="section" id="spec".*?</details>', "", page, flags=re.S)
+
+
+#: the retraining golden: 2 trials on digits, their selected archs retrained tiny (NB201 recipe)
+RETRAIN = {"epochs": 2, "channels": 4, "cells": 1, "batch_size": 32, "steps_per_epoch": 4}
+
+
+def retrain_job(tmp: str) -> str:
+    """A store of TRIALS[:2] on digits and a job that retrains its selections (the paper's 15
+    criteria; no benchmark covers digits); returns the job file."""
+    write_store(tmp, TRIALS[:2], dataset="digits")
+    return _job(tmp, "retrain.yaml", search={"epochs": EPOCHS, "dataset": "digits"},
+                evaluate={"benchmark": None, "retrain": RETRAIN})  # fmt: skip
+
+
+def retrained(tmp: str) -> pd.DataFrame:
+    """Evaluate `retrain_job(tmp)` (retraining every distinct selected arch in this process) and
+    return its cache, retrain.parquet (arch, dataset, settings, test_acc, seconds), by arch."""
+    spec = load_spec(retrain_job(tmp))
+    run_evaluate(spec, log=lambda s: None, track=False)
+    cache = trajectory.read_frame(f"{spec.job_dir}/retrain.parquet")
+    return cache.sort_values("arch").reset_index(drop=True)
+
+
 if __name__ == "__main__":
+    what, out_path = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory() as d:
-        out = selections(d)
-    out.to_csv(sys.argv[1], index=False)
-    print(f"{len(out)} rows, columns {list(out.columns)} -> {sys.argv[1]}")
+        if what == "selections":
+            out = selections(d)
+            out.to_csv(out_path, index=False)
+            print(f"{len(out)} rows, columns {list(out.columns)} -> {out_path}")
+        elif what == "report":
+            selections(d)
+            Path(out_path).write_text(report(d))
+            print(f"report ({Path(out_path).stat().st_size} bytes) -> {out_path}")
+        else:
+            out = retrained(d)
+            out.to_csv(out_path, index=False)
+            print(f"{len(out)} retrained archs -> {out_path}")

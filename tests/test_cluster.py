@@ -3,6 +3,7 @@ API path (`ray start --head` + `ray job submit`). Every node listens on 127.0.0.
 cluster has its own temp dir (so no other `ray.init()` on this machine finds it) and is stopped
 here, by its own processes, never by a machine-wide `ray stop`."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -67,9 +69,67 @@ def _alphas(job_dir: str, rid: str) -> pd.DataFrame:
     return trajectory.read_frame(trajectory.trial_paths(job_dir, rid)["alphas"])
 
 
-def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_tmp, monkeypatch):
+#: every node of these clusters: 127.0.0.1, one CPU, a small object store
+NODE = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 * 2**20}
+
+
+@dataclass
+class PausedDriver:
+    cluster: object
+    """ray.cluster_utils.Cluster: a head without CPUs, `worker` the one node that runs work"""
+    worker: object
+    proc: subprocess.Popen
+    log: Path
+    """the driver's stdout and stderr (and its Ray workers' output)"""
+    pause: Path
+
+    def replace_worker(self) -> float:
+        """Kill the worker node (no graceful exit), add a fresh one, let the paused work go on;
+        the time of the removal."""
+        t = time.time()
+        self.cluster.remove_node(self.worker, allow_graceful=False)
+        self.cluster.add_node(**NODE)
+        (self.pause / "go").write_text("")
+        return t
+
+    def wait_ok(self, deadline: float) -> None:
+        """Poll until the driver exits; it must exit 0 before `deadline`."""
+        while self.proc.poll() is None:
+            assert time.time() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.05)
+        assert self.proc.returncode == 0, self.log.read_text()[-3000:]
+
+
+@contextlib.contextmanager
+def paused_driver(cmd: list[str], tmp_path: Path, short_tmp: str, monkeypatch):
+    """A cluster of our own (files under short_tmp) and `cmd` as its driver, whose trial or
+    retraining pauses after epoch 2 (RAY_NAS_PAUSE_ONCE); yields a PausedDriver once it paused,
+    then stops the driver, the cluster and its processes."""
     from ray.cluster_utils import Cluster
 
+    monkeypatch.setenv("RAY_TMPDIR", short_tmp)  # the cluster's files and address stay there
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "num_cpus": 0})
+    proc, log, pause = None, tmp_path / "driver.log", tmp_path / "pause"
+    try:
+        worker = cluster.add_node(**NODE)
+        env = {**os.environ, **LOOPBACK, "RAY_ADDRESS": cluster.address, "PYTHONPATH": str(REPO),
+               "RAY_NAS_PAUSE_ONCE": f"{pause}:2"}  # fmt: skip
+        with open(log, "w") as f:
+            proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+        deadline = time.time() + 300
+        while not (pause / "paused").exists():
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        yield PausedDriver(cluster, worker, proc, log, pause)
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        cluster.shutdown()
+        _kill_leftovers(short_tmp)
+
+
+def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_tmp, monkeypatch):
     search = {"epochs": 4, "steps_per_epoch": 2}
     ref = load_spec(write_job(name="ref", search=search))
     ((cfg, rid, _),) = expand_grid(ref)
@@ -79,43 +139,20 @@ def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_
                     evaluate=NO_RETRAIN)  # fmt: skip
     spec = load_spec(job)
     epochs_file = trajectory.trial_paths(spec.job_dir, rid)["epochs"]
-    pause = tmp_path / "pause"
-    monkeypatch.setenv("RAY_TMPDIR", short_tmp)  # the cluster's files and address stay there
-    node = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 * 2**20}
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 0})
-    proc = None
-    try:
-        worker = cluster.add_node(**node)
-        env = {**os.environ, **LOOPBACK, "RAY_ADDRESS": cluster.address,
-               "RAY_NAS_PAUSE_ONCE": f"{pause}:2"}  # fmt: skip
-        log = tmp_path / "driver.log"
-        with open(log, "w") as f:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ray_nas.cli", "sweep", str(job), "--no-evaluate"],
-                env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+    cmd = [sys.executable, "-m", "ray_nas.cli", "sweep", str(job), "--no-evaluate"]
+    with paused_driver(cmd, tmp_path, short_tmp, monkeypatch) as run:  # epochs 0..2 written,
+        t_removed = run.replace_worker()  # checkpoint of 2 not yet; the trial's node dies
         deadline = time.time() + 300
-        while not (pause / "paused").exists():  # epochs 0..2 written, checkpoint of 2 not yet
-            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.05)
-        t_removed = time.time()
-        cluster.remove_node(worker, allow_graceful=False)  # the trial's node dies
-        cluster.add_node(**node)  # a fresh one joins
-        (pause / "go").write_text("")
         while not (
             os.path.exists(epochs_file)
             and os.path.getmtime(epochs_file) > t_removed
             and trajectory.read_frame(epochs_file).epoch.max() >= 2
         ):  # the first epoch written on the new node
-            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            assert run.proc.poll() is None and time.time() < deadline, run.log.read_text()[-3000:]
             time.sleep(0.05)
         recovery = time.time() - t_removed
-        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
-    finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        cluster.shutdown()
-        _kill_leftovers(short_tmp)
+        run.wait_ok(time.time() + 300)
+    log = run.log
     out = log.read_text()
     print(f"node-loss recovery: {recovery:.1f}s from node removal to the first new epoch")
     said = [ln for ln in out.splitlines() if f"trial {rid} failed on node 127.0.0.1" in ln]
@@ -126,6 +163,59 @@ def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_
     assert ep.epoch.tolist() == [0, 1, 2, 3, 4]  # each epoch exactly once
     pd.testing.assert_frame_equal(_alphas(spec.job_dir, rid), _alphas(ref.job_dir, rid))
     assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
+
+
+#: a driver that retrains a job's selections as Ray tasks on the cluster at RAY_ADDRESS (the path
+#: of `ray-nas evaluate` with RAY_ADDRESS set, without MLflow)
+_RETRAIN_DRIVER = """
+import sys
+from ray_nas.evaluate import run_evaluate
+from ray_nas.spec import load_spec
+from ray_nas.sweep import ray_map
+run_evaluate(load_spec(sys.argv[1]), retrain_map=ray_map, track=False)
+"""
+
+
+def test_node_lost_mid_retrain_resumes_from_its_checkpoint(write_job, tmp_path, short_tmp,
+                                                           monkeypatch):  # fmt: skip
+    """A DARTS-space retraining task (proxy recipe at C=2, 3 cells, 3 epochs, digits) paused
+    after epoch 2's checkpoint; its node is removed, a fresh one added; Ray reruns the task
+    there, it resumes from epoch 2 on the store and ends as an uninterrupted retrain."""
+    from ray_nas.spaces import get_space
+    from ray_nas.spaces.recipes import state_digest
+    from ray_nas.trial import FileCheckpoint
+
+    retrain = {"recipe": "proxy", "overrides": {"layers": 3, "channels": 2, "epochs": 3, "batch_size": 8,
+                                                "steps_per_epoch": 2, "auxiliary_weight": 0.0}}  # fmt: skip
+    search = {"space": "darts", "dataset": "digits", "ops": ["skip_connect", "sep_conv_3x3"],
+              "layers": 3, "channels": 2, "epochs": 1, "steps_per_epoch": 1, "batch_size": 8}  # fmt: skip
+    spec = load_spec(write_job(name="rtloss", search=search, criteria=["final"],
+                               evaluate={"benchmark": None, "retrain": retrain}))  # fmt: skip
+    ((cfg, rid, _),) = expand_grid(spec)
+    run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
+    cmd = [sys.executable, "-c", _RETRAIN_DRIVER, spec.source]
+    with paused_driver(cmd, tmp_path, short_tmp, monkeypatch) as run:  # epoch 2's checkpoint is
+        run.replace_worker()  # on the store; the task's node dies, a fresh one joins
+        run.wait_ok(time.time() + 300)
+    log = run.log
+    out = log.read_text()
+    assert "resuming from the checkpoint of epoch 2" in out, out[-3000:]
+    assert out.count("retrain epoch 3/3") == 1, out[-3000:]  # only epoch 3 ran after the loss
+    cache = trajectory.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
+    (ckpt,) = os.listdir(f"{spec.job_dir}/retrain")
+    state = FileCheckpoint(f"{spec.job_dir}/retrain/{ckpt}").load()
+    space = get_space("darts")
+    whole = space.retrain(
+        cache.genotype.iloc[0],
+        space.retrain_recipe(spec.evaluate.retrain)[1],
+        "digits",
+        "data",
+        0,
+        log=lambda s: None,
+    )  # uninterrupted, no checkpoint
+    assert state["epoch"] == 3 and state["train_loss"] == whole.train_loss
+    assert state_digest(state["model"]) == whole.digest  # bit-identical weights
+    assert cache.test_acc.tolist() == [whole.test_acc]
 
 
 def test_jobs_api_sweep_succeeds(write_job, tmp_path, short_tmp):

@@ -241,7 +241,9 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
         {"name": "ss_eq12", "op": "sep_conv_3x3"},
         {"name": "dartsplus_sc", "k": 2},
     ]
-    spec, rid, ep, al = killed_search_matches_uninterrupted(write_job, DARTS_SEARCH, 4)
+    spec, rid, ep, al = killed_search_matches_uninterrupted(
+        write_job, DARTS_SEARCH, 4, evaluate={"benchmark": None, "retrain": DARTS_RETRAIN}
+    )  # the default recipe's auxiliary head would need 32x32 images: digits are 16x16
     assert search_config(spec).ops == ("skip_connect", "sep_conv_3x3")
     ref = write_job(name="ref", search=DARTS_SEARCH, criteria=criteria,
                     evaluate={"benchmark": None, "retrain": DARTS_RETRAIN})  # fmt: skip
@@ -289,7 +291,8 @@ def test_space_keys_are_checked_before_any_work(write_job, capsys, tmp_path):
         assert main(["search", str(write_job(search=search))]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.strip().count("\n") == 0, err
-    job = write_job(evaluate={"retrain": {"recipe": "proxy", "overrides": {"epoch": 3}}})
+    job = write_job(search=DARTS_SEARCH,
+                    evaluate={"retrain": {"recipe": "proxy", "overrides": {"epoch": 3}}})  # fmt: skip
     assert main(["sweep", str(job), "--dry-run"]) == 2
     assert "evaluate.retrain: retrain recipe: unknown key 'epoch'" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()  # nothing written
@@ -347,7 +350,7 @@ def test_darts_retraining_runs_as_ray_tasks_and_is_cached(ray_session, write_job
     pids: set[int] = set()
     lines: list[str] = []
     sel = run_evaluate(spec, retrain_map=traced_map, log=lines.append, track=False).selections
-    assert calls == [("retrain_genotype_task", 2)]  # one genotype x seeds 0, 1
+    assert calls == [("retrain_task", 2)]  # one genotype x seeds 0, 1
     assert pids and os.getpid() not in pids  # ran in Ray workers, not in this process
     cache = trajectory.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
     assert sorted(cache.seed) == [0, 1] and set(cache.genotype) == set(sel.arch)

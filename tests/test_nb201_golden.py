@@ -1,4 +1,4 @@
-"""NAS-Bench-201 selections did not change with the space refactor (issue 13).
+"""NAS-Bench-201 selections, report and retraining did not change with the space refactor (issue 13).
 
 tests/data/nb201_selections_pre13.csv was made by tests/nb201_golden.py run against main before
 issue 13 (commit 6c423da, `PYTHONPATH=/tmp/pre13 python tests/nb201_golden.py ...`, see that
@@ -6,6 +6,12 @@ file): a synthetic store of 6 trials x 30 epochs (4 seeds of the 5 ops, 2 of the
 `none`), evaluated with the built-in NAS-Bench-201 table and the paper's 15 criteria, no MLflow.
 Today's code must give every column of selections.parquet identically: run_ids, params text,
 labels, decisions, stop epochs, archs, notes and the table's scores.
+
+tests/data/nb201_report_pre13.html: the report of that store (nb201_golden.report: under a job
+whose grid names the store's two op sets, since the report at 6c423da, as today, cannot chart
+two op sets in one group), normalised (store path, time written, CSS/JS and the resolved job
+spec left out). tests/data/nb201_retrain_pre13.csv: retrain.parquet of 2 trials on digits whose
+15 selections were retrained (NAS-Bench-201's recipe, 2 epochs x 4 steps, C=4, N=1) by 6c423da.
 """
 
 from __future__ import annotations
@@ -15,9 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .nb201_golden import TRIALS, selections
+from ray_nas import trajectory
+from ray_nas.evaluate import run_evaluate
+from ray_nas.spec import load_spec
 
-EXPECTED = Path(__file__).parent / "data" / "nb201_selections_pre13.csv"
+from .nb201_golden import TRIALS, report, retrain_job, selections
+
+DATA = Path(__file__).parent / "data"
+EXPECTED = DATA / "nb201_selections_pre13.csv"
 
 
 def _read(text) -> pd.DataFrame:
@@ -29,3 +40,27 @@ def test_nb201_selections_match_main_before_the_space_refactor(tmp_path):
     assert len(expected) == len(TRIALS) * 15 and expected.fired.nunique() == 2
     now = selections(str(tmp_path))
     pd.testing.assert_frame_equal(_read(io.StringIO(now.to_csv(index=False))), expected)
+
+    # the report of the same store: every chart, table and note as 6c423da drew it
+    assert report(str(tmp_path)) == (DATA / "nb201_report_pre13.html").read_text()
+
+
+def test_nb201_retraining_reuses_a_cache_written_before_the_refactor(tmp_path):
+    """retrain.parquet as 6c423da wrote it is read as a cache (no arch retrained, the same
+    accuracies, the file's layout kept), and an arch retrained now scores exactly as then."""
+    old = pd.read_csv(DATA / "nb201_retrain_pre13.csv")
+    spec = load_spec(retrain_job(str(tmp_path)))
+    cache_path = f"{spec.job_dir}/retrain.parquet"
+    fresh = old["arch"].iloc[[0, 5]].tolist()  # two archs left out of the cache: trained now
+    trajectory.write_frame(old[~old["arch"].isin(fresh)], cache_path)
+    lines: list[str] = []
+    sel = run_evaluate(spec, log=lines.append, track=False).selections
+    assert any("11 distinct genotypes x 1 seeds, 9 cached, 2 to train" in x for x in lines), lines
+    want = old.set_index("arch")["test_acc"]
+    assert sel["retrain_acc"].tolist() == want.loc[sel["arch"]].tolist()
+    assert "params_m" not in sel and "retrain_acc_std" not in sel  # as before: accuracy only
+    cache = trajectory.read_frame(cache_path)
+    assert list(cache.columns) == list(old.columns) and len(cache) == len(old)
+    got = cache.set_index("arch").loc[old["arch"]]
+    assert got["settings"].tolist() == old["settings"].tolist()
+    assert got["test_acc"].tolist() == old["test_acc"].tolist()  # the two fresh ones included

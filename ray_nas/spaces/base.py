@@ -9,11 +9,14 @@ a subset of `ops` in that order. Pure (numpy only); the networks are built on de
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+
+from ray_nas.spaces.recipes import RetrainResult, named_recipe
 
 
 class Space:
@@ -96,3 +99,59 @@ class Space:
         """The search network of a search config (spec.SearchConfig): a torch module with an
         `alpha` parameter [R, K], `weight_parameters()`, and forward(x, alpha=None, weights=None)."""
         raise NotImplementedError
+
+    # --------------------------------------------------------------------------------------
+    # the search settings it supports
+
+    impls: ClassVar[tuple[str, ...]] = ("fast",)
+    """the values of search.impl its supernet builder honours (the first: the default)"""
+
+    # --------------------------------------------------------------------------------------
+    # evaluation without a benchmark: retraining a genotype from scratch (ray_nas.retrain asks
+    # these; a space without recipes cannot retrain)
+
+    recipes: ClassVar[Mapping[str, Any]] = {}
+    """recipe name -> retraining recipe: a frozen dataclass with `epochs`, `steps_per_epoch` and
+    `key()` (a stable string, the cache key's recipe part)"""
+    default_recipe: ClassVar[str] = ""
+    """the recipe when evaluate.retrain.recipe is not given"""
+    retrain_cache: ClassVar[str] = ""
+    """the retraining cache's file name under the job's folder ("": retrain_<name>.parquet)"""
+    retrain_columns: ClassVar[Mapping[str, str] | None] = None
+    """recipes.RETRAIN_FIELDS -> the cache's column names, in file order (None: every field under
+    its own name); a space may store a subset (rows read back get seed 0, genotype =
+    genotype_key, recipe "" and params_m NaN for the fields it lacks)"""
+
+    def retrain_recipe(self, cfg: Any) -> tuple[str, Any]:
+        """(name, recipe) that `evaluate.retrain` (spec.RetrainConfig) names for this space: its
+        `recipe` (default `default_recipe`) with `overrides`, `steps_per_epoch` capping an
+        uncapped recipe. ValueError (one line) names a bad recipe, key or value."""
+        name = cfg.recipe or self.default_recipe
+        rec = named_recipe(self.recipes, name, cfg.overrides)
+        if cfg.steps_per_epoch and rec.steps_per_epoch is None:
+            rec = dataclasses.replace(rec, steps_per_epoch=cfg.steps_per_epoch)
+        return name, rec
+
+    def retrain_seeds(self, cfg: Any) -> tuple[int, ...]:
+        """The seeds each genotype is retrained with (one run each): evaluate.retrain.seeds."""
+        return tuple(cfg.seeds)
+
+    def check_retrain(self, rec: Any, dataset: str, image_size: int) -> None:
+        """ValueError when `rec` cannot train on `dataset` (images image_size x image_size
+        pixels): one line that starts with the key under evaluate.retrain and says what would be
+        valid; the job's validation calls it before any work."""
+
+    def build_eval_network(self, genotype_text: str, rec: Any, num_classes: int):
+        """The torch module that `retrain` trains for a genotype under `rec`."""
+        raise NotImplementedError(f"the {self.name} space has no evaluation network")
+
+    def retrain(
+        self, genotype_text: str, rec: Any, dataset: str, data_root: str, seed: int,
+        checkpoint: Any = None, device: str = "cpu", log: Callable[[str], None] = print,
+        on_epoch: Callable[[int], None] | None = None,
+    ) -> RetrainResult:  # fmt: skip
+        """Train the genotype's evaluation network from scratch under `rec` on the data set's
+        training split and score it on its test split. `checkpoint` (trial.FileCheckpoint or
+        None): saved after every epoch and resumed from where the space supports it;
+        `on_epoch(epoch)` runs after each epoch (and its checkpoint)."""
+        raise NotImplementedError(f"the {self.name} space cannot retrain")

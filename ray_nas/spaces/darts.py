@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ray_nas.spaces import darts_train
 from ray_nas.spaces.base import Space
 
 #: DARTS's op list, in its column order (cnn/genotypes.py PRIMITIVES)
@@ -228,9 +229,37 @@ class DartsSpace(Space):
         return sum(op == "skip_connect" for op, _ in parse_genotype(text).cell(cell))
 
     def build_supernet(self, cfg, num_classes: int):
+        import torch
+
         from ray_nas.spaces.darts_net import SearchNetwork
 
-        return SearchNetwork(cfg.ops, cfg.channels, cfg.layers, num_classes)
+        net = SearchNetwork(cfg.ops, cfg.channels, cfg.layers, num_classes)
+        return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
+
+    impls = ("fast",)
+    """one implementation of the search network (search.impl: reference is refused)"""
+
+    # evaluation: NetworkCIFAR under a named recipe, per seed, checkpointed every epoch
+    recipes = darts_train.RECIPES
+    default_recipe = "darts"
+    retrain_cache = "retrain_genotypes.parquet"
+
+    def check_retrain(self, rec, dataset: str, image_size: int) -> None:
+        """DARTS's auxiliary head reads the 8x8 map after the second reduction: 32x32 images."""
+        if rec.auxiliary_weight > 0 and image_size != 32:
+            raise ValueError(
+                f"overrides.auxiliary_weight: {rec.auxiliary_weight:g} needs 32x32 images (DARTS's "
+                f"auxiliary head), but {dataset} has {image_size}x{image_size}; set "
+                "evaluate.retrain.overrides.auxiliary_weight: 0 or retrain on a 32x32 data set"
+            )
+
+    def build_eval_network(self, genotype_text: str, rec, num_classes: int):
+        return darts_train.build_network(genotype_text, rec, num_classes)
+
+    def retrain(self, genotype_text, rec, dataset, data_root, seed, checkpoint=None,
+                device="cpu", log=print, on_epoch=None):  # fmt: skip
+        return darts_train.retrain(genotype_text, rec, dataset, data_root, seed, checkpoint,
+                                   device, log, on_epoch)  # fmt: skip
 
 
 SPACE = DartsSpace()

@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
+from ray_nas.spaces.recipes import RetrainResult, named_recipe, state_digest
+
+__all__ = ["RECIPES", "Recipe", "RetrainResult", "recipe", "retrain", "state_digest"]
 
 
 @dataclass(frozen=True)
@@ -65,41 +67,17 @@ RECIPES: dict[str, Recipe] = {
 
 def recipe(name: str, **overrides) -> Recipe:
     """A named recipe with field overrides; ValueError names a bad name or field."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown retrain recipe {name!r}; valid: {', '.join(RECIPES)}")
-    fields = {f.name for f in dataclasses.fields(Recipe)}
-    bad = sorted(set(overrides) - fields)
-    if bad:
-        raise ValueError(
-            f"retrain recipe: unknown key {bad[0]!r}; valid: {', '.join(sorted(fields))}"
-        )
-    base = RECIPES[name]
-    for key, value in overrides.items():
-        default = getattr(base, key)
-        kind = float if isinstance(default, float) else int
-        ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(
-            value, bool
-        )
-        if not (ok or (key == "steps_per_epoch" and value is None)) or (ok and value < 0):
-            raise ValueError(
-                f"retrain recipe {key}: expected a {'number' if kind is float else 'whole number'} >= 0, got {value!r}"
-            )
-    return dataclasses.replace(base, **overrides)
+    return named_recipe(RECIPES, name, overrides)
 
 
-@dataclass
-class RetrainResult:
-    test_acc: float
-    """accuracy in percent on the data set's test split after the last epoch"""
-    params_m: float
-    """parameters in millions, auxiliary head excluded"""
-    epochs: int
-    seconds: float
-    """wall seconds of this call (a resumed run counts only what it ran)"""
-    train_loss: list[float]
-    """mean training loss per epoch, from epoch 1"""
-    digest: str
-    """sha256 of the final weights (state_digest): equal = bit-identical training"""
+def build_network(genotype_text: str, rec: Recipe, num_classes: int):
+    """NetworkCIFAR of the genotype at the recipe's size, with the auxiliary head when the
+    recipe weighs it (forward: (logits, auxiliary logits or None))."""
+    from ray_nas.spaces import darts
+    from ray_nas.spaces.darts_net import NetworkCIFAR
+
+    return NetworkCIFAR(darts.parse_genotype(genotype_text), rec.channels, rec.layers,
+                        num_classes, rec.auxiliary_weight > 0)  # fmt: skip
 
 
 def cutout(x, length: int, gen):
@@ -138,15 +116,13 @@ def retrain(
 
     from ray_nas.data import Batcher, load_dataset
     from ray_nas.search import evaluate_split, rng_state, seed_everything, set_rng_state
-    from ray_nas.spaces import darts
-    from ray_nas.spaces.darts_net import NetworkCIFAR, count_params_m
+    from ray_nas.spaces.darts_net import count_params_m
 
     t0 = time.perf_counter()
     dev = torch.device(device)
     gen = seed_everything(seed)
     ds = load_dataset(dataset, data_root, seed=seed)
-    net = NetworkCIFAR(darts.parse_genotype(genotype_text), rec.channels, rec.layers,
-                       ds.num_classes, rec.auxiliary_weight > 0).to(dev)  # fmt: skip
+    net = build_network(genotype_text, rec, ds.num_classes).to(dev)
     opt = torch.optim.SGD(
         net.parameters(), lr=rec.lr, momentum=rec.momentum, weight_decay=rec.weight_decay
     )
@@ -222,12 +198,3 @@ class _LogitsOnly:
 
     def __call__(self, x, weights=None):
         return self.net(x)[0]
-
-
-def state_digest(state_dict) -> str:
-    """sha256 over a state_dict's tensors (names sorted): equal digests = bit-identical weights."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(state_dict[name].detach().cpu().numpy()).tobytes())
-    return h.hexdigest()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ray_nas.spaces import nb201_train
 from ray_nas.spaces.base import Space
 
 #: The five candidate operations, in the benchmark's order.
@@ -135,6 +136,33 @@ class NB201Space(Space):
 
         return build_supernet(cfg.impl, cfg.ops, cfg.channels, cfg.cells, num_classes,
                               cfg.track_running_stats, cfg.channels_last)  # fmt: skip
+
+    impls = ("fast", "reference")
+
+    # evaluation: the discrete network, one recipe set by evaluate.retrain's own keys
+    recipes = nb201_train.RECIPES
+    default_recipe = "nb201"
+    retrain_cache = "retrain.parquet"
+    retrain_columns = {"genotype_key": "arch", "dataset": "dataset", "recipe_key": "settings",
+                       "test_acc": "test_acc", "seconds": "seconds"}  # fmt: skip
+    """the cache's layout since before spaces were units: (arch, dataset, settings) -> acc"""
+
+    def retrain_recipe(self, cfg):
+        """evaluate.retrain's epochs, channels, cells, batch_size, lr, steps_per_epoch (its
+        `recipe` and `overrides` name the recipes of spaces that have several)."""
+        return self.default_recipe, nb201_train.recipe_of(cfg)
+
+    def retrain_seeds(self, cfg) -> tuple[int, ...]:
+        """Seed 0 only, as before seeds existed (the cache has no seed column)."""
+        return (0,)
+
+    def build_eval_network(self, genotype_text: str, rec, num_classes: int):
+        return nb201_train.build_network(genotype_text, rec, num_classes)
+
+    def retrain(self, genotype_text, rec, dataset, data_root, seed, checkpoint=None,
+                device="cpu", log=print, on_epoch=None):  # fmt: skip
+        """nb201_train.retrain; not checkpointed (`checkpoint` is ignored: minutes per run)."""
+        return nb201_train.retrain(genotype_text, rec, dataset, data_root, seed, device, on_epoch)
 
 
 SPACE = NB201Space()
