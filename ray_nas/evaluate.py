@@ -394,8 +394,12 @@ def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int
     if not trajectory.exists(path):
         raise FileNotFoundError(f"{path}: no selections yet (run `ray-nas evaluate` first)")
     sel = trajectory.read_frame(path)
+    from ray_nas.spaces import get_space
+
     configs = {t.run_id: t.config for t in trajectory.read_job(spec.job_dir)[0]}
-    darts_runs = {r for r, c in configs.items() if c.get("space") == "darts"}
+    darts_runs = {
+        r for r, c in configs.items() if get_space(c.get("space", "nb201")).export_format == "darts"
+    }
     sel = sel[sel["run_id"].isin(darts_runs)]
     if not len(sel):
         raise ValueError(

@@ -54,8 +54,6 @@ OP_COLORS = {
     "conv3x3-bn-relu": "#2ca02c",
     "conv1x1-bn-relu": "#1f77b4",
 }
-#: the spaces whose jobs get the Figure 4 section (NAS-Bench-1Shot1)
-FIGURE4_SPACES = ("nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3")
 VALID_COLOR, BENCH_COLOR, HESSIAN_COLOR = "#1f77b4", "#9467bd", "#8c564b"
 
 METRIC_NAMES = {
@@ -209,9 +207,9 @@ def build_report(spec: JobSpec) -> str:
     for i, (group, trials) in enumerate(d.groups.items()):
         body.append(_group_section(d, group, trials, i))
     body.append(_tables_section(d))
-    if any(t.config.get("space") in FIGURE4_SPACES for t in d.trials):
+    if _section_trials(d, "figure4"):
         body.append(_section("figure4", "NAS-Bench-1Shot1 (Figure 4 layout)", _figure4(d)))
-    if any(t.config.get("space") == "darts" for t in d.trials):
+    if _section_trials(d, "table4"):
         body.append(_section("table4", "Selected architectures (Table 4 layout)", _table4(d)))
     body.append(_trials_section(d))
     body.append(_spec_section(d))
@@ -313,14 +311,27 @@ class Marker:
     title: str
 
 
+def _magnitudes(trials: list) -> dict[str, list[np.ndarray]]:
+    """op -> per trial its m(t, o) [T+1] (mean softmax weight over the parameter rows), by op
+    NAME: trials of one group may hold different op sets (a store that kept the trials of an
+    earlier `ops`); a trial without the op contributes NaN."""
+    ops = list(dict.fromkeys(o for t in trials for o in t.ops))
+    return {
+        op: [
+            t.weights[:, :, t.ops.index(op)].mean(1) if op in t.ops
+            else np.full(len(t.weights), np.nan)
+            for t in trials
+        ]
+        for op in ops
+    }  # fmt: skip
+
+
 def _group_section(d: ReportData, group: str, trials: list, index: int) -> str:
     sel = d.selections[d.selections["group"] == group]
     markers = _stop_markers(d, sel)
-    ops = trials[0].ops
     x_max = max(len(t.epochs["epoch"]) for t in trials) - 1
     warmup = int(trials[0].config.get("warmup_epochs") or 0)
-    mag = [Series(op, OP_COLORS.get(op, "#333"), _stack([t.weights[:, :, k].mean(1) for t in trials]))
-           for k, op in enumerate(ops)]  # fmt: skip
+    mag = [Series(op, OP_COLORS.get(op, "#333"), _stack(runs)) for op, runs in _magnitudes(trials).items()]  # fmt: skip
     charts = [_chart_block("Operation magnitude m(t, o)", mag, "epoch", "m(t, o): mean softmax weight over edges",
                            x_max, markers, warmup, y_zero=True, fmt="{:.3f}")]  # fmt: skip
     acc = [
@@ -363,12 +374,9 @@ def _figure4(d: ReportData) -> str:
     curves: mean over seeds, band: ± 1 std."""
     keys = ev.grid_group_keys(d.spec)
     panels: dict[tuple[str, str], list] = {}
-    for t in d.trials:
-        if t.config.get("space") in FIGURE4_SPACES:
-            panels.setdefault(
-                (t.config["space"], ev.group_label(t.config, keys, d.spec)), []
-            ).append(t)
-    order = sorted(panels, key=lambda p: FIGURE4_SPACES.index(p[0]))
+    for t in _section_trials(d, "figure4"):
+        panels.setdefault((_space_of(t), ev.group_label(t.config, keys, d.spec)), []).append(t)
+    order = sorted(panels, key=lambda p: p[0])  # by space name, then first-seen group
     metric = "cifar10_test"  # the figure's: NAS-Bench-101's test accuracy, whatever the summary's
     letters = iter("abcdefghijklmnopqrstuvwxyz" * 4)
     accs = [
@@ -414,8 +422,8 @@ def _figure4_accuracy(d: ReportData, trials: list, metric: str, title: str) -> s
 
 def _figure4_magnitudes(trials: list, title: str) -> str:
     x_max = max(len(t.epochs["epoch"]) for t in trials) - 1
-    series = [Series(op, OP_COLORS.get(op, "#333"), _stack([t.weights[:, :, k].mean(1) for t in trials]),
-                     std_band=True) for k, op in enumerate(trials[0].ops)]  # fmt: skip
+    series = [Series(op, OP_COLORS.get(op, "#333"), _stack(runs), std_band=True)
+              for op, runs in _magnitudes(trials).items()]  # fmt: skip
     return _chart_block(title, series, "epoch", "m(t, o): mean over choice blocks",
                         x_max, [], 0, y_zero=True, fmt="{:.3f}")  # fmt: skip
 
@@ -613,15 +621,30 @@ def _table2(d: ReportData, sel: pd.DataFrame) -> str:
             f"<th>fire rate</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
 
 
+def _section_trials(d: ReportData, section: str) -> list:
+    """The trials whose space asks for the report section `section` (Space.report_sections)."""
+    from ray_nas.spaces import get_space
+
+    return [t for t in d.trials if section in get_space(_space_of(t)).report_sections]
+
+
+def _skips(space, arch: str) -> int:
+    """skip_connect edges in the cell the space's criteria read (DARTS: normal)."""
+    return space.skip_count(arch, space.magnitude_cell)
+
+
+def _space_of(t) -> str:
+    return t.config.get("space", "nb201")
+
+
 def _table4(d: ReportData) -> str:
     """Table 4 layout (DARTS-space searches): per search and criterion the selected genotype's
     stop epoch, skip connections in its normal cell, parameters (M, auxiliary head excluded) and
     retrained test error (%, mean ± std over evaluate.retrain.seeds)."""
     from ray_nas.spaces import get_space
 
-    space = get_space("darts")
-    darts_runs = {t.run_id for t in d.trials if t.config.get("space") == "darts"}
-    sel = d.selections[d.selections["run_id"].isin(darts_runs)]
+    space_of = {t.run_id: get_space(_space_of(t)) for t in _section_trials(d, "table4")}
+    sel = d.selections[d.selections["run_id"].isin(space_of)]
     rows = []
     for r in sel.sort_values(["run_id", "label"]).itertuples():
         acc, std, pm = (
@@ -629,7 +652,7 @@ def _table4(d: ReportData) -> str:
         )
         err = "–" if not _ok(acc) else f"{100 - acc:.2f}" + (f" ± {std:.2f}" if _ok(std) else "")
         rows.append(f"<tr><td><code>{_e(r.run_id)}</code></td><td><code>{_e(r.label)}</code></td>"
-                    f"<td>{int(r.stop_epoch)}</td><td>{space.skip_count(r.arch, 'normal')}</td>"
+                    f"<td>{int(r.stop_epoch)}</td><td>{_skips(space_of[r.run_id], r.arch)}</td>"
                     f"<td>{f'{pm:.2f}' if _ok(pm) else '–'}</td><td>{err}</td>"
                     f'<td><code class="arch">{_e(r.arch)}</code></td></tr>')  # fmt: skip
     return ('<p class="sub">Each criterion\'s genotype, retrained from scratch (`ray-nas evaluate`; '

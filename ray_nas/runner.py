@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ray_nas import spec as specmod
+from ray_nas.spaces import get_space
 from ray_nas.spec import SpecError
 
 
@@ -48,7 +49,7 @@ def search_command(
         integrity.check_trials(spec, [rid], "search")
     from ray_nas.trial import StoreError, run_trial
 
-    size = f"N={cfg.cells}" if cfg.space == "nb201" else f"{cfg.layers} cells"
+    size = f"N={cfg.cells}" if get_space(cfg.space).size_key == "cells" else f"{cfg.layers} cells"
     print(f"job {spec.name}: search {rid} ({cfg.space}, {cfg.dataset}, C={cfg.channels}, {size}, "
           f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
     t0 = time.perf_counter()
@@ -149,8 +150,6 @@ def _set_by_job(spec: specmod.JobSpec) -> str:
 def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
     """Jobs on a space without a benchmark (DARTS): the retraining's GPU-hours, at most one
     genotype per (trial, criterion)."""
-    from ray_nas.spaces import get_space
-
     space = {cfg.space: get_space(cfg.space) for cfg, _rid, _point in trials}
     n_retrain = sum(not space[cfg.space].has_benchmark for cfg, _rid, _point in trials)
     r = spec.evaluate.retrain

@@ -285,9 +285,6 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
     },  # fmt: skip
 }
 
-#: `layers` of a space whose search network differs from the SearchConfig default (DARTS's 8)
-#: when the job does not set it: the 1Shot1 supernet's 9 cells
-SPACE_LAYERS: dict[str, int] = {f"nb1shot1_s{k}": 9 for k in (1, 2, 3)}
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
 NON_IDENTITY_FIELDS = (
@@ -574,8 +571,8 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
     space = spaces.get_space(space_name)
     if "ops" not in merged and space_name != SearchConfig.space:
         merged["ops"] = list(space.ops)
-    if "layers" not in merged and space_name in SPACE_LAYERS:
-        merged["layers"] = SPACE_LAYERS[space_name]
+    if "layers" not in merged and space.default_layers is not None:
+        merged["layers"] = space.default_layers
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
             merged["ops"] = list(space.validate_ops(merged["ops"]))
@@ -669,10 +666,9 @@ def _validate_search(c: SearchConfig, w: str) -> None:
             f"(valid: {', '.join(impls)})"
         )
     _check_connections(c, w)
-    if c.space == "darts" and c.layers < 3:
-        raise SpecError(
-            f"{w}.layers: the DARTS space needs >= 3 (two reduction cells), got {c.layers}"
-        )
+    min_layers = spaces.get_space(c.space).min_layers
+    if c.layers < min_layers:
+        raise SpecError(f"{w}.layers: the {c.space} space needs >= {min_layers}, got {c.layers}")
 
 
 def _check_connections(c: SearchConfig, w: str) -> None:

@@ -86,8 +86,8 @@ def selections(tmp: str) -> pd.DataFrame:
 
 def report(tmp: str) -> str:
     """The HTML report of the store `selections(tmp)` wrote and evaluated, under a job whose grid
-    names its two op sets (the job of `selections` has no grid: the report draws one group per
-    grid group and cannot chart trials of two op sets in one), with the parts that are not the
+    names its two op sets (the job of `selections` has no grid, and the report at 6c423da could
+    not chart trials of two op sets in one grid group), with the parts that are not the
     store's content normalised: the store path, the time written, the CSS and script, and the
     resolved job spec (it lists every config key the code has, so it grows with new keys)."""
     seeds = sorted({s for s, _ in TRIALS})

@@ -286,7 +286,7 @@ def test_space_keys_are_checked_before_any_work(write_job, capsys, tmp_path):
     for search, msg in [
         ({"space": "darts201"}, "search.space: unknown space 'darts201'; did you mean 'darts'?"),
         ({"space": "darts", "ops": ["nor_conv_3x3"]}, "search.ops: unknown DARTS op 'nor_conv_3x3'; valid ops: none, max_pool_3x3"),
-        ({"space": "darts", "layers": 2}, "search.layers: the DARTS space needs >= 3"),
+        ({"space": "darts", "layers": 2}, "search.layers: the darts space needs >= 3"),
     ]:  # fmt: skip
         assert main(["search", str(write_job(search=search))]) == 2
         err = capsys.readouterr().err

@@ -8,8 +8,8 @@ Today's code must give every column of selections.parquet identically: run_ids, 
 labels, decisions, stop epochs, archs, notes and the table's scores.
 
 tests/data/nb201_report_pre13.html: the report of that store (nb201_golden.report: under a job
-whose grid names the store's two op sets, since the report at 6c423da, as today, cannot chart
-two op sets in one group), normalised (store path, time written, CSS/JS and the resolved job
+whose grid names the store's two op sets, since the report at 6c423da could not chart two op
+sets in one group; today's can, see the last test), normalised (store path, time written, CSS/JS and the resolved job
 spec left out). tests/data/nb201_retrain_pre13.csv: retrain.parquet of 2 trials on digits whose
 15 selections were retrained (NAS-Bench-201's recipe, 2 epochs x 4 steps, C=4, N=1) by 6c423da.
 """
@@ -64,3 +64,26 @@ def test_nb201_retraining_reuses_a_cache_written_before_the_refactor(tmp_path):
     got = cache.set_index("arch").loc[old["arch"]]
     assert got["settings"].tolist() == old["settings"].tolist()
     assert got["test_acc"].tolist() == old["test_acc"].tolist()  # the two fresh ones included
+
+
+def test_report_charts_a_group_whose_trials_hold_two_op_sets(tmp_path):
+    """A job without a grid over a store holding trials of two op sets (as after editing `ops`
+    and rerunning): one group, magnitudes matched by op name (raised IndexError before)."""
+    import numpy as np
+
+    from ray_nas.report import _magnitudes, build_report
+
+    from .nb201_golden import _job, write_store
+
+    write_store(str(tmp_path))
+    job = _job(str(tmp_path), "job.yaml", search={"epochs": 30}, evaluate={"benchmark": "nb201"})
+    page = build_report(load_spec(job))
+    assert page.count('id="group-') == 1 and "skip_connect" in page and ">none<" in page
+
+    trials, _ = trajectory.read_job(f"{tmp_path}/store/golden")
+    mags = _magnitudes(trials)
+    assert list(mags) == ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+    for t, none, skip in zip(trials, mags["none"], mags["skip_connect"]):
+        k = t.ops.index("skip_connect")
+        np.testing.assert_array_equal(skip, t.weights[:, :, k].mean(1))
+        assert np.isnan(none).all() == ("none" not in t.ops)

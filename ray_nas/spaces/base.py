@@ -35,6 +35,18 @@ class Space:
     """ops with weights (DARTS+ rt_k's learnable_only)"""
     benchmark_key_column: ClassVar[str] = ""
     """the column of a benchmark table the space's keys match ("" = no benchmark)"""
+    size_key: ClassVar[str] = "layers"
+    """the search key that sizes its supernet: `layers` (cells in all) or `cells` (per stage)"""
+    default_layers: ClassVar[int | None] = None
+    """`search.layers` when a job leaves it unset (None: SearchConfig's default, 8)"""
+    min_layers: ClassVar[int] = 1
+    """the fewest `search.layers` its search network can be built with"""
+    report_sections: ClassVar[tuple[str, ...]] = ()
+    """the report's space-specific sections for its trials: "table4" (retrained genotypes,
+    the paper's Table 4 layout), "figure4" (benchmark accuracy and op magnitudes per epoch)"""
+    export_format: ClassVar[str] = ""
+    """the format `ray-nas export` writes its genotypes in ("darts": DARTS's genotypes.py);
+    "" = not exportable"""
 
     @property
     def has_benchmark(self) -> bool:

@@ -205,6 +205,9 @@ class DartsSpace(Space):
     edges = EDGES
     magnitude_cell = "normal"
     learnable_ops = frozenset(o for o in OPS if "conv" in o)
+    min_layers = 3  # two reduction cells, at 1/3 and 2/3
+    report_sections = ("table4",)
+    export_format = "darts"
 
     def validate_ops(self, ops: Sequence[str]) -> tuple[str, ...]:
         try:

@@ -85,6 +85,8 @@ class NB1Shot1Space(Space):
     magnitude_cell: ClassVar[str] = "shared"
     learnable_ops: ClassVar[frozenset[str]] = frozenset({CONV3X3, CONV1X1})
     benchmark_key_column: ClassVar[str] = "hash"
+    default_layers: ClassVar[int | None] = 9  # the 1Shot1 supernet's 9 cells (3 stacks of 3)
+    report_sections: ClassVar[tuple[str, ...]] = ("figure4",)
 
     @property
     def steps(self) -> int:

@@ -105,6 +105,7 @@ class NB201Space(Space):
     magnitude_cell = "shared"
     learnable_ops = LEARNABLE_OPS
     benchmark_key_column = "arch"
+    size_key = "cells"
 
     def validate_ops(self, ops: Sequence[str]) -> tuple[str, ...]:
         return validate_ops(ops)
