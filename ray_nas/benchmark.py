@@ -28,9 +28,11 @@ Cheap to import (pandas only); torch and ``nas_201_api`` (which imports torch) a
 
 from __future__ import annotations
 
+import importlib
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -247,25 +249,35 @@ def table_path(name: str | Path) -> str:
     return str(name)
 
 
-#: key column -> (the benchmark whose tables are keyed by it, how to make such a table)
-TABLE_KINDS: dict[str, tuple[str, str]] = {
-    "arch": (
+@dataclass(frozen=True)
+class TableKind:
+    """The benchmark tables keyed by one column (a space's `benchmark_key_column`)."""
+
+    benchmark: str
+    """the benchmark they come from"""
+    make: str
+    """how to make such a table (error messages)"""
+    metrics: tuple[str, ...]
+    """the `METRICS` such a table can hold"""
+    adapt: str = ""
+    """"module:function" turning a stored table into the offline stage's column names ("": as is)"""
+
+
+#: key column -> the kind of tables keyed by it
+TABLE_KINDS: dict[str, TableKind] = {
+    "arch": TableKind(
         "NAS-Bench-201",
         "`ray-nas benchmark convert NAS-Bench-201-v1_1-096897.pth -o TABLE.parquet`, or "
         "evaluate.benchmark: nb201 (built in)",
+        METRICS,
     ),
-    "hash": (
+    "hash": TableKind(
         "NAS-Bench-101",
         "`ray-nas benchmark convert-nb101 nasbench_only108.tfrecord -o TABLE.parquet "
         "[--only-1shot1]`",
+        ("cifar10_valid", "cifar10_test"),  # NAS-Bench-101 trained on CIFAR-10 only
+        "ray_nas.nb101_table:as_benchmark",
     ),
-}
-
-
-#: key column -> the metrics its tables can hold (NAS-Bench-101 trained on CIFAR-10 only)
-TABLE_METRICS: dict[str, tuple[str, ...]] = {
-    "arch": METRICS,
-    "hash": ("cifar10_valid", "cifar10_test"),
 }
 
 
@@ -281,11 +293,11 @@ def load_table(path: str | Path, key: str = "arch") -> pd.DataFrame:
     """
     if key not in TABLE_KINDS:
         raise ValueError(f"no benchmark table is keyed by {key!r}; known keys: {list(TABLE_KINDS)}")
-    df = read_table_file(table_path(path), TABLE_KINDS[key][0], key)
-    if key == "hash":
-        from ray_nas.nb101_table import as_benchmark
-
-        df = as_benchmark(df)
+    kind = TABLE_KINDS[key]
+    df = read_table_file(table_path(path), kind.benchmark, key)
+    if kind.adapt:
+        module, _, function = kind.adapt.partition(":")
+        df = getattr(importlib.import_module(module), function)(df)
     return df
 
 
@@ -301,7 +313,7 @@ def read_table_file(path: str, kind: str, key: str) -> pd.DataFrame:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot read {kind} table {path}: {first}") from e
     if key not in df.columns:
-        how = f"; make one with {TABLE_KINDS[key][1]}" if key in TABLE_KINDS else ""
+        how = f"; make one with {TABLE_KINDS[key].make}" if key in TABLE_KINDS else ""
         raise ValueError(
             f"{path} is not a {kind} table: no {key!r} column (columns: {list(df.columns)}){how}"
         )

@@ -39,7 +39,7 @@ def to_trajectory(
         ops=t.ops, edges=t.edges, alpha=t.alpha, weights=t.weights, archs=tuple(t.epochs["arch"]),
         valid_acc=np.asarray(t.epochs["valid_acc"], dtype=np.float64),
         hessian_eig=np.asarray(t.epochs["hessian_eig"], dtype=np.float64), metrics=metrics or {},
-        cells=t.cells, space=t.config.get("space", "nb201"),
+        cells=t.cells, space=t.space,
     )  # fmt: skip
 
 
@@ -225,11 +225,11 @@ def benchmark_scores(trials: list[trajectory.TrialData], table: pd.DataFrame):
     of each epoch's arch, NaN where unknown}. ValueError (one line) for a trial whose space has
     no tabular benchmark."""
     from ray_nas.benchmark import METRICS, lookup
-    from ray_nas.spaces import DEFAULT, get_space
+    from ray_nas.spaces import get_space
 
     archs: dict[str, dict[str, None]] = {}  # space -> its distinct archs, first-seen order
     for t in trials:
-        archs.setdefault(t.config.get("space", DEFAULT), {}).update(dict.fromkeys(t.epochs["arch"]))
+        archs.setdefault(t.space, {}).update(dict.fromkeys(t.epochs["arch"]))
     frames = []
     for name, texts in archs.items():
         space = get_space(name)
@@ -252,8 +252,7 @@ def benchmark_scores(trials: list[trajectory.TrialData], table: pd.DataFrame):
     }
 
     def per_epoch(t: trajectory.TrialData) -> dict[str, np.ndarray]:
-        name = t.config.get("space", DEFAULT)
-        return {m: np.array([by_arch[name, m].get(a, np.nan) for a in t.epochs["arch"]])
+        return {m: np.array([by_arch[t.space, m].get(a, np.nan) for a in t.epochs["arch"]])
                 for m in present}  # fmt: skip
 
     return scores, per_epoch
@@ -280,9 +279,7 @@ def select_and_score(
         return select(trials, specs, None, in_progress, metric_of), None
     scores, per_epoch = benchmark_scores(trials, table)
     sel = select(trials, specs, per_epoch, in_progress, metric_of)
-    from ray_nas.spaces import DEFAULT
-
-    space = {t.run_id: t.config.get("space", DEFAULT) for t in trials}
+    space = {t.run_id: t.space for t in trials}
     left = pd.DataFrame({"space": sel["run_id"].map(space), "arch": sel["arch"]})
     picked = left.merge(scores, on=["space", "arch"], how="left", sort=False)
     for col in picked.columns.drop(["space", "arch"]):
@@ -396,10 +393,8 @@ def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int
     sel = trajectory.read_frame(path)
     from ray_nas.spaces import get_space
 
-    configs = {t.run_id: t.config for t in trajectory.read_job(spec.job_dir)[0]}
-    darts_runs = {
-        r for r, c in configs.items() if get_space(c.get("space", "nb201")).export_format == "darts"
-    }
+    trials = trajectory.read_job(spec.job_dir)[0]
+    darts_runs = {t.run_id for t in trials if get_space(t.space).export_format == "darts"}
     sel = sel[sel["run_id"].isin(darts_runs)]
     if not len(sel):
         raise ValueError(

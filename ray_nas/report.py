@@ -207,10 +207,10 @@ def build_report(spec: JobSpec) -> str:
     for i, (group, trials) in enumerate(d.groups.items()):
         body.append(_group_section(d, group, trials, i))
     body.append(_tables_section(d))
-    if _section_trials(d, "figure4"):
-        body.append(_section("figure4", "NAS-Bench-1Shot1 (Figure 4 layout)", _figure4(d)))
-    if _section_trials(d, "table4"):
-        body.append(_section("table4", "Selected architectures (Table 4 layout)", _table4(d)))
+    for key, title, draw in SPACE_SECTIONS:
+        trials = _section_trials(d, key)
+        if trials:
+            body.append(_section(key, title, draw(d, trials)))
     body.append(_trials_section(d))
     body.append(_spec_section(d))
     title = f"ray_nas report: {d.spec.name}"
@@ -367,15 +367,15 @@ def _group_section(d: ReportData, group: str, trials: list, index: int) -> str:
     return _section(f"group-{index}", f"Grid group <code>{_e(group)}</code>", inner)
 
 
-def _figure4(d: ReportData) -> str:
+def _figure4(d: ReportData, trials: list) -> str:
     """Figure 4 layout: one column per NAS-Bench-1Shot1 space (per grid group when the grid has
     other keys), (a..) the benchmark's test accuracy of each epoch's discretised cell and, below,
     the op magnitudes (mean over the choice blocks of the softmax weights, 3 ops) over epochs;
     curves: mean over seeds, band: ± 1 std."""
     keys = ev.grid_group_keys(d.spec)
     panels: dict[tuple[str, str], list] = {}
-    for t in _section_trials(d, "figure4"):
-        panels.setdefault((_space_of(t), ev.group_label(t.config, keys, d.spec)), []).append(t)
+    for t in trials:
+        panels.setdefault((t.space, ev.group_label(t.config, keys, d.spec)), []).append(t)
     order = sorted(panels, key=lambda p: p[0])  # by space name, then first-seen group
     metric = "cifar10_test"  # the figure's: NAS-Bench-101's test accuracy, whatever the summary's
     letters = iter("abcdefghijklmnopqrstuvwxyz" * 4)
@@ -625,7 +625,7 @@ def _section_trials(d: ReportData, section: str) -> list:
     """The trials whose space asks for the report section `section` (Space.report_sections)."""
     from ray_nas.spaces import get_space
 
-    return [t for t in d.trials if section in get_space(_space_of(t)).report_sections]
+    return [t for t in d.trials if section in get_space(t.space).report_sections]
 
 
 def _skips(space, arch: str) -> int:
@@ -633,17 +633,13 @@ def _skips(space, arch: str) -> int:
     return space.skip_count(arch, space.magnitude_cell)
 
 
-def _space_of(t) -> str:
-    return t.config.get("space", "nb201")
-
-
-def _table4(d: ReportData) -> str:
+def _table4(d: ReportData, trials: list) -> str:
     """Table 4 layout (DARTS-space searches): per search and criterion the selected genotype's
     stop epoch, skip connections in its normal cell, parameters (M, auxiliary head excluded) and
     retrained test error (%, mean ± std over evaluate.retrain.seeds)."""
     from ray_nas.spaces import get_space
 
-    space_of = {t.run_id: get_space(_space_of(t)) for t in _section_trials(d, "table4")}
+    space_of = {t.run_id: get_space(t.space) for t in trials}
     sel = d.selections[d.selections["run_id"].isin(space_of)]
     rows = []
     for r in sel.sort_values(["run_id", "label"]).itertuples():
@@ -731,6 +727,13 @@ def _table3(d: ReportData) -> str:
     return (f"<h3>Table 3 layout: {_e(what)} by weights.lr, mean ± population std (ddof=0) over all trials with that lr</h3>"
             f'<table class="data"><thead><tr><th>criterion</th>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")  # fmt: skip
+
+
+#: the report's space-specific sections (Space.report_sections): key, title, draw(d, its trials)
+SPACE_SECTIONS = (
+    ("figure4", "NAS-Bench-1Shot1 (Figure 4 layout)", _figure4),
+    ("table4", "Selected architectures (Table 4 layout)", _table4),
+)
 
 
 def _trials_section(d: ReportData) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ray_nas import trajectory
-from ray_nas.spaces import DEFAULT, get_space
+from ray_nas.spaces import get_space, name_of
 from ray_nas.spaces.base import Space
 from ray_nas.spaces.recipes import RETRAIN_FIELDS
 from ray_nas.spec import JobSpec, resolve_search
@@ -159,7 +159,7 @@ def retrain_selected(
     trials (configs: run_id -> resolved search config); spaces that retrain per seed add
     `retrain_acc_std`, spaces whose cache keeps parameter counts add `params_m`."""
     dataset = {r: c.get("dataset") for r, c in configs.items()}
-    space_of = sel["run_id"].map(lambda r: configs[r].get("space", DEFAULT))
+    space_of = sel["run_id"].map(lambda r: name_of(configs[r]))
     sel = sel.copy()
     sel["retrain_acc"] = np.nan
     for name in sorted(set(space_of)):

@@ -103,17 +103,18 @@ def sweep_command(
 def _check_benchmark(spec: specmod.JobSpec) -> None:
     """Before a sweep: the table the offline stage after it needs exists and is keyed by the
     column the job's spaces look their genotypes up in (SpecError, one line)."""
-    from ray_nas import trajectory
-    from ray_nas.benchmark import TABLE_KINDS, table_path
+    from ray_nas.benchmark import TABLE_KINDS
     from ray_nas.evaluate import _load_benchmark
 
-    key = specmod.benchmark_key_column(spec)
-    if not trajectory.exists(table_path(spec.evaluate.benchmark)):
-        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
-                        f"stage after the sweep needs it; make it with {TABLE_KINDS[key][1]}, "
-                        "or set it to null)")  # fmt: skip
     try:
         _load_benchmark(spec)
+    except FileNotFoundError:
+        make = TABLE_KINDS[specmod.benchmark_key_column(spec)].make
+        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
+                        f"stage after the sweep needs it; make it with {make}, "
+                        "or set it to null)") from None  # fmt: skip
+    except SpecError:
+        raise
     except ValueError as e:
         raise SpecError(f"evaluate.benchmark: {e}") from None
 
@@ -157,11 +158,11 @@ def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
         return []
     sp = next(s for s in space.values() if not s.has_benchmark)
     name, rec = sp.retrain_recipe(r)
-    n_crit = len(spec.criteria) or len(_default_criteria())
-    runs = n_retrain * n_crit * len(sp.retrain_seeds(r))
+    n_crit, n_seeds = len(spec.criteria) or len(_default_criteria()), len(sp.retrain_seeds(r))
+    runs = n_retrain * n_crit * n_seeds
     sec = rec.epochs * spec.estimate.retrain_gpu_seconds_per_epoch
     return [
-        f"retraining: up to {n_retrain} searches x {n_crit} criteria x {len(sp.retrain_seeds(r))} seeds = {runs} runs "
+        f"retraining: up to {n_retrain} searches x {n_crit} criteria x {n_seeds} seeds = {runs} runs "
         f"x {rec.epochs} epochs ({name}) x {spec.estimate.retrain_gpu_seconds_per_epoch:g} s/epoch "
         f"= {runs * sec / 3600:.1f} GPU-hours (fewer when criteria pick the same genotype)",
         "  (estimate.retrain_gpu_seconds_per_epoch: the default is DARTS_V2 at 20 cells, C=36 on a V100; "

@@ -881,19 +881,21 @@ def _benchmark_key_of(names: typing.Iterable[str]) -> str:
 def _check_table_metrics(spec: JobSpec, key: str, datasets: set[str]) -> None:
     """The metric that scores each trial (evaluate.metric, else its data set's test accuracy)
     must be one a table keyed by `key` can hold (a NAS-Bench-101 table: CIFAR-10 only)."""
-    from ray_nas.benchmark import TABLE_KINDS, TABLE_METRICS, default_metric
+    from ray_nas.benchmark import TABLE_KINDS, default_metric
+
+    kind = TABLE_KINDS[key]
 
     for dataset in sorted(datasets):
         metric = spec.evaluate.metric or default_metric(dataset)
-        if metric and metric not in TABLE_METRICS[key]:
+        if metric and metric not in kind.metrics:
             why = (
                 "evaluate.metric"
                 if spec.evaluate.metric
                 else f"the {dataset} searches' test accuracy"
             )
             raise SpecError(
-                f"evaluate.metric: {metric} ({why}) is not in a {TABLE_KINDS[key][0]} table, which "
-                f"holds {', '.join(TABLE_METRICS[key])}; set evaluate.metric to one of them"
+                f"evaluate.metric: {metric} ({why}) is not in a {kind.benchmark} table, which "
+                f"holds {', '.join(kind.metrics)}; set evaluate.metric to one of them"
             )
 
 

@@ -451,6 +451,13 @@ class TrialData:
     connection_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     """float64 [T+1, C] their softmax per (cell, edge), the weights the supernet used"""
 
+    @property
+    def space(self) -> str:
+        """The trial's search space (ray_nas.spaces): its config's, nb201 in older stores."""
+        from ray_nas.spaces import name_of
+
+        return name_of(self.config)
+
 
 def _read_file(path: str, fs, columns: list[str] | None = None) -> pa.Table:
     """One Parquet file through one open handle: whole even while a writer replaces it (the

@@ -24,8 +24,8 @@ from ray_nas.spec import JobSpec, SearchConfig, SpecError, config_json, flatten,
 #: (a marker file in DIR records that it happened, so the retry succeeds).
 FAIL_ONCE_ENV = "RAY_NAS_FAIL_ONCE"
 #: Test-only pause: "DIR:EPOCH" makes a trial, once, after writing EPOCH (before its checkpoint;
-#: a retraining: after that epoch's checkpoint), create DIR/paused and wait until DIR/go exists (at most 300 s), so a test can act mid-trial
-#: (remove the node, make the store unwritable) at a known point.
+#: a retraining: after that epoch's checkpoint), create DIR/paused and wait until DIR/go exists
+#: (at most 300 s), so a test can act mid-run (remove the node, make the store unwritable).
 PAUSE_ONCE_ENV = "RAY_NAS_PAUSE_ONCE"
 #: Test-only kill: "EPOCH" makes the process SIGKILL itself right after writing EPOCH (before its
 #: checkpoint): no exception, no cleanup, exactly what a lost node or an OOM kill leaves behind.

@@ -6,14 +6,26 @@ import sys
 from .conftest import REPO
 
 
+def _run(command: str, *more: str) -> str:
+    """stdout of `python benchmarks/<command> <more>` run from the repository (the command's
+    words split on spaces); fails on a non-zero exit."""
+    script, *args = command.split()
+    return subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *args, *more],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+
+
 def test_search_step_benchmark_prints_every_algorithm_on_both_impls():
     algorithms = ("darts_v1", "darts_v2", "gaea", "drnas")
-    cmd = [sys.executable, "benchmarks/search_step.py", "--channels", "4", "--cells", "1",
-           "--batch", "4", "--size", "16", "--steps", "1", "--threads", "1",
-           "--algorithm", *algorithms]  # fmt: skip
-    out = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True
-    ).stdout
+    out = _run(
+        "search_step.py --channels 4 --cells 1 --batch 4 --size 16 --steps 1 --threads 1 --algorithm",
+        *algorithms,
+    )
     rows = {
         line.split()[0]: line.split()[1:]
         for line in out.splitlines()
@@ -28,11 +40,7 @@ def test_search_step_benchmark_prints_every_algorithm_on_both_impls():
 
 
 def test_equivalence_script_reports_every_layout_and_impl():
-    cmd = [sys.executable, "benchmarks/equivalence.py", "--channels", "4", "--cells", "1",
-           "--batch", "4", "--size", "8", "--seeds", "1"]  # fmt: skip
-    out = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True
-    ).stdout
+    out = _run("equivalence.py --channels 4 --cells 1 --batch 4 --size 8 --seeds 1")
     rows = [line.split() for line in out.splitlines()[3:] if line.split()]
     assert {(r[0], r[1]) for r in rows} == {
         (layout, impl) for layout in ("nchw", "channels-last") for impl in ("reference", "fast")
@@ -43,21 +51,15 @@ def test_equivalence_script_reports_every_layout_and_impl():
 
 
 def test_darts_space_step_benchmark_prints_ms_per_step():
-    cmd = [sys.executable, "benchmarks/darts_space_step.py", "--channels", "2", "--layers", "3",
-           "--batch", "2", "--size", "8", "--steps", "1", "--threads", "1"]  # fmt: skip
-    out = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True
-    ).stdout
+    out = _run(
+        "darts_space_step.py --channels 2 --layers 3 --batch 2 --size 8 --steps 1 --threads 1"
+    )
     row = next(line.split() for line in out.splitlines() if line.startswith("ray_nas"))
     assert float(row[1]) > 0 and float(row[2]) > 0 and float(row[3]) > 0
 
 
 def test_nb1shot1_step_benchmark_prints_ms_per_step_per_space():
-    cmd = [sys.executable, "benchmarks/nb1shot1_step.py", "--channels", "2", "--layers", "3",
-           "--batch", "2", "--size", "8", "--steps", "1", "--threads", "1"]  # fmt: skip
-    out = subprocess.run(
-        cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=True
-    ).stdout
+    out = _run("nb1shot1_step.py --channels 2 --layers 3 --batch 2 --size 8 --steps 1 --threads 1")
     rows = [line.split() for line in out.splitlines() if line.startswith("nb1shot1_s")]
     assert [r[0] for r in rows] == ["nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3"]
     assert all(float(v) > 0 for r in rows for v in r[1:])

@@ -25,6 +25,12 @@ NAMES: tuple[str, ...] = tuple(_UNITS)
 DEFAULT = "nb201"
 
 
+def name_of(config: dict) -> str:
+    """The space of a trial's resolved search config (stores from before spaces were units have
+    no `space` key: NAS-Bench-201)."""
+    return config.get("space", DEFAULT)
+
+
 def get_space(name: str) -> Space:
     """The registered space `name`; ValueError names the valid ones."""
     if name not in _UNITS:
