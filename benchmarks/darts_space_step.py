@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ray_nas.spaces import darts
-from ray_nas.spaces.darts_net import SearchNetwork
+from ray_nas.spaces.darts.network import SearchNetwork
 
 
 def time_steps(model, w_params, a_params, x, y, steps: int) -> tuple[list[float], list[float]]:

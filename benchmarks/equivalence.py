@@ -18,8 +18,8 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from ray_nas import nb201
-from ray_nas.spaces.nb201_supernet import build_supernet
+from ray_nas.spaces import nb201
+from ray_nas.spaces.nb201.build import build_supernet
 
 
 def run(

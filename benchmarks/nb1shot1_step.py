@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from darts_space_step import print_row, time_steps  # noqa: E402 (the DARTS-space benchmark's step)
 
 from ray_nas.spaces.nb1shot1 import SPACES  # noqa: E402
-from ray_nas.spaces.nb1shot1_supernet import Supernet  # noqa: E402
+from ray_nas.spaces.nb1shot1.supernet import Supernet  # noqa: E402
 
 
 def main() -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ray_nas import nb201, trajectory
-from ray_nas.spec import config_json, resolve_search, run_id
+from ray_nas import store as trajectory
+from ray_nas.config import config_json, resolve_search, run_id
+from ray_nas.spaces import nb201
 
 SHARED_TABLE = (
     Path(__file__).resolve().parents[2]
@@ -86,8 +87,8 @@ def main() -> None:
         if not Path(store, name, "epochs").exists():
             print(f"writing {args.trials} trials x {args.epochs} epochs under {store}/{name}")
             print(f"  write: {write_store(f'{store}/{name}', args.trials, args.epochs):.1f}s")
-        cmd = [sys.executable, "-c", "import sys; from ray_nas.runner import evaluate_command; "
-               f"from ray_nas.spec import load_spec; from ray_nas.evaluate import run_evaluate; "
+        cmd = [sys.executable, "-c", "import sys; from ray_nas.cli.commands import evaluate_command; "
+               f"from ray_nas.config import load_spec; from ray_nas.offline.evaluate import run_evaluate; "
                f"run_evaluate(load_spec({str(job_path)!r}), track=False, log=lambda s: None)"]  # fmt: skip
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)

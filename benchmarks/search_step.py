@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/search_step.py --channels 16 --cells 5 --batch 64 --steps 3
      .venv/bin/python benchmarks/search_step.py --algorithm darts_v1 darts_v2 gaea drnas
 
-A step is what `ray_nas.search` does per batch: the weight step (forward mixing with the
+A step is what `ray_nas.search.loop` does per batch: the weight step (forward mixing with the
 algorithm's weights, CE, backward to the weights, grad-norm clip 5, SGD nesterov) on a weight
 batch and the algorithm's architecture step (`Algorithm.arch_step`: DARTS-V1 an Adam step,
 DARTS-V2 the unrolled finite-difference hypergradient, GAEA the exponentiated-gradient step,
@@ -34,11 +34,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ray_nas import nb201
 from ray_nas.algorithms import NAMES, algorithm_class
-from ray_nas.search import weight_step
-from ray_nas.spaces.nb201_supernet import build_supernet
-from ray_nas.spec import IMPLS, resolve_search
+from ray_nas.config import IMPLS, resolve_search
+from ray_nas.search.loop import weight_step
+from ray_nas.spaces import nb201
+from ray_nas.spaces.nb201.build import build_supernet
 
 OPTIONS = ("bf16", "compile", "cg", "cl")
 
@@ -113,7 +113,7 @@ class Trial:
             return F.cross_entropy(self.forward(x, weights=weights), y)
 
     def step(self) -> None:
-        """One search step, as ray_nas.search runs it (inputs drawn outside the timed region)."""
+        """One search step, as ray_nas.search.loop runs it (inputs drawn outside the timed region)."""
         train, arch = self.batch(), self.batch()
         lr = self.cfg.weights.lr
         sync(self.device)

@@ -53,10 +53,10 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from ray_nas import trajectory
-    from ray_nas.evaluate import run_evaluate
-    from ray_nas.spec import expand_grid, load_spec
-    from ray_nas.sweep import run_sweep
+    from ray_nas import store as trajectory
+    from ray_nas.config import expand_grid, load_spec
+    from ray_nas.offline.evaluate import run_evaluate
+    from ray_nas.search.sweep import run_sweep
     from ray_nas.tracking import log_job
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from ray_nas import criteria as crit
-from ray_nas import evaluate as ev
-from ray_nas import trajectory
+from ray_nas import store as trajectory
+from ray_nas.config import JobSpec, flatten, load_spec
 from ray_nas.criteria import CriterionSpec, StopResult, Trajectory
-from ray_nas.spec import JobSpec, flatten, load_spec
+from ray_nas.offline import evaluate as ev
 
 CriterionItem = str | Mapping[str, Any] | CriterionSpec
 """a criterion as a job names it: "final", {"name": "ss_eq13", "exclude": ["none"]},

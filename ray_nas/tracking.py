@@ -195,7 +195,7 @@ def log_job(
 
 
 def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) -> dict:
-    from ray_nas.spec import flatten, resolved_job_dict
+    from ray_nas.config import flatten, resolved_job_dict
 
     t0 = time.perf_counter()
     check_tracking(spec.tracking_uri)
@@ -262,7 +262,7 @@ def _isnan(v) -> bool:
 
 
 def _log_parent(client, pid: str, spec, result, job_dict: dict, report_path: str | None) -> None:
-    from ray_nas.evaluate import format_summary
+    from ray_nas.offline.evaluate import format_summary
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "job.yaml").write_text(yaml.safe_dump(job_dict, sort_keys=False))

@@ -129,7 +129,7 @@ def killed_search_matches_uninterrupted(write_job, search: dict, epochs: int, **
     import pandas as pd
 
     from ray_nas.cli import main
-    from ray_nas.spec import load_spec, run_id, search_config
+    from ray_nas.config import load_spec, run_id, search_config
 
     from .test_store_resume import CMD, _read, _run
 

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ray_nas import nb201, trajectory
-from ray_nas.evaluate import run_evaluate
+from ray_nas import store as trajectory
+from ray_nas.config import config_json, load_spec, resolve_search, run_id
+from ray_nas.offline.evaluate import run_evaluate
 from ray_nas.report import build_report
-from ray_nas.spec import config_json, load_spec, resolve_search, run_id
+from ray_nas.spaces import nb201
 
 EPOCHS = 30
 #: (seed, ops): four seeds of the full op set and two of the set without `none`

@@ -17,16 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ray_nas import nb201, trajectory
+from ray_nas import store as trajectory
 from ray_nas.algorithms import NAMES, algorithm_class
 from ray_nas.algorithms.darts import DartsV2
 from ray_nas.algorithms.drnas import concentration
 from ray_nas.algorithms.gaea import eg_update
-from ray_nas.data import load_dataset
-from ray_nas.search import BatchPlan, hessian_eigenvalue, search, seed_everything
-from ray_nas.spaces.nb201_supernet import build_supernet
-from ray_nas.spec import load_spec, resolve_search, run_id, search_config, spec_from_dict
-from ray_nas.trial import KILL_AT_ENV, run_trial
+from ray_nas.config import load_spec, resolve_search, run_id, search_config, spec_from_dict
+from ray_nas.search.faults import KILL_AT_ENV
+from ray_nas.search.loop import BatchPlan, hessian_eigenvalue, search, seed_everything
+from ray_nas.search.trial import run_trial
+from ray_nas.spaces import nb201
+from ray_nas.spaces.nb201.build import build_supernet
+from ray_nas.training.data import load_dataset
 
 from .conftest import TINY_SEARCH, sigkill_after_epochs
 

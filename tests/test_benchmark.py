@@ -1,4 +1,4 @@
-"""ray_nas.benchmark: converting the official NAS-Bench-201 file, loading tables, lookups."""
+"""ray_nas.tables: converting the official NAS-Bench-201 file, loading tables, lookups."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ray_nas import benchmark, trajectory
-from ray_nas.nb201 import arch_string
+from ray_nas import store as trajectory
+from ray_nas import tables as benchmark
+from ray_nas.spaces.nb201 import arch_string
 
 SHARED = Path(__file__).parents[2] / "shared"
 SHARED_TABLE = SHARED / "data" / "nb201" / "nb201_test_accuracy.parquet"
@@ -278,7 +279,7 @@ def test_shared_table_anchors(shared_table):
 
 def test_builtin_nb201_table_ships_in_the_package(tmp_path):
     """`evaluate.benchmark: nb201` is the packaged compact table (no conversion needed)."""
-    from ray_nas.benchmark import BUILTIN_TABLES, load_table, lookup, table_path
+    from ray_nas.tables import BUILTIN_TABLES, load_table, lookup, table_path
 
     assert table_path("nb201").endswith("ray_nas/tables/nb201_test_accuracy.parquet")
     table = load_table("nb201")

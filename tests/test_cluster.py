@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ray_nas import trajectory
-from ray_nas.spec import expand_grid, load_spec
-from ray_nas.trial import run_trial
+from ray_nas import store as trajectory
+from ray_nas.config import expand_grid, load_spec
+from ray_nas.search.trial import run_trial
 
 from .conftest import REPO
 
@@ -169,9 +169,9 @@ def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_
 #: of `ray-nas evaluate` with RAY_ADDRESS set, without MLflow)
 _RETRAIN_DRIVER = """
 import sys
-from ray_nas.evaluate import run_evaluate
-from ray_nas.spec import load_spec
-from ray_nas.sweep import ray_map
+from ray_nas.offline.evaluate import run_evaluate
+from ray_nas.config import load_spec
+from ray_nas.search.sweep import ray_map
 run_evaluate(load_spec(sys.argv[1]), retrain_map=ray_map, track=False)
 """
 
@@ -181,9 +181,9 @@ def test_node_lost_mid_retrain_resumes_from_its_checkpoint(write_job, tmp_path, 
     """A DARTS-space retraining task (proxy recipe at C=2, 3 cells, 3 epochs, digits) paused
     after epoch 2's checkpoint; its node is removed, a fresh one added; Ray reruns the task
     there, it resumes from epoch 2 on the store and ends as an uninterrupted retrain."""
+    from ray_nas.search.trial import FileCheckpoint
     from ray_nas.spaces import get_space
     from ray_nas.spaces.recipes import state_digest
-    from ray_nas.trial import FileCheckpoint
 
     retrain = {"recipe": "proxy", "overrides": {"layers": 3, "channels": 2, "epochs": 3, "batch_size": 8,
                                                 "steps_per_epoch": 2, "auxiliary_weight": 0.0}}  # fmt: skip

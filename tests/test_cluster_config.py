@@ -76,7 +76,7 @@ def test_config_rough_edges(name):
 
 
 def test_end_of_run_hint_opens_a_tracking_server():
-    from ray_nas.runner import mlflow_hint
+    from ray_nas.cli.commands import mlflow_hint
 
     assert mlflow_hint("sqlite:///mlflow.db") == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
     hint = mlflow_hint("http://127.0.0.1:5000")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ray_nas import api, cli
-from ray_nas.spec import expand_grid, load_spec
+from ray_nas.config import expand_grid, load_spec
 
 from .conftest import REPO, render
 from .test_report import write_job_file
@@ -27,7 +27,7 @@ COMPARED = [
 @pytest.fixture(scope="module")
 def two_jobs(tmp_path_factory) -> tuple[Path, Path]:
     """Two real tiny jobs (2 seeds each, 3 epochs of 2 steps) sharing a made-up benchmark table."""
-    from ray_nas.trial import run_trial
+    from ray_nas.search.trial import run_trial
 
     root = tmp_path_factory.mktemp("compare")
     a = write_job_file(root, "cmp_a", {"seed": [0, 1]})

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ray_nas import criteria as C
-from ray_nas import nb201
 from ray_nas.criteria import Trajectory
+from ray_nas.spaces import nb201
 
 OPS = nb201.OPS  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
 C3 = "nor_conv_3x3"

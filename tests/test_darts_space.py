@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from ray_nas.search import seed_everything
+from ray_nas.search.loop import seed_everything
+from ray_nas.search.trial import FileCheckpoint
 from ray_nas.spaces import darts
-from ray_nas.spaces import darts_net as dn
-from ray_nas.spaces.darts_train import recipe, retrain
-from ray_nas.trial import FileCheckpoint
+from ray_nas.spaces.darts import network as dn
+from ray_nas.spaces.darts.train import recipe, retrain
 
 from .conftest import REPO, killed_search_matches_uninterrupted
 
@@ -133,8 +133,8 @@ TINY = dict(layers=3, channels=4, epochs=3, batch_size=16, steps_per_epoch=2)
 _KILLED_RUN = """
 import os, signal, torch
 torch.set_num_threads(1)
-from ray_nas.spaces.darts_train import recipe, retrain
-from ray_nas.trial import FileCheckpoint
+from ray_nas.spaces.darts.train import recipe, retrain
+from ray_nas.search.trial import FileCheckpoint
 def die(epoch):
     if epoch == 2:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -233,8 +233,8 @@ DARTS_RETRAIN = {"recipe": "proxy", "seeds": [0, 1],
 
 
 def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_job, tmp_path):
-    from ray_nas.evaluate import export_genotypes, run_evaluate
-    from ray_nas.spec import load_spec, search_config
+    from ray_nas.config import load_spec, search_config
+    from ray_nas.offline.evaluate import export_genotypes, run_evaluate
 
     criteria = [
         "final",
@@ -300,8 +300,8 @@ def test_space_keys_are_checked_before_any_work(write_job, capsys, tmp_path):
 
 @pytest.mark.parametrize("algorithm", ["darts_v2", "gaea", "drnas"])  # darts_v1: the SIGKILL test
 def test_every_algorithm_searches_the_darts_space(algorithm):
-    from ray_nas.search import search
-    from ray_nas.spec import resolve_search
+    from ray_nas.config import resolve_search
+    from ray_nas.search.loop import search
 
     cfg = resolve_search({**DARTS_SEARCH, "algorithm": algorithm, "epochs": 2, "hessian_every": 2,
                           "device": "cpu"})  # fmt: skip
@@ -323,11 +323,11 @@ def test_darts_retraining_runs_as_ray_tasks_and_is_cached(ray_session, write_job
     """`ray-nas sweep`'s path: the search as a Ray task, then each (genotype, seed) retraining
     as a Ray task through sweep.ray_map; the results land in retrain_genotypes.parquet and a
     second evaluate trains nothing."""
-    from ray_nas import trajectory
-    from ray_nas.evaluate import run_evaluate
-    from ray_nas.runner import sweep_command
-    from ray_nas.spec import load_spec
-    from ray_nas.sweep import ray_map
+    from ray_nas import store as trajectory
+    from ray_nas.cli.commands import sweep_command
+    from ray_nas.config import load_spec
+    from ray_nas.offline.evaluate import run_evaluate
+    from ray_nas.search.sweep import ray_map
 
     job = write_job(search={**DARTS_SEARCH, "epochs": 1}, criteria=["final"],
                     evaluate={"benchmark": None, "retrain": DARTS_RETRAIN})  # fmt: skip

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ray_nas.data import Batcher, DataError, load_dataset
+from ray_nas.training.data import Batcher, DataError, load_dataset
 
 
 def _write_batch(path, n, size, label_key, labels, seed):

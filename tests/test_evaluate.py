@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ray_nas import trajectory
-from ray_nas.evaluate import run_evaluate
-from ray_nas.spec import expand_grid, load_spec
-from ray_nas.trial import run_trial
+from ray_nas import store as trajectory
+from ray_nas.config import expand_grid, load_spec
+from ray_nas.offline.evaluate import run_evaluate
+from ray_nas.search.trial import run_trial
 
 from .conftest import SHARED
 
@@ -141,9 +141,9 @@ def test_unknown_arch_in_table_is_nan_not_crash(store, tmp_path):
 
 def _write_trial(job_dir: str, cfg, archs: list[str]) -> str:
     """A trial's store as the worker writes it, with the given genotype per epoch."""
-    from ray_nas import nb201
-    from ray_nas.search import EpochRecord
-    from ray_nas.spec import config_json, run_id
+    from ray_nas.config import config_json, run_id
+    from ray_nas.search.loop import EpochRecord
+    from ray_nas.spaces import nb201
 
     rid = run_id(cfg)
     writer = trajectory.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg))

@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ray_nas import trajectory
+from ray_nas import store as trajectory
 from ray_nas.cli import main
-from ray_nas.runner import sweep_command
-from ray_nas.spec import expand_grid, load_spec
+from ray_nas.cli.commands import sweep_command
+from ray_nas.config import expand_grid, load_spec
+from ray_nas.search.trial import run_trial
 from ray_nas.tracking import count_runs
-from ray_nas.trial import run_trial
 
 NO_RETRAIN = {"benchmark": None, "retrain": None}
 

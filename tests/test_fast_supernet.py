@@ -16,11 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ray_nas import nb201
-from ray_nas.search import hessian_eigenvalue, search
-from ray_nas.spaces.nb201_fast_supernet import BN_EPS, BN_MOMENTUM, FastSupernet, batch_norm
-from ray_nas.spaces.nb201_supernet import Supernet, build_supernet
-from ray_nas.spec import SpecError, resolve_search
+from ray_nas.config import SpecError, resolve_search
+from ray_nas.search.loop import hessian_eigenvalue, search
+from ray_nas.spaces import nb201
+from ray_nas.spaces.nb201.build import build_supernet
+from ray_nas.spaces.nb201.fast import BN_EPS, BN_MOMENTUM, FastSupernet, batch_norm
+from ray_nas.spaces.nb201.supernet import Supernet
 
 from .conftest import TINY_SEARCH
 

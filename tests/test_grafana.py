@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ray_nas import sweep
+from ray_nas.search import sweep
 
 from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""ray_nas.nb101_table: the NAS-Bench-101 record file -> table converter, and lookups.
+"""ray_nas.tables.nb101: the NAS-Bench-101 record file -> table converter, and lookups.
 
 The record file is written in the official format with independent code: the protobuf package
 (a dependency of Ray) serializes ModelMetrics from the schema of nasbench/lib/model_metrics.proto,
@@ -15,9 +15,11 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorboardX.record_writer import RecordWriter
 
-from ray_nas import cli, nb101_table, trajectory
+from ray_nas import cli
+from ray_nas import store as trajectory
 from ray_nas.spaces import nb1shot1, nb101
 from ray_nas.spaces.nb101 import CONV1X1, INPUT, MAXPOOL3X3, OUTPUT
+from ray_nas.tables import nb101 as nb101_table
 from tests.test_nb101 import PUBLISHED_MATRIX, PUBLISHED_OPS
 
 # --------------------------------------------------------------------------------------------

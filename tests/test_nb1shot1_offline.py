@@ -21,11 +21,13 @@ import pytest
 import yaml
 from tensorboardX.record_writer import RecordWriter
 
-from ray_nas import api, cli, nb101_table, report, trajectory
-from ray_nas.evaluate import run_evaluate
+from ray_nas import api, cli, report
+from ray_nas import store as trajectory
+from ray_nas.config import config_json, expand_grid, load_spec
+from ray_nas.offline.evaluate import run_evaluate
 from ray_nas.spaces import get_space
 from ray_nas.spaces.nb1shot1 import cell_text
-from ray_nas.spec import config_json, expand_grid, load_spec
+from ray_nas.tables import nb101 as nb101_table
 from tests.test_nb101_table import _metrics, _row
 
 from .conftest import render
@@ -242,8 +244,8 @@ def test_sweep_checks_the_table_its_offline_stage_will_read(table_path, tmp_path
     """`ray-nas sweep`'s check before any trial runs: a matching table passes (the built-in
     `nb201` name too, which the check once took for a missing file), a missing one names the
     command that makes the kind the job's spaces need."""
-    from ray_nas.runner import _check_benchmark
-    from ray_nas.spec import SpecError
+    from ray_nas.cli.commands import _check_benchmark
+    from ray_nas.config import SpecError
 
     _check_benchmark(load_spec(write_job(tmp_path, str(table_path))))
     _check_benchmark(load_spec(write_job(tmp_path, "nb201", grid={"seed": [0]}, space="nb201")))
@@ -255,7 +257,7 @@ def test_a_real_search_is_scored_by_its_cells_hashes(tmp_path):
     """A tiny real search on space 1 (fake data, C=4, 3 cells, 3 epochs of one step); its
     recorded cells go into a record file (distinct accuracies), converted with --only-1shot1;
     evaluate then scores every epoch by its cell's hash and the oracle picks the best one."""
-    from ray_nas.runner import search_command
+    from ray_nas.cli.commands import search_command
     from ray_nas.spaces.nb1shot1 import parse_cell_text
 
     job = write_job(tmp_path, None, grid={}, lr_scheme="nb1shot1", dataset="fake", channels=4,

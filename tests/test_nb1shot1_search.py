@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from ray_nas import criteria, trajectory
-from ray_nas.evaluate import to_trajectory
-from ray_nas.search import seed_everything
+from ray_nas import criteria
+from ray_nas import store as trajectory
+from ray_nas.offline.evaluate import to_trajectory
+from ray_nas.search.loop import seed_everything
 from ray_nas.spaces import get_space, nb101
 from ray_nas.spaces.nb1shot1 import SPACE_OPS, SPACES
-from ray_nas.spaces.nb1shot1_supernet import Supernet
+from ray_nas.spaces.nb1shot1.supernet import Supernet
 
 from .conftest import killed_search_matches_uninterrupted
 
@@ -105,7 +106,7 @@ def test_search_writes_the_contract_and_resumes_after_sigkill(name, write_job):
 
 def test_space_keys_and_algorithms_are_checked_before_any_work(write_job, capsys, tmp_path):
     from ray_nas.cli import main
-    from ray_nas.spec import resolve_search
+    from ray_nas.config import resolve_search
 
     for search, msg in [
         ({"space": "nb1shot1_s4"}, "search.space: unknown space 'nb1shot1_s4'; did you mean"),
@@ -140,8 +141,8 @@ def test_darts_v2_hypergradient_of_the_connection_weights_is_exact():
     from torch.func import functional_call
 
     from ray_nas.algorithms import algorithm_class
-    from ray_nas.search import search
-    from ray_nas.spec import resolve_search
+    from ray_nas.config import resolve_search
+    from ray_nas.search.loop import search
 
     xi, space = 0.1, SPACES["nb1shot1_s2"]
     seed_everything(0)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ray_nas import trajectory
-from ray_nas.evaluate import run_evaluate
-from ray_nas.spec import load_spec
+from ray_nas import store as trajectory
+from ray_nas.config import load_spec
+from ray_nas.offline.evaluate import run_evaluate
 
 from .nb201_golden import TRIALS, report, retrain_job, selections
 

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from ray_nas import cli, trajectory
+from ray_nas import cli
 from ray_nas import criteria as C
+from ray_nas import store as trajectory
+from ray_nas.config import expand_grid, load_spec
 from ray_nas.examples.stops import entropy_drop, mean_edge_entropy
-from ray_nas.spec import expand_grid, load_spec
 
 from .conftest import TINY_SEARCH
 
@@ -103,7 +104,7 @@ def test_the_shared_rules_are_enforced_around_every_criterion(name, message):
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory) -> Path:
     """One real tiny search (2 epochs), no benchmark and no retraining."""
-    from ray_nas.trial import run_trial
+    from ray_nas.search.trial import run_trial
 
     root = tmp_path_factory.mktemp("own")
     job = {"name": "own", "store": str(root / "store"), "tracking_uri": f"sqlite:///{root}/mlflow.db",
@@ -196,7 +197,7 @@ def test_example_criterion_online_and_offline(ray_session, write_job, capsys):
     spec = load_spec(job)
     trials, _ = trajectory.read_job(spec.job_dir)
     traj = C.parse_criterion(stop)
-    from ray_nas.evaluate import to_trajectory
+    from ray_nas.offline.evaluate import to_trajectory
 
     stored = to_trajectory(trials[0])
     last = stored.last_epoch

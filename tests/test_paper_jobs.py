@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ray_nas import nb201
 from ray_nas.cli import main
+from ray_nas.config import expand_grid, load_spec
 from ray_nas.criteria import default_criteria, parse_criterion
-from ray_nas.spec import expand_grid, load_spec
+from ray_nas.spaces import nb201
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2, 3, 4]

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from ray_nas import cli, nb201, report, trajectory
-from ray_nas.spec import config_json, expand_grid, load_spec
+from ray_nas import cli, report
+from ray_nas import store as trajectory
+from ray_nas.config import config_json, expand_grid, load_spec
+from ray_nas.spaces import nb201
 
 from .conftest import TINY_SEARCH, render
 
@@ -59,7 +61,7 @@ def write_job_file(root: Path, name: str, grid: dict, search: dict | None = None
 @pytest.fixture(scope="module")
 def tiny_job(tmp_path_factory) -> Path:
     """A real sweep's store: 2 lr schemes x 2 seeds, 3 epochs of 2 steps each, run in this process."""
-    from ray_nas.trial import run_trial
+    from ray_nas.search.trial import run_trial
 
     root = tmp_path_factory.mktemp("report")
     path = write_job_file(root, "tiny_report", {"lr_scheme": ["nb201", "exchange"], "seed": [0, 1]})

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ray_nas import trajectory
+from ray_nas import store as trajectory
+from ray_nas.config import IMAGE_SIZES, expand_grid, load_spec, resolve_search
 from ray_nas.spaces import get_space
-from ray_nas.spec import IMAGE_SIZES, expand_grid, load_spec, resolve_search
 
 TINY_DARTS = {"space": "darts", "ops": ["skip_connect", "sep_conv_3x3"], "layers": 3, "channels": 2}
 #: evaluate.retrain for both spaces: NB201's own keys, and DARTS's proxy recipe made tiny
@@ -22,8 +22,8 @@ RETRAIN = {"epochs": 1, "channels": 4, "cells": 1, "batch_size": 8, "steps_per_e
 def test_nb201_and_darts_genotypes_retrain_through_one_path(write_job):
     """A job searching both spaces (a bundle axis): each space's selections are retrained by the
     same task function, the space naming its recipe, training and cache."""
-    from ray_nas.evaluate import run_evaluate
-    from ray_nas.trial import run_trial
+    from ray_nas.offline.evaluate import run_evaluate
+    from ray_nas.search.trial import run_trial
 
     job = write_job(search={"dataset": "digits", "epochs": 1, "steps_per_epoch": 1, "batch_size": 8},
                     grid={"space_setup": [{"space": "nb201"}, TINY_DARTS]}, criteria=["final"],
@@ -94,7 +94,7 @@ def test_recipe_and_space_keys_are_checked_before_any_work(write_job, capsys, tm
 
 
 def test_image_sizes_are_the_data_sets():
-    from ray_nas.data import load_dataset
+    from ray_nas.training.data import load_dataset
 
     for name in ("digits", "fake"):
         ds = load_dataset(name)

@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from ray_nas import cli, trajectory
-from ray_nas.spec import load_spec, run_id, search_config
+from ray_nas import cli
+from ray_nas import store as trajectory
+from ray_nas.config import load_spec, run_id, search_config
 from tests.conftest import TINY_SEARCH
 
 TINY = {**TINY_SEARCH, "epochs": 2, "steps_per_epoch": 2}
@@ -420,7 +421,7 @@ def test_diverging_search_stops_as_diverged(tmp_path, capsys):
 
 def test_criteria_ignore_non_finite_epochs():
     from ray_nas import criteria as crit
-    from ray_nas.nb201 import OPS
+    from ray_nas.spaces.nb201 import OPS
 
     rng = np.random.default_rng(0)
     alpha = rng.normal(size=(6, 6, len(OPS))).cumsum(axis=0)

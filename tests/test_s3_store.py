@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
-from ray_nas import trajectory
-from ray_nas.runner import evaluate_command, report_command
-from ray_nas.spec import load_spec, run_id, search_config
+from ray_nas import store as trajectory
+from ray_nas.cli.commands import evaluate_command, report_command
+from ray_nas.config import load_spec, run_id, search_config
 
 BUCKET = "ray-nas-test"
 NO_RETRAIN = {"benchmark": None, "retrain": None}
@@ -67,7 +67,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
 def test_s3_search_killed_resumes_and_evaluates(s3_env, write_job, tmp_path):
     ref = load_spec(write_job(name="ref", search=SEARCH))  # an uninterrupted search, local store
     rid = run_id(search_config(ref))
-    from ray_nas.trial import run_trial
+    from ray_nas.search.trial import run_trial
 
     run_trial(ref, search_config(ref), rid, progress=False, log=lambda s: None)
 

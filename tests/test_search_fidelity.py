@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ray_nas.data import Batcher, load_dataset
-from ray_nas.search import hessian_eigenvalue, search, weights_lr
-from ray_nas.spaces.nb201_supernet import build_supernet
-from ray_nas.spec import resolve_search
+from ray_nas.config import resolve_search
+from ray_nas.search.loop import hessian_eigenvalue, search, weights_lr
+from ray_nas.spaces.nb201.build import build_supernet
+from ray_nas.training.data import Batcher, load_dataset
 
 from .conftest import TINY_SEARCH
 

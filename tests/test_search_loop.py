@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from ray_nas import nb201
-from ray_nas.search import search, weights_lr
-from ray_nas.spec import resolve_search
+from ray_nas.config import resolve_search
+from ray_nas.search.loop import search, weights_lr
+from ray_nas.spaces import nb201
 
 from .conftest import TINY_SEARCH
 

@@ -3,8 +3,7 @@ import sys
 
 import pytest
 
-from ray_nas import nb201
-from ray_nas.spec import (
+from ray_nas.config import (
     SearchConfig,
     SpecError,
     expand_grid,
@@ -13,6 +12,7 @@ from ray_nas.spec import (
     run_id,
     spec_from_dict,
 )
+from ray_nas.spaces import nb201
 
 
 def test_defaults_are_the_papers_s1():
@@ -65,7 +65,7 @@ def test_set_overrides_and_grid_order(write_job):
 
 def test_run_id_is_stable_across_processes():
     cfg = resolve_search({"seed": 3, "lr_scheme": "exchange"})
-    code = "from ray_nas.spec import resolve_search, run_id; print(run_id(resolve_search({'lr_scheme': 'exchange', 'seed': 3})))"
+    code = "from ray_nas.config import resolve_search, run_id; print(run_id(resolve_search({'lr_scheme': 'exchange', 'seed': 3})))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

@@ -7,8 +7,8 @@ import sys
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ray_nas import nb201
-from ray_nas.spec import load_spec, run_id, search_config
+from ray_nas.config import load_spec, run_id, search_config
+from ray_nas.spaces import nb201
 
 from .conftest import sigkill_after_epochs
 
@@ -102,7 +102,7 @@ def test_readers_never_see_a_torn_file_while_a_writer_replaces_it(tmp_path):
 
     import pandas as pd
 
-    from ray_nas import trajectory
+    from ray_nas import store as trajectory
 
     path = str(tmp_path / "part-0.parquet")
     trajectory.write_frame(pd.DataFrame({"epoch": [0]}), path)

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ray_nas import nb201
-from ray_nas.spaces.nb201_supernet import DiscreteNet, MixedOp, Supernet
+from ray_nas.spaces import nb201
+from ray_nas.spaces.nb201.supernet import DiscreteNet, MixedOp, Supernet
 
 OP_SETS = [nb201.OPS, tuple(o for o in nb201.OPS if o != "skip_connect"), ("nor_conv_3x3",)]
 

@@ -10,10 +10,10 @@ import time
 import pandas as pd
 import pytest
 
-from ray_nas import trajectory
-from ray_nas.evaluate import run_evaluate
-from ray_nas.runner import evaluate_command, sweep_command
-from ray_nas.spec import SpecError, expand_grid, load_spec
+from ray_nas import store as trajectory
+from ray_nas.cli.commands import evaluate_command, sweep_command
+from ray_nas.config import SpecError, expand_grid, load_spec
+from ray_nas.offline.evaluate import run_evaluate
 from ray_nas.tracking import count_runs
 
 pytestmark = pytest.mark.ray
@@ -123,7 +123,7 @@ def test_retrain_cache(write_job):
                     criteria=["final", "best_valid"],
                     evaluate={"retrain": {"epochs": 1, "channels": 4, "cells": 1, "batch_size": 32, "steps_per_epoch": 2}})  # fmt: skip
     spec = load_spec(job)
-    from ray_nas.trial import run_trial
+    from ray_nas.search.trial import run_trial
 
     for cfg, rid, _ in expand_grid(spec):
         run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
@@ -139,8 +139,8 @@ def test_retrain_cache(write_job):
 
 def test_online_stop_ends_where_the_offline_criterion_says(write_job):
     from ray_nas.criteria import parse_criterion
-    from ray_nas.evaluate import to_trajectory
-    from ray_nas.trial import run_trial
+    from ray_nas.offline.evaluate import to_trajectory
+    from ray_nas.search.trial import run_trial
 
     stop = {
         "name": "darts_es",
@@ -193,7 +193,7 @@ def test_bad_input_fails_before_any_trial(ray_session, write_job, monkeypatch):
 
 
 def test_unreachable_ray_address(write_job, monkeypatch):
-    from ray_nas.sweep import check_ray_address
+    from ray_nas.search.sweep import check_ray_address
 
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
     with pytest.raises(SpecError, match="no Ray cluster answers"):
@@ -224,7 +224,7 @@ def test_http_tracking_server(write_job, tmp_path):
         job = write_job(name="http", search={"epochs": 1, "steps_per_epoch": 1}, tracking_uri=uri,
                         criteria=["final"], evaluate=NO_RETRAIN)  # fmt: skip
         spec = load_spec(job)
-        from ray_nas.trial import run_trial
+        from ray_nas.search.trial import run_trial
 
         cfg, rid, _ = expand_grid(spec)[0]
         run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
@@ -244,8 +244,8 @@ def test_http_tracking_server(write_job, tmp_path):
 def test_new_criteria_or_evaluate_keys_are_the_same_job(write_job):
     import yaml
 
-    from ray_nas.spec import resolved_job_dict
-    from ray_nas.sweep import check_job_identity
+    from ray_nas.config import resolved_job_dict
+    from ray_nas.search.sweep import check_job_identity
 
     job = write_job(name="ident", grid={"seed": [0, 1]}, criteria=["final"])
     spec = load_spec(job)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ray_nas.benchmark import load_table, lookup
 from ray_nas.cli import main
+from ray_nas.config import SpecError, expand_grid, load_spec, spec_from_dict
 from ray_nas.report import build_report, load_report_data, methods_table
-from ray_nas.spec import SpecError, expand_grid, load_spec, spec_from_dict
-from ray_nas.trial import run_trial
+from ray_nas.search.trial import run_trial
+from ray_nas.tables import load_table, lookup
 
 from .conftest import TINY_SEARCH
 

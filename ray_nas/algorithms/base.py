@@ -9,7 +9,7 @@ A supernet may have further architecture parameters, `connection_parameters()` (
 input/output connection weights): the supernet softmaxes them itself; the Adam algorithms that
 support them (AlgorithmInfo.connections) move them with alpha in one Adam, with the same lr,
 betas and weight decay, as upstream's Architect does with all of `arch_parameters()`.
-The loop (ray_nas.search) calls, per step: `mixing_weights()` for the weight step's forward and
+The loop (ray_nas.search.loop) calls, per step: `mixing_weights()` for the weight step's forward and
 `arch_step(...)` before (`arch_first`) or after the weight step; per epoch: `distribution()`,
 `extras()` and `mix` (the Hessian) for the record; `state_dict()` for checkpoints.
 """

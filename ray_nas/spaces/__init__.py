@@ -15,11 +15,11 @@ if TYPE_CHECKING:  # not at run time: `from ray_nas import nb101_hash` stays fre
 
 #: space name -> the module that defines its SPACE (or module:attribute)
 _UNITS: dict[str, str] = {
-    "nb201": "ray_nas.spaces.nb201",
-    "darts": "ray_nas.spaces.darts",
-    "nb1shot1_s1": "ray_nas.spaces.nb1shot1:SPACE_S1",
-    "nb1shot1_s2": "ray_nas.spaces.nb1shot1:SPACE_S2",
-    "nb1shot1_s3": "ray_nas.spaces.nb1shot1:SPACE_S3",
+    "nb201": "ray_nas.spaces.nb201.unit",
+    "darts": "ray_nas.spaces.darts.unit",
+    "nb1shot1_s1": "ray_nas.spaces.nb1shot1.unit:SPACE_S1",
+    "nb1shot1_s2": "ray_nas.spaces.nb1shot1.unit:SPACE_S2",
+    "nb1shot1_s3": "ray_nas.spaces.nb1shot1.unit:SPACE_S3",
 }
 NAMES: tuple[str, ...] = tuple(_UNITS)
 DEFAULT = "nb201"

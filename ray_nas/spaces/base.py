@@ -119,7 +119,7 @@ class Space:
     """the values of search.impl its supernet builder honours (the first: the default)"""
 
     # --------------------------------------------------------------------------------------
-    # evaluation without a benchmark: retraining a genotype from scratch (ray_nas.retrain asks
+    # evaluation without a benchmark: retraining a genotype from scratch (ray_nas.offline.retrain asks
     # these; a space without recipes cannot retrain)
 
     recipes: ClassVar[Mapping[str, Any]] = {}

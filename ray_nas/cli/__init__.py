@@ -1,0 +1,206 @@
+"""`ray-nas` command line: argument parsing only; each command calls one stage's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ray_nas.config import SpecError
+
+
+def _add_job(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", help="job YAML, e.g. jobs/quickstart.yaml")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="dotted override of a job key, e.g. --set search.epochs=3 (repeatable)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ray-nas", description="DARTS sweeps on NAS-Bench-201 with Ray"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "sweep", help="run (or resume) the job's sweep on Ray, then the offline stage"
+    )
+    _add_job(p)
+    p.add_argument("--dry-run", action="store_true", help="print the expanded grid and exit")
+    p.add_argument(
+        "--no-evaluate", action="store_true", help="skip the offline stage after the sweep"
+    )
+
+    p.add_argument(
+        "--redo", action="append", default=[], metavar="RUN_ID",
+        help="move this trial's files aside (kept under {store}/{job}/redo/) and run it again (repeatable)",
+    )  # fmt: skip
+
+    p = sub.add_parser("search", help="one search in this process (no Ray), written to the store")
+    _add_job(p)
+    p.add_argument("--quiet", action="store_true", help="no batch progress bar")
+    p.add_argument(
+        "--redo", nargs="?", const=True, default=False, metavar="RUN_ID",
+        help="move this search's files aside (kept under {store}/{job}/redo/) and run it again",
+    )  # fmt: skip
+
+    p = sub.add_parser(
+        "evaluate", help="offline stage: criteria, benchmark/retrain, selections, MLflow"
+    )
+    _add_job(p)
+
+    p = sub.add_parser("report", help="write the job's HTML dashboard")
+    _add_job(p)
+    p.add_argument("-o", "--output", help="output file (default {store}/{job}/report.html)")
+
+    p = sub.add_parser(
+        "export",
+        help="the selected DARTS-space genotypes as a DARTS genotypes.py (train elsewhere)",
+    )
+    _add_job(p)
+    p.add_argument("-o", "--output", help="output file (default {store}/{job}/genotypes.py)")
+
+    p = sub.add_parser("benchmark", help="benchmark tables (NAS-Bench-201, NAS-Bench-101)")
+    bsub = p.add_subparsers(dest="benchmark_command", required=True)
+    c = bsub.add_parser("convert", help="official NAS-Bench-201 .pth -> compact Parquet table")
+    c.add_argument("pth", help="NAS-Bench-201-v1_1-096897.pth")
+    c.add_argument("-o", "--output", required=True, help="output Parquet table")
+    c = bsub.add_parser(
+        "convert-nb101", help="official NAS-Bench-101 .tfrecord -> compact Parquet table (no TF)"
+    )
+    c.add_argument("tfrecord", help="nasbench_only108.tfrecord (or nasbench_full.tfrecord)")
+    c.add_argument("-o", "--output", required=True, help="output Parquet table")
+    c.add_argument(
+        "--only-1shot1", action="store_true",
+        help="keep only the cells reachable from the three NAS-Bench-1Shot1 spaces",
+    )  # fmt: skip
+
+    p = sub.add_parser(
+        "compare", help="the criteria over several jobs: one table, a rank, an HTML page, MLflow"
+    )
+    p.add_argument(
+        "jobs",
+        nargs="+",
+        metavar="JOB",
+        help="job YAMLs (two or more to compare; one gives its rank alone)",
+    )
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override applied to every job, e.g. --set 'criteria=[final, ss_eq12]'")  # fmt: skip
+    p.add_argument("-o", "--output", help="output page (default compare.html)")
+
+    p = sub.add_parser(
+        "criteria", help="list the stop criteria and their parameters (and a job's own functions)"
+    )
+    p.add_argument("job", nargs="?", help="a job YAML: also list the functions it names")
+    sub.add_parser("algorithms", help="list the search algorithms and their own job keys")
+
+    p = sub.add_parser("analysis", help="the paper's numerical studies")
+    asub = p.add_subparsers(dest="analysis_command", required=True)
+    r = asub.add_parser(
+        "restore", help="Section 2.2: steps to restore the softmax order after the gradient flips"
+    )
+    r.add_argument("--lr", type=float, nargs="+", default=[0.001, 0.01])
+    r.add_argument("--t1", type=int, default=25)
+    r.add_argument("--momentum", type=float, default=0.9)
+    return parser
+
+
+#: Set to 1 to see the Python traceback of an unexpected error (for a bug report).
+TRACEBACK_ENV = "RAY_NAS_TRACEBACK"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bad input, a missing or unwritable file, an unreachable server: one line
+    on stderr, exit 2. Anything else (a bug): one line and exit 1, the traceback with
+    RAY_NAS_TRACEBACK=1."""
+    args = build_parser().parse_args(argv)
+    from ray_nas.tracking import TrackingError
+
+    try:
+        return _dispatch(args)
+    except (SpecError, OSError, ValueError, TrackingError) as e:
+        print(f"ray-nas {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - never a traceback for the user
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"ray-nas {args.command}: unexpected error: {type(e).__name__}: {_one_line(e)} "
+              f"(rerun with {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (OSError: the strerror and the file)."""
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.filename:
+        text = f"{e.filename}: {e.strerror or e}"
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "search":
+        from ray_nas.cli.commands import search_command
+
+        return search_command(args.job, args.overrides, progress=not args.quiet, redo=args.redo)
+    if args.command == "sweep":
+        from ray_nas.cli.commands import sweep_command
+
+        return sweep_command(
+            args.job, args.overrides, dry_run=args.dry_run, evaluate=not args.no_evaluate,
+            redo=tuple(args.redo),
+        )  # fmt: skip
+    if args.command == "evaluate":
+        from ray_nas.cli.commands import evaluate_command
+
+        return evaluate_command(args.job, args.overrides)
+    if args.command == "report":
+        from ray_nas.cli.commands import report_command
+
+        return report_command(args.job, args.overrides, args.output)
+    if args.command == "export":
+        from ray_nas.cli.commands import export_command
+
+        return export_command(args.job, args.overrides, args.output)
+    if args.command == "compare":
+        from ray_nas.cli.commands import compare_command
+
+        return compare_command(args.jobs, args.overrides, args.output)
+    if args.command == "criteria":
+        from ray_nas.cli.commands import criteria_command
+
+        return criteria_command(args.job)
+    if args.command == "algorithms":
+        from ray_nas.algorithms import describe_algorithms
+
+        print(describe_algorithms())
+        return 0
+    if args.command == "benchmark":
+        return _benchmark(args)
+    if args.command == "analysis":
+        from ray_nas.analysis import format_restore_table
+
+        print(format_restore_table(args.lr, t1=args.t1, momentum=args.momentum))
+        return 0
+    raise AssertionError(args.command)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    if args.benchmark_command == "convert-nb101":
+        from ray_nas.tables.nb101 import convert as convert_nb101
+
+        df = convert_nb101(args.tfrecord, args.output, only_1shot1=args.only_1shot1)
+    else:
+        from ray_nas.tables import convert
+
+        df = convert(args.pth, args.output)
+    print(f"wrote {len(df)} architectures to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The commands behind the CLI: load and validate the job, then call the stage that does the work.
+
+Everything a command needs is validated here before any work starts.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ray_nas import config as specmod
+from ray_nas.config import SpecError
+from ray_nas.spaces import get_space
+
+
+def _search_overrides(overrides: list[str]) -> dict:
+    """`--set search.x=1` pairs as {x: 1}, for reporting what a single search changed."""
+    return {
+        k[len("search.") :]: v for k, v in specmod.parse_set(overrides) if k.startswith("search.")
+    }
+
+
+def search_command(
+    job: str, overrides: list[str], progress: bool = True, redo: bool | str = False
+) -> int:
+    """`ray-nas search`: one search in this process, on the job's `search` defaults + overrides.
+
+    Checked before any work, as the sweep does: the store holds this job (same grid and search
+    defaults), it can be written, and the trial's files are whole (`redo`: moved aside first).
+    """
+    from ray_nas.search import integrity
+
+    spec = specmod.load_spec(job, overrides)
+    cfg = specmod.search_config(spec)
+    rid = specmod.run_id(cfg)
+    if isinstance(redo, str) and redo != rid:
+        raise SpecError(f"--redo {redo}: this search is trial {rid} (`--redo` alone redoes it)")
+    integrity.check_store_writable(spec)
+    integrity.check_job_identity(spec)
+    if redo:
+        folder = integrity.redo_trial(spec.job_dir, rid)
+        print(
+            f"trial {rid}: "
+            + (f"files moved to {folder}; it runs again" if folder else "no files yet")
+        )
+    else:
+        integrity.check_trials(spec, [rid], "search")
+    from ray_nas.search.trial import StoreError, run_trial
+
+    size = f"N={cfg.cells}" if get_space(cfg.space).size_key == "cells" else f"{cfg.layers} cells"
+    print(f"job {spec.name}: search {rid} ({cfg.space}, {cfg.dataset}, C={cfg.channels}, {size}, "
+          f"{cfg.warmup_epochs}+{cfg.epochs} epochs) -> {spec.job_dir}")  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        status = run_trial(spec, cfg, rid, progress=progress)
+    except StoreError as e:  # the store failed mid-search: what was written stays, rerun resumes
+        print(
+            f"ray-nas search: error: {e}; rerun the same command once it is writable",
+            file=sys.stderr,
+        )
+        return 1
+    from ray_nas import store as trajectory
+
+    if not trajectory.exists(f"{spec.job_dir}/job.yaml"):
+        integrity.write_job_yaml(spec)  # a later sweep or search of another job is refused
+    trajectory.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job
+    if status != "skipped":
+        print(f"search {rid} {status} in {time.perf_counter() - t0:.1f}s")
+        print(f"  epochs: {spec.job_dir}/epochs/run_id={rid}/")
+        print(f"  alphas: {spec.job_dir}/alphas/run_id={rid}/")
+    return 0
+
+
+def sweep_command(
+    job: str,
+    overrides: list[str],
+    dry_run: bool = False,
+    evaluate: bool = True,
+    redo: tuple[str, ...] = (),
+) -> int:
+    spec = specmod.load_spec(job, overrides)
+    trials = specmod.expand_grid(spec)
+    if dry_run:
+        for _cfg, rid, point in trials:
+            print(rid, " ".join(f"{k}={specmod.value_text(v)}" for k, v in point.items()))
+        print(f"{len(trials)} trials")
+        for line in _estimate_lines(spec, trials):
+            print(line)
+        return 0
+    if evaluate and spec.evaluate.benchmark:
+        _check_benchmark(spec)
+    from ray_nas.search.sweep import run_sweep
+
+    run_sweep(spec, trials, redo=tuple(redo))
+    if evaluate:
+        return evaluate_command(job, overrides, use_ray=True)
+    print(f"next: ray-nas evaluate {job}")
+    return 0
+
+
+def _check_benchmark(spec: specmod.JobSpec) -> None:
+    """Before a sweep: the table the offline stage after it needs exists and is keyed by the
+    column the job's spaces look their genotypes up in (SpecError, one line)."""
+    from ray_nas.offline.evaluate import _load_benchmark
+    from ray_nas.tables import TABLE_KINDS
+
+    try:
+        _load_benchmark(spec)
+    except FileNotFoundError:
+        make = TABLE_KINDS[specmod.benchmark_key_column(spec)].make
+        raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "
+                        f"stage after the sweep needs it; make it with {make}, "
+                        "or set it to null)") from None  # fmt: skip
+    except SpecError:
+        raise
+    except ValueError as e:
+        raise SpecError(f"evaluate.benchmark: {e}") from None
+
+
+def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
+    """The dry run's cost estimate: trials x total (warmup + joint) epochs x GPU seconds per epoch."""
+    epochs = sum(cfg.total_epochs for cfg, _rid, _point in trials)
+    per_epoch = spec.estimate.gpu_seconds_per_epoch
+    lines = [
+        f"estimate: {len(trials)} trials, {epochs} epochs in all, x {per_epoch:g} s/epoch "
+        f"= {epochs * per_epoch / 3600:.1f} GPU-hours",
+        f"  (estimate.gpu_seconds_per_epoch{_set_by_job(spec)}, one trial per whole GPU; the default is "
+        "NAS-Bench-201's DARTS-V1: 10,890 s / 50 CIFAR-10 epochs at batch 64)",
+    ]
+    gpu = spec.resources.gpu
+    if 0 < gpu < 1:
+        lines.append(
+            f"  resources.gpu={gpu:g} packs {int(1 // gpu)} trials on a GPU: an upper bound, since packed "
+            "trials that leave the GPU idle share it for fewer GPU-hours (none saved if one saturates it)"
+        )
+    elif gpu == 0:
+        lines.append("  resources.gpu=0: the trials run on CPUs, so this GPU figure does not apply")
+    return lines + _retrain_estimate_lines(spec, trials)
+
+
+def _set_by_job(spec: specmod.JobSpec) -> str:
+    """` as the job file sets it (its comment says why)` when it differs from the default."""
+    default = specmod.Estimate().gpu_seconds_per_epoch
+    if spec.estimate.gpu_seconds_per_epoch == default:
+        return ""
+    return f" = {spec.estimate.gpu_seconds_per_epoch:g} as {spec.source or 'the job'} sets it (see its comment)"
+
+
+def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
+    """Jobs on a space without a benchmark (DARTS): the retraining's GPU-hours, at most one
+    genotype per (trial, criterion)."""
+    space = {cfg.space: get_space(cfg.space) for cfg, _rid, _point in trials}
+    n_retrain = sum(not space[cfg.space].has_benchmark for cfg, _rid, _point in trials)
+    r = spec.evaluate.retrain
+    if not n_retrain or r is None:
+        return []
+    sp = next(s for s in space.values() if not s.has_benchmark)
+    name, rec = sp.retrain_recipe(r)
+    n_crit, n_seeds = len(spec.criteria) or len(_default_criteria()), len(sp.retrain_seeds(r))
+    runs = n_retrain * n_crit * n_seeds
+    sec = rec.epochs * spec.estimate.retrain_gpu_seconds_per_epoch
+    return [
+        f"retraining: up to {n_retrain} searches x {n_crit} criteria x {n_seeds} seeds = {runs} runs "
+        f"x {rec.epochs} epochs ({name}) x {spec.estimate.retrain_gpu_seconds_per_epoch:g} s/epoch "
+        f"= {runs * sec / 3600:.1f} GPU-hours (fewer when criteria pick the same genotype)",
+        "  (estimate.retrain_gpu_seconds_per_epoch: the default is DARTS_V2 at 20 cells, C=36 on a V100; "
+        "a smaller recipe (proxy) runs proportionally faster: measure yours)",
+        f"total: {(sum(c.total_epochs for c, _r, _p in trials) * spec.estimate.gpu_seconds_per_epoch + runs * sec) / 3600:.1f} GPU-hours",
+    ]
+
+
+def _default_criteria() -> list:
+    from ray_nas.criteria import default_criteria
+
+    return default_criteria()
+
+
+def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
+    """`ray-nas evaluate`: retraining runs as Ray tasks when Ray is up or RAY_ADDRESS is set."""
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.offline.evaluate import run_evaluate
+    from ray_nas.tracking import check_tracking
+
+    check_tracking(spec.tracking_uri)  # before selections.parquet is written
+
+    if use_ray is None:
+        import os
+
+        use_ray = bool(os.environ.get("RAY_ADDRESS"))
+    retrain_map = None
+    if use_ray:
+        from ray_nas.search.sweep import ray_map
+
+        retrain_map = ray_map
+    from ray_nas.tracking import TrackingOutage
+
+    try:
+        result = run_evaluate(spec, retrain_map=retrain_map)
+    except TrackingOutage as e:
+        print(f"ray-nas evaluate: error: {e}; {spec.job_dir}/selections.parquet is written; "
+              f"rerun `ray-nas evaluate {job}` once it answers (nothing is logged twice)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    _where(spec, result)
+    return 0
+
+
+def _where(spec, result) -> None:
+    print("\nwhere the results are:")
+    print(f"  selections:   {spec.job_dir}/selections.parquet  (pandas.read_parquet)")
+    print(
+        f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)"
+    )
+    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri)}   (experiment {spec.name!r})")
+
+
+def mlflow_hint(uri: str) -> str:
+    """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`."""
+    if uri.startswith(("http://", "https://")):
+        return (f"open {uri} (a server on a cluster head: `ray attach cluster.yaml -p 5000`, "
+                "then http://127.0.0.1:5000)")  # fmt: skip
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def report_command(job: str, overrides: list[str], output: str | None) -> int:
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.report import write_report
+
+    path = write_report(spec, output)
+    print(f"report written to {path}")
+    return 0
+
+
+def compare_command(jobs: list[str], overrides: list[str], output: str | None) -> int:
+    """`ray-nas compare`: every job loaded and checked (and MLflow reached) before any work."""
+    specs = [specmod.load_spec(job, overrides) for job in jobs]
+    from ray_nas.tracking import check_tracking
+
+    check_tracking(specs[0].tracking_uri)
+    from ray_nas import api
+    from ray_nas.offline import compare
+    from ray_nas.report import compare_page
+
+    t0 = time.perf_counter()
+    result = compare.compare_jobs([api.Job(s) for s in specs])
+    text = compare.format_comparison(result)
+    print(text)
+    path = Path(output or "compare.html")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(compare_page(result), encoding="utf-8")
+    print(f"compare: {len(specs)} jobs in {time.perf_counter() - t0:.1f}s; page written to {path}")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [Path(tmp, "compare.csv"), Path(tmp, "compare_rank.csv"), Path(tmp, "compare.txt")]
+        result.cells.to_csv(files[0], index=False)
+        result.ranks.to_csv(files[1], index=False)
+        files[2].write_text(text + "\n")
+        from ray_nas.tracking import log_comparison
+
+        log_comparison(specs[0].tracking_uri, result.jobs, [*map(str, files), str(path)])
+    return 0
+
+
+def criteria_command(job: str | None) -> int:
+    """`ray-nas criteria [JOB]`: the catalogue, then the job's own functions (named by import path)."""
+    from ray_nas import criteria
+
+    extra = []
+    if job:
+        spec = specmod.load_spec(job)
+        extra = criteria.job_functions([*spec.criteria, spec.stop])
+    print(criteria.describe_criteria(extra))
+    return 0
+
+
+__all__ = [
+    "SpecError",
+    "search_command",
+    "sweep_command",
+    "evaluate_command",
+    "report_command",
+    "compare_command",
+]
+
+
+def export_command(job: str, overrides: list[str], output: str | None) -> int:
+    """`ray-nas export`: every selected DARTS-space genotype as `NAME = Genotype(...)`."""
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.offline.evaluate import export_genotypes
+
+    path, n = export_genotypes(spec, output)
+    print(f"{n} genotypes written to {path} (DARTS's genotypes.py format: import it, or paste it)")
+    return 0

@@ -1,0 +1,448 @@
+"""The sweep on Ray Tune (the only module importing ray): one trial per grid point.
+
+Each trial runs `trial.run_trial`, which keeps its own checkpoint and trajectory on the job's
+store, keyed by the stable run_id. So a crashed trial retried by Tune (`max_failures`) resumes
+from its last epoch, and a sweep whose driver died is resumed by running the same command again:
+finished trials are skipped, unfinished ones resume. Tune's own trial ids are never used as keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+
+import numpy as np
+
+from ray_nas import store as trajectory
+from ray_nas.config import (
+    JobSpec,
+    SearchConfig,
+    SpecError,
+    resolve_search,
+    resolved_job_dict,
+    spec_from_dict,
+    to_dict,
+)
+from ray_nas.search.faults import FAULT_ENVS
+from ray_nas.search.integrity import (
+    FINAL_STATUSES,
+    check_job_identity,
+    check_store_writable,
+    check_trials,
+    redo_trial,
+    write_job_yaml,
+)
+from ray_nas.search.trial import run_trial
+
+
+def check_ray_address(timeout: float = 5.0) -> None:
+    """A clear error when RAY_ADDRESS names a host:port nothing answers on."""
+    addr = os.environ.get("RAY_ADDRESS", "")
+    if not addr or addr == "auto" or addr.startswith("local"):
+        return
+    hostport = addr.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SpecError(
+            f"RAY_ADDRESS={addr!r}: expected host:port, ray://host:port or http://host:port"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise SpecError(
+            f"RAY_ADDRESS={addr}: no Ray cluster answers there ({e.strerror or e})"
+        ) from None
+
+
+def _trainable(config: dict) -> None:
+    """Tune function trainable: one search, reported to Tune after every epoch."""
+    from ray import tune
+
+    os.environ.update(config.get("fault_env") or {})
+    if os.path.isdir(
+        config["cwd"]
+    ):  # Tune starts trials in their own folder: relative paths are the driver's
+        os.chdir(config["cwd"])
+    import torch
+
+    torch.set_num_threads(max(1, int(config["job"]["resources"]["cpu"])))
+    spec = spec_from_dict(config["job"], source="sweep")
+    cfg = resolve_search(config["trial"]["search"])
+    rid = config["trial"]["run_id"]
+
+    metrics = TrialMetrics(spec.name, rid, cfg.ops)  # live Prometheus metrics (dashboards/grafana)
+
+    def on_record(rec) -> None:
+        metrics.record(rec)
+        tune.report({"epoch": rec.epoch, "valid_acc": rec.valid_acc, "train_loss": rec.train_loss,
+                     "skips": rec.arch.count("skip_connect"), "arch": rec.arch, "run_id": rid})  # fmt: skip
+
+    status = run_trial(
+        spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record
+    )
+    metrics.close()
+    if status == "skipped":
+        tune.report({"epoch": cfg.total_epochs, "run_id": rid, "skipped": True})
+
+
+#: Driver environment variables passed on to every Ray worker of the job (on every node): how to
+#: reach an S3 store (endpoint, region, profile, credentials: the standard AWS variables) and the
+#: MLflow client's settings. Unset ones are not passed; the nodes' own config applies then.
+FORWARDED_ENV_PREFIXES = ("AWS_", "MLFLOW_")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's AWS_* / MLFLOW_* variables, for the job's runtime_env; under `ray job submit`
+    those the submitted runtime_env already sets are left to it (Ray refuses a clash)."""
+    try:
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        taken = set((job.get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError):
+        taken = set()
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(FORWARDED_ENV_PREFIXES) and k not in taken
+    }
+
+
+def init_ray(resources: dict | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    check_ray_address()
+    env = forwarded_env()
+    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True,
+             runtime_env={"env_vars": env} if env else None, **(resources or {}))  # fmt: skip
+
+
+def run_sweep(
+    spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=print, redo: tuple = ()
+) -> dict[str, str]:
+    """Run every unfinished trial of the grid on Ray; returns run_id -> final status.
+
+    `redo`: run_ids whose files are moved aside first (see integrity.redo_trial), so they run again.
+    """
+    check_store_writable(spec)
+    check_job_identity(spec)
+    from ray_nas.tracking import check_tracking
+
+    check_tracking(spec.tracking_uri)
+    from ray_nas.training.data import check_available
+
+    for cfg in {(c.dataset, c.data_root, c.download, c.split_file) for c, _, _ in trials}:
+        check_available(*cfg)
+    rids = [rid for _, rid, _ in trials]
+    unknown = [r for r in redo if r not in rids]
+    if unknown:
+        raise SpecError(f"--redo {unknown[0]}: not a trial of this grid (`--dry-run` lists them)")
+    check_trials(spec, [r for r in rids if r not in redo], "sweep")
+    for rid in redo:
+        folder = redo_trial(spec.job_dir, rid)
+        log(
+            f"trial {rid}: "
+            + (f"files moved to {folder}; it runs again" if folder else "no files yet")
+        )
+    write_job_yaml(spec)
+
+    st = trajectory.read_status(spec.job_dir)  # one read for the whole grid
+    done = set(st.loc[st["status"].isin(FINAL_STATUSES), "run_id"]) if len(st) else set()
+    todo = [(cfg, rid, point) for cfg, rid, point in trials if rid not in done]
+    log(
+        f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(todo)} already complete, {len(todo)} to run"
+    )
+    log(
+        f"  trajectories: {spec.job_dir}/{{epochs,alphas}}/run_id=<id>/   status: {spec.job_dir}/trials.parquet"
+    )
+    if todo:
+        _tune(spec, todo, log)
+    status = trajectory.consolidate_trials(spec.job_dir)
+    result = dict(zip(status["run_id"], status["status"]))
+    failed = [rid for _, rid, _ in trials if result.get(rid) not in FINAL_STATUSES]
+    if failed:
+        log(f"sweep {spec.name}: {len(failed)} trials did not complete: {', '.join(failed)} "
+            "(rerun the same command to resume them)")  # fmt: skip
+    diverged = [rid for _, rid, _ in trials if result.get(rid) == "diverged"]
+    if diverged:
+        log(f"sweep {spec.name}: {len(diverged)} trials diverged (a non-finite loss or alpha): "
+            f"{', '.join(diverged)}; see trials.parquet's stop_reason")  # fmt: skip
+    return result
+
+
+def check_resources(spec: JobSpec, log=print) -> None:
+    """A trial's `resources` that no node of the cluster offers: on a fixed cluster (the local Ray
+    this process started, no RAY_ADDRESS) a SpecError; on a named cluster, which may autoscale,
+    one line saying what stays pending and why."""
+    import ray
+
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(all(n.get(k, 0.0) >= v for k, v in need.items() if v > 0) for n in nodes):
+        return
+    best = {k: max((n.get(k, 0.0) for n in nodes), default=0.0) for k in need}
+    what = (f"resources {{cpu: {spec.resources.cpu:g}, gpu: {spec.resources.gpu:g}}} per trial, but "
+            f"no node of the Ray cluster offers that (the largest: {best['CPU']:g} CPUs, "
+            f"{best['GPU']:g} GPUs)")  # fmt: skip
+    if os.environ.get("RAY_ADDRESS"):
+        log(
+            f"sweep {spec.name}: {what}: the trials stay pending until the autoscaler adds such a node"
+        )
+        return
+    raise SpecError(f"{what}; lower `resources` or run on a cluster that has them (RAY_ADDRESS)")
+
+
+def _tune(spec: JobSpec, todo, log) -> None:
+    from ray import tune
+
+    init_ray()
+    check_resources(spec, log)
+    # Each trial carries its fully resolved search, so the job it gets needs no grid: with one, every
+    # trial would re-validate the whole grid on start (O(trials^2) work over a big sweep).
+    job = {**resolved_job_dict(spec), "search": spec.search, "grid": {}}
+    space = [{"run_id": rid, "search": to_dict(cfg), "point": point} for cfg, rid, point in todo]
+    storage = spec.store if "://" in spec.store else os.path.abspath(spec.store)
+    trainable = tune.with_resources(
+        _trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    )
+    # The classic reporter: the default (AIR) one ignores column choices and prints config dicts.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    tuner = tune.Tuner(
+        trainable,
+        param_space={
+            "trial": tune.grid_search(space),
+            "job": job,
+            "cwd": os.getcwd(),
+            "fault_env": {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)},
+        },  # fmt: skip
+        # reuse_actors: a finished trial's worker process runs the next one (no new process and
+        # torch import per trial: about 5 s of CPU each); every trial sets its own state up.
+        tune_config=tune.TuneConfig(
+            trial_dirname_creator=_trial_run_id, trial_name_creator=_trial_run_id, reuse_actors=True
+        ),
+        run_config=tune.RunConfig(
+            name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=f"{storage.rstrip('/')}/{spec.name}/tune",
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[sweep_metrics_callback(spec.name), retry_log_callback(spec, log)],
+            progress_reporter=progress_reporter(spec),
+            verbose=1,
+        ),
+    )
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    errors = sum(1 for r in grid if r.error is not None)
+    log(
+        f"sweep {spec.name}: Tune finished {len(todo)} trials in {time.perf_counter() - t0:.1f}s ({errors} errored)"
+    )
+
+
+def _trial_run_id(trial) -> str:
+    """Tune names and folders trials by our run_id (not by its own trial id)."""
+    return trial.config["trial"]["run_id"]
+
+
+def short_keys(keys) -> dict[str, str]:
+    """Dotted grid keys -> column names: the last part (`weights.lr` -> `lr`) unless two clash."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
+
+
+def progress_reporter(spec: JobSpec):
+    """Tune's progress table: run_id, grid values by short key, epoch, valid_acc, skip count."""
+    from ray import tune
+
+    params = {f"trial/point/{k}": s for k, s in short_keys(list(spec.grid)).items()}
+    params = params or {"trial/search/seed": "seed"}  # none: Tune would print the config dicts
+    return tune.CLIReporter(
+        metric_columns={"epoch": "epoch", "valid_acc": "valid_acc", "skips": "skips"},
+        parameter_columns=params,
+        max_report_frequency=30,
+    )
+
+
+def error_line(text: str | None) -> str:
+    """The telling line of a Tune error trace: the last `SomeError: ...` line, else the first."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("Failure #")]
+    named = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception|Failure|Died)\w*:", ln)]
+    return ((named or lines or ["unknown error"])[-1])[:300]
+
+
+def _error_text(trial) -> str | None:
+    """The trial's error trace: the driver's local copy (the store's is synced later)."""
+    try:
+        with open(trial.error_file) as f:
+            return f.read()
+    except (OSError, TypeError):
+        return trial.get_error()
+
+
+def retry_log_callback(spec: JobSpec, log):
+    """A Tune callback on the driver that says which trial failed, where, why, and what happens."""
+    from ray import tune
+
+    class RetryLog(tune.Callback):
+        def __init__(self, log):
+            self.log = log
+
+        def __getstate__(self):  # Tune pickles its callbacks; `log` may not pickle (print)
+            return {}
+
+        def _say(self, trial, what: str) -> None:
+            node = (trial.last_result or {}).get("node_ip", "?")
+            getattr(self, "log", print)(f"sweep {spec.name}: trial {trial} failed on node {node} "
+                f"(failure {trial.num_failures} of max_failures={spec.max_failures}): "
+                f"{error_line(_error_text(trial))}; {what}")  # fmt: skip
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self._say(trial, "Tune retries it, resuming from its checkpoint on the store")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._say(trial, "no retries left (rerun the same command to resume it)")
+
+    return RetryLog(log)
+
+
+# ------------------------------------------------------------------------------------------
+# Live metrics for Prometheus / Grafana (dashboards/grafana/ray_nas_sweep.json). Ray exports a
+# `ray.util.metrics` metric named `x` as `ray_x`, a Counter as `ray_x_total`; values reach
+# Prometheus through each node's metrics agent (every `metrics_report_interval_ms`, 10 s).
+# A gauge of a process that ended ages out of the export, so per-trial series vanish with the trial.
+
+#: name -> (kind, tag keys, what it is); the Prometheus name is `prometheus_name(name)`.
+METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "nas_trial_epoch": (
+        "gauge",
+        ("nas_job", "run_id"),
+        "last epoch the trial wrote (= epochs completed)",
+    ),
+    "nas_epoch_seconds": ("gauge", ("nas_job", "run_id"), "wall seconds of the trial's last epoch"),
+    "nas_epochs": (
+        "counter",
+        ("nas_job", "run_id"),
+        "epochs completed (rate() = epochs per second)",
+    ),
+    "nas_valid_acc": (
+        "gauge",
+        ("nas_job", "run_id"),
+        "supernet search-valid accuracy (%) at the last epoch",
+    ),
+    "nas_op_magnitude": (
+        "gauge",
+        ("nas_job", "run_id", "op"),
+        "m(t, o): mean softmax weight of op over edges",
+    ),
+    "nas_trial_running": ("gauge", ("nas_job", "run_id"), "1 while the trial's search runs"),
+    "nas_sweep_trials": (
+        "gauge",
+        ("nas_job", "state"),
+        "the sweep's trials per Tune state (driver)",
+    ),
+}
+
+
+def prometheus_name(name: str) -> str:
+    """The name Prometheus stores a METRICS entry under (Ray's `ray_` prefix, `_total` on counters)."""
+    return f"ray_{name}_total" if METRICS[name][0] == "counter" else f"ray_{name}"
+
+
+def _metric(name: str, **default_tags: str):
+    from ray.util.metrics import Counter, Gauge
+
+    kind, tags, doc = METRICS[name]
+    return (Counter if kind == "counter" else Gauge)(name, doc, tags).set_default_tags(default_tags)
+
+
+class TrialMetrics:
+    """One trial's live metrics, updated after every epoch; a metrics failure never stops a search."""
+
+    def __init__(self, job: str, run_id: str, ops: tuple[str, ...]):
+        self.ops, self.live = tuple(ops), True
+        try:
+            self.m = {
+                n: _metric(n, nas_job=job, run_id=run_id)
+                for n in METRICS
+                if "run_id" in METRICS[n][1]
+            }
+            self.m["nas_trial_running"].set(1)
+        except Exception as e:  # noqa: BLE001
+            self._off(e)
+
+    def record(self, rec) -> None:
+        """rec: search.EpochRecord (epoch, seconds, valid_acc, weights [E, K] in `ops` order)."""
+        if not self.live:
+            return
+        try:
+            self.m["nas_trial_epoch"].set(rec.epoch)
+            self.m["nas_epoch_seconds"].set(rec.seconds)
+            self.m["nas_valid_acc"].set(rec.valid_acc)
+            if rec.epoch > 0:
+                self.m["nas_epochs"].inc(1)
+            for op, m in zip(self.ops, np.asarray(rec.weights, dtype=np.float64).mean(axis=0)):
+                self.m["nas_op_magnitude"].set(float(m), tags={"op": op})
+        except Exception as e:  # noqa: BLE001
+            self._off(e)
+
+    def close(self) -> None:
+        if self.live:
+            self.m["nas_trial_running"].set(0)
+
+    def _off(self, e: Exception) -> None:
+        self.live = False
+        print(f"live metrics off for this trial ({type(e).__name__}: {e})")
+
+
+def sweep_metrics_callback(job: str):
+    """A Tune callback on the driver: `nas_sweep_trials{state}` = how many trials are in each state."""
+    from ray import tune
+
+    class SweepMetrics(tune.Callback):
+        STATES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
+
+        def __init__(self):
+            self.gauge, self.last = _metric("nas_sweep_trials", nas_job=job), 0.0
+
+        def on_step_end(self, iteration, trials, **info):
+            if (
+                time.monotonic() - self.last >= 1.0
+            ):  # the loop steps often; Prometheus reads every 10 s
+                self.on_experiment_end(trials)
+
+        def on_experiment_end(self, trials, **info):
+            self.last = time.monotonic()
+            counts = dict.fromkeys(self.STATES, 0)
+            for t in trials:
+                counts[t.status] = counts.get(t.status, 0) + 1
+            for state, n in counts.items():
+                self.gauge.set(n, tags={"state": state})
+
+    return SweepMetrics()
+
+
+def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0) -> list:
+    """Run fn(*a) for each a as Ray tasks (the retraining stage), results in order.
+
+    A task whose node is lost is rerun by Ray (up to 3 times); the retraining tasks checkpoint
+    every epoch on the store, so a rerun resumes where the lost one stopped. The test-only
+    FAULT_ENVS set here reach the tasks, as a sweep's reach its trials."""
+    import ray
+
+    init_ray()
+    fault = {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)}
+    opts = {"runtime_env": {"env_vars": fault}} if fault else {}
+    remote = ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=3, **opts)(fn)
+    return ray.get([remote.remote(*a) for a in args])
+
+
+def ray_available() -> bool:
+    """True when a Ray cluster is running here or named by RAY_ADDRESS."""
+    import ray
+
+    return ray.is_initialized() or bool(os.environ.get("RAY_ADDRESS"))
+
+
+__all__ = ["run_sweep", "ray_map", "check_job_identity", "init_ray", "ray_available", "SpecError"]

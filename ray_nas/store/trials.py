@@ -1,0 +1,457 @@
+"""The trajectory store: Parquet schemas, the trial writer, status files and the readers.
+
+Layout under `{store}/{job}/` (see README): `epochs/run_id=<id>/`, `alphas/run_id=<id>/`,
+`status/`, `trials.parquet`, `selections.parquet`. Files go through `store.fs` (atomic, local or
+S3).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+
+from ray_nas.store.fs import (
+    _fs_path,
+    exists,
+    read_parquet_file,
+    write_frame,
+    write_table,
+)
+
+# ------------------------------------------------------------------------------------------
+# the trajectory schema (contract: README "Store layout")
+
+SCHEMA_VERSION = "2"  # 2: the nullable `concentration` column in alphas (1 lacks it; still read)
+#: the version of a store with connection rows (NAS-Bench-1Shot1's; the others stay at 2)
+CONNECTIONS_SCHEMA_VERSION = "3"
+PART = "part-0.parquet"
+
+EPOCHS_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int32()),  # 0 = before any update
+        ("train_loss", pa.float64()),  # mean CE over the epoch's weight steps (NaN at epoch 0)
+        ("train_acc", pa.float64()),  # percent
+        ("valid_loss", pa.float64()),  # supernet on search-valid after the epoch
+        ("valid_acc", pa.float64()),  # percent
+        ("lr_weights", pa.float64()),  # lr of the epoch's last weight step
+        ("lr_alpha", pa.float64()),  # 0 while alpha is frozen (warmup)
+        (
+            "hessian_eig",
+            pa.float64(),
+        ),  # dominant eigenvalue of the alpha Hessian; null if not computed
+        ("seconds", pa.float64()),  # wall seconds of the epoch
+        ("arch", pa.string()),  # NB201 arch string of the epoch's genotype
+    ]
+)
+
+ALPHAS_SCHEMA = pa.schema(
+    [
+        ("epoch", pa.int32()),
+        (
+            "cell",
+            pa.string(),
+        ),  # "shared" (NAS-Bench-201: one alpha for all cells) | normal | reduce (DARTS)
+        ("edge", pa.string()),  # "1<-0", ...: the space's edge order, per cell
+        ("op", pa.string()),  # op name
+        ("alpha", pa.float32()),  # the algorithm's raw parameter
+        (
+            "weight",
+            pa.float32(),
+        ),  # the op distribution it mixes with: rows of (epoch, cell, edge) sum to 1
+        ("concentration", pa.float32()),  # DrNAS's Dirichlet concentration; null for the others
+    ]
+)
+#: `cell` of the connection-weight rows (NAS-Bench-1Shot1): after each epoch's op rows, one row
+#: per Space.connection_rows() entry, (cell, edge, op) = ("output", "out", source vertex "v<p>")
+#: or ("inputs", target vertex "v<v>", source vertex "v<p>"); alpha = the raw parameter, weight =
+#: its softmax over the sources of that (cell, edge); listed in the "ray_nas.connections" metadata
+CONNECTION_CELLS = ("output", "inputs")
+#: alphas columns an algorithm may leave null (algorithms.EXTRA_COLUMNS)
+EXTRA_ALPHA_COLUMNS = ("concentration",)
+
+
+def _with_extras(al: pa.Table) -> pa.Table:
+    """Add the extra columns a schema-1 store lacks, as nulls."""
+    for name in EXTRA_ALPHA_COLUMNS:
+        if name not in al.column_names:
+            al = al.append_column(name, pa.nulls(al.num_rows, pa.float32()))
+    return al
+
+
+def _extra_array(extras: dict[str, np.ndarray] | None, name: str, n: int) -> pa.Array:
+    if extras and name in extras:
+        return pa.array(np.asarray(extras[name], dtype=np.float32).reshape(-1))
+    return pa.nulls(n, pa.float32())
+
+
+STATUS_COLUMNS = (
+    "run_id",
+    "status",
+    "epochs_done",
+    "stop_epoch",
+    "stop_reason",
+    "error",
+    "updated",
+)
+
+
+def trial_paths(job_dir: str, run_id: str) -> dict[str, str]:
+    base = job_dir.rstrip("/")
+    return {
+        "epochs": f"{base}/epochs/run_id={run_id}/{PART}",
+        "alphas": f"{base}/alphas/run_id={run_id}/{PART}",
+        "status": f"{base}/status/run_id={run_id}/{PART}",
+        "checkpoint": f"{base}/checkpoints/{run_id}.pt",
+    }
+
+
+class TrialWriter:
+    """Accumulates a trial's epoch records and rewrites its two Parquet files after every epoch.
+
+    One file per table per trial (`part-0.parquet`), replaced atomically, so a reader never sees a
+    torn file and each epoch appears once. Resuming: `truncate(k)` keeps epochs <= k.
+    """
+
+    def __init__(
+        self,
+        job_dir: str,
+        run_id: str,
+        ops: tuple[str, ...],
+        edges: tuple[str, ...],
+        config_json: str,
+        cells: tuple[str, ...] | None = None,
+        connections: tuple[tuple[str, str, str], ...] = (),
+    ):
+        """edges: [E] the edge of each parameter row; cells: [E] its cell type (default shared);
+        connections: [C] (cell, edge, op) of each connection-weight row (CONNECTION_CELLS)."""
+        self.paths = trial_paths(job_dir, run_id)
+        self.ops, self.edges = tuple(ops), tuple(edges)
+        self.cells = tuple(cells) if cells is not None else ("shared",) * len(self.edges)
+        self.connections = tuple(tuple(c) for c in connections)
+        self.metadata = {
+            "ray_nas.schema_version": SCHEMA_VERSION,
+            "ray_nas.ops": json.dumps(list(self.ops)),
+            "ray_nas.edges": json.dumps(list(self.edges)),
+            "ray_nas.config": config_json,
+            "ray_nas.run_id": run_id,
+        }
+        if self.connections:  # absent otherwise: the files of the other spaces are unchanged
+            self.metadata["ray_nas.connections"] = json.dumps([list(c) for c in self.connections])
+            self.metadata["ray_nas.schema_version"] = CONNECTIONS_SCHEMA_VERSION
+        self.epochs: list[dict] = []
+        self.alphas: list[pa.Table] = []
+
+    def truncate(self, upto_epoch: int) -> None:
+        """Load what is on disk and keep epochs <= upto_epoch (-1: start empty)."""
+        self.epochs, self.alphas = [], []
+        if upto_epoch < 0 or not exists(self.paths["epochs"]) or not exists(self.paths["alphas"]):
+            return
+        (fs, ep_path), (_, al_path) = _fs_path(self.paths["epochs"]), _fs_path(self.paths["alphas"])
+        ep, al = read_parquet_file(ep_path, fs), read_parquet_file(al_path, fs)
+        ep = ep.filter(pc.less_equal(ep["epoch"], upto_epoch)).select(EPOCHS_SCHEMA.names)
+        al = _with_extras(al.filter(pc.less_equal(al["epoch"], upto_epoch)))
+        al = al.select(ALPHAS_SCHEMA.names)
+        self.epochs = ep.to_pylist()
+        self.alphas = [al.cast(ALPHAS_SCHEMA)] if al.num_rows else []
+
+    @property
+    def last_epoch(self) -> int:
+        return self.epochs[-1]["epoch"] if self.epochs else -1
+
+    def append(self, rec) -> None:
+        """Add one EpochRecord (see search.EpochRecord) and rewrite both files."""
+        row = {name: getattr(rec, name) for name in EPOCHS_SCHEMA.names}
+        self.epochs = [r for r in self.epochs if r["epoch"] < rec.epoch] + [row]
+        e, k = len(self.edges), len(self.ops)
+        self.alphas.append(
+            pa.table(
+                {
+                    "epoch": pa.array(np.full(e * k, rec.epoch, dtype=np.int32)),
+                    "cell": pa.array(np.repeat(np.array(self.cells, dtype=object), k).tolist()),
+                    "edge": pa.array(np.repeat(np.array(self.edges, dtype=object), k).tolist()),
+                    "op": pa.array(list(self.ops) * e),
+                    "alpha": pa.array(np.asarray(rec.alpha, dtype=np.float32).reshape(-1)),
+                    "weight": pa.array(np.asarray(rec.weights, dtype=np.float32).reshape(-1)),
+                    **{
+                        c: _extra_array(getattr(rec, "extras", None), c, e * k)
+                        for c in EXTRA_ALPHA_COLUMNS
+                    },
+                },
+                schema=ALPHAS_SCHEMA,
+            )
+        )
+        if self.connections:
+            conn = (rec.connection_alpha, rec.connection_weights)
+            self.alphas.append(self._connection_table(np.full(1, rec.epoch), *conn))
+        self.flush()
+
+    def _connection_table(self, epochs: np.ndarray, alpha, weights) -> pa.Table:
+        """The connection rows of `epochs` [N]: alpha, weights [N, C] (or [C] for one epoch)."""
+        n, c = len(epochs), len(self.connections)
+        alpha, weights = (np.asarray(a, dtype=np.float32).reshape(n, c) for a in (alpha, weights))
+        cells, edges, ops = (list(col) * n for col in zip(*self.connections))
+        return pa.table(
+            {
+                "epoch": pa.array(np.repeat(np.asarray(epochs, dtype=np.int32), c)),
+                "cell": pa.array(cells, pa.string()),
+                "edge": pa.array(edges, pa.string()),
+                "op": pa.array(ops, pa.string()),
+                "alpha": pa.array(alpha.reshape(-1)),
+                "weight": pa.array(weights.reshape(-1)),
+                **{name: pa.nulls(n * c, pa.float32()) for name in EXTRA_ALPHA_COLUMNS},
+            },
+            schema=ALPHAS_SCHEMA,
+        )
+
+    def trial_data(self) -> TrialData:
+        """What is held in memory, as read_job would return it (the online stop's view)."""
+        ep = pa.Table.from_pylist(self.epochs, schema=EPOCHS_SCHEMA)
+        al = pa.concat_tables(self.alphas) if self.alphas else ALPHAS_SCHEMA.empty_table()
+        meta = self.metadata
+        return _trial_data(ep, al, self.ops, self.edges, meta["ray_nas.run_id"],
+                           meta["ray_nas.config"], self.connections)  # fmt: skip
+
+    def write_all(
+        self,
+        epoch_rows: list[dict],
+        alpha: np.ndarray,
+        weights: np.ndarray,
+        connections: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Write a whole trajectory at once (synthetic stores, imports): alpha/weights [T+1, E, K];
+        connections: (alpha, weights) [T+1, C] of the connection rows, when the writer has them."""
+        n, e, k = alpha.shape
+        if bool(self.connections) != (connections is not None):
+            raise ValueError("write_all: connection weights go with connection rows, and only them")
+        self.epochs = list(epoch_rows)
+        self.alphas = [
+            pa.table(
+                {
+                    "epoch": pa.array(np.repeat(np.arange(n, dtype=np.int32), e * k)),
+                    "cell": pa.array(
+                        np.tile(np.repeat(np.array(self.cells, dtype=object), k), n).tolist()
+                    ),
+                    "edge": pa.array(
+                        np.tile(np.repeat(np.array(self.edges, dtype=object), k), n).tolist()
+                    ),
+                    "op": pa.array(np.tile(np.array(self.ops, dtype=object), n * e).tolist()),
+                    "alpha": pa.array(alpha.astype(np.float32).reshape(-1)),
+                    "weight": pa.array(weights.astype(np.float32).reshape(-1)),
+                    **{c: pa.nulls(n * e * k, pa.float32()) for c in EXTRA_ALPHA_COLUMNS},
+                },
+                schema=ALPHAS_SCHEMA,
+            )
+        ]
+        if connections is not None:  # per epoch: its op rows, then its connection rows
+            conn = self._connection_table(np.arange(n), *connections)
+            self.alphas = [_interleave(self.alphas[0], conn, n)]
+        self.flush()
+
+    def flush(self) -> None:
+        ep = pa.Table.from_pylist(self.epochs, schema=EPOCHS_SCHEMA)
+        al = pa.concat_tables(self.alphas) if self.alphas else ALPHAS_SCHEMA.empty_table()
+        write_table(al, self.paths["alphas"], self.metadata)
+        write_table(ep, self.paths["epochs"], self.metadata)
+
+
+def _interleave(ops: pa.Table, conn: pa.Table, n: int) -> pa.Table:
+    """Rows of epochs 0..n-1 in the stored order: each epoch's op rows, then its connection rows."""
+    a, b = ops.num_rows // n, conn.num_rows // n
+    parts = [t.slice(i * m, m) for i in range(n) for t, m in ((ops, a), (conn, b))]
+    return pa.concat_tables(parts)
+
+
+def write_status(job_dir: str, run_id: str, row: dict) -> None:
+    """The trial's one-row status file (run_id, status, ..., resolved config as dotted columns)."""
+    write_table(pa.Table.from_pylist([row]), trial_paths(job_dir, run_id)["status"])
+
+
+def read_status(job_dir: str):
+    """All trials' status rows as a DataFrame (empty if none)."""
+    import pandas as pd
+
+    path = f"{job_dir.rstrip('/')}/status"
+    if not exists(path):
+        return pd.DataFrame(columns=list(STATUS_COLUMNS))
+    fs, p = _fs_path(path)
+    frames = []
+    for info in fs.get_file_info(pafs.FileSelector(p, recursive=True)):
+        if info.type == pafs.FileType.File and info.base_name == PART:
+            try:
+                frames.append(
+                    read_parquet_file(info.path, fs).to_pandas()
+                )  # torn-free, as read_frame
+            except (OSError, ValueError):  # a damaged status file: as if the trial had none
+                continue  # (it resumes from its checkpoint, or restarts, and writes a new one)
+    if not frames:
+        return pd.DataFrame(columns=list(STATUS_COLUMNS))
+    return pd.concat(frames, ignore_index=True).sort_values("run_id", ignore_index=True)
+
+
+def consolidate_trials(job_dir: str):
+    """Rewrite `{job}/trials.parquet` from the per-trial status files; returns the frame."""
+    df = read_status(job_dir)
+    write_frame(df, f"{job_dir.rstrip('/')}/trials.parquet")
+    return df
+
+
+# ------------------------------------------------------------------------------------------
+# reading a whole job back
+
+
+@dataclass
+class TrialData:
+    """One trial's stored trajectory, as arrays. T = last epoch; E edges; K ops."""
+
+    run_id: str
+    config: dict
+    """the trial's resolved search config (from the file metadata)"""
+    ops: tuple[str, ...]
+    edges: tuple[str, ...]
+    """[E] the edge of each parameter row"""
+    epochs: dict[str, np.ndarray]
+    """column -> [T+1] (epoch, train_loss, ..., hessian_eig NaN where null, arch as object)"""
+    alpha: np.ndarray
+    """float64 [T+1, E, K] raw logits"""
+    weights: np.ndarray
+    """float64 [T+1, E, K] the op distribution (softmax(alpha) for DARTS)"""
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """float64 [T+1, E, K] per extra alphas column the algorithm filled (e.g. concentration)"""
+    cells: tuple[str, ...] = ()
+    """[E] the cell type of each row (alphas.cell: shared | normal | reduce)"""
+    connections: tuple[tuple[str, str, str], ...] = ()
+    """[C] (cell, edge, op) of each connection-weight row (NAS-Bench-1Shot1; see CONNECTION_CELLS)"""
+    connection_alpha: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    """float64 [T+1, C] the raw connection parameters (empty without connection rows)"""
+    connection_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    """float64 [T+1, C] their softmax per (cell, edge), the weights the supernet used"""
+
+    @property
+    def space(self) -> str:
+        """The trial's search space (ray_nas.spaces): its config's, nb201 in older stores."""
+        from ray_nas.spaces import name_of
+
+        return name_of(self.config)
+
+
+def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
+    ep = read_parquet_file(epochs_path, fs)
+    al = read_parquet_file(alphas_path, fs)
+    meta = {k.decode(): v.decode() for k, v in (ep.schema.metadata or {}).items()}
+    ops = tuple(json.loads(meta["ray_nas.ops"]))
+    edges = tuple(json.loads(meta["ray_nas.edges"]))
+    conn = tuple(tuple(c) for c in json.loads(meta.get("ray_nas.connections", "[]")))
+    return _trial_data(ep, al, ops, edges, meta.get("ray_nas.run_id", ""),
+                       meta.get("ray_nas.config", "{}"), conn)  # fmt: skip
+
+
+def read_trial(job_dir: str, run_id: str) -> TrialData:
+    """One trial's trajectory; raises (FileNotFoundError, OSError, ValueError, pyarrow errors) when
+    a file is missing, truncated or the two files disagree."""
+    paths = trial_paths(job_dir, run_id)
+    fs, ep = _fs_path(paths["epochs"])
+    return _read_trial(ep, _fs_path(paths["alphas"])[1], fs)
+
+
+def _trial_data(
+    ep: pa.Table, al: pa.Table, ops, edges, run_id: str, config_json: str, connections=()
+) -> TrialData:
+    """Check that the two tables hold epochs 0..T once each, in order, and turn them into arrays
+    (per epoch the E*K op rows, then the C connection rows)."""
+    e, k, c = len(edges), len(ops), len(connections)
+    epochs = ep.column("epoch").to_numpy()
+    n = len(epochs)
+    if n == 0 or not np.array_equal(epochs, np.arange(n)):
+        raise ValueError(f"epochs are not 0..T in order ({n} rows)")
+    if al.num_rows != n * (e * k + c):
+        plus = f" + {c} connection rows" if c else ""
+        raise ValueError(
+            f"alphas has {al.num_rows} rows, expected {n}x({e}x{k}{plus}) for epochs 0..{n - 1}"
+        )
+    a_ep = al.column("epoch").to_numpy()
+    if not np.array_equal(a_ep, np.repeat(np.arange(n, dtype=a_ep.dtype), e * k + c)):
+        raise ValueError("alphas epochs are not 0..T in order")
+    conn_alpha, conn_weights = np.zeros((n, 0)), np.zeros((n, 0))
+    if c:
+        is_op = np.tile(np.arange(e * k + c) < e * k, n)
+        conn = al.filter(pa.array(~is_op))
+        if conn.column("cell").slice(0, c).to_pylist() != [x[0] for x in connections]:
+            raise ValueError("alphas connection rows do not match the file's ray_nas.connections")
+        conn_alpha, conn_weights = (
+            conn.column(name).to_numpy().astype(np.float64).reshape(n, c)
+            for name in ("alpha", "weight")
+        )
+        al = al.filter(pa.array(is_op))
+    cols = {name: ep.column(name).to_numpy(zero_copy_only=False) for name in EPOCHS_SCHEMA.names}
+    cols["hessian_eig"] = np.asarray(ep.column("hessian_eig").to_pandas(), dtype=np.float64)
+    shape = (n, e, k)
+    extras = {
+        c: al.column(c).to_numpy(zero_copy_only=False).astype(np.float64).reshape(shape)
+        for c in EXTRA_ALPHA_COLUMNS
+        if c in al.column_names and al.column(c).null_count == 0 and al.num_rows
+    }
+    return TrialData(
+        run_id=run_id,
+        config=json.loads(config_json),
+        ops=tuple(ops),
+        edges=tuple(edges),
+        epochs=cols,
+        alpha=al.column("alpha").to_numpy().astype(np.float64).reshape(shape),
+        weights=al.column("weight").to_numpy().astype(np.float64).reshape(shape),
+        extras=extras,
+        cells=tuple(al.column("cell").slice(0, e * k).to_pylist()[::k]),
+        connections=tuple(tuple(x) for x in connections),
+        connection_alpha=conn_alpha,
+        connection_weights=conn_weights,
+    )
+
+
+def list_run_ids(job_dir: str) -> list[str]:
+    """run_ids that have an `epochs/` or `alphas/` partition under the job."""
+    fs, p = _fs_path(job_dir.rstrip("/"))
+    ids: set[str] = set()
+    for table in ("epochs", "alphas"):
+        info = fs.get_file_info(f"{p}/{table}")
+        if info.type != pafs.FileType.Directory:
+            continue
+        for child in fs.get_file_info(pafs.FileSelector(f"{p}/{table}")):
+            if child.type == pafs.FileType.Directory and child.base_name.startswith("run_id="):
+                ids.add(child.base_name[len("run_id=") :])
+    return sorted(ids)
+
+
+def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str, str]]:
+    """Every trial's trajectory under `job_dir`, read in parallel.
+
+    Returns (trials sorted by run_id, problems: run_id -> why it was skipped) where problems are
+    missing, partial or unreadable files.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    fs, _ = _fs_path(job_dir)
+
+    def one(rid: str):
+        paths = trial_paths(job_dir, rid)
+        try:
+            trial = _read_trial(_fs_path(paths["epochs"])[1], _fs_path(paths["alphas"])[1], fs)
+        except FileNotFoundError:
+            missing = [t for t in ("epochs", "alphas") if not exists(paths[t])]
+            return rid, None, f"missing {' and '.join(missing) or 'a'} file under {job_dir}"
+        except Exception as e:  # unreadable or inconsistent: report, never crash the job
+            return rid, None, f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        trial.run_id = trial.run_id or rid
+        return rid, trial, None
+
+    trials, problems = [], {}
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for rid, trial, problem in pool.map(one, list_run_ids(job_dir)):
+            if problem:
+                problems[rid] = problem
+            else:
+                trials.append(trial)
+    return trials, problems
