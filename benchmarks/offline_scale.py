@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ray_nas import store as trajectory
+from ray_nas import store as stored
 from ray_nas.config import config_json, resolve_search, run_id
 from ray_nas.spaces import nb201
 
@@ -60,7 +60,7 @@ def write_store(job_dir: str, trials: int, epochs: int, seed: int = 0) -> float:
         cfg = resolve_search({"seed": i, "epochs": epochs})
         rid = run_id(cfg)
         rows, alpha, weights = synth_trial(rng, epochs)
-        trajectory.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg)).write_all(
+        stored.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg)).write_all(
             rows, alpha, weights
         )
         if (i + 1) % max(1, trials // 10) == 0:

@@ -53,7 +53,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from ray_nas import store as trajectory
+    from ray_nas import store as stored
     from ray_nas.config import expand_grid, load_spec
     from ray_nas.offline.evaluate import run_evaluate
     from ray_nas.search.sweep import run_sweep
@@ -79,7 +79,7 @@ def main() -> None:
         ray.shutdown()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         done = sum(s == "completed" for s in status.values())
-        epoch_s = trajectory.read_frame(f"{spec.job_dir}/epochs", columns=["seconds"])["seconds"]
+        epoch_s = stored.read_frame(f"{spec.job_dir}/epochs", columns=["seconds"])["seconds"]
         overhead = (wall * args.cpus - float(epoch_s.sum())) / len(trials)
         t1 = time.perf_counter()
         result = run_evaluate(spec, log=lambda s: None, track=False)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ray_nas import criteria as crit
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.config import JobSpec, flatten, load_spec
 from ray_nas.criteria import CriterionSpec, StopResult, Trajectory
 from ray_nas.offline import evaluate as ev
@@ -75,11 +75,11 @@ class Job:
             self.__dict__.pop(key, None)
 
     @functools.cached_property
-    def _read(self) -> tuple[list[trajectory.TrialData], dict[str, str]]:
-        return trajectory.read_job(self.job_dir)
+    def _read(self) -> tuple[list[store.TrialData], dict[str, str]]:
+        return store.read_job(self.job_dir)
 
     @property
-    def trials(self) -> list[trajectory.TrialData]:
+    def trials(self) -> list[store.TrialData]:
         """Every readable trial (run_id order): arrays of its epochs, alphas and weights."""
         return self._read[0]
 
@@ -91,7 +91,7 @@ class Job:
     @functools.cached_property
     def status(self) -> pd.DataFrame:
         """One row per trial: status, epochs_done, stop_epoch, stop_reason, error, config columns."""
-        return trajectory.read_status(self.job_dir)
+        return store.read_status(self.job_dir)
 
     @functools.cached_property
     def benchmark(self) -> pd.DataFrame | None:
@@ -122,9 +122,9 @@ class Job:
         seconds, arch; epoch 0 is before any update."""
         frames = [pd.DataFrame(t.epochs).assign(run_id=t.run_id) for t in self.trials]
         if not frames:
-            return pd.DataFrame(columns=["run_id", *trajectory.EPOCHS_SCHEMA.names])
+            return pd.DataFrame(columns=["run_id", *store.EPOCHS_SCHEMA.names])
         df = pd.concat(frames, ignore_index=True)
-        return df[["run_id", *trajectory.EPOCHS_SCHEMA.names]]
+        return df[["run_id", *store.EPOCHS_SCHEMA.names]]
 
     def alphas(self) -> pd.DataFrame:
         """Long form, one row per (run_id, epoch, edge, op): the raw `alpha` and its softmax
@@ -148,7 +148,7 @@ class Job:
         if self.benchmark is not None and self.trials:
             per_epoch = ev.benchmark_scores(self.trials, self.benchmark)[1]
         return {
-            t.run_id: ev.to_trajectory(t, per_epoch(t) if per_epoch else None) for t in self.trials
+            t.run_id: crit.from_trial(t, per_epoch(t) if per_epoch else None) for t in self.trials
         }
 
     def criteria(self, items: Sequence[CriterionItem] | None = None) -> list[CriterionSpec]:
@@ -163,7 +163,7 @@ class Job:
         selected arch). `items` replaces the job's criteria. No retraining here."""
         running = ev.in_progress(self.status)
 
-        def own(t: trajectory.TrialData) -> str | None:  # a plain oracle: the trial's data set
+        def own(t: store.TrialData) -> str | None:  # a plain oracle: the trial's data set
             return ev.trial_metric(self.spec, t.config)
 
         return ev.selections(self.trials, self.criteria(items), self.benchmark, running, own)

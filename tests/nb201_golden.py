@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ray_nas import store as trajectory
+from ray_nas import store as stored
 from ray_nas.config import config_json, load_spec, resolve_search, run_id
 from ray_nas.offline.evaluate import run_evaluate
 from ray_nas.report import build_report
@@ -62,7 +62,7 @@ def write_store(tmp: str, trials=TRIALS, dataset: str | None = None) -> str:
     for seed, ops in trials:
         cfg = resolve_search({"seed": seed, "epochs": EPOCHS, "ops": list(ops), **extra})
         rows, alpha, weights = synth_trial(rng, ops)
-        writer = trajectory.TrialWriter(f"{store}/{name}", run_id(cfg), cfg.ops, nb201.EDGES,
+        writer = stored.TrialWriter(f"{store}/{name}", run_id(cfg), cfg.ops, nb201.EDGES,
                                         config_json(cfg))  # fmt: skip
         writer.write_all(rows, alpha, weights)
     return store
@@ -118,7 +118,7 @@ def retrained(tmp: str) -> pd.DataFrame:
     return its cache, retrain.parquet (arch, dataset, settings, test_acc, seconds), by arch."""
     spec = load_spec(retrain_job(tmp))
     run_evaluate(spec, log=lambda s: None, track=False)
-    cache = trajectory.read_frame(f"{spec.job_dir}/retrain.parquet")
+    cache = stored.read_frame(f"{spec.job_dir}/retrain.parquet")
     return cache.sort_values("arch").reset_index(drop=True)
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.algorithms import NAMES, algorithm_class
 from ray_nas.algorithms.darts import DartsV2
 from ray_nas.algorithms.drnas import concentration
@@ -165,7 +165,7 @@ def _drnas_run(tmp_path, name, **over):
     cfg = search_config(spec)
     rid = run_id(cfg)
     run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
-    trials, _ = trajectory.read_job(spec.job_dir)
+    trials, _ = store.read_job(spec.job_dir)
     return trials[0]
 
 
@@ -331,14 +331,14 @@ def test_schema_1_stores_read_and_resume_without_concentration(tmp_path):
     cfg = search_config(spec)
     rid = run_id(cfg)
     run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
-    path = trajectory.trial_paths(spec.job_dir, rid)["alphas"]
+    path = store.trial_paths(spec.job_dir, rid)["alphas"]
     old = pq.read_table(path).drop_columns(["concentration"])
     pq.write_table(
         old.replace_schema_metadata({**old.schema.metadata, b"ray_nas.schema_version": b"1"}), path
     )
-    (t,), problems = trajectory.read_job(spec.job_dir)
+    (t,), problems = store.read_job(spec.job_dir)
     assert not problems and t.extras == {} and t.alpha.shape == (3, 6, 5)
-    writer = trajectory.TrialWriter(spec.job_dir, rid, cfg.ops, nb201.EDGES, "{}")
+    writer = store.TrialWriter(spec.job_dir, rid, cfg.ops, nb201.EDGES, "{}")
     writer.truncate(1)
     assert writer.alphas[0].schema.field("concentration").type == pa.float32()
     assert writer.alphas[0].column("concentration").null_count == 2 * 30

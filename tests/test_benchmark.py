@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas import tables as benchmark
 from ray_nas.spaces.nb201 import arch_string
 
@@ -231,7 +231,7 @@ def test_load_table_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.parquet"):
         benchmark.load_table(missing)
     no_arch = tmp_path / "no_arch.parquet"
-    trajectory.write_frame(pd.DataFrame({"index": [0], "cifar10_test": [1.0]}), str(no_arch))
+    store.write_frame(pd.DataFrame({"index": [0], "cifar10_test": [1.0]}), str(no_arch))
     with pytest.raises(ValueError, match="no_arch.parquet.*'arch'"):
         benchmark.load_table(no_arch)
 

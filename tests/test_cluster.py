@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.config import expand_grid, load_spec
 from ray_nas.search.trial import run_trial
 
@@ -66,7 +66,7 @@ def _kill_leftovers(marker: str) -> None:
 
 
 def _alphas(job_dir: str, rid: str) -> pd.DataFrame:
-    return trajectory.read_frame(trajectory.trial_paths(job_dir, rid)["alphas"])
+    return store.read_frame(store.trial_paths(job_dir, rid)["alphas"])
 
 
 #: every node of these clusters: 127.0.0.1, one CPU, a small object store
@@ -138,7 +138,7 @@ def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_
     job = write_job(name="nodeloss", search=search, resources={"cpu": 1, "gpu": 0}, max_failures=1,
                     evaluate=NO_RETRAIN)  # fmt: skip
     spec = load_spec(job)
-    epochs_file = trajectory.trial_paths(spec.job_dir, rid)["epochs"]
+    epochs_file = store.trial_paths(spec.job_dir, rid)["epochs"]
     cmd = [sys.executable, "-m", "ray_nas.cli", "sweep", str(job), "--no-evaluate"]
     with paused_driver(cmd, tmp_path, short_tmp, monkeypatch) as run:  # epochs 0..2 written,
         t_removed = run.replace_worker()  # checkpoint of 2 not yet; the trial's node dies
@@ -146,7 +146,7 @@ def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_
         while not (
             os.path.exists(epochs_file)
             and os.path.getmtime(epochs_file) > t_removed
-            and trajectory.read_frame(epochs_file).epoch.max() >= 2
+            and store.read_frame(epochs_file).epoch.max() >= 2
         ):  # the first epoch written on the new node
             assert run.proc.poll() is None and time.time() < deadline, run.log.read_text()[-3000:]
             time.sleep(0.05)
@@ -159,10 +159,10 @@ def test_node_lost_mid_trial_resumes_on_a_fresh_node(write_job, tmp_path, short_
     assert said and "failure 1 of max_failures=1" in said[0] and "retries it" in said[0], out[
         -3000:
     ]
-    ep = trajectory.read_frame(epochs_file)
+    ep = store.read_frame(epochs_file)
     assert ep.epoch.tolist() == [0, 1, 2, 3, 4]  # each epoch exactly once
     pd.testing.assert_frame_equal(_alphas(spec.job_dir, rid), _alphas(ref.job_dir, rid))
-    assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
+    assert store.read_status(spec.job_dir).status.tolist() == ["completed"]
 
 
 #: a driver that retrains a job's selections as Ray tasks on the cluster at RAY_ADDRESS (the path
@@ -201,7 +201,7 @@ def test_node_lost_mid_retrain_resumes_from_its_checkpoint(write_job, tmp_path, 
     out = log.read_text()
     assert "resuming from the checkpoint of epoch 2" in out, out[-3000:]
     assert out.count("retrain epoch 3/3") == 1, out[-3000:]  # only epoch 3 ran after the loss
-    cache = trajectory.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
+    cache = store.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
     (ckpt,) = os.listdir(f"{spec.job_dir}/retrain")
     state = FileCheckpoint(f"{spec.job_dir}/retrain/{ckpt}").load()
     space = get_space("darts")
@@ -266,5 +266,5 @@ def test_jobs_api_sweep_succeeds(write_job, tmp_path, short_tmp):
             os.killpg(proc.pid, signal.SIGKILL)
         _kill_leftovers(short_tmp)
         head_log.close()
-    status = trajectory.read_status(load_spec(job).job_dir)
+    status = store.read_status(load_spec(job).job_dir)
     assert len(status) == 2 and set(status.status) == {"completed"}

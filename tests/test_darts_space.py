@@ -323,7 +323,7 @@ def test_darts_retraining_runs_as_ray_tasks_and_is_cached(ray_session, write_job
     """`ray-nas sweep`'s path: the search as a Ray task, then each (genotype, seed) retraining
     as a Ray task through sweep.ray_map; the results land in retrain_genotypes.parquet and a
     second evaluate trains nothing."""
-    from ray_nas import store as trajectory
+    from ray_nas import store
     from ray_nas.cli.commands import sweep_command
     from ray_nas.config import load_spec
     from ray_nas.offline.evaluate import run_evaluate
@@ -352,7 +352,7 @@ def test_darts_retraining_runs_as_ray_tasks_and_is_cached(ray_session, write_job
     sel = run_evaluate(spec, retrain_map=traced_map, log=lines.append, track=False).selections
     assert calls == [("retrain_task", 2)]  # one genotype x seeds 0, 1
     assert pids and os.getpid() not in pids  # ran in Ray workers, not in this process
-    cache = trajectory.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
+    cache = store.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
     assert sorted(cache.seed) == [0, 1] and set(cache.genotype) == set(sel.arch)
     assert cache.test_acc.between(0, 100).all() and (cache.params_m > 0).all()
     assert len(os.listdir(f"{spec.job_dir}/retrain")) == 2  # a checkpoint per run, on the store

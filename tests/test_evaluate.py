@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ray_nas import store as trajectory
+from ray_nas import store as stored
 from ray_nas.config import expand_grid, load_spec
 from ray_nas.offline.evaluate import run_evaluate
 from ray_nas.search.trial import run_trial
@@ -97,13 +97,13 @@ def test_corrupted_and_in_progress_trials(store, tmp_path):
     (copy / spec.name / "alphas" / f"run_id={rids[0]}" / "part-0.parquet").write_bytes(
         b"not parquet"
     )
-    st = trajectory.read_status(spec.job_dir)
+    st = stored.read_status(spec.job_dir)
     row = st[st.run_id == rids[1]].iloc[0].to_dict()
     row["status"] = "running"
-    trajectory.write_status(spec.job_dir, rids[1], row)
-    w = trajectory.TrialWriter(spec.job_dir, rids[1], (), (), "{}")
-    ep = trajectory.read_frame(w.paths["epochs"])
-    al = trajectory.read_frame(w.paths["alphas"])
+    stored.write_status(spec.job_dir, rids[1], row)
+    w = stored.TrialWriter(spec.job_dir, rids[1], (), (), "{}")
+    ep = stored.read_frame(w.paths["epochs"])
+    al = stored.read_frame(w.paths["alphas"])
     meta_src = w.paths["epochs"]
     import pyarrow.parquet as pq
 
@@ -112,8 +112,8 @@ def test_corrupted_and_in_progress_trials(store, tmp_path):
         for k, v in pq.read_schema(meta_src).metadata.items()
         if k.startswith(b"ray_nas")
     }
-    trajectory.write_frame(ep[ep.epoch <= 2], w.paths["epochs"], meta)
-    trajectory.write_frame(al[al.epoch <= 2], w.paths["alphas"], meta)
+    stored.write_frame(ep[ep.epoch <= 2], w.paths["epochs"], meta)
+    stored.write_frame(al[al.epoch <= 2], w.paths["alphas"], meta)
     os.remove(
         copy / spec.name / "alphas" / f"run_id={rids[3]}" / "part-0.parquet"
     )  # a missing file
@@ -133,7 +133,7 @@ def test_corrupted_and_in_progress_trials(store, tmp_path):
 def test_unknown_arch_in_table_is_nan_not_crash(store, tmp_path):
     spec = load_spec(store)
     small = pd.read_parquet(TABLE).head(10)
-    trajectory.write_frame(small, str(tmp_path / "small.parquet"))
+    stored.write_frame(small, str(tmp_path / "small.parquet"))
     spec = load_spec(store, [f"evaluate.benchmark={tmp_path / 'small.parquet'}"])
     res = run_evaluate(spec, track=False, log=lambda s: None)
     assert np.isnan(res.selections.cifar10_test).any()
@@ -146,7 +146,7 @@ def _write_trial(job_dir: str, cfg, archs: list[str]) -> str:
     from ray_nas.spaces import nb201
 
     rid = run_id(cfg)
-    writer = trajectory.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg))
+    writer = stored.TrialWriter(job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg))
     for t, arch in enumerate(archs):
         ops = nb201.parse_arch(arch)
         alpha = np.array([[1.0 if o == op else 0.0 for o in cfg.ops] for op in ops], np.float32)

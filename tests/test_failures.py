@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ray_nas import store as trajectory
+from ray_nas import store as stored
 from ray_nas.cli import main
 from ray_nas.cli.commands import sweep_command
 from ray_nas.config import expand_grid, load_spec
@@ -162,7 +162,7 @@ def test_store_unwritable_mid_trial_then_resumed(
     spec = load_spec(job)
     pause = tmp_path / "pause"
     monkeypatch.setenv("RAY_NAS_PAUSE_ONCE", f"{pause}:1")
-    part = Path(trajectory.trial_paths(spec.job_dir, rid)["epochs"]).parent
+    part = Path(stored.trial_paths(spec.job_dir, rid)["epochs"]).parent
     locked: list[bool] = []
 
     def lock_when_paused() -> None:  # while the trial waits after writing its epoch 1
@@ -189,7 +189,7 @@ def test_store_unwritable_mid_trial_then_resumed(
         watcher.join(timeout=10)
         if locked and locked[0]:
             _unlock(part)
-    status = trajectory.read_status(spec.job_dir)
+    status = stored.read_status(spec.job_dir)
     assert status.status.tolist() == ["failed"] and str(part) in status.error[0]
     said = [ln for ln in out.splitlines() if f"trial {rid} failed" in ln]
     assert said and str(part) in said[0] and "no retries left" in said[0], out[-3000:]
@@ -198,12 +198,10 @@ def test_store_unwritable_mid_trial_then_resumed(
     monkeypatch.delenv("RAY_NAS_PAUSE_ONCE")
     assert sweep_command(str(job), [], evaluate=False) == 0  # the store is fixed: resume
     assert "0 already complete, 1 to run" in capsys.readouterr().out
-    assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
-    ep = trajectory.read_frame(trajectory.trial_paths(spec.job_dir, rid)["epochs"])
+    assert stored.read_status(spec.job_dir).status.tolist() == ["completed"]
+    ep = stored.read_frame(stored.trial_paths(spec.job_dir, rid)["epochs"])
     assert ep.epoch.tolist() == [0, 1, 2, 3]  # nothing lost, nothing twice
-    assert trajectory.exists(
-        trajectory.trial_paths(spec.job_dir, rid)["checkpoint"]
-    )  # default: kept
-    al = trajectory.read_frame(trajectory.trial_paths(spec.job_dir, rid)["alphas"])
-    ref_al = trajectory.read_frame(trajectory.trial_paths(ref.job_dir, rid)["alphas"])
+    assert stored.exists(stored.trial_paths(spec.job_dir, rid)["checkpoint"])  # default: kept
+    al = stored.read_frame(stored.trial_paths(spec.job_dir, rid)["alphas"])
+    ref_al = stored.read_frame(stored.trial_paths(ref.job_dir, rid)["alphas"])
     pd.testing.assert_frame_equal(al, ref_al)

@@ -15,8 +15,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorboardX.record_writer import RecordWriter
 
-from ray_nas import cli
-from ray_nas import store as trajectory
+from ray_nas import cli, store
 from ray_nas.spaces import nb1shot1, nb101
 from ray_nas.spaces.nb101 import CONV1X1, INPUT, MAXPOOL3X3, OUTPUT
 from ray_nas.tables import nb101 as nb101_table
@@ -160,7 +159,7 @@ def test_convert_then_look_up(record_file, tmp_path):
     assert len(df) == 3 and list(df.columns) == list(nb101_table.COLUMNS)
     assert any("8 records" in line for line in lines)  # progress every 4 records
     table = nb101_table.load_table(out)
-    assert trajectory.read_frame(str(out)).equals(table)
+    assert store.read_frame(str(out)).equals(table)
     rows = nb101_table.lookup(table, [_hash("C"), "f" * 32, _hash("A")])
     assert list(rows["hash"]) == [_hash("C"), "f" * 32, _hash("A")]
     for i, key in ((0, "C"), (2, "A")):

@@ -3,7 +3,7 @@
 1Shot1 trajectories evaluated with it through each trial's space (its cells' graph hash in the
 table's `hash` column), the report's Figure 4 layout, and the one-line errors before any work.
 
-One store is written through trajectory.TrialWriter (hand-made op and connection weights whose
+One store is written through store.TrialWriter (hand-made op and connection weights whose
 discretised cells are the table's three and one that is not in it), so every looked-up score is
 known; another comes from a tiny real search (fake data), whose recorded cells the test then
 writes into a record file of their own.
@@ -21,8 +21,7 @@ import pytest
 import yaml
 from tensorboardX.record_writer import RecordWriter
 
-from ray_nas import api, cli, report
-from ray_nas import store as trajectory
+from ray_nas import api, cli, report, store
 from ray_nas.config import config_json, expand_grid, load_spec
 from ray_nas.offline.evaluate import run_evaluate
 from ray_nas.spaces import get_space
@@ -136,7 +135,7 @@ def write_store(spec) -> dict[str, tuple[str, int]]:
         ]  # fmt: skip
         conn = np.tile(_connections(space), (len(cells), 1))
         soft = np.tile(_softmax_groups(space, _connections(space)), (len(cells), 1))
-        w = trajectory.TrialWriter(spec.job_dir, rid, space.ops, space.edges, config_json(cfg),
+        w = store.TrialWriter(spec.job_dir, rid, space.ops, space.edges, config_json(cfg),
                                    connections=space.connection_rows())  # fmt: skip
         w.write_all(rows, alpha, weights, connections=(conn, soft))
         out[rid] = (cfg.space, cfg.seed)
@@ -264,7 +263,7 @@ def test_a_real_search_is_scored_by_its_cells_hashes(tmp_path):
                     layers=3, epochs=3, batch_size=8, steps_per_epoch=1, hessian_every=0,
                     device="cpu")  # fmt: skip
     assert search_command(str(job), [], progress=False) == 0
-    (trial,), _ = trajectory.read_job(load_spec(job).job_dir)
+    (trial,), _ = store.read_job(load_spec(job).job_dir)
     archs = list(trial.epochs["arch"])
     assert len(archs) == 4 and len(trial.connections) == len(S1.connection_rows())
     keys = list(dict.fromkeys(parse_cell_text(a)[2] for a in archs))

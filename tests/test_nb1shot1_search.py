@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ray_nas import criteria
-from ray_nas import store as trajectory
-from ray_nas.offline.evaluate import to_trajectory
+from ray_nas import criteria, store
+from ray_nas.criteria import from_trial
 from ray_nas.search.loop import seed_everything
 from ray_nas.spaces import get_space, nb101
 from ray_nas.spaces.nb1shot1 import SPACE_OPS, SPACES
@@ -76,7 +75,7 @@ def test_search_writes_the_contract_and_resumes_after_sigkill(name, write_job):
     assert spec.search["layers"] == 3 and spec.search["lr_scheme"] == "nb1shot1"
 
     # op rows: one per choice block x 3 ops; connection rows: the space's, both summing to 1
-    conn = al[al.cell.isin(trajectory.CONNECTION_CELLS)]
+    conn = al[al.cell.isin(store.CONNECTION_CELLS)]
     ops = al[al.cell == "shared"]
     assert len(ops) == 5 * space.steps * 3 and len(conn) == 5 * len(space.connection_rows())
     assert set(ops.edge) == set(space.edges) and set(ops.op) == set(SPACE_OPS)
@@ -84,7 +83,7 @@ def test_search_writes_the_contract_and_resumes_after_sigkill(name, write_job):
     assert labels == set(space.connection_rows())
     sums = al.groupby(["epoch", "cell", "edge"]).weight.sum()
     assert np.allclose(sums, 1.0, atol=1e-5)
-    trial = trajectory.read_trial(f"{spec.store}/killed", rid)
+    trial = store.read_trial(f"{spec.store}/killed", rid)
     assert trial.alpha.shape == (5, space.steps, 3)
     assert trial.connection_weights.shape == (5, len(space.connection_rows()))
     assert not np.array_equal(trial.connection_alpha[0], trial.connection_alpha[-1])  # moved
@@ -96,7 +95,7 @@ def test_search_writes_the_contract_and_resumes_after_sigkill(name, write_job):
         assert space.genotype_key(text) == body["hash"]
     assert np.isfinite(ep.hessian_eig.iloc[2]) and ep.hessian_eig.isna().sum() == 3
     # magnitudes and criteria read the op rows
-    traj = to_trajectory(trial)
+    traj = from_trial(trial)
     mag = criteria.magnitude(traj)
     assert mag.shape == (5, 3) and np.allclose(mag.sum(axis=1), 1.0)
     res = criteria.ss_eq12(traj, op="conv3x3-bn-relu")
@@ -209,12 +208,12 @@ def test_synthetic_store_with_connection_rows_reads_back(tmp_path):
     epoch_rows = [
         {"epoch": t, "arch": space.genotype_text(weights[t], SPACE_OPS, conn[t])} for t in range(3)
     ]
-    writer = trajectory.TrialWriter(str(tmp_path), "r1", SPACE_OPS, tuple(e for _, e in rows), "{}",
+    writer = store.TrialWriter(str(tmp_path), "r1", SPACE_OPS, tuple(e for _, e in rows), "{}",
                                     tuple(k for k, _ in rows), space.connection_rows())  # fmt: skip
     with pytest.raises(ValueError, match="connection weights go with connection rows"):
         writer.write_all(epoch_rows, alpha, weights)
     writer.write_all(epoch_rows, alpha, weights, (conn, conn / 2))
-    trial = trajectory.read_trial(str(tmp_path), "r1")
+    trial = store.read_trial(str(tmp_path), "r1")
     assert np.allclose(trial.alpha, alpha, atol=1e-6) and np.allclose(
         trial.weights, weights, atol=1e-6
     )

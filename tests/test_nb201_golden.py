@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ray_nas import store as trajectory
+from ray_nas import store as stored
 from ray_nas.config import load_spec
 from ray_nas.offline.evaluate import run_evaluate
 
@@ -52,14 +52,14 @@ def test_nb201_retraining_reuses_a_cache_written_before_the_refactor(tmp_path):
     spec = load_spec(retrain_job(str(tmp_path)))
     cache_path = f"{spec.job_dir}/retrain.parquet"
     fresh = old["arch"].iloc[[0, 5]].tolist()  # two archs left out of the cache: trained now
-    trajectory.write_frame(old[~old["arch"].isin(fresh)], cache_path)
+    stored.write_frame(old[~old["arch"].isin(fresh)], cache_path)
     lines: list[str] = []
     sel = run_evaluate(spec, log=lines.append, track=False).selections
     assert any("11 distinct genotypes x 1 seeds, 9 cached, 2 to train" in x for x in lines), lines
     want = old.set_index("arch")["test_acc"]
     assert sel["retrain_acc"].tolist() == want.loc[sel["arch"]].tolist()
     assert "params_m" not in sel and "retrain_acc_std" not in sel  # as before: accuracy only
-    cache = trajectory.read_frame(cache_path)
+    cache = stored.read_frame(cache_path)
     assert list(cache.columns) == list(old.columns) and len(cache) == len(old)
     got = cache.set_index("arch").loc[old["arch"]]
     assert got["settings"].tolist() == old["settings"].tolist()
@@ -80,7 +80,7 @@ def test_report_charts_a_group_whose_trials_hold_two_op_sets(tmp_path):
     page = build_report(load_spec(job))
     assert page.count('id="group-') == 1 and "skip_connect" in page and ">none<" in page
 
-    trials, _ = trajectory.read_job(f"{tmp_path}/store/golden")
+    trials, _ = stored.read_job(f"{tmp_path}/store/golden")
     mags = _magnitudes(trials)
     assert list(mags) == ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
     for t, none, skip in zip(trials, mags["none"], mags["skip_connect"]):

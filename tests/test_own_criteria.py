@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from ray_nas import cli
+from ray_nas import cli, store
 from ray_nas import criteria as C
-from ray_nas import store as trajectory
 from ray_nas.config import expand_grid, load_spec
 from ray_nas.examples.stops import entropy_drop, mean_edge_entropy
 
@@ -147,9 +146,7 @@ def test_bad_names_exit_2_before_work(tiny_store, capsys, item, message):
                      "--set", "search.seed=7"]) == 2  # fmt: skip
     assert "stop: criterion" in _one_error_line(capsys, "search", message)
     seed7 = expand_grid(load_spec(tiny_store, ["search.seed=7"]))[0][1]
-    assert not os.path.exists(
-        trajectory.trial_paths(spec.job_dir, seed7)["status"]
-    )  # never started
+    assert not os.path.exists(store.trial_paths(spec.job_dir, seed7)["status"])  # never started
 
 
 @pytest.mark.parametrize("name, message", RULE_BREAKERS)
@@ -195,16 +192,16 @@ def test_example_criterion_online_and_offline(ray_session, write_job, capsys):
                     resources={"cpu": 1, "gpu": 0})  # fmt: skip
     assert cli.main(["sweep", str(job)]) == 0
     spec = load_spec(job)
-    trials, _ = trajectory.read_job(spec.job_dir)
+    trials, _ = store.read_job(spec.job_dir)
     traj = C.parse_criterion(stop)
-    from ray_nas.offline.evaluate import to_trajectory
+    from ray_nas.criteria import from_trial
 
-    stored = to_trajectory(trials[0])
+    stored = from_trial(trials[0])
     last = stored.last_epoch
     assert 1 <= last < 5, "the online stop must end the search early"
     assert traj.apply(stored).fired and traj.apply(stored).epoch == last
     assert not traj.apply(stored.prefix(last - 1)).fired
-    st = trajectory.read_status(spec.job_dir).iloc[0]
+    st = store.read_status(spec.job_dir).iloc[0]
     assert st.status == "stopped" and st.stop_epoch == last
     # offline: selections.parquet, MLflow, report
     sel = pd.read_parquet(f"{spec.job_dir}/selections.parquet").set_index("label")
@@ -234,5 +231,5 @@ def test_rule_breaker_online_fails_its_trial_with_one_line(tiny_store, capsys):
     )
     err = _one_error_line(capsys, "search", "raised RuntimeError: boom at the last epoch")
     assert f"trial {rid}: online stop: criterion 'tests.bad_stops:raises'" in err
-    st = trajectory.read_status(spec.job_dir).set_index("run_id").loc[rid]
+    st = store.read_status(spec.job_dir).set_index("run_id").loc[rid]
     assert st.status == "failed" and "tests.bad_stops:raises" in st.error

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ray_nas import cli, report
-from ray_nas import store as trajectory
+from ray_nas import store as ray_store
 from ray_nas.config import config_json, expand_grid, load_spec
 from ray_nas.spaces import nb201
 
@@ -44,7 +44,7 @@ def write_benchmark(path: Path) -> None:
     c10 = np.array(c10, dtype=np.float64)
     df = pd.DataFrame({"index": np.arange(len(archs)), "arch": archs, "cifar10_valid": c10 - 1.0,
                        "cifar10_test": c10, "cifar100_test": c10 - 25.0})  # fmt: skip
-    trajectory.write_frame(df, str(path))
+    ray_store.write_frame(df, str(path))
 
 
 def write_job_file(root: Path, name: str, grid: dict, search: dict | None = None) -> Path:
@@ -110,7 +110,7 @@ def test_retrained_scores_come_from_matching_selections(tiny_job):
     stored["retrain_acc"] = 77.0
     stored.loc[0, "arch"] = "stale"  # e.g. selected before the trajectory grew
     path = f"{spec.job_dir}/selections.parquet"
-    trajectory.write_frame(stored, path)
+    ray_store.write_frame(stored, path)
     try:
         d = report.load_report_data(spec)
         got = d.selections.set_index(["run_id", "label"])["retrain_acc"]
@@ -119,7 +119,7 @@ def test_retrained_scores_come_from_matching_selections(tiny_job):
         assert "retrain_acc" in d.score_cols
         assert any("1 of 24 selections have no retrain_acc" in n for n in d.notes), d.notes
     finally:
-        trajectory.delete(path)
+        ray_store.delete(path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def synthetic_store(spec, epochs: int, rng: np.random.Generator) -> None:
     """Trajectories shaped like real ones (softmax of a random walk) for every grid point, no training."""
     e, k = len(nb201.EDGES), len(nb201.OPS)
     for cfg, rid, _ in expand_grid(spec):
-        w = trajectory.TrialWriter(spec.job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg))
+        w = ray_store.TrialWriter(spec.job_dir, rid, cfg.ops, nb201.EDGES, config_json(cfg))
         w.flush = lambda: None  # one write at the end, not one per epoch
         alpha = np.zeros((e, k))
         for t in range(epochs + 1):
@@ -169,7 +169,7 @@ def synthetic_store(spec, epochs: int, rng: np.random.Generator) -> None:
                                      valid_acc=float(10 + t + rng.normal()), lr_weights=0.025, lr_alpha=3e-4,
                                      hessian_eig=float(0.1 * t) if t % 2 == 0 else None, seconds=1.0,
                                      arch=arch, alpha=alpha, weights=weights))  # fmt: skip
-        trajectory.TrialWriter.flush(w)
+        ray_store.TrialWriter.flush(w)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.config import IMAGE_SIZES, expand_grid, load_spec, resolve_search
 from ray_nas.spaces import get_space
 
@@ -54,8 +54,8 @@ def test_nb201_and_darts_genotypes_retrain_through_one_path(write_job):
     is_darts = sel["arch"].str.startswith("Genotype(")
     assert is_darts.sum() == 1 and sel.loc[is_darts, "params_m"].gt(0).all()
     assert sel.loc[~is_darts, "params_m"].isna().all()  # NB201's cache keeps accuracy only
-    nb = trajectory.read_frame(f"{spec.job_dir}/retrain.parquet")
-    dg = trajectory.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
+    nb = store.read_frame(f"{spec.job_dir}/retrain.parquet")
+    dg = store.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
     assert list(nb.columns) == ["arch", "dataset", "settings", "test_acc", "seconds"]
     assert nb["settings"].tolist() == [nb_rec.key()] and dg["recipe_key"].tolist() == [
         darts_rec.key()

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from ray_nas import cli
-from ray_nas import store as trajectory
+from ray_nas import store as stored
 from ray_nas.config import load_spec, run_id, search_config
 from tests.conftest import TINY_SEARCH
 
@@ -267,7 +267,7 @@ def _copy(base_store, tmp_path) -> tuple[Path, str, dict[str, Path]]:
     shutil.copytree(src / "store", tmp_path / "store")
     job = _job(tmp_path)
     paths = {
-        k: Path(v) for k, v in trajectory.trial_paths(str(tmp_path / "store" / "tiny"), rid).items()
+        k: Path(v) for k, v in stored.trial_paths(str(tmp_path / "store" / "tiny"), rid).items()
     }
     return job, rid, paths
 
@@ -275,7 +275,7 @@ def _copy(base_store, tmp_path) -> tuple[Path, str, dict[str, Path]]:
 def _set_status(paths, **changes):
     row = pq.read_table(paths["status"]).to_pylist()[0]
     row.update(changes)
-    trajectory.write_status(str(paths["status"].parents[2]), row["run_id"], row)
+    stored.write_status(str(paths["status"].parents[2]), row["run_id"], row)
 
 
 def _truncate(path: Path) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 
-from ray_nas import store as trajectory
+from ray_nas import store as stored
 from ray_nas.cli.commands import evaluate_command, report_command
 from ray_nas.config import load_spec, run_id, search_config
 
@@ -48,12 +48,12 @@ def s3_env():
 
 
 def _alphas(job_dir: str, rid: str) -> pd.DataFrame:
-    df = trajectory.read_frame(f"{job_dir}/alphas/run_id={rid}/{trajectory.PART}")
+    df = stored.read_frame(f"{job_dir}/alphas/run_id={rid}/{stored.PART}")
     return df.sort_values(["epoch", "edge", "op"], ignore_index=True)
 
 
 def _epochs(job_dir: str, rid: str) -> list[int]:
-    return trajectory.read_frame(f"{job_dir}/epochs/run_id={rid}")["epoch"].tolist()
+    return stored.read_frame(f"{job_dir}/epochs/run_id={rid}")["epoch"].tolist()
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
@@ -88,7 +88,7 @@ def test_s3_search_killed_resumes_and_evaluates(s3_env, write_job, tmp_path):
     assert "resuming from the checkpoint of epoch 1" in r.stdout
     assert _epochs(spec.job_dir, rid) == [0, 1, 2, 3, 4]  # each epoch once
     pd.testing.assert_frame_equal(_alphas(spec.job_dir, rid), _alphas(ref.job_dir, rid))
-    assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
+    assert stored.read_status(spec.job_dir).status.tolist() == ["completed"]
 
     assert evaluate_command(str(job), []) == 0
     # what the README shows: pandas reads the store through pyarrow's S3 filesystem
@@ -96,7 +96,7 @@ def test_s3_search_killed_resumes_and_evaluates(s3_env, write_job, tmp_path):
     sel = pd.read_parquet(path, filesystem=fs)
     assert sorted(sel.label) == ["best_valid", "final"] and set(sel.run_id) == {rid}
     assert report_command(str(job), [], None) == 0
-    assert b"<html" in trajectory.read_bytes(f"{spec.job_dir}/report.html")[:200].lower()
+    assert b"<html" in stored.read_bytes(f"{spec.job_dir}/report.html")[:200].lower()
     # a reader never sees a temporary object: only final names are in the bucket
     names = [i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{BUCKET}/runs", True))]
     assert not [n for n in names if n.endswith(".tmp")]
@@ -121,7 +121,7 @@ def test_s3_sweep_with_evaluate_while_it_runs(s3_env, ray_session, write_job, tm
     try:
         _wait_for(pause / "paused", proc)
         mid = evaluate_command(str(job), [])  # while one trial waits after its epoch 1
-        sel = trajectory.read_frame(f"{spec.job_dir}/selections.parquet")
+        sel = stored.read_frame(f"{spec.job_dir}/selections.parquet")
         (pause / "go").write_text("")
         proc.wait(timeout=300)
     finally:
@@ -131,12 +131,12 @@ def test_s3_sweep_with_evaluate_while_it_runs(s3_env, ray_session, write_job, tm
     assert mid == 0 and sel.in_progress.any()
     paused = sel.loc[sel.in_progress, "run_id"].iloc[0]
     assert sel.loc[sel.run_id == paused, "stop_epoch"].max() <= 1  # it saw epochs 0..1, whole
-    status = trajectory.read_status(spec.job_dir)
+    status = stored.read_status(spec.job_dir)
     assert set(status.status) == {"completed"} and len(status) == 2
     for rid in status.run_id:
         assert _epochs(spec.job_dir, rid) == [0, 1, 2, 3]
         # keep_checkpoints: false: a completed trial's checkpoint is gone
-        assert not trajectory.exists(trajectory.trial_paths(spec.job_dir, rid)["checkpoint"])
+        assert not stored.exists(stored.trial_paths(spec.job_dir, rid)["checkpoint"])
     # Tune's progress table: trials by run_id, the grid value by its short key, our metrics
     table = log.read_text()
     header = [ln for ln in table.splitlines() if ln.startswith("| Trial name")][-1]  # with results
@@ -148,4 +148,4 @@ def test_s3_sweep_with_evaluate_while_it_runs(s3_env, ray_session, write_job, tm
     ]
     assert all(f"| {rid} " in table for rid in status.run_id) and "{'run_id'" not in table
     assert evaluate_command(str(job), []) == 0
-    assert not trajectory.read_frame(f"{spec.job_dir}/selections.parquet").in_progress.any()
+    assert not stored.read_frame(f"{spec.job_dir}/selections.parquet").in_progress.any()

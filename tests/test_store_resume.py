@@ -102,22 +102,22 @@ def test_readers_never_see_a_torn_file_while_a_writer_replaces_it(tmp_path):
 
     import pandas as pd
 
-    from ray_nas import store as trajectory
+    from ray_nas import store as stored
 
     path = str(tmp_path / "part-0.parquet")
-    trajectory.write_frame(pd.DataFrame({"epoch": [0]}), path)
+    stored.write_frame(pd.DataFrame({"epoch": [0]}), path)
     stop = threading.Event()
 
     def writer():
         n = 0
         while not stop.is_set():
             n = n % 7 + 1
-            trajectory.write_frame(pd.DataFrame({"epoch": list(range(n))}), path)
+            stored.write_frame(pd.DataFrame({"epoch": list(range(n))}), path)
 
     t = threading.Thread(target=writer)
     t.start()
     try:
-        reads = [trajectory.read_frame(path) for _ in range(400)]
+        reads = [stored.read_frame(path) for _ in range(400)]
     finally:
         stop.set()
         t.join()

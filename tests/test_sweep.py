@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.cli.commands import evaluate_command, sweep_command
 from ray_nas.config import SpecError, expand_grid, load_spec
 from ray_nas.offline.evaluate import run_evaluate
@@ -71,14 +71,14 @@ def test_crashed_trial_is_retried_from_its_checkpoint(
     spec = load_spec(job)
     ep = _epochs(spec)
     assert sorted(ep.epoch) == [0, 1, 2, 3]  # every epoch exactly once
-    assert trajectory.read_status(spec.job_dir).status.tolist() == ["completed"]
+    assert store.read_status(spec.job_dir).status.tolist() == ["completed"]
 
 
 def test_packing_four_trials_on_one_gpu(ray_session, write_job):
     job = write_job(name="pack", search={"epochs": 2}, grid={"seed": [0, 1, 2, 3]},
                     resources={"cpu": 0.5, "gpu": 0.25}, evaluate=NO_RETRAIN)  # fmt: skip
     assert sweep_command(str(job), [], evaluate=False) == 0
-    st = trajectory.read_status(load_spec(job).job_dir)
+    st = store.read_status(load_spec(job).job_dir)
     assert len(st) == 4 and set(st.status) == {"completed"}
     assert st.started.max() < st.updated.min(), "the four trials did not run at the same time"
 
@@ -95,7 +95,7 @@ def test_driver_killed_then_resumed(ray_session, write_job):
     deadline = time.time() + 300
     done = []
     while time.time() < deadline and proc.poll() is None:
-        st = trajectory.read_status(spec.job_dir)
+        st = store.read_status(spec.job_dir)
         done = st[st.status == "completed"].run_id.tolist() if len(st) else []
         if done:
             break
@@ -103,19 +103,17 @@ def test_driver_killed_then_resumed(ray_session, write_job):
     assert proc.poll() is None, "the sweep ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    mtimes = {
-        rid: os.path.getmtime(trajectory.trial_paths(spec.job_dir, rid)["epochs"]) for rid in done
-    }
+    mtimes = {rid: os.path.getmtime(store.trial_paths(spec.job_dir, rid)["epochs"]) for rid in done}
     time.sleep(1)  # let Ray reap the dead driver's trial actors
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"{len(done)} already complete" in r.stdout
-    st = trajectory.read_status(spec.job_dir)
+    st = store.read_status(spec.job_dir)
     assert len(st) == 4 and set(st.status) == {"completed"}
     ep = _epochs(spec)
     assert (ep.groupby("run_id").epoch.count() == 4).all()  # every epoch once, every trial
     for rid, mtime in mtimes.items():  # finished trials were not rerun
-        assert os.path.getmtime(trajectory.trial_paths(spec.job_dir, rid)["epochs"]) == mtime
+        assert os.path.getmtime(store.trial_paths(spec.job_dir, rid)["epochs"]) == mtime
 
 
 def test_retrain_cache(write_job):
@@ -138,8 +136,7 @@ def test_retrain_cache(write_job):
 
 
 def test_online_stop_ends_where_the_offline_criterion_says(write_job):
-    from ray_nas.criteria import parse_criterion
-    from ray_nas.offline.evaluate import to_trajectory
+    from ray_nas.criteria import from_trial, parse_criterion
     from ray_nas.search.trial import run_trial
 
     stop = {
@@ -156,14 +153,14 @@ def test_online_stop_ends_where_the_offline_criterion_says(write_job):
     spec = load_spec(job)
     cfg, rid, _ = expand_grid(spec)[0]
     assert run_trial(spec, cfg, rid, progress=False, log=lambda s: None) == "stopped"
-    trials, _ = trajectory.read_job(spec.job_dir)
-    traj = to_trajectory(trials[0])
+    trials, _ = store.read_job(spec.job_dir)
+    traj = from_trial(trials[0])
     crit = parse_criterion(stop)
     last = traj.last_epoch
     assert last < 5
     assert crit.apply(traj).fired and crit.apply(traj).epoch == last
     assert not crit.apply(traj.prefix(last - 1)).fired
-    st = trajectory.read_status(spec.job_dir).iloc[0]
+    st = store.read_status(spec.job_dir).iloc[0]
     assert st.status == "stopped" and st.stop_epoch == last
 
 
@@ -181,9 +178,7 @@ def test_bad_input_fails_before_any_trial(ray_session, write_job, monkeypatch):
     with pytest.raises(Exception, match="not reachable"):
         sweep_command(str(job), [f"tracking_uri=http://127.0.0.1:{port}"])
     # a store that already holds this job with a different grid
-    trajectory.write_bytes(
-        f"{spec.job_dir}/job.yaml", b"name: bad\ngrid: {seed: [5]}\nsearch: {}\n"
-    )
+    store.write_bytes(f"{spec.job_dir}/job.yaml", b"name: bad\ngrid: {seed: [5]}\nsearch: {}\n")
     with pytest.raises(SpecError, match="different `grid`"):
         sweep_command(str(job), [])
     assert not os.path.exists(f"{spec.job_dir}/status")  # no trial started
@@ -249,9 +244,7 @@ def test_new_criteria_or_evaluate_keys_are_the_same_job(write_job):
 
     job = write_job(name="ident", grid={"seed": [0, 1]}, criteria=["final"])
     spec = load_spec(job)
-    trajectory.write_bytes(
-        f"{spec.job_dir}/job.yaml", yaml.safe_dump(resolved_job_dict(spec)).encode()
-    )
+    store.write_bytes(f"{spec.job_dir}/job.yaml", yaml.safe_dump(resolved_job_dict(spec)).encode())
     check_job_identity(
         load_spec(
             job, ["criteria=[best_valid]", "evaluate.retrain=null", "stop={name: dartsplus_sc}"]
@@ -271,7 +264,7 @@ def test_new_criteria_or_evaluate_keys_are_the_same_job(write_job):
     old = resolved_job_dict(spec)
     for key in ("channels_last", "compile_mode", "data_root"):
         old["search"].pop(key)
-    trajectory.write_bytes(f"{spec.job_dir}/job.yaml", yaml.safe_dump(old).encode())
+    store.write_bytes(f"{spec.job_dir}/job.yaml", yaml.safe_dump(old).encode())
     check_job_identity(spec)
     with pytest.raises(SpecError, match="different `search`"):
         check_job_identity(load_spec(job, ["search.track_running_stats=true"]))

@@ -61,11 +61,11 @@ def search_command(
             file=sys.stderr,
         )
         return 1
-    from ray_nas import store as trajectory
+    from ray_nas import store
 
-    if not trajectory.exists(f"{spec.job_dir}/job.yaml"):
+    if not store.exists(f"{spec.job_dir}/job.yaml"):
         integrity.write_job_yaml(spec)  # a later sweep or search of another job is refused
-    trajectory.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job
+    store.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job
     if status != "skipped":
         print(f"search {rid} {status} in {time.perf_counter() - t0:.1f}s")
         print(f"  epochs: {spec.job_dir}/epochs/run_id={rid}/")
@@ -92,7 +92,9 @@ def sweep_command(
     if evaluate and spec.evaluate.benchmark:
         _check_benchmark(spec)
     from ray_nas.search.sweep import run_sweep
+    from ray_nas.tracking import check_tracking
 
+    check_tracking(spec.tracking_uri)
     run_sweep(spec, trials, redo=tuple(redo))
     if evaluate:
         return evaluate_command(job, overrides, use_ray=True)

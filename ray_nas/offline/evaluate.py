@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ray_nas import criteria as crit
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.config import JobSpec, flatten, grid_value, resolve_search
 
 SELECTION_COLUMNS = [
@@ -30,17 +30,6 @@ SELECTION_COLUMNS = [
     "note",
     "in_progress",
 ]
-
-
-def to_trajectory(
-    t: trajectory.TrialData, metrics: dict[str, np.ndarray] | None = None
-) -> crit.Trajectory:
-    return crit.Trajectory(
-        ops=t.ops, edges=t.edges, alpha=t.alpha, weights=t.weights, archs=tuple(t.epochs["arch"]),
-        valid_acc=np.asarray(t.epochs["valid_acc"], dtype=np.float64),
-        hessian_eig=np.asarray(t.epochs["hessian_eig"], dtype=np.float64), metrics=metrics or {},
-        cells=t.cells, space=t.space,
-    )  # fmt: skip
 
 
 def job_criteria(spec: JobSpec, metric: str | None) -> list[crit.CriterionSpec]:
@@ -85,17 +74,17 @@ def trial_metric(spec: JobSpec, config: dict) -> str | None:
 class EvaluateResult:
     selections: pd.DataFrame
     summary: pd.DataFrame
-    trials: list[trajectory.TrialData]
+    trials: list[store.TrialData]
     problems: dict[str, str]
     metric: str
 
 
 def select(
-    trials: list[trajectory.TrialData],
+    trials: list[store.TrialData],
     specs: list[crit.CriterionSpec],
-    per_epoch_metrics: Callable[[trajectory.TrialData], dict[str, np.ndarray]] | None = None,
+    per_epoch_metrics: Callable[[store.TrialData], dict[str, np.ndarray]] | None = None,
     in_progress: set[str] = frozenset(),
-    metric_of: Callable[[trajectory.TrialData], str | None] | None = None,
+    metric_of: Callable[[store.TrialData], str | None] | None = None,
 ) -> pd.DataFrame:
     """One row per (trial, criterion): the stop epoch, whether it fired, the arch there.
 
@@ -103,7 +92,7 @@ def select(
     """
     rows = []
     for t in trials:
-        traj = to_trajectory(t, per_epoch_metrics(t) if per_epoch_metrics else None)
+        traj = crit.from_trial(t, per_epoch_metrics(t) if per_epoch_metrics else None)
         for c in specs:
             if c.name == "oracle" and "metric=" not in c.label and metric_of and metric_of(t):
                 c = crit.CriterionSpec(c.name, {**c.params, "metric": metric_of(t)}, c.label)
@@ -130,10 +119,8 @@ def run_evaluate(
     metric = main_metric(spec)
     specs = job_criteria(spec, metric)
     table = _load_benchmark(spec)
-    trials, problems = trajectory.read_job(job_dir)
-    status = (
-        trajectory.consolidate_trials(job_dir) if trajectory.exists(f"{job_dir}/status") else None
-    )
+    trials, problems = store.read_job(job_dir)
+    status = store.consolidate_trials(job_dir) if store.exists(f"{job_dir}/status") else None
     running = in_progress(status)
     if not trials:
         raise FileNotFoundError(
@@ -157,7 +144,7 @@ def run_evaluate(
         metric = "retrain_acc"
     elif metric not in sel:
         metric = None
-    trajectory.write_frame(sel, f"{job_dir}/selections.parquet")
+    store.write_frame(sel, f"{job_dir}/selections.parquet")
     summary = summarize(spec, trials, sel, specs, metric)
     log(format_summary(summary, _shown_metric(spec, trials, metric)))
     for line in diverged_lines(status):
@@ -203,11 +190,11 @@ def in_progress(status: pd.DataFrame | None) -> set[str]:
 
 
 def selections(
-    trials: list[trajectory.TrialData],
+    trials: list[store.TrialData],
     specs: list[crit.CriterionSpec],
     table: pd.DataFrame | None,
     running: set[str] = frozenset(),
-    metric_of: Callable[[trajectory.TrialData], str | None] | None = None,
+    metric_of: Callable[[store.TrialData], str | None] | None = None,
 ) -> pd.DataFrame:
     """The rows of `selections.parquet` before retraining (`ray-nas evaluate` and `ray_nas.api`).
 
@@ -215,7 +202,7 @@ def selections(
     return select_and_score(trials, specs, table, running, metric_of)[0]
 
 
-def benchmark_scores(trials: list[trajectory.TrialData], table: pd.DataFrame):
+def benchmark_scores(trials: list[store.TrialData], table: pd.DataFrame):
     """(scores, per_epoch) of every genotype the trials recorded, looked up through each trial's
     space: its `benchmark_key(arch)` in the table's `benchmark_key_column` (NAS-Bench-201: the
     arch string in ``arch``; NAS-Bench-1Shot1: the cell's NAS-Bench-101 hash in ``hash``).
@@ -251,7 +238,7 @@ def benchmark_scores(trials: list[trajectory.TrialData], table: pd.DataFrame):
         for m in present
     }
 
-    def per_epoch(t: trajectory.TrialData) -> dict[str, np.ndarray]:
+    def per_epoch(t: store.TrialData) -> dict[str, np.ndarray]:
         return {m: np.array([by_arch[t.space, m].get(a, np.nan) for a in t.epochs["arch"]])
                 for m in present}  # fmt: skip
 
@@ -263,11 +250,11 @@ _SELECTION_NAMES = {"params": "params_m"}
 
 
 def select_and_score(
-    trials: list[trajectory.TrialData],
+    trials: list[store.TrialData],
     specs: list[crit.CriterionSpec],
     table: pd.DataFrame | None,
     in_progress: set[str] = frozenset(),
-    metric_of: Callable[[trajectory.TrialData], str | None] | None = None,
+    metric_of: Callable[[store.TrialData], str | None] | None = None,
 ):
     """select() with the benchmark's scores: one join over every epoch's arch of every trial.
 
@@ -388,12 +375,12 @@ def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int
 
     FileNotFoundError / ValueError (one line) when the job has no selections or no DARTS run."""
     path = f"{spec.job_dir}/selections.parquet"
-    if not trajectory.exists(path):
+    if not store.exists(path):
         raise FileNotFoundError(f"{path}: no selections yet (run `ray-nas evaluate` first)")
-    sel = trajectory.read_frame(path)
+    sel = store.read_frame(path)
     from ray_nas.spaces import get_space
 
-    trials = trajectory.read_job(spec.job_dir)[0]
+    trials = store.read_job(spec.job_dir)[0]
     darts_runs = {t.run_id for t in trials if get_space(t.space).export_format == "darts"}
     sel = sel[sel["run_id"].isin(darts_runs)]
     if not len(sel):
@@ -411,5 +398,5 @@ def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int
         name = re.sub(r"\W+", "_", f"{r.label}_{r.run_id}").strip("_")
         lines.append(f"{name} = {r.arch}  # stop epoch {r.stop_epoch}, fired {bool(r.fired)}")
     out = output or f"{spec.job_dir}/genotypes.py"
-    trajectory.write_bytes(out, ("\n".join(lines) + "\n").encode())  # local path or s3://
+    store.write_bytes(out, ("\n".join(lines) + "\n").encode())  # local path or s3://
     return out, len(sel)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.config import JobSpec, resolve_search
 from ray_nas.spaces import get_space, name_of
 from ray_nas.spaces.base import Space
@@ -54,10 +54,10 @@ def retrain_task(
 
 def read_cache(space: Space, path: str) -> pd.DataFrame | None:
     """The space's retraining cache with every RETRAIN_FIELDS column (absent ones filled), or None."""
-    if not trajectory.exists(path):
+    if not store.exists(path):
         return None
     cols = _columns(space)
-    df = trajectory.read_frame(path).rename(columns={v: k for k, v in cols.items()})
+    df = store.read_frame(path).rename(columns={v: k for k, v in cols.items()})
     for f in RETRAIN_FIELDS:
         if f not in df:
             df[f] = df["genotype_key"] if f == "genotype" else _ABSENT[f]
@@ -110,7 +110,7 @@ def retrain_space(
         )  # fmt: skip
         cache = new if cache is None else pd.concat([cache, new], ignore_index=True)
         cols = _columns(space)
-        trajectory.write_frame(cache[list(cols)].rename(columns=cols), cache_path)
+        store.write_frame(cache[list(cols)].rename(columns=cols), cache_path)
         known.update(
             {(k, rec.key(), s, d): (acc, pm) for (k, _a, d, s), (acc, pm, _) in zip(todo, results)}
         )

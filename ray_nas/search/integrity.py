@@ -15,7 +15,7 @@ import uuid
 
 import yaml
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.config import (
     JobSpec,
     SpecError,
@@ -37,7 +37,7 @@ FINAL_STATUSES = ("completed", "stopped", "diverged")
 def check_job_identity(spec: JobSpec) -> None:
     """Raise SpecError if `{store}/{job}/job.yaml` describes a different grid or search defaults."""
     path = f"{spec.job_dir}/job.yaml"
-    data = trajectory.read_bytes(path)
+    data = store.read_bytes(path)
     if data is None:
         return
     try:
@@ -87,8 +87,8 @@ def check_store_writable(spec: JobSpec) -> None:
     probe = f"{spec.job_dir}/.write-probe-{uuid.uuid4().hex}"
     made = _missing_folders(spec.job_dir)
     try:
-        trajectory.write_bytes(probe, b"ok")
-        trajectory.delete(probe)
+        store.write_bytes(probe, b"ok")
+        store.delete(probe)
         for folder in made:  # deepest first: the probe leaves no trace
             os.rmdir(folder)
     except Exception as e:  # noqa: BLE001 - OSError, or pyarrow's errors for object stores
@@ -115,7 +115,7 @@ def _missing_folders(path: str) -> list[str]:
 
 def write_job_yaml(spec: JobSpec) -> None:
     """`{store}/{job}/job.yaml`: the resolved spec (what check_job_identity compares against)."""
-    trajectory.write_bytes(
+    store.write_bytes(
         f"{spec.job_dir}/job.yaml",
         yaml.safe_dump(resolved_job_dict(spec), sort_keys=False).encode(),
     )
@@ -129,23 +129,23 @@ def trial_problem(job_dir: str, rid: str) -> str | None:
     checkpoint needs both files readable (resuming keeps their epochs up to the checkpoint's); one
     without a checkpoint starts from scratch, so nothing it holds is relied on.
     """
-    paths = trajectory.trial_paths(job_dir, rid)
+    paths = store.trial_paths(job_dir, rid)
     status = status_row(paths["status"])
     final = status is not None and status.get("status") in FINAL_STATUSES
-    if not final and not trajectory.exists(paths["checkpoint"]):
+    if not final and not store.exists(paths["checkpoint"]):
         return None
-    missing = [k for k in ("epochs", "alphas") if not trajectory.exists(paths[k])]
+    missing = [k for k in ("epochs", "alphas") if not store.exists(paths[k])]
     if missing:
-        kept = [k for k in ("epochs", "alphas", "checkpoint") if trajectory.exists(paths[k])]
+        kept = [k for k in ("epochs", "alphas", "checkpoint") if store.exists(paths[k])]
         return f"its {' and '.join(missing)} file is missing" + (
             f" (intact: {', '.join(kept)})" if kept else ""
         )
     try:
         if not final:
             for kind in ("epochs", "alphas"):
-                trajectory.read_frame(paths[kind], columns=["epoch"])
+                store.read_frame(paths[kind], columns=["epoch"])
             return None
-        last = len(trajectory.read_trial(job_dir, rid).epochs["epoch"]) - 1
+        last = len(store.read_trial(job_dir, rid).epochs["epoch"]) - 1
     except Exception as e:  # noqa: BLE001 - truncated, not Parquet, inconsistent
         return f"its trajectory is unreadable ({type(e).__name__}: {_first_line(e)})"
     done = status.get("epochs_done")
@@ -157,7 +157,7 @@ def trial_problem(job_dir: str, rid: str) -> str | None:
 def status_row(path: str) -> dict | None:
     """The status file's one row, or None when it is missing or unreadable."""
     try:
-        return trajectory.read_frame(path).iloc[0].to_dict() if trajectory.exists(path) else None
+        return store.read_frame(path).iloc[0].to_dict() if store.exists(path) else None
     except Exception:  # noqa: BLE001 - an unreadable status file is as good as none
         return None
 
@@ -182,11 +182,11 @@ def check_trials(spec: JobSpec, rids: list[str], command: str) -> None:
 def redo_trial(job_dir: str, rid: str) -> str | None:
     """Move the trial's files (trajectory, status, checkpoint) to `{job}/redo/<rid>-<stamp>/` so it
     runs again from scratch. Returns that folder, or None when the trial had no files."""
-    paths = trajectory.trial_paths(job_dir, rid)
-    present = {k: p for k, p in paths.items() if trajectory.exists(p)}
+    paths = store.trial_paths(job_dir, rid)
+    present = {k: p for k, p in paths.items() if store.exists(p)}
     if not present:
         return None
     folder = f"{job_dir.rstrip('/')}/redo/{rid}-{time.strftime('%Y%m%d-%H%M%S')}"
     for kind, path in present.items():
-        trajectory.move(path, f"{folder}/{kind}-{path.rsplit('/', 1)[1]}")
+        store.move(path, f"{folder}/{kind}-{path.rsplit('/', 1)[1]}")
     return folder

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.config import (
     JobSpec,
     SearchConfig,
@@ -123,15 +123,13 @@ def init_ray(resources: dict | None = None) -> None:
 def run_sweep(
     spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=print, redo: tuple = ()
 ) -> dict[str, str]:
-    """Run every unfinished trial of the grid on Ray; returns run_id -> final status.
+    """Run every unfinished trial of the grid on Ray; returns run_id -> final status. The caller
+    checks the tracking server first (`tracking.check_tracking`: the offline stage after it logs).
 
     `redo`: run_ids whose files are moved aside first (see integrity.redo_trial), so they run again.
     """
     check_store_writable(spec)
     check_job_identity(spec)
-    from ray_nas.tracking import check_tracking
-
-    check_tracking(spec.tracking_uri)
     from ray_nas.training.data import check_available
 
     for cfg in {(c.dataset, c.data_root, c.download, c.split_file) for c, _, _ in trials}:
@@ -149,7 +147,7 @@ def run_sweep(
         )
     write_job_yaml(spec)
 
-    st = trajectory.read_status(spec.job_dir)  # one read for the whole grid
+    st = store.read_status(spec.job_dir)  # one read for the whole grid
     done = set(st.loc[st["status"].isin(FINAL_STATUSES), "run_id"]) if len(st) else set()
     todo = [(cfg, rid, point) for cfg, rid, point in trials if rid not in done]
     log(
@@ -160,7 +158,7 @@ def run_sweep(
     )
     if todo:
         _tune(spec, todo, log)
-    status = trajectory.consolidate_trials(spec.job_dir)
+    status = store.consolidate_trials(spec.job_dir)
     result = dict(zip(status["run_id"], status["status"]))
     failed = [rid for _, rid, _ in trials if result.get(rid) not in FINAL_STATUSES]
     if failed:

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.config import JobSpec, SearchConfig, SpecError, config_json, flatten, to_dict
 from ray_nas.errors import CheckpointError, StoreError
 from ray_nas.search.faults import maybe_fail, maybe_pause
@@ -29,7 +29,7 @@ def config_columns(cfg: SearchConfig) -> dict:
 
 def trial_status(job_dir: str, run_id: str) -> dict | None:
     """The trial's own status row (one small file), or None (also when it is unreadable)."""
-    return status_row(trajectory.trial_paths(job_dir, run_id)["status"])
+    return status_row(store.trial_paths(job_dir, run_id)["status"])
 
 
 def is_complete(job_dir: str, run_id: str) -> bool:
@@ -71,7 +71,7 @@ def run_trial(
     )  # fails before any write
     space = get_space(cfg.space)
     rows = space.rows()
-    writer = trajectory.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
+    writer = store.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
                                     config_json(cfg), tuple(c for c, _ in rows),
                                     space.connection_rows())  # fmt: skip
     ckpt = _open_checkpoint(job_dir, run_id, log)
@@ -89,7 +89,7 @@ def run_trial(
 
     def put_status(**changes) -> None:
         status.update(changes, updated=time.time())
-        trajectory.write_status(job_dir, run_id, status)
+        store.write_status(job_dir, run_id, status)
 
     def on_epoch(rec) -> bool:
         bad = non_finite(rec)
@@ -129,14 +129,14 @@ def run_trial(
         final = "stopped" if status["stop_epoch"] is not None else "completed"
     put_status(status=final, epochs_done=last)
     if not spec.keep_checkpoints:
-        trajectory.delete(ckpt.path)
+        store.delete(ckpt.path)
     return final
 
 
 def _open_checkpoint(job_dir: str, run_id: str, log: Callable[[str], None]) -> FileCheckpoint:
     """The trial's checkpoint; an unreadable one (and the files it would resume) is moved to
     `{job}/redo/` and the trial restarts from scratch, its recorded epochs kept there."""
-    ckpt = FileCheckpoint(trajectory.trial_paths(job_dir, run_id)["checkpoint"])
+    ckpt = FileCheckpoint(store.trial_paths(job_dir, run_id)["checkpoint"])
     try:
         ckpt.load()
     except CheckpointError as e:
@@ -153,12 +153,11 @@ def _online_stop(spec: JobSpec, run_id: str):
     if spec.stop is None:
         return None
     from ray_nas import criteria
-    from ray_nas.offline.evaluate import to_trajectory
 
     crit = criteria.parse_criterion(spec.stop)
 
-    def check(writer: trajectory.TrialWriter):
-        traj = to_trajectory(writer.trial_data())
+    def check(writer: store.TrialWriter):
+        traj = criteria.from_trial(writer.trial_data())
         try:
             res = crit.apply(traj)
         except criteria.CriterionError as e:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ray_nas import store as trajectory
+from ray_nas import store
 
 #: Accuracy columns, in table order.
 METRICS: tuple[str, ...] = (
@@ -164,7 +164,7 @@ def convert(
     pth_path = str(pth_path)
     if not Path(pth_path).is_file():
         raise FileNotFoundError(f"NAS-Bench-201 benchmark file not found: {pth_path}")
-    problem = trajectory.output_problem(str(out_path))
+    problem = store.output_problem(str(out_path))
     if problem:
         raise ValueError(f"-o {out_path}: {problem}")
     say = progress if progress is not None else (lambda _msg: None)
@@ -204,7 +204,7 @@ def convert(
     gaps = {c: k for c, k in unavailable.items() if k}
     if gaps:
         say(f"nb201: values not in the file (NaN): {gaps}")
-    trajectory.write_frame(df, str(out_path), metadata={SOURCE_KEY: Path(pth_path).name})
+    store.write_frame(df, str(out_path), metadata={SOURCE_KEY: Path(pth_path).name})
     say(f"nb201: wrote {len(df)} rows to {out_path}")
     return df
 
@@ -305,10 +305,10 @@ def read_table_file(path: str, kind: str, key: str) -> pd.DataFrame:
     """A `kind` benchmark table (local path or URI) whose rows are keyed by column `key`;
     FileNotFoundError / ValueError, one line naming `path`, if missing, unreadable or keyless."""
     path = str(path)
-    if not trajectory.exists(path):
+    if not store.exists(path):
         raise FileNotFoundError(f"{kind} table not found: {path}")
     try:
-        df = trajectory.read_frame(path)
+        df = store.read_frame(path)
     except (OSError, ValueError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot read {kind} table {path}: {first}") from e

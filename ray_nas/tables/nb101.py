@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ray_nas import store as trajectory
+from ray_nas import store
 from ray_nas.spaces import nb101
 from ray_nas.tables import read_table_file
 
@@ -388,7 +388,7 @@ def convert(
     df = _frame(sums)
     for col, hashes in keep.items():
         df[col] = df["hash"].isin(hashes)
-    trajectory.write_frame(df, str(out_path), metadata={SOURCE_KEY: Path(record_path).name})
+    store.write_frame(df, str(out_path), metadata={SOURCE_KEY: Path(record_path).name})
     say(f"nb101: wrote {len(df)} rows to {out_path}")
     return df
 

@@ -1,0 +1,324 @@
+"""The built-in stop criteria: operation magnitude (Eq.11), the selective stops (Eq.12/13), and the
+baselines (final, best_valid, oracle, DARTS+, DARTS-ES). Pure functions over a Trajectory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ray_nas import spaces
+from ray_nas.criteria.trajectory import (
+    _NOTHING_TO_CHOOSE,
+    StopResult,
+    Trajectory,
+    _best_epoch,
+    _suggest,
+    no_stop,
+    stop_at,
+)
+
+_MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0}
+
+
+def _check_param(key: str, value: Any) -> None:
+    """Range/name checks on one parameter value, shared by the criteria and parse_criterion."""
+    ops = spaces.all_ops()
+    if key == "op" and value not in ops:
+        raise ValueError(f"op: unknown op {value!r}{_suggest(str(value), ops)}")
+    if key == "exclude":
+        for o in value:
+            if o not in ops:
+                raise ValueError(f"exclude: unknown op {o!r}{_suggest(str(o), ops)}")
+    if key == "cell" and value and value not in spaces.cell_types():
+        raise ValueError(
+            f"cell: unknown cell type {value!r}{_suggest(str(value), spaces.cell_types())}"
+        )
+    if key in _MIN_INT and value < _MIN_INT[key]:
+        raise ValueError(f"{key}: must be >= {_MIN_INT[key]}, got {value!r}")
+    if key == "factor" and not value > 0:
+        raise ValueError(f"factor: must be > 0, got {value!r}")
+
+
+def _check_params(**params: Any) -> None:
+    for key, value in params.items():
+        _check_param(key, value)
+    if params.get("op") in params.get("exclude", ()):
+        raise ValueError(f"exclude: cannot exclude the selected op {params['op']!r}")
+
+
+def _too_recent(traj: Trajectory, t: int, patience: int) -> StopResult | None:
+    """Not-fired result when the peak at `t` is younger than `patience` epochs, else None."""
+    T = traj.last_epoch
+    if T - t >= patience:
+        return None
+    return no_stop(
+        traj, f"peak at epoch {t} is {T - t} epoch(s) before the last ({T}); patience {patience}"
+    )
+
+
+# ---------------------------------------------------------------- Eq.11-13
+
+
+def magnitude_cell(traj: Trajectory, cell: str = "") -> str:
+    """The cell type whose rows `magnitude` averages: `cell`, or the space's default (DARTS:
+    normal, as the paper's code) when the trajectory has it, else the first row's."""
+    if cell:
+        return cell
+    default = spaces.get_space(traj.space).magnitude_cell
+    return default if default in traj.cells else traj.cells[0]
+
+
+def magnitude(traj: Trajectory, exclude: Sequence[str] = (), cell: str = "") -> np.ndarray:
+    """Eq.11 operation magnitude m[t, k] = mean over one cell type's edges of traj.weights[t, :, k]:
+    [T+1, K] (cell: see magnitude_cell; NAS-Bench-201 has one, `shared`).
+
+    Column k is always op traj.ops[k]; the columns of ops in `exclude` (op names) are NaN.
+    """
+    _check_params(exclude=exclude, cell=cell)
+    rows = np.asarray(traj.cells) == magnitude_cell(traj, cell)
+    if not rows.any():
+        raise ValueError(
+            f"cell: no {cell!r} rows in this search (cells: {sorted(set(traj.cells))})"
+        )
+    m = traj.weights[:, rows].mean(axis=1)
+    for k, o in enumerate(traj.ops):
+        if o in exclude:
+            m[:, k] = np.nan
+    return m
+
+
+def _selective_stop(
+    traj: Trajectory,
+    op: str,
+    exclude: Sequence[str],
+    gate: bool,
+    patience: int,
+    eq13: bool,
+    gate_all_ops: bool = True,
+    cell: str = "",
+) -> StopResult:
+    """Eq.12 (eq13=False) or Eq.13 over the ops not in `exclude`, with the paper code's gate, on
+    the magnitudes of `cell` (default: the space's, see magnitude_cell).
+
+    The gate compares m(t, op) with every op's magnitude (the paper's code) unless gate_all_ops
+    is False, which leaves the excluded ops out of it too."""
+    _check_params(op=op, exclude=exclude, patience=patience, cell=cell)
+    if op not in traj.ops:
+        return no_stop(traj, f"op {op!r} is not in this search's op set {list(traj.ops)}")
+    if cell and cell not in traj.cells:
+        return no_stop(
+            traj, f"cell {cell!r} is not in this search (cells: {sorted(set(traj.cells))})"
+        )
+    if traj.last_epoch == 0:
+        return no_stop(traj, _NOTHING_TO_CHOOSE)
+    m = magnitude(traj, exclude, cell)
+    mi = m[:, traj.ops.index(op)]
+    n_ops = np.isfinite(m[0]).sum()
+    score = n_ops * mi - np.nansum(m, axis=1) if eq13 else mi
+    eligible, note = None, ""
+    # gate: before op first leads m(t, .) every epoch is eligible; from then on only where it leads
+    if gate:
+        leads = mi >= np.nanmax(m if not gate_all_ops else magnitude(traj, cell=cell), axis=1)
+        leads[0] = False
+        if leads.any():
+            first = int(np.flatnonzero(leads)[0])
+            eligible = leads.copy()
+            eligible[:first] = True
+            note = f"gate: {op} leads from epoch {first}"
+    t = _best_epoch(score, eligible)
+    if t is None:
+        return no_stop(traj, "no finite operation magnitude")
+    return _too_recent(traj, t, patience) or stop_at(traj, t, note)
+
+
+def ss_eq12(
+    traj: Trajectory, op: str = "nor_conv_3x3", gate: bool = True, patience: int = 0, cell: str = ""
+) -> StopResult:
+    """Eq.12 selective stop: the epoch where m(t, op) peaks."""
+    return _selective_stop(traj, op, (), gate, patience, eq13=False, cell=cell)
+
+
+def ss_eq13(
+    traj: Trajectory,
+    op: str = "nor_conv_3x3",
+    exclude: Sequence[str] = (),
+    gate: bool = True,
+    patience: int = 0,
+    gate_all_ops: bool = True,
+    cell: str = "",
+) -> StopResult:
+    """Eq.13 selective stop: the peak of sum_{j != op} (m(t, op) - m(t, j)) over ops not excluded."""
+    return _selective_stop(traj, op, tuple(exclude), gate, patience, True, gate_all_ops, cell)
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def final(traj: Trajectory) -> StopResult:
+    """The last epoch T: no early stop."""
+    if traj.last_epoch == 0:
+        return no_stop(traj, _NOTHING_TO_CHOOSE)
+    return stop_at(traj, traj.last_epoch)
+
+
+def best_valid(traj: Trajectory) -> StopResult:
+    """The epoch of the best supernet search-valid accuracy (NaN epochs ignored)."""
+    t = _best_epoch(traj.valid_acc)
+    if t is None:
+        return no_stop(
+            traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else "no valid_acc recorded"
+        )
+    return stop_at(traj, t)
+
+
+def oracle(traj: Trajectory, metric: str = "cifar10_test") -> StopResult:
+    """The epoch whose genotype scores best on the benchmark (upper bound; NaN epochs ignored)."""
+    if metric not in traj.metrics:
+        return no_stop(
+            traj, f"metric {metric!r} not recorded{_suggest(metric, sorted(traj.metrics))}"
+        )
+    t = _best_epoch(traj.metrics[metric])
+    if t is None:
+        return no_stop(
+            traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else f"{metric} unknown at every epoch"
+        )
+    return stop_at(traj, t)
+
+
+def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
+    """DARTS+ sc_k: the first epoch whose genotype has >= k skip_connect edges (in the space's
+    magnitude cell: DARTS's normal cell, as DARTS+)."""
+    _check_params(k=k)
+    unit = spaces.get_space(traj.space)
+    for t in range(1, traj.last_epoch + 1):
+        if unit.skip_count(traj.archs[t], unit.magnitude_cell) >= k:
+            return stop_at(traj, t)
+    if traj.last_epoch == 0:
+        return no_stop(traj, _NOTHING_TO_CHOOSE)
+    if "skip_connect" not in traj.ops:
+        return no_stop(traj, "skip_connect is not in this search's op set")
+    return no_stop(traj, f"no genotype with >= {k} skip_connect edges")
+
+
+def dartsplus_rt(traj: Trajectory, k: int = 10, learnable_only: bool = False) -> StopResult:
+    """DARTS+ rt_k: the first epoch where every edge's ranking of ops by alpha has held k epochs."""
+    _check_params(k=k)
+    learnable = spaces.get_space(traj.space).learnable_ops
+    cols = [i for i, o in enumerate(traj.ops) if not learnable_only or o in learnable]
+    if not cols:
+        return no_stop(traj, f"no learnable op ({', '.join(sorted(learnable))}) in the op set")
+    # [T+1, E, K'] ops per edge, largest alpha first; stable sort: ties keep op order
+    ranking = np.argsort(-traj.alpha[:, :, cols], axis=2, kind="stable")
+    # same[t]: epoch t ranks every edge as epoch t-1 did (compared from epoch 2 on)
+    same = np.zeros(traj.last_epoch + 1, dtype=bool)
+    same[2:] = (ranking[2:] == ranking[1:-1]).all(axis=(1, 2))
+    same = same.tolist()
+    count = longest = 0
+    for t in range(1, traj.last_epoch + 1):
+        count = count + 1 if same[t] else 1
+        longest = max(longest, count)
+        if count >= k:
+            return stop_at(traj, t)
+    if traj.last_epoch == 0:
+        return no_stop(traj, _NOTHING_TO_CHOOSE)
+    return no_stop(traj, f"ranking never held {k} epochs (longest {longest})")
+
+
+def _local_averages(ev: np.ndarray, window: int) -> list[float | None]:
+    """R-DARTS's EVLocalAvg local average at each evaluation k (0-based): the mean of evaluations
+    max(0, k - window + 1)..k, from k = ceil(window / 2) - 1 on (partial windows until the first
+    full one, as EVLocalAvg), None before."""
+    first = math.ceil(window / 2) - 1
+    return [
+        float(np.mean(ev[max(0, k - window + 1) : k + 1])) if k >= first else None
+        for k in range(len(ev))
+    ]
+
+
+def _ratio(now: float, before: float) -> float:
+    """now / before with numpy's float semantics (inf or nan on a zero), as EVLocalAvg divides."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(now) / np.float64(before))
+
+
+def _evaluations(traj: Trajectory) -> tuple[list[int], np.ndarray]:
+    """(epochs >= 1 with a finite hessian_eig, their eigenvalues): the DARTS-ES evaluations."""
+    evals = (np.flatnonzero(np.isfinite(traj.hessian_eig[1:])) + 1).tolist()
+    return evals, traj.hessian_eig[evals]
+
+
+def darts_es(
+    traj: Trajectory,
+    window: int = 5,
+    delta: int = 4,
+    factor: float = 1.3,
+    start_epoch: int = 10,
+    rollback: bool = True,
+) -> StopResult:
+    """DARTS-ES as R-DARTS (Zela et al.; automl/RobustDARTS EVLocalAvg.early_stop).
+
+    Evaluations: the epochs >= 1 with a finite hessian_eig (every `hessian_every` epochs).
+    avg(k): local average of evaluations k-window+1..k (partial windows at the start, as
+    EVLocalAvg). At evaluation k it stops when avg(k) / avg(k - delta) > factor, provided the
+    rollback target, evaluation j = k - delta - window // 2 (the CENTRE of the earlier window:
+    R-DARTS's stop epoch, la_epoch - ev_freq * delta), exists and is at an epoch >= start_epoch.
+    rollback: the genotype at evaluation j's epoch (R-DARTS), else the current one at evaluation
+    k's epoch. Epochs are this product's (epoch t = after t epochs; R-DARTS counts from 0, so its
+    es_start_epoch=10 at one evaluation per epoch is start_epoch=11 here). R-DARTS also skips the
+    check at its last epoch; here every epoch is checked (online and offline agree).
+    """
+    _check_params(window=window, delta=delta, factor=factor, start_epoch=start_epoch)
+    evals, ev = _evaluations(traj)
+    avg = _local_averages(ev, window)
+    for k in range(delta + window // 2, len(evals)):
+        j = k - delta - window // 2
+        ratio = _ratio(avg[k], avg[k - delta])
+        if evals[j] >= start_epoch and ratio > factor:
+            note = f"local_avg ratio {ratio:.3g} at epoch {evals[k]}"
+            return stop_at(traj, evals[j] if rollback else evals[k], note)
+    if traj.last_epoch == 0:
+        return no_stop(traj, _NOTHING_TO_CHOOSE)
+    need = delta + window // 2 + 1
+    if len(evals) < need:
+        return no_stop(traj, f"{len(evals)} Hessian evaluation(s) after epoch 0; needs >= {need}")
+    return no_stop(traj, f"local_avg never grew by > {factor}x (rollback epoch >= {start_epoch})")
+
+
+#: what the paper's code ran for DARTS-ES (chaoji90/Selective-Stop, DARTS-V1-ES.py): utils_ES's
+#: EVLocalAvg() with its defaults, early_stop(epoch, 1.3, 0) with delta's default 4
+_PAPER_ES = {"window": 5, "ev_freq": 2, "total_epochs": 50, "factor": 1.3, "start": 0, "delta": 4}
+
+
+def darts_es_paper(traj: Trajectory) -> StopResult:
+    """DARTS-ES as the paper's code ran it for its DARTS-ES rows (chaoji90/Selective-Stop).
+
+    One eigenvalue per epoch fed to EVLocalAvg(window=5, ev_freq=2, total_epochs=50), its epoch
+    e = our epoch - 1 (counted from 0), early_stop(e, factor=1.3, es_start_epoch=0, delta=4): it
+    stops at the first e with (e - ev_freq * 2) - ev_freq * 4 >= 0, i.e. e >= 12 (our epoch 13;
+    ev_freq=2 with one eigenvalue per epoch is its timing quirk), where avg(k) / avg(k - 4) > 1.3,
+    avg(k) the mean of the last 5 eigenvalues. It returns the CURRENT genotype (the code exits with
+    genotypes[epoch]); it cannot fire from its epoch 49 on (its code raises a KeyError there), and a
+    run where it never fires gives epoch T. Evaluations are the recorded eigenvalues (hessian_every
+    should be 1).
+    """
+    p = _PAPER_ES
+    evals, ev = _evaluations(traj)
+    avg = _local_averages(ev, p["window"])
+    first = math.ceil(p["window"] / 2) - 1  # before: its la_epoch is -1
+    for k in range(first, len(evals)):
+        e = evals[k] - 1
+        if e >= p["total_epochs"] - 1:
+            break
+        la_epoch = e - p["ev_freq"] * (p["window"] // 2)
+        if la_epoch - p["ev_freq"] * p["delta"] < p["start"] or k - p["delta"] < first:
+            continue
+        ratio = _ratio(avg[k], avg[k - p["delta"]])
+        if ratio > p["factor"]:
+            return stop_at(traj, evals[k], f"local_avg ratio {ratio:.3g} at epoch {evals[k]}")
+    if traj.last_epoch == 0:
+        return no_stop(traj, _NOTHING_TO_CHOOSE)
+    return no_stop(traj, "never fired (the paper's code fires from its epoch 12 to 48: ours 13-49)")

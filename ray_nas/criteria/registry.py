@@ -1,0 +1,239 @@
+"""The catalogue of built-in criteria (`CRITERIA`: function, parameters, docs) and the one wrapper
+that enforces the shared rules around every criterion (`apply_checked`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ray_nas.criteria.builtin import (
+    best_valid,
+    darts_es,
+    darts_es_paper,
+    dartsplus_rt,
+    dartsplus_sc,
+    final,
+    oracle,
+    ss_eq12,
+    ss_eq13,
+)
+from ray_nas.criteria.trajectory import StopResult, Trajectory
+from ray_nas.errors import CriterionError
+
+# ---------------------------------------------------------------- catalogue
+
+
+@dataclass(frozen=True)
+class CriterionInfo:
+    """One catalogue entry: a criterion function and its metadata."""
+
+    name: str
+    fn: Callable[..., StopResult]
+    doc: str
+    """one line: what epoch it chooses"""
+    params: dict[str, Any]
+    """parameter name -> default (REQUIRED when the function gives none), read from fn's signature"""
+    param_docs: dict[str, str]
+    """parameter name -> one line"""
+    kinds: dict[str, Any] = field(default_factory=dict)
+    """parameter name -> the type a value must have (None: any); empty = the type of the default"""
+    builtin: bool = True
+    """False for a function named by import path in a job"""
+
+    @property
+    def where(self) -> str:
+        """The function as `module:qualname` (for error messages)."""
+        return f"{self.fn.__module__}:{getattr(self.fn, '__qualname__', self.name)}"
+
+    def kind(self, key: str) -> Any:
+        if key in self.kinds:
+            return self.kinds[key]
+        default = self.params[key]
+        return None if default is REQUIRED or default is None else type(default)
+
+
+#: The default of a user criterion's parameter that has none: the job must give it.
+REQUIRED = inspect.Parameter.empty
+
+
+def _info(fn: Callable[..., StopResult], doc: str, **param_docs: str) -> CriterionInfo:
+    sig = list(inspect.signature(fn).parameters.values())[1:]  # after traj
+    params = {p.name: p.default for p in sig}
+    if set(params) != set(param_docs):
+        raise TypeError(f"{fn.__name__}: document exactly its parameters {sorted(params)}")
+    return CriterionInfo(fn.__name__, fn, doc, params, {p: param_docs[p] for p in params})
+
+
+_OP = "the op o_i whose magnitude peak is sought (by name)"
+_CELL = "the cell type whose magnitudes are read (normal | reduce on DARTS); empty = the space's (normal)"
+_GATE = "after op first leads m(t, .), only epochs where it leads are eligible (the paper's code)"
+_PATIENCE = (
+    "fire only when the peak is >= this many epochs before the last (online use); 0 = always"
+)
+
+#: Every criterion by name.
+CRITERIA: dict[str, CriterionInfo] = {
+    c.name: c
+    for c in [
+        _info(final, "the last epoch T: no early stop"),
+        _info(best_valid, "the best supernet search-valid accuracy"),
+        _info(
+            ss_eq12,
+            "Eq.12 selective stop: peak of m(t, op)",
+            op=_OP,
+            gate=_GATE,
+            patience=_PATIENCE,
+            cell=_CELL,
+        ),
+        _info(
+            ss_eq13,
+            "Eq.13 selective stop: peak of sum_j (m(t, op) - m(t, j)); = Eq.12 over the full op set",
+            op=_OP,
+            exclude="op names left out of the sum, e.g. [none]",
+            gate=_GATE,
+            patience=_PATIENCE,
+            gate_all_ops="the gate compares with every op, excluded ones too (the paper's code); "
+            "false = only with the ops not excluded",
+            cell=_CELL,
+        ),
+        _info(
+            dartsplus_sc,
+            "DARTS+ sc_k: first genotype with >= k skip_connect edges",
+            k="skip_connect edges",
+        ),
+        _info(
+            dartsplus_rt,
+            "DARTS+ rt_k: first epoch where every edge's alpha ranking has held k epochs",
+            k="epochs the ranking must hold (counter is 1 at epoch 1)",
+            learnable_only="rank only the ops with weights (NB201: nor_conv_1x1/3x3; DARTS+ paper)",
+        ),
+        _info(
+            darts_es,
+            "DARTS-ES as R-DARTS (automl/RobustDARTS EVLocalAvg): Hessian eigenvalue local "
+            "average grows by > factor",
+            window="evaluations per local average (partial windows at the start, as R-DARTS)",
+            delta="evaluations between the two local averages compared",
+            factor="growth ratio that stops the search",
+            start_epoch="the rollback epoch (centre of the earlier window) must be >= this",
+            rollback="return the genotype at the centre of the earlier window (R-DARTS) "
+            "instead of the current one",
+        ),
+        _info(
+            darts_es_paper,
+            "DARTS-ES as the paper's code ran it (chaoji90/Selective-Stop DARTS-V1-ES.py): "
+            "EVLocalAvg(5, ev_freq=2) on one eigenvalue per epoch, the current genotype, "
+            "fires at epochs 13-49 only",
+        ),
+        _info(
+            oracle,
+            "the best benchmark score over all epochs (upper bound)",
+            metric="benchmark metric, e.g. cifar10_test",
+        ),
+    ]
+}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
+def apply_checked(
+    info: CriterionInfo, label: str, traj: Trajectory, params: Mapping[str, Any]
+) -> StopResult:
+    """Call a criterion and enforce the shared rules on what it returns.
+
+    Raises CriterionError (one line naming the function) when it raises, returns something other
+    than a StopResult, an epoch outside 1..T (0 only when T = 0), a not-fired epoch other than T,
+    or an arch other than the one recorded at its epoch. Non-finite epochs are ignored: the
+    criterion sees `traj.finite_prefix()` (a diverged search's epochs before the divergence).
+    """
+    who = f"criterion {label!r}" + ("" if info.where == info.name else f" ({info.where})")
+    traj = traj.finite_prefix()
+    try:
+        r = info.fn(traj, **params)
+    except Exception as e:
+        raise CriterionError(f"{who} raised {type(e).__name__}: {_first_line(e)}") from e
+    return _checked_result(r, who, traj)
+
+
+def _checked_result(r: Any, who: str, traj: Trajectory) -> StopResult:
+    T = traj.last_epoch
+    if not isinstance(r, StopResult):
+        raise CriterionError(
+            f"{who} returned {type(r).__name__} {repr(r)[:60]}, not a StopResult "
+            "(build one with criteria.stop_at(traj, epoch) or criteria.no_stop(traj, note))"
+        )
+    epoch, fired = r.epoch, r.fired
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
+        raise CriterionError(f"{who} returned epoch {epoch!r}; an epoch is an int in 1..{T}")
+    if not isinstance(fired, (bool, np.bool_)):
+        raise CriterionError(f"{who} returned fired={fired!r}; expected true or false")
+    if T == 0 and (epoch != 0 or fired):
+        raise CriterionError(
+            f"{who} returned epoch {epoch} fired={bool(fired)} on a trajectory with only epoch 0; "
+            "the rule: epoch 0, not fired"
+        )
+    if T > 0 and not 1 <= epoch <= T:
+        raise CriterionError(
+            f"{who} returned epoch {epoch}; a criterion chooses among epochs 1..{T} "
+            "(epoch 0 is before any update)"
+        )
+    if not fired and epoch != T:
+        raise CriterionError(
+            f"{who} did not fire but returned epoch {epoch}; one that does not fire gives the "
+            f"last epoch ({T}): return criteria.no_stop(traj, note)"
+        )
+    if r.arch != traj.archs[epoch]:
+        raise CriterionError(
+            f"{who} returned arch {r.arch!r} for epoch {epoch}, which recorded {traj.archs[epoch]!r}"
+        )
+    return StopResult(int(epoch), bool(fired), r.arch, str(r.note))
+
+
+#: parameters added after stores existed -> their default (left out of params_json at it)
+_ADDED_PARAMS: dict[str, Any] = {"cell": ""}
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _fmt(v: Any) -> str:
+    """Label spelling of a value: [a,b] for lists, true/false for bools."""
+    if isinstance(v, tuple):
+        return "[" + ",".join(map(str, v)) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _coerce(name: str, key: str, value: Any, kind: Any) -> Any:
+    """`value` as type `kind` (None: anything), or ValueError naming the criterion and parameter."""
+    ok = True
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, str)
+    elif kind in (tuple, list):  # a list of names (op names for the built-ins)
+        value = (value,) if isinstance(value, str) else value
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        want = {tuple: "a list of op names", list: "a list of strings", bool: "true/false"}
+        raise ValueError(
+            f"criterion {name!r}: parameter {key!r} expects "
+            f"{want.get(kind, getattr(kind, '__name__', kind))}, got {value!r}"
+        )
+    return value

@@ -1,0 +1,113 @@
+"""The report page: assembled from its sections, written to the store, attached to MLflow."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+from ray_nas import store
+from ray_nas.config import JobSpec, SpecError
+from ray_nas.offline import evaluate as ev
+from ray_nas.report.data import ReportData, load_report_data
+from ray_nas.report.html import CSS, JS, METRIC_NAMES, _e, _section
+from ray_nas.report.sections import (
+    SPACE_SECTIONS,
+    _group_section,
+    _section_trials,
+    _spec_section,
+    _tables_section,
+    _trials_section,
+)
+
+
+def write_report(
+    spec: JobSpec, output: str | os.PathLike | None = None, log: Callable[[str], None] = print
+) -> str:
+    """Write the job's report (default `{store}/{job}/report.html`), attach it to the job's MLflow
+    parent run when there is one, and return its path."""
+    t0 = time.perf_counter()
+    path = str(output) if output else f"{spec.job_dir}/report.html"
+    problem = store.output_problem(path)
+    if problem:
+        raise SpecError(f"report -o {path}: {problem}")
+    page = build_report(spec)
+    store.write_bytes(path if "://" in path else os.path.abspath(path), page.encode())
+    log(f"report: {len(page) / 1e6:.2f} MB in {time.perf_counter() - t0:.1f}s")
+    _attach(spec, path, page, log)
+    return path
+
+
+def _attach(spec: JobSpec, path: str, page: str, log: Callable[[str], None]) -> None:
+    """Attach to MLflow; a tracking problem is a note, never a failed report."""
+    try:
+        from ray_nas.tracking import log_artifact_to_job
+
+        if "://" not in path:
+            log_artifact_to_job(spec, path)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:  # MLflow wants a local file
+                local = os.path.join(tmp, os.path.basename(path))
+                with open(local, "w", encoding="utf-8") as f:
+                    f.write(page)
+                log_artifact_to_job(spec, local)
+        log(
+            f"report: attached to the job's MLflow run when there is one ({spec.tracking_uri}, experiment {spec.name!r})"
+        )
+    except Exception as e:  # noqa: BLE001 - any backend error only skips the attachment
+        log(
+            f"report: not attached to MLflow ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# the page
+
+
+def build_report(spec: JobSpec) -> str:
+    """The whole report as one HTML string."""
+    d = load_report_data(spec)
+    body = [_header(d)]
+    for i, (group, trials) in enumerate(d.groups.items()):
+        body.append(_group_section(d, group, trials, i))
+    body.append(_tables_section(d))
+    for key, title, draw in SPACE_SECTIONS:
+        trials = _section_trials(d, key)
+        if trials:
+            body.append(_section(key, title, draw(d, trials)))
+    body.append(_trials_section(d))
+    body.append(_spec_section(d))
+    title = f"ray_nas report: {d.spec.name}"
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + f"\n<script>{JS}</script>\n</body></html>\n")  # fmt: skip
+
+
+def _header(d: ReportData) -> str:
+    n_groups = len(d.groups)
+    metric = METRIC_NAMES.get(d.metric or "", d.metric) or "none"
+    facts = [
+        (
+            "trials",
+            f"{len(d.trials)} read" + (f", {len(d.problems)} unreadable" if d.problems else ""),
+        ),
+        (
+            "grid groups",
+            f"{n_groups} ({', '.join(ev.grid_group_keys(d.spec)) or 'no grid key but seed'})",
+        ),
+        ("criteria", str(len(d.criteria))),
+        ("score", metric),
+        ("store", d.spec.job_dir),
+        ("written", time.strftime("%Y-%m-%d %H:%M:%S %Z")),
+    ]
+    dl = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts)
+    notes = "".join(f'<p class="note">{_e(n)}</p>' for n in d.notes)
+    toc = "".join(f'<a href="#group-{i}">{_e(g)}</a>' for i, g in enumerate(d.groups))
+    return f"""<header><h1>{_e(d.spec.name)} <small>ray_nas sweep report</small></h1>
+<dl class="facts">{dl}</dl>{notes}
+<nav>{toc}<a href="#tables">criteria tables</a><a href="#trials">trials</a><a href="#spec">job spec</a></nav>
+<div class="controls"><button type="button" id="expand-all">expand all</button>
+<button type="button" id="collapse-all">collapse all</button>
+<label><input type="checkbox" id="show-seeds"> show every seed's curve</label></div></header>"""
