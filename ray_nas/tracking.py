@@ -165,13 +165,23 @@ def _log_metrics(client, run_id: str, items: list[tuple[str, float, int]]) -> No
 
 
 def _epoch_metrics(trial, start: int) -> list[tuple[str, float, int]]:
-    """Per-epoch metrics of epochs >= start, including magnitude.<op> (Eq.11)."""
+    """Per-epoch metrics of epochs >= start, with the op magnitudes m(t, o) of Eq.11 exactly as the
+    criteria read them (criteria.cell_magnitudes): `magnitude.<op>` of the cell type the criteria
+    read by default (NAS-Bench-201, -1Shot1: their one; DARTS: normal), and
+    `magnitude.<cell>.<op>` of each other cell type (DARTS: reduce)."""
+    from ray_nas.criteria import cell_magnitudes
+
     items = []
     ep = trial.epochs
-    mag = trial.weights.mean(axis=1)  # [T+1, K]
+    mags = cell_magnitudes(trial.weights, trial.cells, trial.space)  # cell -> [T+1, K]
+    names = {
+        cell: [f"magnitude.{op}" if i == 0 else f"magnitude.{cell}.{op}" for op in trial.ops]
+        for i, cell in enumerate(mags)
+    }
     for t in range(start, len(ep["epoch"])):
         items.extend((name, float(ep[name][t]), t) for name in EPOCH_METRICS)
-        items.extend((f"magnitude.{op}", float(mag[t, k]), t) for k, op in enumerate(trial.ops))
+        for cell, m in mags.items():
+            items.extend((name, float(v), t) for name, v in zip(names[cell], m[t]))
     return items
 
 

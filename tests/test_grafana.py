@@ -1,4 +1,4 @@
-"""The Grafana dashboard queries only metrics that exist: the trials' own (sweep.METRICS, with the
+"""The Grafana dashboard queries only metrics that exist: the trials' own (metrics.METRICS, with the
 names Ray gives them in Prometheus) or Ray's, checked against the installed Ray."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ray_nas.search import sweep
+from ray_nas.search import metrics
 
 from .conftest import REPO
 
@@ -23,7 +23,7 @@ DASHBOARD = REPO / "dashboards" / "grafana" / "ray_nas_sweep.json"
 RAY_METRICS = {"ray_node_cpu_utilization", "ray_node_gpus_utilization", "ray_node_mem_used", "ray_node_gram_used",
                "ray_resources", "ray_actors"}  # fmt: skip
 
-OURS = {sweep.prometheus_name(n): n for n in sweep.METRICS}
+OURS = {metrics.prometheus_name(n): n for n in metrics.METRICS}
 
 
 def panels(d: dict):
@@ -78,7 +78,7 @@ def test_every_queried_metric_is_exported():
             if (
                 name in OURS
             ):  # only the tags the trial sets (Ray adds SessionName, NodeAddress, WorkerId)
-                assert labels <= set(sweep.METRICS[OURS[name]][1]), (name, labels)
+                assert labels <= set(metrics.METRICS[OURS[name]][1]), (name, labels)
     assert set(OURS) <= seen, f"exported but never shown: {set(OURS) - seen}"
     assert RAY_METRICS <= seen
 
@@ -102,7 +102,7 @@ def test_trial_metrics_reach_prometheus_under_these_names(ray_session):
 
     @ray.remote(num_cpus=0)
     def fake_trial(seconds: float):
-        m = sweep.TrialMetrics("grafana_test", "r0", ("none", "nor_conv_3x3"))
+        m = metrics.TrialMetrics("grafana_test", "r0", ("none", "nor_conv_3x3"))
         for epoch in range(3):
             rec = types.SimpleNamespace(
                 epoch=epoch, seconds=1.5, valid_acc=50.0, weights=np.full((6, 2), 0.5)
@@ -113,7 +113,7 @@ def test_trial_metrics_reach_prometheus_under_these_names(ray_session):
 
     ref = fake_trial.remote(40)
     port = ray._private.worker.global_worker.node.metrics_export_port
-    want = {n for p, n in OURS.items() if "run_id" in sweep.METRICS[n][1]}
+    want = {n for p, n in OURS.items() if "run_id" in metrics.METRICS[n][1]}
     found: set = set()
     deadline = (
         time.monotonic() + 35
@@ -126,7 +126,7 @@ def test_trial_metrics_reach_prometheus_under_these_names(ray_session):
         found = {
             n
             for n in want
-            if re.search(rf'^{sweep.prometheus_name(n)}\{{[^}}]*run_id="r0"', text, re.M)
+            if re.search(rf'^{metrics.prometheus_name(n)}\{{[^}}]*run_id="r0"', text, re.M)
         }
     ray.cancel(ref, force=True)
     assert found == want, f"missing on the metrics endpoint: {sorted(want - found)}"

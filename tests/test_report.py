@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import markupsafe
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,11 +86,11 @@ def test_report_is_written_with_every_criterion(tiny_job, capsys):
     assert page.count("<svg") == 2 * 2  # magnitude and accuracy per group (Hessian not recorded)
     assert "not recorded (search.hessian_every: 0)" in page
     assert 'id="figure4"' not in page  # Figure 4 is for NAS-Bench-1Shot1 jobs only
-    assert (
-        "weights.lr = 0.025" in page and "weights.lr = 0.0003" in page
-    )  # Table 3: lr_scheme varies weights.lr
+    # Table 3: lr_scheme varies weights.lr; its columns say so with the grid's own key=value
+    assert "<th>weights.lr=0.025 (lr_scheme=nb201)</th>" in page
+    assert "<th>weights.lr=0.0003 (lr_scheme=exchange)</th>" in page
     assert "CIFAR-10 test" in page  # the benchmark column and per-epoch benchmark curve
-    assert "of the epoch&#x27;s genotype" in page
+    assert str(markupsafe.escape("of the epoch's genotype")) in page  # autoescaped
     # self-contained: nothing loaded from elsewhere
     assert (
         "<link" not in page and "src=" not in page and "@import" not in page and "url(" not in page

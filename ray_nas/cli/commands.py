@@ -160,7 +160,8 @@ def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
         return []
     sp = next(s for s in space.values() if not s.has_benchmark)
     name, rec = sp.retrain_recipe(r)
-    n_crit, n_seeds = len(spec.criteria) or len(_default_criteria()), len(sp.retrain_seeds(r))
+    n_crit = len(spec.criteria) or len(_default_criteria(sp.name))
+    n_seeds = len(sp.retrain_seeds(r))
     runs = n_retrain * n_crit * n_seeds
     sec = rec.epochs * spec.estimate.retrain_gpu_seconds_per_epoch
     return [
@@ -173,10 +174,10 @@ def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
     ]
 
 
-def _default_criteria() -> list:
+def _default_criteria(space: str) -> list:
     from ray_nas.criteria import default_criteria
 
-    return default_criteria()
+    return default_criteria(space)
 
 
 def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:

@@ -17,8 +17,11 @@ Rules shared by all criteria :
   prefix. The argmax criteria take `patience` to be useful online: they fire only once the peak
   is at least `patience` epochs old.
 
-Operation magnitude (Eq.11): m(t, o) = mean over the edges of w[t, edge, o], w the op distribution
-the supernet mixes with (softmax(alpha) for DARTS).
+Operation magnitude (Eq.11): m(t, o) = mean over the edges of ONE cell type of w[t, edge, o], w
+the op distribution the supernet mixes with (softmax(alpha) for DARTS): `magnitudes` for one cell
+type, `cell_magnitudes` for each. The criteria read the space's `magnitude_cell` unless given
+`cell` (DARTS: normal, as the paper's code); the report, MLflow and the live metrics show these
+same series, per cell type.
 Eq.12: t* = argmax_t m(t, o_i).
 Eq.13: t* = argmax_t sum_{j in S, j != i} (m(t, o_i) - m(t, o_j)) = argmax_t |S| m(t, o_i) - sum_S m(t, .).
 Over the full op set sum_o m(t, o) = 1 (every edge's w sums to 1), so Eq.13 is argmax_t
@@ -27,7 +30,7 @@ which `exclude` gives (e.g. exclude=["none"]); tests check both facts.
 
 Modules: trajectory.py (Trajectory, StopResult and helpers), builtin.py (the built-in criteria,
 pure), registry.py (the catalogue and the shared-rule checker), plugins.py (criteria named by
-import path), parse.py (CriterionSpec: a criterion as a job names it, the default set).
+import path), parse.py (CriterionSpec: a criterion as a job names it, the default set per space).
 """
 
 from ray_nas.criteria.builtin import (  # noqa: F401
@@ -41,6 +44,7 @@ from ray_nas.criteria.builtin import (  # noqa: F401
     _selective_stop,
     _too_recent,
     best_valid,
+    cell_magnitudes,
     darts_es,
     darts_es_paper,
     dartsplus_rt,
@@ -48,14 +52,16 @@ from ray_nas.criteria.builtin import (  # noqa: F401
     final,
     magnitude,
     magnitude_cell,
+    magnitude_cells,
+    magnitudes,
     oracle,
     ss_eq12,
     ss_eq13,
 )
 from ray_nas.criteria.parse import (  # noqa: F401
-    _PAPER_SET,
     CriterionSpec,
     default_criteria,
+    default_items,
     describe_criteria,
     job_functions,
     parse_criterion,

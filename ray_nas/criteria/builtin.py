@@ -66,10 +66,35 @@ def _too_recent(traj: Trajectory, t: int, patience: int) -> StopResult | None:
 def magnitude_cell(traj: Trajectory, cell: str = "") -> str:
     """The cell type whose rows `magnitude` averages: `cell`, or the space's default (DARTS:
     normal, as the paper's code) when the trajectory has it, else the first row's."""
-    if cell:
-        return cell
-    default = spaces.get_space(traj.space).magnitude_cell
-    return default if default in traj.cells else traj.cells[0]
+    return cell or magnitude_cells(traj.space, traj.cells)[0]
+
+
+def magnitude_cells(space: str, cells: Sequence[str]) -> tuple[str, ...]:
+    """The cell types of the op rows `cells` [E], each once: the one the criteria read unless
+    told otherwise (the space's `magnitude_cell`; the first row's when absent) first, then the
+    others in row order. NAS-Bench-201 and -1Shot1: ("shared",); DARTS: ("normal", "reduce")."""
+    present = tuple(dict.fromkeys(cells))
+    default = spaces.get_space(space).magnitude_cell
+    return tuple(sorted(present, key=lambda c: c != default))
+
+
+def magnitudes(weights: np.ndarray, cells: Sequence[str], cell: str) -> np.ndarray:
+    """Eq.11 on one cell type: m[t, k] = mean over the rows r with cells[r] == cell of
+    weights[t, r, k], the op distribution the supernet mixes with.
+
+    weights: [T+1, E, K] (epochs, op rows, ops; connection rows are not op rows); cells: [E];
+    returns [T+1, K], column k the op of weights' column k. ValueError when no row is `cell`."""
+    rows = np.asarray(cells, dtype=object) == cell
+    if not rows.any():
+        raise ValueError(f"cell: no {cell!r} rows in this search (cells: {sorted(set(cells))})")
+    return np.asarray(weights, dtype=np.float64)[:, rows].mean(axis=1)
+
+
+def cell_magnitudes(weights: np.ndarray, cells: Sequence[str], space: str) -> dict[str, np.ndarray]:
+    """Eq.11 per cell type: {cell: m [T+1, K]} for every cell type of the rows, in
+    `magnitude_cells` order (the criteria's default cell first). What the report, MLflow and the
+    live metrics show; weights [T+1, E, K] and cells [E] as `magnitudes`."""
+    return {c: magnitudes(weights, cells, c) for c in magnitude_cells(space, cells)}
 
 
 def magnitude(traj: Trajectory, exclude: Sequence[str] = (), cell: str = "") -> np.ndarray:
@@ -79,12 +104,7 @@ def magnitude(traj: Trajectory, exclude: Sequence[str] = (), cell: str = "") -> 
     Column k is always op traj.ops[k]; the columns of ops in `exclude` (op names) are NaN.
     """
     _check_params(exclude=exclude, cell=cell)
-    rows = np.asarray(traj.cells) == magnitude_cell(traj, cell)
-    if not rows.any():
-        raise ValueError(
-            f"cell: no {cell!r} rows in this search (cells: {sorted(set(traj.cells))})"
-        )
-    m = traj.weights[:, rows].mean(axis=1)
+    m = magnitudes(traj.weights, traj.cells, magnitude_cell(traj, cell))
     for k, o in enumerate(traj.ops):
         if o in exclude:
             m[:, k] = np.nan
@@ -195,7 +215,7 @@ def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
     _check_params(k=k)
     unit = spaces.get_space(traj.space)
     for t in range(1, traj.last_epoch + 1):
-        if unit.skip_count(traj.archs[t], unit.magnitude_cell) >= k:
+        if unit.skips(traj.archs[t]) >= k:
             return stop_at(traj, t)
     if traj.last_epoch == 0:
         return no_stop(traj, _NOTHING_TO_CHOOSE)

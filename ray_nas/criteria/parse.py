@@ -1,14 +1,16 @@
 """A criterion as a job or the command line names it (`CriterionSpec`, `parse_criterion`), the
-default set, and the text of `ray-nas criteria`.
+default set of each space, and the text of `ray-nas criteria`.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ray_nas import spaces
 from ray_nas.criteria.builtin import _check_params
 from ray_nas.criteria.plugins import resolve_criterion
 from ray_nas.criteria.registry import (
@@ -98,23 +100,27 @@ def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
     return CriterionSpec(name=name, params=params, label=label)
 
 
-_PAPER_SET: list[str | dict[str, Any]] = [
-    "final",
-    "best_valid",
-    {"name": "ss_eq12", "op": "nor_conv_3x3"},
-    {"name": "ss_eq13", "op": "nor_conv_3x3"},
-    {"name": "ss_eq13", "op": "nor_conv_3x3", "exclude": ["none"]},
-    *({"name": "dartsplus_sc", "k": k} for k in (2, 3, 4)),
-    *({"name": "dartsplus_rt", "k": k} for k in (2, 3, 4, 10)),
-    "darts_es",
-    "darts_es_paper",
-    "oracle",
-]
+def default_items(space: str | None = None) -> list[str | dict[str, Any]]:
+    """The paper's comparison set (Tables 2-3) as job items, on the ops of `space` (a name in
+    spaces.NAMES; None: NAS-Bench-201): the selective stops on its `criteria_ops` (Eq.12 on
+    each, Eq.13 on the first, also without `none` where the space has it), DARTS+ sc_k only
+    where it has skip_connect, then rt_k, DARTS-ES and the oracle."""
+    unit = spaces.get_space(space or spaces.DEFAULT)
+    first = unit.criteria_ops[0]
+    items: list[str | dict[str, Any]] = ["final", "best_valid"]
+    items += [{"name": "ss_eq12", "op": op} for op in unit.criteria_ops]
+    items.append({"name": "ss_eq13", "op": first})
+    if "none" in unit.ops:
+        items.append({"name": "ss_eq13", "op": first, "exclude": ["none"]})
+    if "skip_connect" in unit.ops:
+        items += [{"name": "dartsplus_sc", "k": k} for k in (2, 3, 4)]
+    items += [{"name": "dartsplus_rt", "k": k} for k in (2, 3, 4, 10)]
+    return [*items, "darts_es", "darts_es_paper", "oracle"]
 
 
-def default_criteria() -> list[CriterionSpec]:
-    """The paper's comparison set (Tables 2-3), used when a job spec lists no criteria."""
-    return [parse_criterion(item) for item in _PAPER_SET]
+def default_criteria(space: str | None = None) -> list[CriterionSpec]:
+    """The criteria of a job on `space` that lists none: `default_items(space)` parsed."""
+    return [parse_criterion(item) for item in default_items(space)]
 
 
 def describe_criteria(extra: Sequence[CriterionInfo] = ()) -> str:
@@ -127,7 +133,21 @@ def describe_criteria(extra: Sequence[CriterionInfo] = ()) -> str:
         for key, default in info.params.items():
             setting = f"{key}={'(required)' if default is REQUIRED else _fmt(default)}"
             lines.append(f"  {setting:<22}{info.param_docs[key]}")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *_describe_defaults()])
+
+
+def _describe_defaults() -> list[str]:
+    """The default set of each space (spaces with the same set on one line)."""
+    by_set: dict[tuple[str, ...], list[str]] = {}
+    for name in spaces.NAMES:
+        by_set.setdefault(tuple(c.label for c in default_criteria(name)), []).append(name)
+    lines = ["default criteria (a job that lists no `criteria:`), by the job's search space:"]
+    for labels, names in by_set.items():
+        lines.append(f"  {', '.join(names)}:")
+        lines += textwrap.wrap(
+            ", ".join(labels), 96, initial_indent="    ", subsequent_indent="    "
+        )
+    return lines
 
 
 def job_functions(items: Sequence[Any]) -> list[CriterionInfo]:

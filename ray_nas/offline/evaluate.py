@@ -17,7 +17,7 @@ import pandas as pd
 
 from ray_nas import criteria as crit
 from ray_nas import store
-from ray_nas.config import JobSpec, flatten, grid_value, resolve_search
+from ray_nas.config import JobSpec, expand_grid, flatten, grid_value, resolve_search
 
 SELECTION_COLUMNS = [
     "run_id",
@@ -33,12 +33,13 @@ SELECTION_COLUMNS = [
 
 
 def job_criteria(spec: JobSpec, metric: str | None) -> list[crit.CriterionSpec]:
-    """The job's criteria (the paper's set when it lists none); a plain `oracle` uses `metric`."""
-    specs = (
-        [crit.parse_criterion(c) for c in spec.criteria]
-        if spec.criteria
-        else crit.default_criteria()
-    )
+    """The job's criteria (when it lists none: the default set of each search space its grid
+    has, crit.default_criteria); a plain `oracle` uses `metric`."""
+    if spec.criteria:
+        specs = [crit.parse_criterion(c) for c in spec.criteria]
+    else:
+        spaces = dict.fromkeys(cfg.space for cfg, _, _ in expand_grid(spec))
+        specs = list({c.label: c for s in spaces for c in crit.default_criteria(s)}.values())
     return with_oracle_metric(specs, metric)
 
 

@@ -5,8 +5,9 @@ network, it opens offline and can be mailed or attached to MLflow as one file.
 
 What it shows, per grid group (the grid minus `seed`; curves are the mean over seeds with a
 min-max band):
-- the op magnitudes m(t, o) of Eq.11 for every op, with each criterion's mean stop epoch marked
-  (the paper's Fig. 3d, 5, 6b);
+- the op magnitudes m(t, o) of Eq.11 for every op, exactly as the criteria compute them
+  (criteria.magnitudes): one chart per cell type (DARTS: normal, then reduce), each with the mean
+  stop epoch of the criteria that read it marked (the paper's Fig. 3d, 5, 6b);
 - the supernet's search-valid accuracy per epoch and, with a benchmark table, the benchmark
   accuracy of each epoch's genotype (Fig. 2, 3: where the degradation shows);
 - the dominant Hessian eigenvalue per epoch when recorded (Fig. 7);
@@ -24,8 +25,9 @@ for the (trial, criterion) rows whose selected arch still matches: the report ne
 `ray-nas evaluate` first to get them. The report writes nothing else to the store.
 
 Modules: page.py (the page, write_report), data.py (what the page shows, read from the store),
-sections.py (per-group charts and the tables), charts.py (the SVG line charts), html.py (small
-HTML helpers), compare_page.py (`ray-nas compare`'s page).
+sections.py (what each section shows: per-group charts and the tables), charts.py (the SVG line
+charts, written in Python), html.py (the Jinja2 templates of templates/, autoescaped, and the
+stylesheet and script of assets/, inlined), compare_page.py (`ray-nas compare`'s page).
 """
 
 from ray_nas.report.charts import (  # noqa: F401
@@ -36,7 +38,6 @@ from ray_nas.report.charts import (  # noqa: F401
     ML,
     MR,
     MT,
-    OP_COLORS,
     VALID_COLOR,
     H,
     Marker,
@@ -49,12 +50,9 @@ from ray_nas.report.charts import (  # noqa: F401
     band_name,
     nice_ticks,
     svg_chart,
+    y_range,
 )
-from ray_nas.report.compare_page import (  # noqa: F401
-    _compare_table,
-    _rank_table,
-    compare_page,
-)
+from ray_nas.report.compare_page import compare_page  # noqa: F401
 from ray_nas.report.data import (  # noqa: F401
     ReportData,
     _grid_rank,
@@ -69,7 +67,8 @@ from ray_nas.report.html import (  # noqa: F401
     _e,
     _fmt_ms,
     _ok,
-    _section,
+    page,
+    render,
 )
 from ray_nas.report.page import (  # noqa: F401
     _attach,
@@ -78,20 +77,17 @@ from ray_nas.report.page import (  # noqa: F401
     write_report,
 )
 from ray_nas.report.sections import (  # noqa: F401
+    MAGNITUDE_MARGIN,
     SPACE_SECTIONS,
-    _chart_block,
+    Chart,
     _figure4,
-    _figure4_accuracy,
-    _figure4_magnitudes,
-    _figure4_title,
+    _group_cells,
     _group_section,
+    _magnitude_charts,
     _magnitudes,
-    _methods_section,
+    _op_colors,
     _section_trials,
-    _skips,
-    _spec_section,
     _stop_markers,
-    _table2,
     _table3,
     _table4,
     _tables_section,

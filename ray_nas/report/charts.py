@@ -11,17 +11,7 @@ import numpy as np
 
 from ray_nas.report.html import _e
 
-#: op -> line colour; every chart and legend uses the same one.
-OP_COLORS = {
-    "none": "#7f7f7f",
-    "skip_connect": "#d62728",
-    "nor_conv_1x1": "#1f77b4",
-    "nor_conv_3x3": "#2ca02c",
-    "avg_pool_3x3": "#ff7f0e",
-    "maxpool3x3": "#ff7f0e",  # NAS-Bench-1Shot1's (NAS-Bench-101's) op names
-    "conv3x3-bn-relu": "#2ca02c",
-    "conv1x1-bn-relu": "#1f77b4",
-}
+#: the colours of the accuracy and Hessian curves (ops take theirs from Space.op_colors)
 VALID_COLOR, BENCH_COLOR, HESSIAN_COLOR = "#1f77b4", "#9467bd", "#8c564b"
 
 #: chart size and margins, px: left (y tick labels + label), right, top, bottom
@@ -99,6 +89,23 @@ def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> np.nd
     return np.round(np.arange(start, stop + step / 2, step), 10)
 
 
+def y_range(values: np.ndarray, zero: bool = False, margin: float = 0.0) -> np.ndarray:
+    """The y ticks of a chart of `values` (NaN ignored): round ticks (`nice_ticks`) covering
+    [min, max] (from 0 when `zero`) widened by `margin` x (max - min) on each side, never across
+    0; a narrow range gets fine ticks (0.196..0.204 -> 0.194, 0.196, ..., 0.206)."""
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[np.isfinite(vals)]
+    lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
+    if zero:
+        lo = min(0.0, lo)
+    pad = margin * (hi - lo)
+    lo, hi = (
+        (max(lo - pad, 0.0) if lo >= 0 else lo - pad),
+        (min(hi + pad, 0.0) if hi <= 0 else hi + pad),
+    )
+    return nice_ticks(lo, hi)
+
+
 def _tick_label(v: float, ticks: np.ndarray) -> str:
     step = float(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
     decimals = 0
@@ -115,19 +122,29 @@ def _path(xs, ys, sx, sy) -> str:
     return "M" + "L".join(f"{a:.1f},{b:.1f}" for a, b in pts) if pts else ""
 
 
-def svg_chart(series: list[Series], *, xlabel: str, ylabel: str, x_max: int, markers: list[Marker] = (),
-              warmup: int = 0, y_zero: bool = False, fmt: str = "{:.3f}", title: str = "") -> str:  # fmt: skip
+def svg_chart(
+    series: list[Series],
+    *,
+    xlabel: str,
+    ylabel: str,
+    x_max: int,
+    markers: Sequence[Marker] = (),
+    warmup: int = 0,
+    y_zero: bool = False,
+    margin: float = 0.0,
+    fmt: str = "{:.3f}",
+    title: str = "",
+) -> str:
     """A line chart as an inline <svg>: mean lines, min-max bands, per-seed lines (hidden unless
-    the page's "show every seed" is on), vertical stop markers, hover titles on every point."""
+    the page's "show every seed" is on), vertical stop markers, hover titles on every point.
+
+    The y axis spans the data (and 0 when `y_zero`), widened by `margin` x its range on each side,
+    out to round ticks (`y_range`)."""
     stats = [s.stats() for s in series]
     vals = np.concatenate(
         [np.concatenate([m, lo, hi, s.runs.ravel()]) for (m, lo, hi), s in zip(stats, series)]
     )
-    vals = vals[np.isfinite(vals)]
-    lo_v, hi_v = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
-    if y_zero:
-        lo_v = min(0.0, lo_v)
-    yt = nice_ticks(lo_v, hi_v)
+    yt = y_range(vals, y_zero, margin)
     x1 = float(max(x_max, 1))
     xt = [v for v in nice_ticks(0, x1, n=min(8, int(x1)), integer=True) if v <= x1]
     x0, y0, y1 = 0.0, float(yt[0]), float(yt[-1])
@@ -138,14 +155,20 @@ def svg_chart(series: list[Series], *, xlabel: str, ylabel: str, x_max: int, mar
         f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg">'
     ]
     if warmup > 0:
-        out.append(f'<rect class="warmup" x="{sx(0):.1f}" y="{MT}" width="{sx(min(warmup, x1)) - sx(0):.1f}" '
-                   f'height="{ph}"><title>warmup: alpha frozen</title></rect>')  # fmt: skip
+        out.append(
+            f'<rect class="warmup" x="{sx(0):.1f}" y="{MT}" width="{sx(min(warmup, x1)) - sx(0):.1f}" '
+            f'height="{ph}"><title>warmup: alpha frozen</title></rect>'
+        )
     for v in yt:
-        out.append(f'<line class="grid" x1="{ML}" x2="{ML + pw}" y1="{sy(v):.1f}" y2="{sy(v):.1f}"/>'
-                   f'<text class="tick" x="{ML - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{_tick_label(v, yt)}</text>')  # fmt: skip
+        out.append(
+            f'<line class="grid" x1="{ML}" x2="{ML + pw}" y1="{sy(v):.1f}" y2="{sy(v):.1f}"/>'
+            f'<text class="tick" x="{ML - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{_tick_label(v, yt)}</text>'
+        )
     for v in xt:
-        out.append(f'<line class="grid" x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{MT}" y2="{MT + ph}"/>'
-                   f'<text class="tick" x="{sx(v):.1f}" y="{MT + ph + 16}" text-anchor="middle">{int(v)}</text>')  # fmt: skip
+        out.append(
+            f'<line class="grid" x1="{sx(v):.1f}" x2="{sx(v):.1f}" y1="{MT}" y2="{MT + ph}"/>'
+            f'<text class="tick" x="{sx(v):.1f}" y="{MT + ph + 16}" text-anchor="middle">{int(v)}</text>'
+        )
     out.append(f'<rect class="frame" x="{ML}" y="{MT}" width="{pw}" height="{ph}"/>')
     epochs = np.arange(max(s.runs.shape[1] for s in series))
     for (mean, lo, hi), s in zip(stats, series):
@@ -161,14 +184,18 @@ def svg_chart(series: list[Series], *, xlabel: str, ylabel: str, x_max: int, mar
         out.append(f'<path class="line" stroke="{s.color}"{dash} d="{_path(ep, mean, sx, sy)}"/>')
         for x, m, a, b in zip(ep[ok], mean[ok], lo[ok], hi[ok]):
             tip = f"{s.name}, epoch {int(x)}: {fmt.format(m)} (min {fmt.format(a)}, max {fmt.format(b)})"
-            out.append(f'<circle class="pt" cx="{sx(x):.1f}" cy="{sy(m):.1f}" r="4" stroke="{s.color}">'
-                       f"<title>{_e(tip)}</title></circle>")  # fmt: skip
+            out.append(
+                f'<circle class="pt" cx="{sx(x):.1f}" cy="{sy(m):.1f}" r="4" stroke="{s.color}">'
+                f"<title>{_e(tip)}</title></circle>"
+            )
     out.extend(_svg_markers(markers, sx, ph))
     out.append(
         f'<text class="label" x="{ML + pw / 2:.1f}" y="{H - 8}" text-anchor="middle">{_e(xlabel)}</text>'
     )
-    out.append(f'<text class="label" transform="translate(14,{MT + ph / 2:.1f}) rotate(-90)" '
-               f'text-anchor="middle">{_e(ylabel)}</text></svg>')  # fmt: skip
+    out.append(
+        f'<text class="label" transform="translate(14,{MT + ph / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle">{_e(ylabel)}</text></svg>'
+    )
     return "".join(out)
 
 
@@ -180,8 +207,10 @@ def _svg_markers(markers: list[Marker], sx, ph: float) -> list[str]:
         row = sum(1 for px, _ in placed if abs(px - x) < 16)
         placed.append((x, row))
         y = MT + 10 + 17 * row
-        out.append(f'<g class="marker"><title>{_e(m.title)}</title>'
-                   f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{MT}" y2="{MT + ph}"/>'
-                   f'<circle cx="{x:.1f}" cy="{y}" r="8"/><text x="{x:.1f}" y="{y + 4}" '
-                   f'text-anchor="middle">{m.number}</text></g>')  # fmt: skip
+        out.append(
+            f'<g class="marker"><title>{_e(m.title)}</title>'
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{MT}" y2="{MT + ph}"/>'
+            f'<circle cx="{x:.1f}" cy="{y}" r="8"/><text x="{x:.1f}" y="{y + 4}" '
+            f'text-anchor="middle">{m.number}</text></g>'
+        )
     return out

@@ -7,16 +7,17 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from markupsafe import Markup
+
 from ray_nas import store
 from ray_nas.config import JobSpec, SpecError
 from ray_nas.offline import evaluate as ev
 from ray_nas.report.data import ReportData, load_report_data
-from ray_nas.report.html import CSS, JS, METRIC_NAMES, _e, _section
+from ray_nas.report.html import METRIC_NAMES, page, render
 from ray_nas.report.sections import (
     SPACE_SECTIONS,
     _group_section,
     _section_trials,
-    _spec_section,
     _tables_section,
     _trials_section,
 )
@@ -68,46 +69,27 @@ def _attach(spec: JobSpec, path: str, page: str, log: Callable[[str], None]) -> 
 def build_report(spec: JobSpec) -> str:
     """The whole report as one HTML string."""
     d = load_report_data(spec)
-    body = [_header(d)]
-    for i, (group, trials) in enumerate(d.groups.items()):
-        body.append(_group_section(d, group, trials, i))
-    body.append(_tables_section(d))
+    parts = [_header(d)]
+    parts += [_group_section(d, g, trials, i) for i, (g, trials) in enumerate(d.groups.items())]
+    parts.append(_tables_section(d))
     for key, title, draw in SPACE_SECTIONS:
         trials = _section_trials(d, key)
         if trials:
-            body.append(_section(key, title, draw(d, trials)))
-    body.append(_trials_section(d))
-    body.append(_spec_section(d))
-    title = f"ray_nas report: {d.spec.name}"
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n"
-            + "\n".join(body) + f"\n<script>{JS}</script>\n</body></html>\n")  # fmt: skip
+            parts.append(render("section.html", anchor=key, title=title, inner=draw(d, trials)))
+    parts.append(_trials_section(d))
+    return page(f"ray_nas report: {d.spec.name}", parts)
 
 
-def _header(d: ReportData) -> str:
-    n_groups = len(d.groups)
+def _header(d: ReportData) -> Markup:
     metric = METRIC_NAMES.get(d.metric or "", d.metric) or "none"
+    read = f"{len(d.trials)} read" + (f", {len(d.problems)} unreadable" if d.problems else "")
+    keys = ", ".join(ev.grid_group_keys(d.spec)) or "no grid key but seed"
     facts = [
-        (
-            "trials",
-            f"{len(d.trials)} read" + (f", {len(d.problems)} unreadable" if d.problems else ""),
-        ),
-        (
-            "grid groups",
-            f"{n_groups} ({', '.join(ev.grid_group_keys(d.spec)) or 'no grid key but seed'})",
-        ),
+        ("trials", read),
+        ("grid groups", f"{len(d.groups)} ({keys})"),
         ("criteria", str(len(d.criteria))),
         ("score", metric),
         ("store", d.spec.job_dir),
         ("written", time.strftime("%Y-%m-%d %H:%M:%S %Z")),
     ]
-    dl = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts)
-    notes = "".join(f'<p class="note">{_e(n)}</p>' for n in d.notes)
-    toc = "".join(f'<a href="#group-{i}">{_e(g)}</a>' for i, g in enumerate(d.groups))
-    return f"""<header><h1>{_e(d.spec.name)} <small>ray_nas sweep report</small></h1>
-<dl class="facts">{dl}</dl>{notes}
-<nav>{toc}<a href="#tables">criteria tables</a><a href="#trials">trials</a><a href="#spec">job spec</a></nav>
-<div class="controls"><button type="button" id="expand-all">expand all</button>
-<button type="button" id="collapse-all">collapse all</button>
-<label><input type="checkbox" id="show-seeds"> show every seed's curve</label></div></header>"""
+    return render("header.html", name=d.spec.name, facts=facts, notes=d.notes, groups=d.groups)

@@ -1,4 +1,5 @@
-"""The sweep on Ray Tune (the only module importing ray): one trial per grid point.
+"""The sweep on Ray Tune (with its live metrics, metrics.py, the only modules importing ray): one
+trial per grid point.
 
 Each trial runs `trial.run_trial`, which keeps its own checkpoint and trajectory on the job's
 store, keyed by the stable run_id. So a crashed trial retried by Tune (`max_failures`) resumes
@@ -13,8 +14,6 @@ import os
 import re
 import socket
 import time
-
-import numpy as np
 
 from ray_nas import store
 from ray_nas.config import (
@@ -35,7 +34,9 @@ from ray_nas.search.integrity import (
     redo_trial,
     write_job_yaml,
 )
+from ray_nas.search.metrics import TrialMetrics, sweep_metrics_callback
 from ray_nas.search.trial import run_trial
+from ray_nas.spaces import get_space
 
 
 def check_ray_address(timeout: float = 5.0) -> None:
@@ -73,12 +74,13 @@ def _trainable(config: dict) -> None:
     cfg = resolve_search(config["trial"]["search"])
     rid = config["trial"]["run_id"]
 
-    metrics = TrialMetrics(spec.name, rid, cfg.ops)  # live Prometheus metrics (dashboards/grafana)
+    space = get_space(cfg.space)
+    metrics = TrialMetrics(spec.name, rid, cfg.ops, cfg.space)  # live Prometheus metrics
 
     def on_record(rec) -> None:
         metrics.record(rec)
         tune.report({"epoch": rec.epoch, "valid_acc": rec.valid_acc, "train_loss": rec.train_loss,
-                     "skips": rec.arch.count("skip_connect"), "arch": rec.arch, "run_id": rid})  # fmt: skip
+                     "skips": space.skips(rec.arch), "arch": rec.arch, "run_id": rid})  # fmt: skip
 
     status = run_trial(
         spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record
@@ -250,7 +252,8 @@ def short_keys(keys) -> dict[str, str]:
 
 
 def progress_reporter(spec: JobSpec):
-    """Tune's progress table: run_id, grid values by short key, epoch, valid_acc, skip count."""
+    """Tune's progress table: run_id, grid values by short key, epoch, valid_acc, skip count (in
+    the cell the criteria read: Space.skips)."""
     from ray import tune
 
     params = {f"trial/point/{k}": s for k, s in short_keys(list(spec.grid)).items()}
@@ -303,122 +306,6 @@ def retry_log_callback(spec: JobSpec, log):
             self._say(trial, "no retries left (rerun the same command to resume it)")
 
     return RetryLog(log)
-
-
-# ------------------------------------------------------------------------------------------
-# Live metrics for Prometheus / Grafana (dashboards/grafana/ray_nas_sweep.json). Ray exports a
-# `ray.util.metrics` metric named `x` as `ray_x`, a Counter as `ray_x_total`; values reach
-# Prometheus through each node's metrics agent (every `metrics_report_interval_ms`, 10 s).
-# A gauge of a process that ended ages out of the export, so per-trial series vanish with the trial.
-
-#: name -> (kind, tag keys, what it is); the Prometheus name is `prometheus_name(name)`.
-METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "nas_trial_epoch": (
-        "gauge",
-        ("nas_job", "run_id"),
-        "last epoch the trial wrote (= epochs completed)",
-    ),
-    "nas_epoch_seconds": ("gauge", ("nas_job", "run_id"), "wall seconds of the trial's last epoch"),
-    "nas_epochs": (
-        "counter",
-        ("nas_job", "run_id"),
-        "epochs completed (rate() = epochs per second)",
-    ),
-    "nas_valid_acc": (
-        "gauge",
-        ("nas_job", "run_id"),
-        "supernet search-valid accuracy (%) at the last epoch",
-    ),
-    "nas_op_magnitude": (
-        "gauge",
-        ("nas_job", "run_id", "op"),
-        "m(t, o): mean softmax weight of op over edges",
-    ),
-    "nas_trial_running": ("gauge", ("nas_job", "run_id"), "1 while the trial's search runs"),
-    "nas_sweep_trials": (
-        "gauge",
-        ("nas_job", "state"),
-        "the sweep's trials per Tune state (driver)",
-    ),
-}
-
-
-def prometheus_name(name: str) -> str:
-    """The name Prometheus stores a METRICS entry under (Ray's `ray_` prefix, `_total` on counters)."""
-    return f"ray_{name}_total" if METRICS[name][0] == "counter" else f"ray_{name}"
-
-
-def _metric(name: str, **default_tags: str):
-    from ray.util.metrics import Counter, Gauge
-
-    kind, tags, doc = METRICS[name]
-    return (Counter if kind == "counter" else Gauge)(name, doc, tags).set_default_tags(default_tags)
-
-
-class TrialMetrics:
-    """One trial's live metrics, updated after every epoch; a metrics failure never stops a search."""
-
-    def __init__(self, job: str, run_id: str, ops: tuple[str, ...]):
-        self.ops, self.live = tuple(ops), True
-        try:
-            self.m = {
-                n: _metric(n, nas_job=job, run_id=run_id)
-                for n in METRICS
-                if "run_id" in METRICS[n][1]
-            }
-            self.m["nas_trial_running"].set(1)
-        except Exception as e:  # noqa: BLE001
-            self._off(e)
-
-    def record(self, rec) -> None:
-        """rec: search.EpochRecord (epoch, seconds, valid_acc, weights [E, K] in `ops` order)."""
-        if not self.live:
-            return
-        try:
-            self.m["nas_trial_epoch"].set(rec.epoch)
-            self.m["nas_epoch_seconds"].set(rec.seconds)
-            self.m["nas_valid_acc"].set(rec.valid_acc)
-            if rec.epoch > 0:
-                self.m["nas_epochs"].inc(1)
-            for op, m in zip(self.ops, np.asarray(rec.weights, dtype=np.float64).mean(axis=0)):
-                self.m["nas_op_magnitude"].set(float(m), tags={"op": op})
-        except Exception as e:  # noqa: BLE001
-            self._off(e)
-
-    def close(self) -> None:
-        if self.live:
-            self.m["nas_trial_running"].set(0)
-
-    def _off(self, e: Exception) -> None:
-        self.live = False
-        print(f"live metrics off for this trial ({type(e).__name__}: {e})")
-
-
-def sweep_metrics_callback(job: str):
-    """A Tune callback on the driver: `nas_sweep_trials{state}` = how many trials are in each state."""
-    from ray import tune
-
-    class SweepMetrics(tune.Callback):
-        STATES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
-
-        def __init__(self):
-            self.gauge, self.last = _metric("nas_sweep_trials", nas_job=job), 0.0
-
-        def on_step_end(self, iteration, trials, **info):
-            if (
-                time.monotonic() - self.last >= 1.0
-            ):  # the loop steps often; Prometheus reads every 10 s
-                self.on_experiment_end(trials)
-
-        def on_experiment_end(self, trials, **info):
-            self.last = time.monotonic()
-            counts = dict.fromkeys(self.STATES, 0)
-            for t in trials:
-                counts[t.status] = counts.get(t.status, 0) + 1
-            for state, n in counts.items():
-                self.gauge.set(n, tags={"state": state})
-
-    return SweepMetrics()
 
 
 def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0) -> list:

@@ -18,6 +18,22 @@ import numpy as np
 
 from ray_nas.spaces.recipes import RetrainResult, named_recipe
 
+#: the one qualitative palette ops are drawn in (matplotlib's tab10, ordered so that
+#: NAS-Bench-201's ops keep the colours the report always gave them): a space's ops take its
+#: colours in the space's op order (`Space.op_colors`), cycling after 10
+PALETTE: tuple[str, ...] = (
+    "#7f7f7f",
+    "#d62728",
+    "#1f77b4",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+)
+
 
 class Space:
     """One search space. Subclasses set the class attributes and override the methods."""
@@ -31,6 +47,9 @@ class Space:
     """the edges of one cell, in row order (alphas.edge)"""
     magnitude_cell: ClassVar[str] = ""
     """the cell whose op magnitudes the criteria read unless told otherwise"""
+    criteria_ops: ClassVar[tuple[str, ...]] = ()
+    """the ops whose magnitude the default selective stops read (ss_eq12 on each, ss_eq13 on the
+    first): the space's main parametric ops, as the paper chose them"""
     learnable_ops: ClassVar[frozenset[str]] = frozenset()
     """ops with weights (DARTS+ rt_k's learnable_only)"""
     benchmark_key_column: ClassVar[str] = ""
@@ -106,6 +125,16 @@ class Space:
     def skip_count(self, text: str, cell: str) -> int:
         """skip_connect edges of `cell` in the genotype (DARTS+ sc_k)."""
         raise NotImplementedError
+
+    def skips(self, text: str) -> int:
+        """skip_connect edges of the genotype in `magnitude_cell`, the cell the criteria read
+        (DARTS+ sc_k counts these; the report and Tune's progress table show them)."""
+        return self.skip_count(text, self.magnitude_cell)
+
+    def op_colors(self) -> dict[str, str]:
+        """op -> its colour in charts ("#rrggbb"): `PALETTE` in the space's op order, so an op
+        has one colour in every chart of the space, whatever the search's op subset."""
+        return {op: PALETTE[i % len(PALETTE)] for i, op in enumerate(self.ops)}
 
     def build_supernet(self, cfg: Any, num_classes: int):
         """The search network of a search config (spec.SearchConfig): a torch module with an

@@ -30,6 +30,8 @@ class DartsSpace(Space):
     cell_types = CELL_TYPES
     edges = EDGES
     magnitude_cell = "normal"
+    #: Table 4's: the Eq.12 peak of each selects one genotype (SS-DARTS-SepConv5, ...)
+    criteria_ops = ("sep_conv_5x5", "sep_conv_3x3", "dil_conv_3x3", "dil_conv_5x5")
     learnable_ops = frozenset(o for o in OPS if "conv" in o)
     min_layers = 3  # two reduction cells, at 1/3 and 2/3
     report_sections = ("table4",)

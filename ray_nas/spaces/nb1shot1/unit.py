@@ -74,6 +74,7 @@ class NB1Shot1Space(Space):
     ops: ClassVar[tuple[str, ...]] = SPACE_OPS
     cell_types: ClassVar[tuple[str, ...]] = ("shared",)
     magnitude_cell: ClassVar[str] = "shared"
+    criteria_ops: ClassVar[tuple[str, ...]] = (CONV3X3,)  # the 3x3 conv, as NB201's nor_conv_3x3
     learnable_ops: ClassVar[frozenset[str]] = frozenset({CONV3X3, CONV1X1})
     benchmark_key_column: ClassVar[str] = "hash"
     default_layers: ClassVar[int | None] = 9  # the 1Shot1 supernet's 9 cells (3 stacks of 3)

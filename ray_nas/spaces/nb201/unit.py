@@ -26,6 +26,7 @@ class NB201Space(Space):
     cell_types = ("shared",)
     edges = EDGES
     magnitude_cell = "shared"
+    criteria_ops = ("nor_conv_3x3",)  # the paper's Eq.12/13 op
     learnable_ops = LEARNABLE_OPS
     benchmark_key_column = "arch"
     size_key = "cells"
