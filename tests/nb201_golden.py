@@ -1,14 +1,16 @@
 """A small synthetic NAS-Bench-201 store evaluated with the built-in table and the paper's
 criteria: the selections, the report and (on digits) the retraining cache that the golden test
-(tests/test_nb201_golden.py) compares with tests/data/nb201_*_pre13.*.
+(tests/test_nb201_golden.py) compares with tests/data/nb201_*.
 
 It uses only APIs that main had before the space refactor (commit 6c423da), so the same code
 makes the expected values there:
 
     git worktree add /tmp/pre13 6c423da
     PYTHONPATH=/tmp/pre13 python tests/nb201_golden.py selections tests/data/nb201_selections_pre13.csv
-    PYTHONPATH=/tmp/pre13 python tests/nb201_golden.py report tests/data/nb201_report_pre13.html
     PYTHONPATH=/tmp/pre13 python tests/nb201_golden.py retrain tests/data/nb201_retrain_pre13.csv
+
+The report's fixture is today's (`python tests/nb201_golden.py report tests/data/nb201_report.html`;
+see tests/test_nb201_golden.py for how it was checked against 6c423da's).
 """
 
 from __future__ import annotations

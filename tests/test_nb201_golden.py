@@ -7,10 +7,15 @@ file): a synthetic store of 6 trials x 30 epochs (4 seeds of the 5 ops, 2 of the
 Today's code must give every column of selections.parquet identically: run_ids, params text,
 labels, decisions, stop epochs, archs, notes and the table's scores.
 
-tests/data/nb201_report_pre13.html: the report of that store (nb201_golden.report: under a job
+tests/data/nb201_report.html: the report of that store (nb201_golden.report: under a job
 whose grid names the store's two op sets, since the report at 6c423da could not chart two op
 sets in one group; today's can, see the last test), normalised (store path, time written, CSS/JS and the resolved job
-spec left out). tests/data/nb201_retrain_pre13.csv: retrain.parquet of 2 trials on digits whose
+spec left out). Written by `python tests/nb201_golden.py report tests/data/nb201_report.html`
+when the report moved to templates and fitted the magnitude charts' y axis to the data; it was
+checked against the report 6c423da drew: the same but for the two magnitude charts' y ticks and
+y coordinates (their legends, hover values and x coordinates unchanged), line breaks between
+tags and the spelling of an escaped quote (&#39; for &#x27;).
+tests/data/nb201_retrain_pre13.csv: retrain.parquet of 2 trials on digits whose
 15 selections were retrained (NAS-Bench-201's recipe, 2 epochs x 4 steps, C=4, N=1) by 6c423da.
 """
 
@@ -41,8 +46,8 @@ def test_nb201_selections_match_main_before_the_space_refactor(tmp_path):
     now = selections(str(tmp_path))
     pd.testing.assert_frame_equal(_read(io.StringIO(now.to_csv(index=False))), expected)
 
-    # the report of the same store: every chart, table and note as 6c423da drew it
-    assert report(str(tmp_path)) == (DATA / "nb201_report_pre13.html").read_text()
+    # the report of the same store: every chart, table and note as the fixture has it
+    assert report(str(tmp_path)) == (DATA / "nb201_report.html").read_text()
 
 
 def test_nb201_retraining_reuses_a_cache_written_before_the_refactor(tmp_path):
