@@ -130,3 +130,5 @@ def test_trial_metrics_reach_prometheus_under_these_names(ray_session):
         }
     ray.cancel(ref, force=True)
     assert found == want, f"missing on the metrics endpoint: {sorted(want - found)}"
+    # the magnitudes carry their cell type (NAS-Bench-201's one: shared), as the dashboard filters
+    assert re.search(r'^ray_nas_op_magnitude\{[^}]*cell="shared"[^}]*op="nor_conv_3x3"', text, re.M)

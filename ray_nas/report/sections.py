@@ -121,20 +121,10 @@ def _magnitude_charts(d: ReportData, trials: list, sel, x_max: int, warmup: int)
         if len(cells) > 1:
             default = " (the criteria's default)" if cell == cells[0] else ""
             title += f": {cell} cell{default}"
-            ylabel = f"m(t, o): mean softmax weight over {cell} edges"
+            ylabel = f"m(t, o): mean over {cell} edges"
         markers = _stop_markers(d, sel, cell if len(cells) > 1 else None, cells[0])
-        charts.append(
-            _chart(
-                title,
-                _magnitude_series(trials, cell),
-                ylabel,
-                x_max,
-                markers,
-                warmup,
-                margin=MAGNITUDE_MARGIN,
-                fmt="{:.3f}",
-            )
-        )
+        series, how = _magnitude_series(trials, cell), {"margin": MAGNITUDE_MARGIN, "fmt": "{:.3f}"}
+        charts.append(_chart(title, series, ylabel, x_max, markers, warmup, **how))
     return charts
 
 
@@ -186,11 +176,8 @@ def _other_charts(d: ReportData, trials: list, markers, x_max: int, warmup: int)
     """The accuracy chart (supernet search-valid, and the benchmark's score of each epoch's
     genotype when there is one) and the Hessian eigenvalue chart."""
     nan = [np.full(len(t.epochs["epoch"]), np.nan) for t in trials]
-    acc = [
-        Series(
-            "supernet search-valid", VALID_COLOR, _stack([t.epochs["valid_acc"] for t in trials])
-        )
-    ]
+    valid = _stack([t.epochs["valid_acc"] for t in trials])
+    acc = [Series("supernet search-valid", VALID_COLOR, valid)]
     if d.bench_per_epoch is not None and d.metric and d.metric != "retrain_acc":
         runs = _stack([d.bench_per_epoch(t).get(d.metric, n) for t, n in zip(trials, nan)])
         if np.isfinite(runs).any():
