@@ -26,17 +26,28 @@ from ray_nas.digest import canonical_json, sha256_hex
 
 #: Fields that say where things are, not what is searched: not part of the run_id.
 NON_IDENTITY_FIELDS = (
-    "data_root", "download", "device", "compile", "compile_mode", "channels_last",
-)  # fmt: skip
+    "data_root",
+    "download",
+    "device",
+    "compile",
+    "compile_mode",
+    "channels_last",
+)
 
 #: Search fields added after stores existed (dotted for nested ones, e.g. "weights.warmup_rule"):
 #: left out of the run_id while they hold their dataclass default, so every job written before
 #: them keeps its run_ids. Every new identity field of SearchConfig is listed here, or in
 #: LEGACY_FIELDS when its default changes what is computed.
 ADDED_FIELDS: tuple[str, ...] = (
-    "objective", "darts_v2.radius", "gaea.eta", "gaea.clamp", "drnas.reg", "drnas.reg_scale",
-    "space", "layers",
-)  # fmt: skip
+    "objective",
+    "darts_v2.radius",
+    "gaea.eta",
+    "gaea.clamp",
+    "drnas.reg",
+    "drnas.reg_scale",
+    "space",
+    "layers",
+)
 
 #: Added fields whose default computes something other than the code before them did. Each is
 #: left out of the run_id where it computes what the old code did (the predicate on the config

@@ -38,11 +38,12 @@ class JobLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, typing.Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None,
+                    None,
+                    None,
                     f"key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
                     f"{key_node.start_mark.line + 1}); keep one",
                     None,
-                )  # fmt: skip
+                )
             if isinstance(key, typing.Hashable):
                 seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)

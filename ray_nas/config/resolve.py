@@ -36,8 +36,10 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
     merged = deep_merge(LR_PRESETS[scheme], raw)
     space_name = merged.get("space", SearchConfig.space)
     if space_name not in spaces.NAMES:
-        raise SpecError(f"{where}.space: unknown space {space_name!r}{did_you_mean(str(space_name), spaces.NAMES)} "
-                        f"(valid: {', '.join(spaces.NAMES)})")  # fmt: skip
+        hint = did_you_mean(space_name, spaces.NAMES)
+        raise SpecError(
+            f"{where}.space: unknown space {space_name!r}{hint} (valid: {', '.join(spaces.NAMES)})"
+        )
     space = spaces.get_space(space_name)
     if "ops" not in merged and space_name != SearchConfig.space:
         merged["ops"] = list(space.ops)

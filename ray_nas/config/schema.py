@@ -17,8 +17,13 @@ from ray_nas.algorithms import DartsV2Settings, DrnasSettings, GaeaSettings
 from ray_nas.errors import SpecError, did_you_mean
 
 #: data set -> side of its images in pixels (ray_nas.training.data: digits are upsampled to 16x16)
-IMAGE_SIZES: dict[str, int] = {"cifar10": 32, "cifar100": 32, "imagenet16-120": 16, "digits": 16,
-                               "fake": 32}  # fmt: skip
+IMAGE_SIZES: dict[str, int] = {
+    "cifar10": 32,
+    "cifar100": 32,
+    "imagenet16-120": 16,
+    "digits": 16,
+    "fake": 32,
+}
 DATASETS = tuple(IMAGE_SIZES)
 SCHEDULES = ("cosine", "constant")
 #: weights.warmup_rule: how the lr schedule continues after warmup (search.weights_lr)
