@@ -16,9 +16,13 @@ from ray_nas.errors import first_line
 def _add_job(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", help="job YAML, e.g. jobs/quickstart.yaml")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="dotted override of a job key, e.g. --set search.epochs=3 (repeatable)",
-    )  # fmt: skip
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,18 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p.add_argument(
-        "--redo", action="append", default=[], metavar="RUN_ID",
+        "--redo",
+        action="append",
+        default=[],
+        metavar="RUN_ID",
         help="move this trial's files aside (kept under {store}/{job}/redo/) and run it again (repeatable)",
-    )  # fmt: skip
+    )
 
     p = sub.add_parser("search", help="one search in this process (no Ray), written to the store")
     p.set_defaults(run=_search)
     _add_job(p)
     p.add_argument("--quiet", action="store_true", help="no batch progress bar")
     p.add_argument(
-        "--redo", nargs="?", const=True, default=False, metavar="RUN_ID",
+        "--redo",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_ID",
         help="move this search's files aside (kept under {store}/{job}/redo/) and run it again",
-    )  # fmt: skip
+    )
 
     p = sub.add_parser(
         "evaluate", help="offline stage: criteria, benchmark/retrain, selections, MLflow"
@@ -82,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("tfrecord", help="nasbench_only108.tfrecord (or nasbench_full.tfrecord)")
     c.add_argument("-o", "--output", required=True, help="output Parquet table")
     c.add_argument(
-        "--only-1shot1", action="store_true",
+        "--only-1shot1",
+        action="store_true",
         help="keep only the cells reachable from the three NAS-Bench-1Shot1 spaces",
-    )  # fmt: skip
+    )
 
     p = sub.add_parser(
         "compare", help="the criteria over several jobs: one table, a rank, an HTML page, MLflow"
@@ -96,8 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JOB",
         help="job YAMLs (two or more to compare; one gives its rank alone)",
     )
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override applied to every job, e.g. --set 'criteria=[final, ss_eq12]'")  # fmt: skip
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override applied to every job, e.g. --set 'criteria=[final, ss_eq12]'",
+    )
     p.add_argument("-o", "--output", help="output page (default compare.html)")
 
     p = sub.add_parser(
@@ -143,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - never a traceback for the user
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise
-        print(f"ray-nas {args.command}: unexpected error: {type(e).__name__}: {first_line(e)} "
-              f"(rerun with {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)  # fmt: skip
+        print(
+            f"ray-nas {args.command}: unexpected error: {type(e).__name__}: {first_line(e)} "
+            f"(rerun with {TRACEBACK_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
