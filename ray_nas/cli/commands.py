@@ -156,10 +156,7 @@ def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
         return []
     sp = next(s for s in space.values() if not s.has_benchmark)
     name, rec = sp.retrain_recipe(r)
-    n_crit, n_seeds = (
-        len(spec.criteria) or len(criteria.default_criteria()),
-        len(sp.retrain_seeds(r)),
-    )
+    n_crit, n_seeds = len(spec.criteria) or len(_default_criteria()), len(sp.retrain_seeds(r))
     runs = n_retrain * n_crit * n_seeds
     sec = rec.epochs * spec.estimate.retrain_gpu_seconds_per_epoch
     return [
@@ -170,6 +167,12 @@ def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
         "a smaller recipe (proxy) runs proportionally faster: measure yours)",
         f"total: {(sum(c.total_epochs for c, _r, _p in trials) * spec.estimate.gpu_seconds_per_epoch + runs * sec) / 3600:.1f} GPU-hours",
     ]
+
+
+def _default_criteria() -> list:
+    from ray_nas.criteria import default_criteria
+
+    return default_criteria()
 
 
 def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
