@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from ray_nas.errors import first_line
+
 KEY_TAG = "ray_nas.key"
 EPOCHS_TAG = "ray_nas.epochs"
 EPOCH_METRICS = (
@@ -198,7 +200,7 @@ def log_job(
     try:
         return _log_job(spec, result, log, report_path)
     except (TrackingError, MlflowException, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        first = first_line(e, 300)
         raise TrackingOutage(
             f"MLflow logging to {spec.tracking_uri} failed ({type(e).__name__}: {first})"
         ) from None
@@ -322,20 +324,3 @@ def log_comparison(uri: str, jobs: list[str], files: list[str], log=print) -> st
     log(f"mlflow: comparison run {rid} in experiment {COMPARE_EXPERIMENT!r} at {uri} "
         f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
     return rid
-
-
-def count_runs(uri: str, name: str) -> dict[str, int]:
-    """{'runs': n, 'steps_<metric>': n} for tests and notes: how many runs and logged points."""
-    client = _client(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        return {"runs": 0}
-    runs = client.search_runs([exp.experiment_id], max_results=50000)
-    out = {"runs": len(runs)}
-    for r in runs:
-        if r.data.tags.get(KEY_TAG, "").startswith("trial:"):
-            hist = client.get_metric_history(r.info.run_id, "valid_acc")
-            out["valid_acc_points"] = out.get("valid_acc_points", 0) + len(hist)
-            steps = [m.step for m in hist]
-            out["duplicate_steps"] = out.get("duplicate_steps", 0) + len(steps) - len(set(steps))
-    return out

@@ -20,7 +20,8 @@ from ray_nas.cli import main
 from ray_nas.cli.commands import sweep_command
 from ray_nas.config import expand_grid, load_spec
 from ray_nas.search.trial import run_trial
-from ray_nas.tracking import count_runs
+
+from .helpers import count_runs
 
 NO_RETRAIN = {"benchmark": None, "retrain": None}
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ray_nas"
 
 #: lowest first; a module belongs to the first entry that is a prefix of its dotted name
 LAYERS: list[tuple[str, ...]] = [
-    ("ray_nas.errors",),
+    ("ray_nas.errors", "ray_nas.digest"),
     ("ray_nas.training", "ray_nas.analysis"),
     ("ray_nas.spaces", "ray_nas.algorithms"),
     ("ray_nas.store", "ray_nas.criteria", "ray_nas.tables"),

@@ -14,7 +14,8 @@ from ray_nas import store
 from ray_nas.cli.commands import evaluate_command, sweep_command
 from ray_nas.config import SpecError, expand_grid, load_spec
 from ray_nas.offline.evaluate import run_evaluate
-from ray_nas.tracking import count_runs
+
+from .helpers import count_runs
 
 pytestmark = pytest.mark.ray
 

@@ -11,15 +11,9 @@ import time
 from pathlib import Path
 
 from ray_nas import config as specmod
+from ray_nas import criteria
 from ray_nas.config import SpecError
 from ray_nas.spaces import get_space
-
-
-def _search_overrides(overrides: list[str]) -> dict:
-    """`--set search.x=1` pairs as {x: 1}, for reporting what a single search changed."""
-    return {
-        k[len("search.") :]: v for k, v in specmod.parse_set(overrides) if k.startswith("search.")
-    }
 
 
 def search_command(
@@ -30,7 +24,10 @@ def search_command(
     Checked before any work, as the sweep does: the store holds this job (same grid and search
     defaults), it can be written, and the trial's files are whole (`redo`: moved aside first).
     """
+    # pyarrow (the store) and torch: imported on use, `ray-nas --help` starts without them
+    from ray_nas import store
     from ray_nas.search import integrity
+    from ray_nas.search.trial import StoreError, run_trial
 
     spec = specmod.load_spec(job, overrides)
     cfg = specmod.search_config(spec)
@@ -47,7 +44,6 @@ def search_command(
         )
     else:
         integrity.check_trials(spec, [rid], "search")
-    from ray_nas.search.trial import StoreError, run_trial
 
     size = f"N={cfg.cells}" if get_space(cfg.space).size_key == "cells" else f"{cfg.layers} cells"
     print(f"job {spec.name}: search {rid} ({cfg.space}, {cfg.dataset}, C={cfg.channels}, {size}, "
@@ -61,8 +57,6 @@ def search_command(
             file=sys.stderr,
         )
         return 1
-    from ray_nas import store
-
     if not store.exists(f"{spec.job_dir}/job.yaml"):
         integrity.write_job_yaml(spec)  # a later sweep or search of another job is refused
     store.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job
@@ -91,6 +85,7 @@ def sweep_command(
         return 0
     if evaluate and spec.evaluate.benchmark:
         _check_benchmark(spec)
+    # pyarrow and ray (the sweep), urllib and ssl (the tracking check): imported on use
     from ray_nas.search.sweep import run_sweep
     from ray_nas.tracking import check_tracking
 
@@ -105,6 +100,7 @@ def sweep_command(
 def _check_benchmark(spec: specmod.JobSpec) -> None:
     """Before a sweep: the table the offline stage after it needs exists and is keyed by the
     column the job's spaces look their genotypes up in (SpecError, one line)."""
+    # pandas: imported on use
     from ray_nas.offline.evaluate import _load_benchmark
     from ray_nas.tables import TABLE_KINDS
 
@@ -267,8 +263,6 @@ def compare_command(jobs: list[str], overrides: list[str], output: str | None) -
 
 def criteria_command(job: str | None) -> int:
     """`ray-nas criteria [JOB]`: the catalogue, then the job's own functions (named by import path)."""
-    from ray_nas import criteria
-
     extra = []
     if job:
         spec = specmod.load_spec(job)

@@ -16,10 +16,10 @@ from ray_nas.criteria.trajectory import (
     StopResult,
     Trajectory,
     _best_epoch,
-    _suggest,
     no_stop,
     stop_at,
 )
+from ray_nas.errors import did_you_mean
 
 _MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0}
 
@@ -28,14 +28,19 @@ def _check_param(key: str, value: Any) -> None:
     """Range/name checks on one parameter value, shared by the criteria and parse_criterion."""
     ops = spaces.all_ops()
     if key == "op" and value not in ops:
-        raise ValueError(f"op: unknown op {value!r}{_suggest(str(value), ops)}")
+        raise ValueError(
+            f"op: unknown op {value!r}{did_you_mean(str(value), ops, n=3, list_valid=True)}"
+        )
     if key == "exclude":
         for o in value:
             if o not in ops:
-                raise ValueError(f"exclude: unknown op {o!r}{_suggest(str(o), ops)}")
+                raise ValueError(
+                    f"exclude: unknown op {o!r}{did_you_mean(str(o), ops, n=3, list_valid=True)}"
+                )
     if key == "cell" and value and value not in spaces.cell_types():
         raise ValueError(
-            f"cell: unknown cell type {value!r}{_suggest(str(value), spaces.cell_types())}"
+            f"cell: unknown cell type {value!r}"
+            f"{did_you_mean(str(value), spaces.cell_types(), n=3, list_valid=True)}"
         )
     if key in _MIN_INT and value < _MIN_INT[key]:
         raise ValueError(f"{key}: must be >= {_MIN_INT[key]}, got {value!r}")
@@ -199,7 +204,9 @@ def oracle(traj: Trajectory, metric: str = "cifar10_test") -> StopResult:
     """The epoch whose genotype scores best on the benchmark (upper bound; NaN epochs ignored)."""
     if metric not in traj.metrics:
         return no_stop(
-            traj, f"metric {metric!r} not recorded{_suggest(metric, sorted(traj.metrics))}"
+            traj,
+            f"metric {metric!r} not recorded"
+            f"{did_you_mean(metric, sorted(traj.metrics), n=3, list_valid=True)}",
         )
     t = _best_epoch(traj.metrics[metric])
     if t is None:

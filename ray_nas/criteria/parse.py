@@ -23,7 +23,8 @@ from ray_nas.criteria.registry import (
     _jsonable,
     apply_checked,
 )
-from ray_nas.criteria.trajectory import StopResult, Trajectory, _suggest
+from ray_nas.criteria.trajectory import StopResult, Trajectory
+from ray_nas.errors import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def parse_criterion(item: str | Mapping[str, Any]) -> CriterionSpec:
         if key not in info.params:
             valid = list(info.params) or ["(none)"]
             raise ValueError(
-                f"criterion {name!r} has no parameter {key!r}{_suggest(str(key), valid)}"
+                f"criterion {name!r} has no parameter {key!r}"
+                f"{did_you_mean(str(key), valid, n=3, list_valid=True)}"
             )
         params[key] = _coerce(name, key, value, info.kind(key))
     missing = [k for k, v in params.items() if v is REQUIRED]

@@ -13,8 +13,9 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ray_nas.criteria.registry import CRITERIA, REQUIRED, CriterionInfo, _first_line
-from ray_nas.criteria.trajectory import StopResult, _suggest
+from ray_nas.criteria.registry import CRITERIA, REQUIRED, CriterionInfo
+from ray_nas.criteria.trajectory import StopResult
+from ray_nas.errors import did_you_mean, first_line
 
 # ---------------------------------------------------------------- criteria named by import path
 
@@ -32,7 +33,7 @@ def resolve_criterion(name: str) -> CriterionInfo:
         return CRITERIA[name]
     if ":" not in name:
         raise ValueError(
-            f"unknown criterion {name!r}{_suggest(name, list(CRITERIA))} "
+            f"unknown criterion {name!r}{did_you_mean(name, CRITERIA, n=3, list_valid=True)} "
             "(or name your own function as package.module:function)"
         )
     return _import_criterion(name)
@@ -50,13 +51,13 @@ def _import_criterion(path: str) -> CriterionInfo:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         raise ValueError(
-            f"criterion {path!r}: cannot import module {module_name!r} ({_first_line(e)}); "
+            f"criterion {path!r}: cannot import module {module_name!r} ({first_line(e, 300)}); "
             "it must be importable here and on every worker (PYTHONPATH, an installed package)"
         ) from None
     except Exception as e:
         raise ValueError(
             f"criterion {path!r}: importing {module_name!r} raised {type(e).__name__}: "
-            f"{_first_line(e)}"
+            f"{first_line(e, 300)}"
         ) from None
     fn: Any = module
     for i, a in enumerate(attr.split(".")):
@@ -64,7 +65,8 @@ def _import_criterion(path: str) -> CriterionInfo:
             here = [n for n in dir(fn) if not n.startswith("_") and callable(getattr(fn, n))]
             owner = module_name if i == 0 else f"{module_name}:{'.'.join(attr.split('.')[:i])}"
             raise ValueError(
-                f"criterion {path!r}: {owner} has no function {a!r}{_suggest(a, here)}"
+                f"criterion {path!r}: {owner} has no function {a!r}"
+                f"{did_you_mean(a, here, n=3, list_valid=True)}"
             )
         fn = getattr(fn, a)
     if not callable(fn):

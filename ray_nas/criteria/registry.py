@@ -24,7 +24,7 @@ from ray_nas.criteria.builtin import (
     ss_eq13,
 )
 from ray_nas.criteria.trajectory import StopResult, Trajectory
-from ray_nas.errors import CriterionError
+from ray_nas.errors import CriterionError, first_line
 
 # ---------------------------------------------------------------- catalogue
 
@@ -139,11 +139,6 @@ CRITERIA: dict[str, CriterionInfo] = {
 }
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"
-
-
 def apply_checked(
     info: CriterionInfo, label: str, traj: Trajectory, params: Mapping[str, Any]
 ) -> StopResult:
@@ -159,7 +154,7 @@ def apply_checked(
     try:
         r = info.fn(traj, **params)
     except Exception as e:
-        raise CriterionError(f"{who} raised {type(e).__name__}: {_first_line(e)}") from e
+        raise CriterionError(f"{who} raised {type(e).__name__}: {first_line(e, 300)}") from e
     return _checked_result(r, who, traj)
 
 

@@ -4,7 +4,6 @@ with the helpers criteria share (stop_at, no_stop, best_epoch).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,11 +217,3 @@ def best_epoch(scores: np.ndarray, eligible: np.ndarray | None = None) -> int | 
     """For your own criteria: the earliest epoch in 1..T maximising `scores` [T+1] (finite and
     `eligible` entries only; scores within relative 1e-12 of the best are ties); None if none."""
     return _best_epoch(np.array(scores, dtype=np.float64), eligible)
-
-
-def _suggest(word: str, options: Sequence[str]) -> str:
-    """'; did you mean X?' for a close match, else the list of valid options."""
-    close = difflib.get_close_matches(word, list(options), n=3)
-    if close:
-        return f"; did you mean {' or '.join(repr(c) for c in close)}?"
-    return f"; valid: {', '.join(options)}"

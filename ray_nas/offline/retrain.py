@@ -14,7 +14,6 @@ already cached; each run is one Ray task under `retrain_map`.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ import pandas as pd
 
 from ray_nas import store
 from ray_nas.config import JobSpec, resolve_search
+from ray_nas.digest import sha256_hex
 from ray_nas.spaces import get_space, name_of
 from ray_nas.spaces.base import Space
 from ray_nas.spaces.recipes import RETRAIN_FIELDS
@@ -149,7 +149,7 @@ def _train(spec: JobSpec, space: Space, rec, todo: list, data_root: str,
 
 
 def _digest(*parts) -> str:
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+    return sha256_hex("|".join(map(str, parts)), 16)
 
 
 def retrain_selected(

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from ray_nas import store
 from ray_nas.config import JobSpec, SpecError
+from ray_nas.errors import first_line
 from ray_nas.offline import evaluate as ev
 from ray_nas.report.data import ReportData, load_report_data
 from ray_nas.report.html import METRIC_NAMES, page, render
@@ -57,9 +58,7 @@ def _attach(spec: JobSpec, path: str, page: str, log: Callable[[str], None]) -> 
             f"report: attached to the job's MLflow run when there is one ({spec.tracking_uri}, experiment {spec.name!r})"
         )
     except Exception as e:  # noqa: BLE001 - any backend error only skips the attachment
-        log(
-            f"report: not attached to MLflow ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
-        )
+        log(f"report: not attached to MLflow ({type(e).__name__}: {first_line(e, 200)})")
 
 
 # ------------------------------------------------------------------------------------------

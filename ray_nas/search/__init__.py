@@ -8,7 +8,7 @@ Prometheus exporter (metrics.py) and test-only fault hooks (faults.py).
 
 def __getattr__(name: str):
     if name == "search":
-        from ray_nas.search.loop import search
+        from ray_nas.search.loop import search  # torch: imported on use
 
         return search
     raise AttributeError(f"module 'ray_nas.search' has no attribute {name!r}")

@@ -25,6 +25,7 @@ from ray_nas.config import (
     yaml_error_line,
     yaml_load,
 )
+from ray_nas.errors import first_line
 
 #: Job keys that define WHAT is searched: a store holding the same job name with other values is
 #: a different job. criteria / evaluate / stop / display keys may change freely.
@@ -147,7 +148,7 @@ def trial_problem(job_dir: str, rid: str) -> str | None:
             return None
         last = len(store.read_trial(job_dir, rid).epochs["epoch"]) - 1
     except Exception as e:  # noqa: BLE001 - truncated, not Parquet, inconsistent
-        return f"its trajectory is unreadable ({type(e).__name__}: {_first_line(e)})"
+        return f"its trajectory is unreadable ({type(e).__name__}: {first_line(e, 200)})"
     done = status.get("epochs_done")
     if done is not None and int(done) != last:
         return f"it is marked {status['status']} at epoch {int(done)} but its files end at epoch {last}"
@@ -160,10 +161,6 @@ def status_row(path: str) -> dict | None:
         return store.read_frame(path).iloc[0].to_dict() if store.exists(path) else None
     except Exception:  # noqa: BLE001 - an unreadable status file is as good as none
         return None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).splitlines() or [""])[0][:200]
 
 
 def check_trials(spec: JobSpec, rids: list[str], command: str) -> None:

@@ -132,7 +132,7 @@ def run_sweep(
     """
     check_store_writable(spec)
     check_job_identity(spec)
-    from ray_nas.training.data import check_available
+    from ray_nas.training.data import check_available  # torch: imported on use
 
     for cfg in {(c.dataset, c.data_root, c.download, c.split_file) for c, _, _ in trials}:
         check_available(*cfg)

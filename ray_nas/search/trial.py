@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable
 
-from ray_nas import store
+from ray_nas import criteria, store
 from ray_nas.config import JobSpec, SearchConfig, SpecError, config_json, flatten, to_dict
 from ray_nas.errors import CheckpointError, StoreError
 from ray_nas.search.faults import maybe_fail, maybe_pause
@@ -61,7 +61,8 @@ def run_trial(
         log(f"trial {run_id}: trajectory already complete under {job_dir}; nothing to do "
             f"(`--redo {run_id}` runs it again)")  # fmt: skip
         return "skipped"
-    from ray_nas.search.loop import non_finite
+    # torch: imported on use (the sweep's driver imports this module without it)
+    from ray_nas.search.loop import non_finite, search
     from ray_nas.training.data import load_dataset
     from ray_nas.training.runtime import resolve_device
 
@@ -111,8 +112,6 @@ def run_trial(
         return stop is not None
 
     put_status()
-    from ray_nas.search.loop import search
-
     try:
         last = search(cfg, on_epoch, checkpoint=ckpt, progress=progress, log=log, data=data)
     except BaseException as e:
@@ -152,8 +151,6 @@ def _online_stop(spec: JobSpec, run_id: str):
     A criterion that breaks the shared rules fails the trial (CriterionError naming it)."""
     if spec.stop is None:
         return None
-    from ray_nas import criteria
-
     crit = criteria.parse_criterion(spec.stop)
 
     def check(writer: store.TrialWriter):

@@ -10,12 +10,12 @@ a subset of `ops` in that order. Pure (numpy only); the networks are built on de
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ray_nas.errors import did_you_mean
 from ray_nas.spaces.recipes import RetrainResult, named_recipe
 
 #: the one qualitative palette ops are drawn in (matplotlib's tab10, ordered so that
@@ -81,8 +81,7 @@ class Space:
         ops = list(ops)
         bad = [o for o in ops if o not in self.ops]
         if bad:
-            close = difflib.get_close_matches(str(bad[0]), self.ops, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(bad[0], self.ops)
             raise ValueError(
                 f"unknown {self.name} op {bad[0]!r}{hint} valid ops: {', '.join(self.ops)}"
             )

@@ -4,12 +4,13 @@ columns of a retraining cache), its result, and a named recipe with field overri
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ray_nas.digest import sha256_hex
 
 #: the fields of one retraining run, the canonical columns of a retraining cache
 RETRAIN_FIELDS: tuple[str, ...] = ("genotype_key", "genotype", "recipe", "recipe_key", "seed",
@@ -59,8 +60,8 @@ def named_recipe(recipes: Mapping[str, Any], name: str, overrides: Mapping[str, 
 
 def state_digest(state_dict) -> str:
     """sha256 over a state_dict's tensors (names sorted): equal digests = bit-identical weights."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(state_dict[name].detach().cpu().numpy()).tobytes())
-    return h.hexdigest()
+    return sha256_hex(
+        piece
+        for name in sorted(state_dict)
+        for piece in (name, np.ascontiguousarray(state_dict[name].detach().cpu().numpy()).tobytes())
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 
-from ray_nas.errors import CheckpointError
+from ray_nas.errors import CheckpointError, first_line
 from ray_nas.store import fs
 
 
@@ -31,9 +31,7 @@ class FileCheckpoint:
                 if state is not None and not isinstance(state.get("epoch"), int):
                     raise ValueError("no epoch in it")
             except Exception as e:  # noqa: BLE001 - truncated or foreign bytes
-                raise CheckpointError(
-                    f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-                ) from None
+                raise CheckpointError(f"{type(e).__name__}: {first_line(e, 200)}") from None
             self._cached, self._loaded = state, True
         return self._cached
 

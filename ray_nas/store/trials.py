@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from ray_nas.errors import first_line
+from ray_nas.spaces import name_of
 from ray_nas.store.fs import (
     _fs_path,
     exists,
@@ -334,8 +336,6 @@ class TrialData:
     @property
     def space(self) -> str:
         """The trial's search space (ray_nas.spaces): its config's, nb201 in older stores."""
-        from ray_nas.spaces import name_of
-
         return name_of(self.config)
 
 
@@ -443,7 +443,7 @@ def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str,
             missing = [t for t in ("epochs", "alphas") if not exists(paths[t])]
             return rid, None, f"missing {' and '.join(missing) or 'a'} file under {job_dir}"
         except Exception as e:  # unreadable or inconsistent: report, never crash the job
-            return rid, None, f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            return rid, None, f"unreadable: {type(e).__name__}: {first_line(e, 200)}"
         trial.run_id = trial.run_id or rid
         return rid, trial, None
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from ray_nas import store
+from ray_nas.errors import first_line
 
 #: Accuracy columns, in table order.
 METRICS: tuple[str, ...] = (
@@ -310,8 +311,7 @@ def read_table_file(path: str, kind: str, key: str) -> pd.DataFrame:
     try:
         df = store.read_frame(path)
     except (OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"cannot read {kind} table {path}: {first}") from e
+        raise ValueError(f"cannot read {kind} table {path}: {first_line(e)}") from e
     if key not in df.columns:
         how = f"; make one with {TABLE_KINDS[key].make}" if key in TABLE_KINDS else ""
         raise ValueError(

@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from ray_nas import store
-from ray_nas.spaces import nb101
+from ray_nas.spaces import nb1shot1, nb101
 from ray_nas.tables import read_table_file
 
 #: Parquet key-value metadata key naming the record file a table was converted from.
@@ -312,8 +312,6 @@ def _frame(sums: dict[str, _Sums]) -> pd.DataFrame:
 
 def _space_hashes(names: Sequence[str], say: Callable[[str], object]) -> dict[str, frozenset[str]]:
     """{"in_s<k>": reachable hashes} of the named 1Shot1 spaces (ValueError for an unknown name)."""
-    from ray_nas.spaces import nb1shot1
-
     spaces = [nb1shot1.get_space(name) for name in names]
     out = {}
     for space in spaces:
@@ -377,9 +375,7 @@ def convert(
     if next(iter_records(record_path), None) is None:  # not a benchmark file: fails here, at once
         raise ValueError(f"{record_path}: no records (empty file)")
     if only_1shot1 is True:
-        from ray_nas.spaces.nb1shot1 import SPACES
-
-        only_1shot1 = list(SPACES)
+        only_1shot1 = list(nb1shot1.SPACES)
     keep = _space_hashes(only_1shot1, say) if only_1shot1 else {}
     sums = _read_sums(record_path, set().union(*keep.values()) if keep else None, say, every)
     if not sums:

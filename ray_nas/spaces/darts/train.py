@@ -18,12 +18,13 @@ resumes from the last one bit-identically (a 600-epoch retrain survives a lost n
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ray_nas.digest import sha256_hex
+from ray_nas.spaces.darts.genotype import parse_genotype
 from ray_nas.spaces.recipes import RetrainResult, named_recipe, state_digest
 
 __all__ = ["RECIPES", "Recipe", "RetrainResult", "recipe", "retrain", "state_digest"]
@@ -55,7 +56,7 @@ class Recipe:
     def key(self) -> str:
         """A short stable hash of every field (the retrain cache key's recipe part)."""
         blob = repr(sorted(dataclasses.asdict(self).items()))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return sha256_hex(blob, 12)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -73,10 +74,9 @@ def recipe(name: str, **overrides) -> Recipe:
 def build_network(genotype_text: str, rec: Recipe, num_classes: int):
     """NetworkCIFAR of the genotype at the recipe's size, with the auxiliary head when the
     recipe weighs it (forward: (logits, auxiliary logits or None))."""
-    from ray_nas.spaces.darts import genotype as darts
-    from ray_nas.spaces.darts.network import NetworkCIFAR
+    from ray_nas.spaces.darts.network import NetworkCIFAR  # torch: imported on use
 
-    return NetworkCIFAR(darts.parse_genotype(genotype_text), rec.channels, rec.layers,
+    return NetworkCIFAR(parse_genotype(genotype_text), rec.channels, rec.layers,
                         num_classes, rec.auxiliary_weight > 0)  # fmt: skip
 
 
@@ -114,6 +114,7 @@ def retrain(
     import torch
     import torch.nn.functional as F
 
+    # torch: imported on use (the space's pure part is read without it)
     from ray_nas.spaces.darts.network import count_params_m
     from ray_nas.training.data import Batcher, load_dataset
     from ray_nas.training.runtime import evaluate_split, rng_state, seed_everything, set_rng_state

@@ -62,7 +62,7 @@ class DartsSpace(Space):
     def build_supernet(self, cfg, num_classes: int):
         import torch
 
-        from ray_nas.spaces.darts.network import SearchNetwork
+        from ray_nas.spaces.darts.network import SearchNetwork  # torch: imported on use
 
         net = SearchNetwork(cfg.ops, cfg.channels, cfg.layers, num_classes)
         return net.to(memory_format=torch.channels_last) if cfg.channels_last else net

@@ -209,7 +209,7 @@ class NB1Shot1Space(Space):
         return 0
 
     def build_supernet(self, cfg, num_classes: int):
-        from ray_nas.spaces.nb1shot1.supernet import build_supernet
+        from ray_nas.spaces.nb1shot1.supernet import build_supernet  # torch: imported on use
 
         return build_supernet(self, cfg, num_classes)
 

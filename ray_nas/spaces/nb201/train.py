@@ -48,7 +48,7 @@ def recipe_of(cfg) -> NB201Recipe:
 
 def build_network(arch: str, rec: NB201Recipe, num_classes: int):
     """DiscreteNet of the arch string at the recipe's size."""
-    from ray_nas.spaces.nb201.supernet import DiscreteNet
+    from ray_nas.spaces.nb201.supernet import DiscreteNet  # torch: imported on use
 
     return DiscreteNet(arch, rec.channels, rec.cells, num_classes)
 
@@ -62,6 +62,7 @@ def retrain(
     import torch
     import torch.nn.functional as F
 
+    # torch: imported on use (the space's pure part is read without it)
     from ray_nas.training.data import Batcher, load_dataset
     from ray_nas.training.runtime import evaluate_split, seed_everything
 

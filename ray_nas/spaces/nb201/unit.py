@@ -57,7 +57,7 @@ class NB201Space(Space):
         return parse_arch(text).count("skip_connect")
 
     def build_supernet(self, cfg, num_classes: int):
-        from ray_nas.spaces.nb201.build import build_supernet
+        from ray_nas.spaces.nb201.build import build_supernet  # torch: imported on use
 
         return build_supernet(cfg.impl, cfg.ops, cfg.channels, cfg.cells, num_classes,
                               cfg.track_running_stats, cfg.channels_last)  # fmt: skip

@@ -1,0 +1,132 @@
+"""One search config: a `search` mapping resolved (dataclass defaults < the `lr_scheme` preset <
+the explicit keys, plus the space's own defaults) into a SearchConfig and validated. A bad key or
+value raises SpecError with one line naming it (`search.x`, or `grid point ...` for a trial).
+"""
+
+from __future__ import annotations
+
+from ray_nas import spaces
+from ray_nas.algorithms import DRNAS_REGS, OBJECTIVES
+from ray_nas.algorithms import NAMES as ALGORITHM_NAMES
+from ray_nas.algorithms import REGISTRY as ALGORITHM_INFO
+from ray_nas.config.loader import deep_merge
+from ray_nas.config.presets import LR_PRESETS
+from ray_nas.config.schema import (
+    COMPILE_MODES,
+    DATASETS,
+    DEVICES,
+    IMPLS,
+    PRECISIONS,
+    SCHEDULES,
+    WARMUP_RULES,
+    SearchConfig,
+    build,
+)
+from ray_nas.errors import SpecError, did_you_mean
+
+
+def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
+    """defaults < lr_scheme preset < raw explicit keys -> a validated SearchConfig."""
+    raw = dict(raw or {})
+    scheme = raw.get("lr_scheme", SearchConfig.lr_scheme)
+    if scheme not in LR_PRESETS:
+        raise SpecError(
+            f"{where}.lr_scheme: unknown preset {scheme!r}; valid: {', '.join(LR_PRESETS)}"
+        )
+    merged = deep_merge(LR_PRESETS[scheme], raw)
+    space_name = merged.get("space", SearchConfig.space)
+    if space_name not in spaces.NAMES:
+        hint = did_you_mean(space_name, spaces.NAMES)
+        raise SpecError(
+            f"{where}.space: unknown space {space_name!r}{hint} (valid: {', '.join(spaces.NAMES)})"
+        )
+    space = spaces.get_space(space_name)
+    if "ops" not in merged and space_name != SearchConfig.space:
+        merged["ops"] = list(space.ops)
+    if "layers" not in merged and space.default_layers is not None:
+        merged["layers"] = space.default_layers
+    if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
+        try:
+            merged["ops"] = list(space.validate_ops(merged["ops"]))
+        except ValueError as e:
+            raise SpecError(f"{where}.ops: {e}") from None
+    cfg = build(SearchConfig, merged, where)
+    validate_search(cfg, where)
+    return cfg
+
+
+def check_choice(value: str, valid: tuple[str, ...], key: str) -> None:
+    """SpecError naming `key` unless `value` is one of `valid`."""
+    if value not in valid:
+        raise SpecError(
+            f"{key}: unknown value {value!r}{did_you_mean(value, valid)} (valid: {', '.join(valid)})"
+        )
+
+
+def check_positive(value: float | int | None, key: str, allow_zero: bool = False) -> None:
+    """SpecError naming `key` unless `value` > 0 (>= 0 with allow_zero); None passes."""
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SpecError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def validate_search(c: SearchConfig, w: str) -> None:
+    """SpecError naming the first field of `c` (under `w`, e.g. `search`) with a bad value."""
+    check_choice(c.algorithm, ALGORITHM_NAMES, f"{w}.algorithm")
+    check_choice(c.objective, OBJECTIVES, f"{w}.objective")
+    check_choice(c.drnas.reg, DRNAS_REGS, f"{w}.drnas.reg")
+    check_positive(c.darts_v2.radius, f"{w}.darts_v2.radius")
+    check_positive(c.gaea.eta, f"{w}.gaea.eta")
+    check_positive(c.drnas.reg_scale, f"{w}.drnas.reg_scale", allow_zero=True)
+    if not 0 < c.gaea.clamp < 1 / len(c.ops):
+        raise SpecError(
+            f"{w}.gaea.clamp: must be in (0, 1/len(ops) = {1 / len(c.ops):.3g}), "
+            f"got {c.gaea.clamp!r}"
+        )
+    check_choice(c.dataset, DATASETS, f"{w}.dataset")
+    check_choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
+    check_choice(c.weights.warmup_rule, WARMUP_RULES, f"{w}.weights.warmup_rule")
+    check_choice(c.impl, IMPLS, f"{w}.impl")
+    check_choice(c.precision, PRECISIONS, f"{w}.precision")
+    check_choice(c.compile_mode, COMPILE_MODES, f"{w}.compile_mode")
+    check_choice(c.device, DEVICES, f"{w}.device")
+    for key in ("channels", "cells", "layers", "epochs", "batch_size", "steps_per_epoch"):
+        check_positive(getattr(c, key), f"{w}.{key}")
+    for key in ("warmup_epochs", "hessian_every", "seed", "split_seed"):
+        check_positive(getattr(c, key), f"{w}.{key}", allow_zero=True)
+    check_positive(c.weights.lr, f"{w}.weights.lr")
+    check_positive(c.alpha.lr, f"{w}.alpha.lr")
+    for key in ("lr_min", "momentum", "weight_decay", "grad_clip"):
+        check_positive(getattr(c.weights, key), f"{w}.weights.{key}", allow_zero=True)
+    if c.weights.lr_min > c.weights.lr:
+        raise SpecError(
+            f"{w}.weights.lr_min: must be <= weights.lr ({c.weights.lr}), got {c.weights.lr_min}"
+        )
+    check_positive(c.alpha.weight_decay, f"{w}.alpha.weight_decay", allow_zero=True)
+    if not all(0 <= b < 1 for b in c.alpha.betas):
+        raise SpecError(f"{w}.alpha.betas: each must be in [0, 1), got {list(c.alpha.betas)}")
+    if not c.ops:
+        raise SpecError(
+            f"{w}.ops: no op left; choose from: {', '.join(spaces.get_space(c.space).ops)}"
+        )
+    impls = spaces.get_space(c.space).impls
+    if c.impl not in impls:
+        raise SpecError(
+            f"{w}.impl: {c.impl!r} is not an implementation of the {c.space} space "
+            f"(valid: {', '.join(impls)})"
+        )
+    _check_connections(c, w)
+    min_layers = spaces.get_space(c.space).min_layers
+    if c.layers < min_layers:
+        raise SpecError(f"{w}.layers: the {c.space} space needs >= {min_layers}, got {c.layers}")
+
+
+def _check_connections(c: SearchConfig, w: str) -> None:
+    """A space with connection weights (NAS-Bench-1Shot1) needs an algorithm that moves them."""
+    if spaces.get_space(c.space).connection_rows() and not ALGORITHM_INFO[c.algorithm].connections:
+        ok = [n for n, info in ALGORITHM_INFO.items() if info.connections]
+        raise SpecError(
+            f"{w}.algorithm: {c.algorithm} does not move the input/output connection weights of "
+            f"{c.space}; valid there: {', '.join(ok)}"
+        )
