@@ -89,7 +89,7 @@ def main() -> None:
             print(f"  write: {write_store(f'{store}/{name}', args.trials, args.epochs):.1f}s")
         cmd = [sys.executable, "-c", "import sys; from ray_nas.cli.commands import evaluate_command; "
                f"from ray_nas.config import load_spec; from ray_nas.offline.evaluate import run_evaluate; "
-               f"run_evaluate(load_spec({str(job_path)!r}), track=False, log=lambda s: None)"]  # fmt: skip
+               f"run_evaluate(load_spec({str(job_path)!r}), log=lambda s: None)"]  # fmt: skip
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t0

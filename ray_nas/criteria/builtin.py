@@ -4,9 +4,10 @@ baselines (final, best_valid, oracle, DARTS+, DARTS-ES). Pure functions over a T
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,22 +22,46 @@ from ray_nas.criteria.trajectory import (
     stop_at,
 )
 
+if TYPE_CHECKING:
+    from ray_nas.spaces.base import Space
+
 _MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0}
+
+
+@functools.cache
+def _known_ops() -> tuple[str, ...]:
+    """Every op name of every registered space, resolved once (the registry is fixed)."""
+    return spaces.all_ops()
+
+
+@functools.cache
+def _known_cells() -> tuple[str, ...]:
+    """Every cell type of every registered space, resolved once."""
+    return spaces.cell_types()
+
+
+@functools.cache
+def _space(name: str) -> Space:
+    """The registered space `name` (spaces.get_space), looked up once per name."""
+    return spaces.get_space(name)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _skip_count(space: str, arch: str, cell: str) -> int:
+    """skip_connect edges of genotype text `arch` in `cell`: parsed once per distinct arch."""
+    return _space(space).skip_count(arch, cell)
 
 
 def _check_param(key: str, value: Any) -> None:
     """Range/name checks on one parameter value, shared by the criteria and parse_criterion."""
-    ops = spaces.all_ops()
-    if key == "op" and value not in ops:
-        raise ValueError(f"op: unknown op {value!r}{_suggest(str(value), ops)}")
+    if key == "op" and value not in _known_ops():
+        raise ValueError(f"op: unknown op {value!r}{_suggest(str(value), _known_ops())}")
     if key == "exclude":
         for o in value:
-            if o not in ops:
-                raise ValueError(f"exclude: unknown op {o!r}{_suggest(str(o), ops)}")
-    if key == "cell" and value and value not in spaces.cell_types():
-        raise ValueError(
-            f"cell: unknown cell type {value!r}{_suggest(str(value), spaces.cell_types())}"
-        )
+            if o not in _known_ops():
+                raise ValueError(f"exclude: unknown op {o!r}{_suggest(str(o), _known_ops())}")
+    if key == "cell" and value and value not in _known_cells():
+        raise ValueError(f"cell: unknown cell type {value!r}{_suggest(str(value), _known_cells())}")
     if key in _MIN_INT and value < _MIN_INT[key]:
         raise ValueError(f"{key}: must be >= {_MIN_INT[key]}, got {value!r}")
     if key == "factor" and not value > 0:
@@ -68,7 +93,7 @@ def magnitude_cell(traj: Trajectory, cell: str = "") -> str:
     normal, as the paper's code) when the trajectory has it, else the first row's."""
     if cell:
         return cell
-    default = spaces.get_space(traj.space).magnitude_cell
+    default = _space(traj.space).magnitude_cell
     return default if default in traj.cells else traj.cells[0]
 
 
@@ -193,9 +218,9 @@ def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
     """DARTS+ sc_k: the first epoch whose genotype has >= k skip_connect edges (in the space's
     magnitude cell: DARTS's normal cell, as DARTS+)."""
     _check_params(k=k)
-    unit = spaces.get_space(traj.space)
+    cell = _space(traj.space).magnitude_cell
     for t in range(1, traj.last_epoch + 1):
-        if unit.skip_count(traj.archs[t], unit.magnitude_cell) >= k:
+        if _skip_count(traj.space, traj.archs[t], cell) >= k:
             return stop_at(traj, t)
     if traj.last_epoch == 0:
         return no_stop(traj, _NOTHING_TO_CHOOSE)
@@ -207,7 +232,7 @@ def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
 def dartsplus_rt(traj: Trajectory, k: int = 10, learnable_only: bool = False) -> StopResult:
     """DARTS+ rt_k: the first epoch where every edge's ranking of ops by alpha has held k epochs."""
     _check_params(k=k)
-    learnable = spaces.get_space(traj.space).learnable_ops
+    learnable = _space(traj.space).learnable_ops
     cols = [i for i, o in enumerate(traj.ops) if not learnable_only or o in learnable]
     if not cols:
         return no_stop(traj, f"no learnable op ({', '.join(sorted(learnable))}) in the op set")
