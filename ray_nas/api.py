@@ -155,14 +155,14 @@ class Job:
         selected arch, and the retrained accuracy `retrain_acc` that `ray-nas evaluate` kept
         there for the rows whose arch still matches). `items` replaces the job's criteria. No
         retraining here."""
-        return self.results.select(None if items is None else self.criteria(items))
+        return self.results.select(None if items is None else self.criteria(items)).copy()
 
     def summary(self, items: Sequence[CriterionItem] | None = None) -> pd.DataFrame:
         """Rows (group, criterion label): n, mean/std of the job's score over seeds (the
         benchmark metric, else the retrained accuracy), mean stop epoch, fire count: `ray-nas
         evaluate`'s printed table as a frame."""
         if items is None:
-            return self.results.summary
+            return self.results.summary.copy()
         specs = self.criteria(items)
         return self.results.summarize(self.results.select(specs), specs)
 

@@ -53,7 +53,7 @@ def compare_jobs(jobs: Sequence[JobResults], items: Sequence | None = None) -> C
             )
         job_notes: list[str] = []
         specs = job.criteria_of(items)
-        sel = job.select(None if items is None else specs, job_notes)
+        sel = job.select(None if items is None else specs, job_notes)  # None: the job's own
         notes += [f"{name}: {n}" for n in job_notes]
         metric = sl.score_column(sel, job.metric)
         if metric is None:

@@ -140,20 +140,23 @@ class JobResults:
     def select(
         self, specs: list[crit.CriterionSpec] | None = None, notes: list[str] | None = None
     ) -> pd.DataFrame:
-        """Selections of `specs` (default: the job's criteria) with every score: the
-        benchmark's, and the retrained ones kept in selections.parquet where (run_id, label,
-        arch) still match (a note appended to `notes` when some rows have none)."""
-        fresh = self.fresh if specs is None else self.scored(specs)
-        return sl.stored_scores(fresh, self.stored, [] if notes is None else notes)
+        """Selections of `specs` (default: the job's criteria, i.e. `selections`) with every
+        score: the benchmark's, and the retrained ones kept in selections.parquet where (run_id,
+        label, arch) still match (a note appended to `notes` when some rows have none)."""
+        notes = [] if notes is None else notes
+        if specs is None:
+            notes.extend(self.notes)
+            return self.selections
+        return sl.stored_scores(self.scored(specs), self.stored, notes)
 
     @functools.cached_property
     def _selected(self) -> tuple[pd.DataFrame, list[str]]:
         notes: list[str] = []
-        return self.select(None, notes), notes
+        return sl.stored_scores(self.fresh, self.stored, notes), notes
 
     @property
     def selections(self) -> pd.DataFrame:
-        """The job's selections with every score (see select)."""
+        """The job's selections with every score (see select). Shared: copy before changing."""
         return self._selected[0]
 
     @property
@@ -162,11 +165,12 @@ class JobResults:
         return self._selected[1]
 
     def use_selections(self, sel: pd.DataFrame) -> None:
-        """Take `sel` as the job's selections (`ray-nas evaluate`'s, retrained where needed):
-        what is derived from them is derived again."""
+        """Take `sel` as the job's selections and as what selections.parquet holds (`ray-nas
+        evaluate` wrote it, retrained where needed): what is derived from them is derived again."""
         for key in ("summary", "score"):
             self.__dict__.pop(key, None)
         self.__dict__["_selected"] = (sel, [])
+        self.__dict__["stored"] = sel
 
     @functools.cached_property
     def score(self) -> str | None:
