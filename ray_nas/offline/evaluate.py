@@ -61,7 +61,8 @@ def run_evaluate(
 ) -> EvaluateResult:
     """The whole offline stage for a job; prints the summary table. Idempotent."""
     t0 = time.perf_counter()
-    res = results or JobResults.read(spec)
+    res = results or JobResults(spec)
+    _ = res.criteria, res.benchmark  # their one-line errors come before reading trajectories
     job_dir = spec.job_dir
     if not res.trials:
         raise FileNotFoundError(

@@ -34,7 +34,7 @@ class JobResults:
     def read(cls, spec: JobSpec) -> JobResults:
         """The job's results with its trajectories read now (the rest on first use)."""
         res = cls(spec)
-        res.trials  # noqa: B018 - read the store once, here
+        _ = res.trials  # the store is read here, once
         return res
 
     # -------------------------------------------------------------------------------- read
