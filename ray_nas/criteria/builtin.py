@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ray_nas import spaces
 from ray_nas.criteria.trajectory import (
@@ -233,24 +234,35 @@ def dartsplus_rt(traj: Trajectory, k: int = 10, learnable_only: bool = False) ->
     """DARTS+ rt_k: the first epoch where every edge's ranking of ops by alpha has held k epochs."""
     _check_params(k=k)
     learnable = _space(traj.space).learnable_ops
-    cols = [i for i, o in enumerate(traj.ops) if not learnable_only or o in learnable]
+    cols = tuple(i for i, o in enumerate(traj.ops) if not learnable_only or o in learnable)
     if not cols:
         return no_stop(traj, f"no learnable op ({', '.join(sorted(learnable))}) in the op set")
+    held = _ranking_held(traj, cols)
+    fired = np.flatnonzero(held >= k)
+    if len(fired):
+        return stop_at(traj, int(fired[0]))
+    if traj.last_epoch == 0:
+        return no_stop(traj, _NOTHING_TO_CHOOSE)
+    return no_stop(traj, f"ranking never held {k} epochs (longest {int(held.max())})")
+
+
+@functools.lru_cache(maxsize=8)
+def _ranking_held(traj: Trajectory, cols: tuple[int, ...]) -> np.ndarray:
+    """[T+1] int: at each epoch t >= 1, for how many epochs up to t every edge's ranking of the
+    ops `cols` (indices into traj.ops) by alpha has been the same (1 at epoch 1, rankings compared
+    from epoch 2 on; 0 at epoch 0). Computed once per trajectory for every rt_k (a trajectory is
+    hashed by identity, and read-only)."""
     # [T+1, E, K'] ops per edge, largest alpha first; stable sort: ties keep op order
-    ranking = np.argsort(-traj.alpha[:, :, cols], axis=2, kind="stable")
+    ranking = np.argsort(-traj.alpha[:, :, list(cols)], axis=2, kind="stable")
     # same[t]: epoch t ranks every edge as epoch t-1 did (compared from epoch 2 on)
     same = np.zeros(traj.last_epoch + 1, dtype=bool)
     same[2:] = (ranking[2:] == ranking[1:-1]).all(axis=(1, 2))
-    same = same.tolist()
-    count = longest = 0
-    for t in range(1, traj.last_epoch + 1):
-        count = count + 1 if same[t] else 1
-        longest = max(longest, count)
-        if count >= k:
-            return stop_at(traj, t)
-    if traj.last_epoch == 0:
-        return no_stop(traj, _NOTHING_TO_CHOOSE)
-    return no_stop(traj, f"ranking never held {k} epochs (longest {longest})")
+    held = np.zeros(traj.last_epoch + 1, dtype=np.int64)
+    count = 0
+    for t, kept in enumerate(same.tolist()[1:], start=1):
+        count = count + 1 if kept else 1
+        held[t] = count
+    return held
 
 
 def _local_averages(ev: np.ndarray, window: int) -> list[float | None]:
@@ -258,10 +270,15 @@ def _local_averages(ev: np.ndarray, window: int) -> list[float | None]:
     max(0, k - window + 1)..k, from k = ceil(window / 2) - 1 on (partial windows until the first
     full one, as EVLocalAvg), None before."""
     first = math.ceil(window / 2) - 1
-    return [
-        float(np.mean(ev[max(0, k - window + 1) : k + 1])) if k >= first else None
-        for k in range(len(ev))
-    ]
+    ev = np.asarray(ev, dtype=np.float64)
+    n = len(ev)
+    out: list[float | None] = [None] * min(first, n)
+    # each window's sum divided by its length: np.mean's arithmetic, bit for bit (a test checks),
+    # the full windows in one reduction (a 500-epoch search has 500 per criterion)
+    out += [float(ev[: k + 1].sum() / (k + 1)) for k in range(first, min(window - 1, n))]
+    if n >= window:
+        out += (np.add.reduce(sliding_window_view(ev, window), axis=1) / window).tolist()
+    return out
 
 
 def _ratio(now: float, before: float) -> float:

@@ -141,18 +141,19 @@ def select(
     metric_of(trial): the metric a plain `oracle` (no explicit metric) uses for that trial.
     """
     rows = []
-    by_metric: dict[str | None, list[crit.CriterionSpec]] = {}  # a plain oracle per metric
+    # the specs with a plain oracle set to each metric, and their params text, made once
+    by_metric: dict[str | None, list[tuple[crit.CriterionSpec, str]]] = {}
     for t in trials:
         traj = crit.from_trial(t, per_epoch_metrics(t) if per_epoch_metrics else None)
         metric = metric_of(t) if metric_of else None
         if metric not in by_metric:
-            by_metric[metric] = with_oracle_metric(specs, metric)
-        for c in by_metric[metric]:
+            by_metric[metric] = [(c, c.params_json) for c in with_oracle_metric(specs, metric)]
+        for c, params in by_metric[metric]:
             try:
                 r = c.apply(traj)
             except crit.CriterionError as e:
                 raise crit.CriterionError(f"trial {t.run_id}: {e}") from e
-            rows.append((t.run_id, c.name, c.params_json, c.label, bool(r.fired), int(r.epoch), r.arch, r.note,
+            rows.append((t.run_id, c.name, params, c.label, bool(r.fired), int(r.epoch), r.arch, r.note,
                          t.run_id in in_progress))  # fmt: skip
     df = pd.DataFrame(rows, columns=SELECTION_COLUMNS)
     df["stop_epoch"] = df["stop_epoch"].astype("int32")
@@ -194,13 +195,13 @@ def benchmark_scores(trials: list[store.TrialData], table: pd.DataFrame):
         )
     scores = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     present = [m for m in METRICS if m in scores]
-    # row of each (space, arch) in `scores`, and each metric as one array over those rows
+    # each metric as one array over the rows of `scores`, then a NaN for an arch not looked up
+    values = {m: np.append(scores[m].to_numpy(dtype=np.float64), np.nan) for m in present}
     row = {key: i for i, key in enumerate(zip(scores["space"], scores["arch"]))}
-    values = {m: scores[m].to_numpy(dtype=np.float64) for m in present}
 
     def per_epoch(t: store.TrialData) -> dict[str, np.ndarray]:
-        space = t.space
-        at = np.fromiter((row[space, a] for a in t.epochs["arch"]), np.intp, len(t.epochs["arch"]))
+        space, epoch_archs = t.space, t.epochs["arch"]
+        at = np.fromiter((row.get((space, a), -1) for a in epoch_archs), np.intp, len(epoch_archs))
         return {m: v[at] for m, v in values.items()}
 
     return scores, per_epoch
