@@ -14,7 +14,7 @@ from ray_nas import store
 from ray_nas.cli.commands import evaluate_command, sweep_command
 from ray_nas.config import SpecError, expand_grid, load_spec
 from ray_nas.offline.evaluate import run_evaluate
-from ray_nas.tracking import count_runs, log_job
+from ray_nas.tracking import count_runs
 
 pytestmark = pytest.mark.ray
 
@@ -223,6 +223,8 @@ def test_http_tracking_server(write_job, tmp_path):
 
         cfg, rid, _ = expand_grid(spec)[0]
         run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
+        from ray_nas.tracking import log_job
+
         for _ in range(2):  # as `ray-nas evaluate` twice: the second logs nothing new
             log_job(spec, run_evaluate(spec, log=lambda s: None), log=lambda s: None)
         counts = count_runs(uri, "http")

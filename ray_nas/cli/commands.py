@@ -105,11 +105,11 @@ def sweep_command(
 def _check_benchmark(spec: specmod.JobSpec) -> None:
     """Before a sweep: the table the offline stage after it needs exists and is keyed by the
     column the job's spaces look their genotypes up in (SpecError, one line)."""
-    from ray_nas.offline.select import load_benchmark
+    from ray_nas.offline.evaluate import _load_benchmark
     from ray_nas.tables import TABLE_KINDS
 
     try:
-        load_benchmark(spec)
+        _load_benchmark(spec)
     except FileNotFoundError:
         make = TABLE_KINDS[specmod.benchmark_key_column(spec)].make
         raise SpecError(f"evaluate.benchmark: {spec.evaluate.benchmark} not found (the offline "

@@ -94,7 +94,7 @@ def magnitude_cell(traj: Trajectory, cell: str = "") -> str:
     normal, as the paper's code) when the trajectory has it, else the first row's."""
     if cell:
         return cell
-    default = _space(traj.space).magnitude_cell
+    default = spaces.get_space(traj.space).magnitude_cell
     return default if default in traj.cells else traj.cells[0]
 
 

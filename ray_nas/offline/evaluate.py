@@ -33,6 +33,7 @@ from ray_nas.offline.select import (  # noqa: F401 - the names callers knew from
     trial_metric,
     with_oracle_metric,
 )
+from ray_nas.offline.select import load_benchmark as _load_benchmark  # noqa: F401
 from ray_nas.offline.summary import diverged_lines, format_summary, summarize  # noqa: F401
 
 

@@ -55,7 +55,12 @@ from ray_nas.report.compare_page import (  # noqa: F401
     _rank_table,
     compare_page,
 )
-from ray_nas.report.data import ReportData, load_report_data  # noqa: F401
+from ray_nas.report.data import (  # noqa: F401
+    ReportData,
+    _grid_rank,
+    _stored_scores,
+    load_report_data,
+)
 from ray_nas.report.html import (  # noqa: F401
     CSS,
     JS,

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ray_nas import store
 from ray_nas.config import JobSpec
+from ray_nas.offline import select as sl
 from ray_nas.offline.results import JobResults
 
 # ------------------------------------------------------------------------------------------
@@ -56,3 +57,14 @@ def load_report_data(spec: JobSpec, results: JobResults | None = None) -> Report
                      "`ray-nas evaluate` to retrain them")  # fmt: skip
     return ReportData(spec, res.trials, res.problems, res.criteria, sel, score_cols, res.score,
                       groups, res.status, res.per_epoch, notes)  # fmt: skip
+
+
+def _grid_rank(spec: JobSpec, config: dict) -> tuple:
+    """A trial's position in the job's grid (select.grid_rank)."""
+    return sl.grid_rank(spec, config)
+
+
+def _stored_scores(spec: JobSpec, sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """`sel` with the score columns of the job's `selections.parquet` (e.g. retrain_acc) it
+    lacks, on rows whose (run_id, label, arch) still match (select.stored_scores)."""
+    return sl.stored_scores(sel, JobResults(spec).stored, notes)
