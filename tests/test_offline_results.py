@@ -4,6 +4,7 @@ evaluate prints them, the store is read once, and the DARTS space's alphas keep 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -193,3 +194,36 @@ def test_export_writes_the_space_format(tmp_path):
     assert {n: repr(ns[n]) for n in names} == names
     _, count = export_genotypes(spec, str(tmp_path / "again.py"))
     assert count == len(sel) == 4
+
+
+# ------------------------------------------------------------------------------------------
+# the criteria's faster arithmetic gives the same bits as the plain one
+
+
+def test_local_averages_and_ratios_are_numpys_bit_for_bit():
+    """DARTS-ES's local averages (one reduction over all full windows) equal np.mean of each
+    window, and the ratios (one array division) equal _ratio's one pair at a time, bit for bit,
+    over random eigenvalue series with zeros, NaN and inf."""
+    from ray_nas.criteria.builtin import _local_averages, _ratio, _ratios
+
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        ev = np.abs(
+            np.cumsum(rng.normal(0.01, rng.choice([0.05, 1.0, 1e3]), size=rng.integers(0, 90)))
+        )
+        ev *= rng.choice([1e-8, 1.0, 1e8])
+        if len(ev) and trial % 5 == 0:
+            ev[rng.integers(0, len(ev), 2)] = rng.choice([0.0, -0.0, np.nan, np.inf], 2)
+        for window in (1, 2, 3, 5, 8, 9, 10, 17):
+            first = math.ceil(window / 2) - 1
+            want = [float(np.mean(ev[max(0, k - window + 1) : k + 1])) if k >= first else None
+                    for k in range(len(ev))]  # fmt: skip
+            got = _local_averages(ev, window)
+            assert np.array_equal(
+                np.array(got, dtype=float), np.array(want, dtype=float), equal_nan=True
+            )
+            assert [g is None for g in got] == [w is None for w in want]
+            for delta in (1, 4):
+                start = first + delta
+                pairs = [_ratio(want[k], want[k - delta]) for k in range(start, len(ev))]
+                assert np.array_equal(_ratios(got, delta, start), pairs, equal_nan=True)

@@ -287,6 +287,16 @@ def _ratio(now: float, before: float) -> float:
         return float(np.float64(now) / np.float64(before))
 
 
+def _ratios(avg: list[float | None], delta: int, start: int) -> list[float]:
+    """avg[k] / avg[k - delta] for k = start..len(avg)-1 (every one defined), as _ratio divides
+    one pair (numpy's float semantics: inf or nan on a zero), in one array division."""
+    if len(avg) <= start:
+        return []
+    a = np.array(avg[start - delta :], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a[delta:] / a[:-delta]).tolist()
+
+
 def _evaluations(traj: Trajectory) -> tuple[list[int], np.ndarray]:
     """(epochs >= 1 with a finite hessian_eig, their eigenvalues): the DARTS-ES evaluations."""
     evals = (np.flatnonzero(np.isfinite(traj.hessian_eig[1:])) + 1).tolist()
@@ -316,9 +326,11 @@ def darts_es(
     _check_params(window=window, delta=delta, factor=factor, start_epoch=start_epoch)
     evals, ev = _evaluations(traj)
     avg = _local_averages(ev, window)
-    for k in range(delta + window // 2, len(evals)):
-        j = k - delta - window // 2
-        ratio = _ratio(avg[k], avg[k - delta])
+    lo = delta + window // 2
+    ratios = _ratios(avg, delta, lo)  # [k - lo]: avg(k) / avg(k - delta)
+    for k in range(lo, len(evals)):
+        j = k - lo
+        ratio = ratios[k - lo]
         if evals[j] >= start_epoch and ratio > factor:
             note = f"local_avg ratio {ratio:.3g} at epoch {evals[k]}"
             return stop_at(traj, evals[j] if rollback else evals[k], note)
@@ -351,6 +363,7 @@ def darts_es_paper(traj: Trajectory) -> StopResult:
     evals, ev = _evaluations(traj)
     avg = _local_averages(ev, p["window"])
     first = math.ceil(p["window"] / 2) - 1  # before: its la_epoch is -1
+    ratios = _ratios(avg, p["delta"], first + p["delta"])  # [k - first - delta]
     for k in range(first, len(evals)):
         e = evals[k] - 1
         if e >= p["total_epochs"] - 1:
@@ -358,7 +371,7 @@ def darts_es_paper(traj: Trajectory) -> StopResult:
         la_epoch = e - p["ev_freq"] * (p["window"] // 2)
         if la_epoch - p["ev_freq"] * p["delta"] < p["start"] or k - p["delta"] < first:
             continue
-        ratio = _ratio(avg[k], avg[k - p["delta"]])
+        ratio = ratios[k - first - p["delta"]]
         if ratio > p["factor"]:
             return stop_at(traj, evals[k], f"local_avg ratio {ratio:.3g} at epoch {evals[k]}")
     if traj.last_epoch == 0:
