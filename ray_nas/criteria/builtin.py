@@ -47,7 +47,7 @@ def _space(name: str) -> Space:
     return spaces.get_space(name)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 14)
 def _skip_count(space: str, arch: str, cell: str) -> int:
     """skip_connect edges of genotype text `arch` in `cell`: parsed once per distinct arch."""
     return _space(space).skip_count(arch, cell)
