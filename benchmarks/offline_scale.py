@@ -3,9 +3,10 @@
     python benchmarks/offline_scale.py --trials 10000 --epochs 50
     python benchmarks/offline_scale.py --trials 1000 --epochs 500
 
-Writes the store into a temporary folder (or --store), then runs `ray-nas evaluate` on it in a
-subprocess with the paper's criteria and the shared NB201 table when present, and prints the write
-time, the evaluate wall time and its peak memory (ru_maxrss of the child).
+Writes the store into a temporary folder (or --store), then runs `ray-nas evaluate`'s offline
+stage on it in a subprocess with the paper's criteria and the shared NB201 table when present (or
+--table), and prints the write time, the evaluate wall time and its peak memory (ru_maxrss of the
+child).
 """
 
 from __future__ import annotations
@@ -75,13 +76,15 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--store", help="store folder (default: a temporary one)")
+    ap.add_argument("--table", default=str(SHARED_TABLE) if SHARED_TABLE.is_file() else None,
+                    help="NAS-Bench-201 table (default: the shared one when present, else none)")  # fmt: skip
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or tmp
         name = f"scale_{args.trials}x{args.epochs}"
         job = {"name": name, "store": store, "tracking_uri": f"sqlite:///{tmp}/mlflow.db",
                "search": {"epochs": args.epochs},
-               "evaluate": {"benchmark": str(SHARED_TABLE) if SHARED_TABLE.is_file() else None, "retrain": None}}  # fmt: skip
+               "evaluate": {"benchmark": args.table, "retrain": None}}  # fmt: skip
         job_path = Path(tmp) / "job.yaml"
         job_path.write_text(json.dumps(job))
         if not Path(store, name, "epochs").exists():
@@ -89,7 +92,7 @@ def main() -> None:
             print(f"  write: {write_store(f'{store}/{name}', args.trials, args.epochs):.1f}s")
         cmd = [sys.executable, "-c", "import sys; from ray_nas.cli.commands import evaluate_command; "
                f"from ray_nas.config import load_spec; from ray_nas.offline.evaluate import run_evaluate; "
-               f"run_evaluate(load_spec({str(job_path)!r}), track=False, log=lambda s: None)"]  # fmt: skip
+               f"run_evaluate(load_spec({str(job_path)!r}), log=lambda s: None)"]  # fmt: skip
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - t0

@@ -82,7 +82,7 @@ def main() -> None:
         epoch_s = stored.read_frame(f"{spec.job_dir}/epochs", columns=["seconds"])["seconds"]
         overhead = (wall * args.cpus - float(epoch_s.sum())) / len(trials)
         t1 = time.perf_counter()
-        result = run_evaluate(spec, log=lambda s: None, track=False)
+        result = run_evaluate(spec, log=lambda s: None)
         evaluate_s = time.perf_counter() - t1
         t2 = time.perf_counter()
         log_job(spec, result, log=lambda s: None)

@@ -5,8 +5,8 @@ Stable and cheap to import: it needs numpy, pandas and pyarrow, never Ray, MLflo
 
     from ray_nas import api
     job = api.open_job("jobs/quickstart.yaml")
-    job.selections()                      # == selections.parquet of `ray-nas evaluate` (benchmark
-                                          #    jobs; retrained accuracy comes from evaluate only)
+    job.selections()                      # == selections.parquet of `ray-nas evaluate` (retrained
+                                          #    accuracy: evaluate's, read from there)
     job.selections(["final", {"name": "my_lab.stops:entropy_drop", "threshold": 0.8}])
     job.epochs()                          # one row per (run_id, epoch): losses, accuracies, arch
     job.trajectories()["<run_id>"]        # criteria.Trajectory: weights, alphas, valid_acc, ...
@@ -17,7 +17,6 @@ Nothing here writes to the store or to MLflow.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from ray_nas import criteria as crit
 from ray_nas import store
 from ray_nas.config import JobSpec, flatten, load_spec
 from ray_nas.criteria import CriterionSpec, StopResult, Trajectory
-from ray_nas.offline import evaluate as ev
+from ray_nas.offline.results import JobResults
 
 CriterionItem = str | Mapping[str, Any] | CriterionSpec
 """a criterion as a job names it: "final", {"name": "ss_eq13", "exclude": ["none"]},
@@ -55,10 +54,13 @@ def open_job(job: str | Path | JobSpec, overrides: Iterable[str] = ()) -> Job:
 
 
 class Job:
-    """Read-only view of one job's store. Reads lazily, once; `refresh()` rereads the store."""
+    """Read-only view of one job's store (an `offline.results.JobResults`, the reader `ray-nas
+    evaluate`, `ray-nas report` and `ray-nas compare` use). Reads lazily, once; `refresh()`
+    rereads the store."""
 
     def __init__(self, spec: JobSpec):
         self.spec = spec
+        self.results = JobResults(spec)
 
     @property
     def name(self) -> str:
@@ -70,47 +72,43 @@ class Job:
         return self.spec.job_dir
 
     def refresh(self) -> None:
-        """Forget what was read (trials, status, benchmark table)."""
-        for key in ("_read", "status", "benchmark"):
-            self.__dict__.pop(key, None)
-
-    @functools.cached_property
-    def _read(self) -> tuple[list[store.TrialData], dict[str, str]]:
-        return store.read_job(self.job_dir)
+        """Forget what was read (trials, status, benchmark table, selections)."""
+        self.results = JobResults(self.spec)
 
     @property
     def trials(self) -> list[store.TrialData]:
-        """Every readable trial (run_id order): arrays of its epochs, alphas and weights."""
-        return self._read[0]
+        """Every readable trial (grid order, then run_id): arrays of its epochs, alphas and
+        weights."""
+        return self.results.trials
 
     @property
     def problems(self) -> dict[str, str]:
         """run_id -> why its trajectory could not be read (skipped everywhere)."""
-        return self._read[1]
+        return self.results.problems
 
-    @functools.cached_property
+    @property
     def status(self) -> pd.DataFrame:
         """One row per trial: status, epochs_done, stop_epoch, stop_reason, error, config columns."""
-        return store.read_status(self.job_dir)
+        return self.results.status
 
-    @functools.cached_property
+    @property
     def benchmark(self) -> pd.DataFrame | None:
         """The job's benchmark table (`evaluate.benchmark`), or None."""
-        return ev._load_benchmark(self.spec)
+        return self.results.benchmark
 
     @property
     def metric(self) -> str | None:
-        """The benchmark metric the summary reports (evaluate.metric or the data set's test one)."""
-        return ev.main_metric(self.spec)
+        """The benchmark metric of the job (evaluate.metric or the data set's test one); the
+        summary reports it, or `retrain_acc` where the selections were retrained."""
+        return self.results.metric
 
     def groups(self) -> dict[str, str]:
         """run_id -> grid group label (every grid key but seed, e.g. "lr_scheme=nb201")."""
-        keys = ev.grid_group_keys(self.spec)
-        return {t.run_id: ev.group_label(t.config, keys, self.spec) for t in self.trials}
+        return dict(self.results.groups)
 
     def configs(self) -> pd.DataFrame:
         """One row per trial: run_id, group, and its resolved search config as dotted columns."""
-        groups = self.groups()
+        groups = self.results.groups
         rows = [
             {"run_id": t.run_id, "group": groups[t.run_id], **flatten(t.config)}
             for t in self.trials
@@ -127,51 +125,62 @@ class Job:
         return df[["run_id", *store.EPOCHS_SCHEMA.names]]
 
     def alphas(self) -> pd.DataFrame:
-        """Long form, one row per (run_id, epoch, edge, op): the raw `alpha` and its softmax
-        `weight` (each (run_id, epoch, edge) sums to 1 over ops)."""
-        frames = []
-        for t in self.trials:
-            n, e, k = t.alpha.shape
-            frames.append(pd.DataFrame({
-                "run_id": t.run_id, "epoch": np.repeat(np.arange(n), e * k),
-                "edge": np.tile(np.repeat(np.array(t.edges, dtype=object), k), n),
-                "op": np.tile(np.array(t.ops, dtype=object), n * e),
-                "alpha": t.alpha.reshape(-1), "weight": t.weights.reshape(-1),
-            }))  # fmt: skip
-        cols = ["run_id", "epoch", "edge", "op", "alpha", "weight"]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+        """Long form, one row per (run_id, epoch, cell, edge, op) (a unique key: the DARTS
+        space's normal and reduce cells share edge names): the raw `alpha` and its softmax
+        `weight` (each (run_id, epoch, cell, edge) sums to 1 over ops), and `concentration`
+        (DrNAS's Dirichlet concentration) where the job's algorithm stored it, NaN elsewhere."""
+        frames = [_alpha_frame(t) for t in self.trials]
+        if not frames:
+            return pd.DataFrame(columns=ALPHA_COLUMNS)
+        df = pd.concat(frames, ignore_index=True)
+        if df["concentration"].isna().all():
+            df = df.drop(columns="concentration")
+        return df
 
     def trajectories(self) -> dict[str, Trajectory]:
         """run_id -> the read-only Trajectory every criterion receives, with the benchmark's
         per-epoch scores in `metrics` when the job has a benchmark table."""
-        per_epoch = None
-        if self.benchmark is not None and self.trials:
-            per_epoch = ev.benchmark_scores(self.trials, self.benchmark)[1]
+        per_epoch = self.results.per_epoch
         return {
             t.run_id: crit.from_trial(t, per_epoch(t) if per_epoch else None) for t in self.trials
         }
 
     def criteria(self, items: Sequence[CriterionItem] | None = None) -> list[CriterionSpec]:
         """`items` parsed, or the job's own criteria (the paper's set when it lists none)."""
-        if items is None:
-            return ev.job_criteria(self.spec, self.metric)
-        return ev.with_oracle_metric([criterion(i) for i in items], self.metric)
+        return self.results.criteria_of(None if items is None else [criterion(i) for i in items])
 
     def selections(self, items: Sequence[CriterionItem] | None = None) -> pd.DataFrame:
         """One row per (trial, criterion): the frame `ray-nas evaluate` writes to
-        selections.parquet (columns evaluate.SELECTION_COLUMNS, then the benchmark's scores of the
-        selected arch). `items` replaces the job's criteria. No retraining here."""
-        running = ev.in_progress(self.status)
-
-        def own(t: store.TrialData) -> str | None:  # a plain oracle: the trial's data set
-            return ev.trial_metric(self.spec, t.config)
-
-        return ev.selections(self.trials, self.criteria(items), self.benchmark, running, own)
+        selections.parquet (columns select.SELECTION_COLUMNS, then the benchmark's scores of the
+        selected arch, and the retrained accuracy `retrain_acc` that `ray-nas evaluate` kept
+        there for the rows whose arch still matches). `items` replaces the job's criteria. No
+        retraining here."""
+        return self.results.select(None if items is None else self.criteria(items)).copy()
 
     def summary(self, items: Sequence[CriterionItem] | None = None) -> pd.DataFrame:
-        """Rows (group, criterion label): n, mean/std of the job's metric over seeds, mean stop
-        epoch, fire count: `ray-nas evaluate`'s printed table as a frame."""
+        """Rows (group, criterion label): n, mean/std of the job's score over seeds (the
+        benchmark metric, else the retrained accuracy), mean stop epoch, fire count: `ray-nas
+        evaluate`'s printed table as a frame."""
+        if items is None:
+            return self.results.summary.copy()
         specs = self.criteria(items)
-        sel = self.selections(specs)
-        metric = self.metric if self.metric in sel else None
-        return ev.summarize(self.spec, self.trials, sel, specs, metric)
+        return self.results.summarize(self.results.select(specs), specs)
+
+
+#: the columns of Job.alphas() (concentration left out where no trial stored it)
+ALPHA_COLUMNS = ["run_id", "epoch", "cell", "edge", "op", "alpha", "weight", "concentration"]
+
+
+def _alpha_frame(t: store.TrialData) -> pd.DataFrame:
+    """One trial's alphas in long form (Job.alphas)."""
+    n, e, k = t.alpha.shape
+    cells = t.cells or ("shared",) * e
+    conc = t.extras.get("concentration")
+    return pd.DataFrame({
+        "run_id": t.run_id, "epoch": np.repeat(np.arange(n), e * k),
+        "cell": np.tile(np.repeat(np.array(cells, dtype=object), k), n),
+        "edge": np.tile(np.repeat(np.array(t.edges, dtype=object), k), n),
+        "op": np.tile(np.array(t.ops, dtype=object), n * e),
+        "alpha": t.alpha.reshape(-1), "weight": t.weights.reshape(-1),
+        "concentration": np.full(n * e * k, np.nan) if conc is None else conc.reshape(-1),
+    })  # fmt: skip

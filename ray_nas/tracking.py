@@ -190,7 +190,8 @@ def _epoch_metrics(trial, start: int) -> list[tuple[str, float, int]]:
 def log_job(
     spec, result, log: Callable[[str], None] = print, report_path: str | None = None
 ) -> dict:
-    """Write (or complete) the job's MLflow experiment from an evaluate result. Returns counts.
+    """Write (or complete) the job's MLflow experiment from what `offline.evaluate.run_evaluate`
+    computed (`result`: its trials, selections, summary and summary_text). Returns counts.
 
     Raises TrackingOutage (one line) when the backend cannot be reached or fails meanwhile; what
     was logged so far is completed, not duplicated, by the next call.
@@ -208,6 +209,7 @@ def log_job(
 
 def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) -> dict:
     from ray_nas.config import flatten, resolved_job_dict
+    from ray_nas.offline.select import SELECTION_COLUMNS
 
     t0 = time.perf_counter()
     check_tracking(spec.tracking_uri)
@@ -222,8 +224,7 @@ def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) 
         client.update_run(pid, status="RUNNING")  # the summary artifacts are rewritten below
     counts = {"created": 0, "updated": 0, "unchanged": 0, "epochs_logged": 0}
     sel = result.selections
-    value_cols = [c for c in sel.columns if c not in ("run_id", "criterion", "params", "label", "fired",
-                                                      "stop_epoch", "arch", "note", "in_progress", "bench_index")]  # fmt: skip
+    value_cols = [c for c in sel.columns if c not in (*SELECTION_COLUMNS, "bench_index")]
     by_run = {rid: g for rid, g in sel.groupby("run_id")}
     for trial in result.trials:
         run, fresh = _get_or_create(
@@ -274,12 +275,10 @@ def _isnan(v) -> bool:
 
 
 def _log_parent(client, pid: str, spec, result, job_dict: dict, report_path: str | None) -> None:
-    from ray_nas.offline.evaluate import format_summary
-
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "job.yaml").write_text(yaml.safe_dump(job_dict, sort_keys=False))
         result.summary.to_csv(Path(tmp) / "summary.csv", index=False)
-        (Path(tmp) / "summary.txt").write_text(format_summary(result.summary, result.metric) + "\n")
+        (Path(tmp) / "summary.txt").write_text(result.summary_text + "\n")
         for name in ("job.yaml", "summary.csv", "summary.txt"):
             client.log_artifact(pid, str(Path(tmp) / name))
     if report_path and Path(report_path).is_file():

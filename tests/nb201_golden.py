@@ -83,7 +83,7 @@ def selections(tmp: str) -> pd.DataFrame:
     write_store(tmp)
     job = _job(tmp, "job.yaml", search={"epochs": EPOCHS},
                evaluate={"benchmark": "nb201", "retrain": None})  # fmt: skip
-    sel = run_evaluate(load_spec(job), log=lambda s: None, track=False).selections
+    sel = run_evaluate(load_spec(job), log=lambda s: None).selections
     return sel.sort_values(["run_id", "label"]).reset_index(drop=True)
 
 
@@ -119,7 +119,7 @@ def retrained(tmp: str) -> pd.DataFrame:
     """Evaluate `retrain_job(tmp)` (retraining every distinct selected arch in this process) and
     return its cache, retrain.parquet (arch, dataset, settings, test_acc, seconds), by arch."""
     spec = load_spec(retrain_job(tmp))
-    run_evaluate(spec, log=lambda s: None, track=False)
+    run_evaluate(spec, log=lambda s: None)
     cache = stored.read_frame(f"{spec.job_dir}/retrain.parquet")
     return cache.sort_values("arch").reset_index(drop=True)
 

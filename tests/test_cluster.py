@@ -172,7 +172,7 @@ import sys
 from ray_nas.offline.evaluate import run_evaluate
 from ray_nas.config import load_spec
 from ray_nas.search.sweep import ray_map
-run_evaluate(load_spec(sys.argv[1]), retrain_map=ray_map, track=False)
+run_evaluate(load_spec(sys.argv[1]), retrain_map=ray_map)
 """
 
 

@@ -254,14 +254,14 @@ def test_darts_search_writes_both_cells_resumes_after_sigkill_and_exports(write_
     # evaluate: criteria per cell type, retraining per (genotype, recipe, seed), cached; export
     ref_spec = load_spec(ref)
     lines: list[str] = []
-    sel = run_evaluate(ref_spec, log=lines.append, track=False).selections
+    sel = run_evaluate(ref_spec, log=lines.append).selections
     assert set(sel.label) == {"final", "ss_eq12[op=sep_conv_3x3]", "dartsplus_sc[k=2]"}
     assert sel.retrain_acc.between(0, 100).all() and (sel.params_m > 0).all()
     assert sel.retrain_acc_std.notna().all()  # two seeds
     n = sel.arch.nunique()
     assert any(f"{n} distinct genotypes x 2 seeds, 0 cached, {2 * n} to train" in x for x in lines)
     lines.clear()
-    again = run_evaluate(ref_spec, log=lines.append, track=False).selections
+    again = run_evaluate(ref_spec, log=lines.append).selections
     assert any(f"{2 * n} cached, 0 to train" in x for x in lines)
     assert again.retrain_acc.tolist() == sel.retrain_acc.tolist()
     path, count = export_genotypes(ref_spec, str(tmp_path / "genotypes.py"))
@@ -349,7 +349,7 @@ def test_darts_retraining_runs_as_ray_tasks_and_is_cached(ray_session, write_job
 
     pids: set[int] = set()
     lines: list[str] = []
-    sel = run_evaluate(spec, retrain_map=traced_map, log=lines.append, track=False).selections
+    sel = run_evaluate(spec, retrain_map=traced_map, log=lines.append).selections
     assert calls == [("retrain_task", 2)]  # one genotype x seeds 0, 1
     assert pids and os.getpid() not in pids  # ran in Ray workers, not in this process
     cache = store.read_frame(f"{spec.job_dir}/retrain_genotypes.parquet")
@@ -358,6 +358,6 @@ def test_darts_retraining_runs_as_ray_tasks_and_is_cached(ray_session, write_job
     assert len(os.listdir(f"{spec.job_dir}/retrain")) == 2  # a checkpoint per run, on the store
     assert sel.retrain_acc.iloc[0] == pytest.approx(cache.test_acc.mean())
     lines.clear()
-    again = run_evaluate(spec, retrain_map=traced_map, log=lines.append, track=False).selections
+    again = run_evaluate(spec, retrain_map=traced_map, log=lines.append).selections
     assert len(calls) == 1 and any("2 cached, 0 to train" in x for x in lines), lines
     assert again.retrain_acc.tolist() == sel.retrain_acc.tolist()

@@ -22,6 +22,7 @@ from ray_nas.config import config_json, expand_grid, load_spec
 from ray_nas.offline.evaluate import job_criteria, run_evaluate
 from ray_nas.search.metrics import epoch_magnitudes
 from ray_nas.spaces import darts
+from ray_nas.tracking import log_job
 
 EPOCHS = 8
 DARTS = spaces.get_space("darts")
@@ -150,7 +151,7 @@ def test_mlflow_logs_the_criteria_magnitudes_per_cell(darts_job):
 
     job, _ = darts_job
     spec = load_spec(job)
-    run_evaluate(spec, log=lambda s: None, track=True)
+    log_job(spec, run_evaluate(spec, log=lambda s: None), log=lambda s: None)
     client = MlflowClient(tracking_uri=spec.tracking_uri)
     exp = client.get_experiment_by_name(spec.name)
     runs = {
@@ -189,7 +190,7 @@ def test_a_darts_job_without_criteria_gets_criteria_on_darts_ops_that_fire(darts
     labels = [c.label for c in job_criteria(spec, None)]
     assert "ss_eq12[op=sep_conv_3x3]" in labels and "ss_eq12[op=dil_conv_5x5]" in labels
     assert not any("nor_conv" in label for label in labels)
-    sel = run_evaluate(spec, log=lambda s: None, track=False).selections
+    sel = run_evaluate(spec, log=lambda s: None).selections
     ss = sel[sel["criterion"].isin(["ss_eq12", "ss_eq13"])]
     assert len(ss) and ss["fired"].all(), ss[["label", "fired", "note"]]
     # NAS-Bench-201's default set is unchanged; NAS-Bench-1Shot1's reads its 3x3 conv

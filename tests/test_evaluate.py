@@ -43,7 +43,7 @@ def store(tmp_path_factory):
 
 def test_selections_and_summary(store):
     spec = load_spec(store)
-    res = run_evaluate(spec, track=False, log=lambda s: None)
+    res = run_evaluate(spec, log=lambda s: None)
     sel = pd.read_parquet(f"{spec.job_dir}/selections.parquet")
     assert len(sel) == 4 * len(CRITERIA) and not res.problems
     assert {
@@ -81,7 +81,7 @@ def test_selections_and_summary(store):
 
 def test_new_criteria_without_rerunning(store):
     spec = load_spec(store, ["criteria=[{name: dartsplus_sc, k: 3}]"])
-    res = run_evaluate(spec, track=False, log=lambda s: None)
+    res = run_evaluate(spec, log=lambda s: None)
     assert res.selections.label.unique().tolist() == ["dartsplus_sc[k=3]"]
 
 
@@ -118,7 +118,7 @@ def test_corrupted_and_in_progress_trials(store, tmp_path):
         copy / spec.name / "alphas" / f"run_id={rids[3]}" / "part-0.parquet"
     )  # a missing file
     lines = []
-    res = run_evaluate(spec, track=False, log=lines.append)
+    res = run_evaluate(spec, log=lines.append)
     assert sorted(res.problems) == [rids[0], rids[3]] and "unreadable" in res.problems[rids[0]]
     assert "missing alphas" in res.problems[rids[3]]
     assert any(f"skipped trial {rids[0]}" in line for line in lines)
@@ -135,7 +135,7 @@ def test_unknown_arch_in_table_is_nan_not_crash(store, tmp_path):
     small = pd.read_parquet(TABLE).head(10)
     stored.write_frame(small, str(tmp_path / "small.parquet"))
     spec = load_spec(store, [f"evaluate.benchmark={tmp_path / 'small.parquet'}"])
-    res = run_evaluate(spec, track=False, log=lambda s: None)
+    res = run_evaluate(spec, log=lambda s: None)
     assert np.isnan(res.selections.cifar10_test).any()
 
 
@@ -176,7 +176,7 @@ def test_dataset_grid_scores_each_trial_on_its_own_data_set(tmp_path):
     for cfg, _, _ in expand_grid(spec):
         rid = _write_trial(spec.job_dir, cfg, [b.arch, a.arch, b.arch, b.arch])
         best[rid] = 1 if cfg.dataset == "cifar10" else 2  # the oracle's epoch on its own column
-    res = run_evaluate(spec, track=False, log=lambda s: None)
+    res = run_evaluate(spec, log=lambda s: None)
     oracle = res.selections[res.selections.label == "oracle"].set_index("run_id")
     for rid, epoch in best.items():
         assert oracle.loc[rid, "stop_epoch"] == epoch

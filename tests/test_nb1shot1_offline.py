@@ -147,7 +147,7 @@ def evaluated(table_path, tmp_path_factory):
     root = tmp_path_factory.mktemp("exp8")
     spec = load_spec(write_job(root, str(table_path)))
     trials = write_store(spec)
-    result = run_evaluate(spec, log=lambda s: None, track=False)
+    result = run_evaluate(spec, log=lambda s: None)
     return spec, trials, result
 
 
@@ -278,7 +278,7 @@ def test_a_real_search_is_scored_by_its_cells_hashes(tmp_path):
     assert len(df) == len(keys) and df["in_s1"].all()  # every recorded cell is a space-1 cell
 
     spec = load_spec(job, [f"evaluate.benchmark={table}", "evaluate.metric=cifar10_test"])
-    sel = run_evaluate(spec, log=lambda s: None, track=False).selections.set_index("label")
+    sel = run_evaluate(spec, log=lambda s: None).selections.set_index("label")
     acc = [100 * (0.81 + keys.index(parse_cell_text(a)[2]) / 100 + 0.001) for a in archs]
     assert sel.loc["final", "cifar10_test"] == pytest.approx(acc[-1])
     assert sel.loc["oracle", "stop_epoch"] == int(np.argmax(acc))

@@ -59,7 +59,7 @@ def test_nb201_retraining_reuses_a_cache_written_before_the_refactor(tmp_path):
     fresh = old["arch"].iloc[[0, 5]].tolist()  # two archs left out of the cache: trained now
     stored.write_frame(old[~old["arch"].isin(fresh)], cache_path)
     lines: list[str] = []
-    sel = run_evaluate(spec, log=lines.append, track=False).selections
+    sel = run_evaluate(spec, log=lines.append).selections
     assert any("11 distinct genotypes x 1 seeds, 9 cached, 2 to train" in x for x in lines), lines
     want = old.set_index("arch")["test_acc"]
     assert sel["retrain_acc"].tolist() == want.loc[sel["arch"]].tolist()

@@ -39,7 +39,7 @@ def test_nb201_and_darts_genotypes_retrain_through_one_path(write_job):
         return [fn(*a) for a in args]
 
     lines: list[str] = []
-    sel = run_evaluate(spec, retrain_map=local_map, log=lines.append, track=False).selections
+    sel = run_evaluate(spec, retrain_map=local_map, log=lines.append).selections
     darts_rec = get_space("darts").retrain_recipe(spec.evaluate.retrain)[1]
     nb_rec = get_space("nb201").retrain_recipe(spec.evaluate.retrain)[1]
     res = {"cpu": 1.0, "gpu": 0.0}
@@ -61,7 +61,7 @@ def test_nb201_and_darts_genotypes_retrain_through_one_path(write_job):
         darts_rec.key()
     ]
     calls.clear()
-    again = run_evaluate(spec, retrain_map=local_map, log=lines.append, track=False).selections
+    again = run_evaluate(spec, retrain_map=local_map, log=lines.append).selections
     assert calls == [] and again["retrain_acc"].tolist() == sel["retrain_acc"].tolist()
 
 

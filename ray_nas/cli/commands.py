@@ -177,10 +177,11 @@ def _default_criteria(space: str) -> list:
 
 
 def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
-    """`ray-nas evaluate`: retraining runs as Ray tasks when Ray is up or RAY_ADDRESS is set."""
+    """`ray-nas evaluate`: the offline stage (retraining runs as Ray tasks when Ray is up or
+    RAY_ADDRESS is set), then its results logged to MLflow."""
     spec = specmod.load_spec(job, overrides)
     from ray_nas.offline.evaluate import run_evaluate
-    from ray_nas.tracking import check_tracking
+    from ray_nas.tracking import check_tracking, log_job
 
     check_tracking(spec.tracking_uri)  # before selections.parquet is written
 
@@ -195,8 +196,9 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
         retrain_map = ray_map
     from ray_nas.tracking import TrackingOutage
 
+    result = run_evaluate(spec, retrain_map=retrain_map)
     try:
-        result = run_evaluate(spec, retrain_map=retrain_map)
+        log_job(spec, result)
     except TrackingOutage as e:
         print(f"ray-nas evaluate: error: {e}; {spec.job_dir}/selections.parquet is written; "
               f"rerun `ray-nas evaluate {job}` once it answers (nothing is logged twice)",
@@ -238,12 +240,12 @@ def compare_command(jobs: list[str], overrides: list[str], output: str | None) -
     from ray_nas.tracking import check_tracking
 
     check_tracking(specs[0].tracking_uri)
-    from ray_nas import api
     from ray_nas.offline import compare
+    from ray_nas.offline.results import JobResults
     from ray_nas.report import compare_page
 
     t0 = time.perf_counter()
-    result = compare.compare_jobs([api.Job(s) for s in specs])
+    result = compare.compare_jobs([JobResults(s) for s in specs])
     text = compare.format_comparison(result)
     print(text)
     path = Path(output or "compare.html")

@@ -221,7 +221,11 @@ def _check_recipe(r: RetrainConfig, trials: list[tuple[SearchConfig, str, dict]]
 
 def _validate_bundle_criteria(spec: JobSpec) -> None:
     """A bundle's `criteria` (shown by the report) must be criteria the job computes."""
-    job = [criteria.parse_criterion(c) for c in spec.criteria] or criteria.default_criteria()
+    if spec.criteria:
+        job = [criteria.parse_criterion(c) for c in spec.criteria]
+    else:  # the default set of every space the job searches
+        names = spec.grid.get("space") or [spec.search.get("space", spaces.DEFAULT)]
+        job = [c for name in dict.fromkeys(names) for c in criteria.default_criteria(name)]
     labels = {c.label for c in job}
     for key, values in spec.grid.items():
         if not is_bundle_axis(key, values):

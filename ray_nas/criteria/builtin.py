@@ -4,11 +4,13 @@ baselines (final, best_valid, oracle, DARTS+, DARTS-ES). Pure functions over a T
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ray_nas import spaces
 from ray_nas.criteria.trajectory import (
@@ -21,12 +23,39 @@ from ray_nas.criteria.trajectory import (
 )
 from ray_nas.errors import did_you_mean
 
+if TYPE_CHECKING:
+    from ray_nas.spaces.base import Space
+
 _MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0}
+
+
+@functools.cache
+def _known_ops() -> tuple[str, ...]:
+    """Every op name of every registered space, resolved once (the registry is fixed)."""
+    return spaces.all_ops()
+
+
+@functools.cache
+def _known_cells() -> tuple[str, ...]:
+    """Every cell type of every registered space, resolved once."""
+    return spaces.cell_types()
+
+
+@functools.cache
+def _space(name: str) -> Space:
+    """The registered space `name` (spaces.get_space), looked up once per name."""
+    return spaces.get_space(name)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _skip_count(space: str, arch: str, cell: str) -> int:
+    """skip_connect edges of genotype text `arch` in `cell`: parsed once per distinct arch."""
+    return _space(space).skip_count(arch, cell)
 
 
 def _check_param(key: str, value: Any) -> None:
     """Range/name checks on one parameter value, shared by the criteria and parse_criterion."""
-    ops = spaces.all_ops()
+    ops, cells = _known_ops(), _known_cells()
     if key == "op" and value not in ops:
         raise ValueError(
             f"op: unknown op {value!r}{did_you_mean(str(value), ops, n=3, list_valid=True)}"
@@ -37,10 +66,10 @@ def _check_param(key: str, value: Any) -> None:
                 raise ValueError(
                     f"exclude: unknown op {o!r}{did_you_mean(str(o), ops, n=3, list_valid=True)}"
                 )
-    if key == "cell" and value and value not in spaces.cell_types():
+    if key == "cell" and value and value not in cells:
         raise ValueError(
             f"cell: unknown cell type {value!r}"
-            f"{did_you_mean(str(value), spaces.cell_types(), n=3, list_valid=True)}"
+            f"{did_you_mean(str(value), cells, n=3, list_valid=True)}"
         )
     if key in _MIN_INT and value < _MIN_INT[key]:
         raise ValueError(f"{key}: must be >= {_MIN_INT[key]}, got {value!r}")
@@ -220,9 +249,9 @@ def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
     """DARTS+ sc_k: the first epoch whose genotype has >= k skip_connect edges (in the space's
     magnitude cell: DARTS's normal cell, as DARTS+)."""
     _check_params(k=k)
-    unit = spaces.get_space(traj.space)
+    cell = _space(traj.space).magnitude_cell
     for t in range(1, traj.last_epoch + 1):
-        if unit.skips(traj.archs[t]) >= k:
+        if _skip_count(traj.space, traj.archs[t], cell) >= k:
             return stop_at(traj, t)
     if traj.last_epoch == 0:
         return no_stop(traj, _NOTHING_TO_CHOOSE)
@@ -234,25 +263,36 @@ def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:
 def dartsplus_rt(traj: Trajectory, k: int = 10, learnable_only: bool = False) -> StopResult:
     """DARTS+ rt_k: the first epoch where every edge's ranking of ops by alpha has held k epochs."""
     _check_params(k=k)
-    learnable = spaces.get_space(traj.space).learnable_ops
-    cols = [i for i, o in enumerate(traj.ops) if not learnable_only or o in learnable]
+    learnable = _space(traj.space).learnable_ops
+    cols = tuple(i for i, o in enumerate(traj.ops) if not learnable_only or o in learnable)
     if not cols:
         return no_stop(traj, f"no learnable op ({', '.join(sorted(learnable))}) in the op set")
+    held = _ranking_held(traj, cols)
+    fired = np.flatnonzero(held >= k)
+    if len(fired):
+        return stop_at(traj, int(fired[0]))
+    if traj.last_epoch == 0:
+        return no_stop(traj, _NOTHING_TO_CHOOSE)
+    return no_stop(traj, f"ranking never held {k} epochs (longest {int(held.max())})")
+
+
+@functools.lru_cache(maxsize=8)
+def _ranking_held(traj: Trajectory, cols: tuple[int, ...]) -> np.ndarray:
+    """[T+1] int: at each epoch t >= 1, for how many epochs up to t every edge's ranking of the
+    ops `cols` (indices into traj.ops) by alpha has been the same (1 at epoch 1, rankings compared
+    from epoch 2 on; 0 at epoch 0). Computed once per trajectory for every rt_k (a trajectory is
+    hashed by identity, and read-only)."""
     # [T+1, E, K'] ops per edge, largest alpha first; stable sort: ties keep op order
-    ranking = np.argsort(-traj.alpha[:, :, cols], axis=2, kind="stable")
+    ranking = np.argsort(-traj.alpha[:, :, list(cols)], axis=2, kind="stable")
     # same[t]: epoch t ranks every edge as epoch t-1 did (compared from epoch 2 on)
     same = np.zeros(traj.last_epoch + 1, dtype=bool)
     same[2:] = (ranking[2:] == ranking[1:-1]).all(axis=(1, 2))
-    same = same.tolist()
-    count = longest = 0
-    for t in range(1, traj.last_epoch + 1):
-        count = count + 1 if same[t] else 1
-        longest = max(longest, count)
-        if count >= k:
-            return stop_at(traj, t)
-    if traj.last_epoch == 0:
-        return no_stop(traj, _NOTHING_TO_CHOOSE)
-    return no_stop(traj, f"ranking never held {k} epochs (longest {longest})")
+    held = np.zeros(traj.last_epoch + 1, dtype=np.int64)
+    count = 0
+    for t, kept in enumerate(same.tolist()[1:], start=1):
+        count = count + 1 if kept else 1
+        held[t] = count
+    return held
 
 
 def _local_averages(ev: np.ndarray, window: int) -> list[float | None]:
@@ -260,16 +300,31 @@ def _local_averages(ev: np.ndarray, window: int) -> list[float | None]:
     max(0, k - window + 1)..k, from k = ceil(window / 2) - 1 on (partial windows until the first
     full one, as EVLocalAvg), None before."""
     first = math.ceil(window / 2) - 1
-    return [
-        float(np.mean(ev[max(0, k - window + 1) : k + 1])) if k >= first else None
-        for k in range(len(ev))
-    ]
+    ev = np.asarray(ev, dtype=np.float64)
+    n = len(ev)
+    out: list[float | None] = [None] * min(first, n)
+    # each window's sum divided by its length: np.mean's arithmetic, bit for bit (a test checks),
+    # the full windows in one reduction (a 500-epoch search has 500 per criterion)
+    out += [float(ev[: k + 1].sum() / (k + 1)) for k in range(first, min(window - 1, n))]
+    if n >= window:
+        out += (np.add.reduce(sliding_window_view(ev, window), axis=1) / window).tolist()
+    return out
 
 
 def _ratio(now: float, before: float) -> float:
     """now / before with numpy's float semantics (inf or nan on a zero), as EVLocalAvg divides."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return float(np.float64(now) / np.float64(before))
+
+
+def _ratios(avg: list[float | None], delta: int, start: int) -> list[float]:
+    """avg[k] / avg[k - delta] for k = start..len(avg)-1 (every one defined), as _ratio divides
+    one pair (numpy's float semantics: inf or nan on a zero), in one array division."""
+    if len(avg) <= start:
+        return []
+    a = np.array(avg[start - delta :], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a[delta:] / a[:-delta]).tolist()
 
 
 def _evaluations(traj: Trajectory) -> tuple[list[int], np.ndarray]:
@@ -301,9 +356,11 @@ def darts_es(
     _check_params(window=window, delta=delta, factor=factor, start_epoch=start_epoch)
     evals, ev = _evaluations(traj)
     avg = _local_averages(ev, window)
-    for k in range(delta + window // 2, len(evals)):
-        j = k - delta - window // 2
-        ratio = _ratio(avg[k], avg[k - delta])
+    lo = delta + window // 2
+    ratios = _ratios(avg, delta, lo)  # [k - lo]: avg(k) / avg(k - delta)
+    for k in range(lo, len(evals)):
+        j = k - lo
+        ratio = ratios[k - lo]
         if evals[j] >= start_epoch and ratio > factor:
             note = f"local_avg ratio {ratio:.3g} at epoch {evals[k]}"
             return stop_at(traj, evals[j] if rollback else evals[k], note)
@@ -336,6 +393,7 @@ def darts_es_paper(traj: Trajectory) -> StopResult:
     evals, ev = _evaluations(traj)
     avg = _local_averages(ev, p["window"])
     first = math.ceil(p["window"] / 2) - 1  # before: its la_epoch is -1
+    ratios = _ratios(avg, p["delta"], first + p["delta"])  # [k - first - delta]
     for k in range(first, len(evals)):
         e = evals[k] - 1
         if e >= p["total_epochs"] - 1:
@@ -343,7 +401,7 @@ def darts_es_paper(traj: Trajectory) -> StopResult:
         la_epoch = e - p["ev_freq"] * (p["window"] // 2)
         if la_epoch - p["ev_freq"] * p["delta"] < p["start"] or k - p["delta"] < first:
             continue
-        ratio = _ratio(avg[k], avg[k - p["delta"]])
+        ratio = ratios[k - first - p["delta"]]
         if ratio > p["factor"]:
             return stop_at(traj, evals[k], f"local_avg ratio {ratio:.3g} at epoch {evals[k]}")
     if traj.last_epoch == 0:

@@ -1,9 +1,11 @@
 """`ray-nas compare`: the criteria over several jobs in one table, and a rank of them per job.
 
-Each job's criteria are applied afresh to its stored trajectories (`ray_nas.api`, as `ray-nas
-report` does), scored by its benchmark table; retrained accuracies come from its
-`selections.parquet` rows whose selected arch still matches (run `ray-nas evaluate` first).
-Pure pandas: the page is drawn by `report.compare_page`, MLflow is written by `tracking`.
+Each job is a `JobResults` (the one reader of a job, as `ray-nas evaluate`, `ray-nas report` and
+`ray_nas.api` use): its criteria applied afresh to its stored trajectories, scored by its
+benchmark table; retrained accuracies come from its `selections.parquet` rows whose selected arch
+still matches (run `ray-nas evaluate` first). Each cell is scored by the job's own score column
+(the benchmark metric, else `retrain_acc`), as `ray-nas evaluate`'s summary. Pure pandas: the
+page is drawn by `report.compare_page`, MLflow is written by `tracking`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ray_nas import api
-from ray_nas.offline import evaluate as ev
+from ray_nas.offline import select as sl
+from ray_nas.offline.results import JobResults
 
 CELL_COLUMNS = ["job", "group", "label", "metric", "n", "mean", "std", "stop_epoch", "fired"]
 
@@ -37,41 +39,30 @@ class Comparison:
     notes: list[str]
 
 
-def _scored(job: api.Job, items: Sequence | None, notes: list[str]):
-    """(selections with a `value` column, criteria specs, metric name or None) of one job."""
-    from ray_nas.report import _stored_scores
-
-    specs = job.criteria(items)
-    sel = job.selections(specs) if job.trials else pd.DataFrame(columns=ev.SELECTION_COLUMNS)
-    sel = _stored_scores(job.spec, sel, notes)
-    metric = job.metric
-    if metric not in sel or not sel[metric].notna().any():
-        metric = "retrain_acc" if "retrain_acc" in sel else None
-    value = sel[metric] if metric else pd.Series(math.nan, index=sel.index)
-    return sel.assign(value=pd.to_numeric(value, errors="coerce")), specs, metric
-
-
-def compare_jobs(jobs: Sequence[api.Job], items: Sequence | None = None) -> Comparison:
+def compare_jobs(jobs: Sequence[JobResults], items: Sequence | None = None) -> Comparison:
     """The comparison of `jobs` (each with its own criteria, or `items` for all of them)."""
-    names = [j.name for j in jobs]
+    names = [j.spec.name for j in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"compare: job names must differ, got {names}")
     cells, labels, means, notes = [], {}, {}, []
     for job in jobs:
+        name = job.spec.name
         if not job.trials:
-            raise FileNotFoundError(f"{job.job_dir}: no readable trajectory (run the job first)")
+            raise FileNotFoundError(
+                f"{job.spec.job_dir}: no readable trajectory (run the job first)"
+            )
         job_notes: list[str] = []
-        sel, specs, metric = _scored(job, items, job_notes)
-        notes += [f"{job.name}: {n}" for n in job_notes]
+        specs = job.criteria_of(items)
+        sel = job.select(None if items is None else specs, job_notes)  # None: the job's own
+        notes += [f"{name}: {n}" for n in job_notes]
+        metric = sl.score_column(sel, job.metric)
         if metric is None:
-            notes.append(f"{job.name}: no benchmark or retrained accuracy; ranks left empty")
-        summary = ev.summarize(job.spec, job.trials, sel, specs, "value")
-        cells.append(summary.assign(job=job.name, metric=metric or ""))
+            notes.append(f"{name}: no benchmark or retrained accuracy; ranks left empty")
+        cells.append(job.summarize(sel, specs).assign(job=name, metric=metric or ""))
         labels.update(dict.fromkeys(c.label for c in specs))
         order = {c.label: i for i, c in enumerate(specs)}
-        means[job.name] = (
-            sel.groupby("label")["value"].mean().sort_index(key=lambda s: s.map(order))
-        )
+        value = sl.row_scores(sel, metric, job.own_metric)
+        means[name] = value.groupby(sel["label"]).mean().sort_index(key=lambda s: s.map(order))
     table = pd.concat(cells, ignore_index=True)[CELL_COLUMNS]
     return Comparison(names, list(labels), table, _ranks(names, list(labels), means), notes)
 

@@ -67,6 +67,11 @@ class Space:
     """the format `ray-nas export` writes its genotypes in ("darts": DARTS's genotypes.py);
     "" = not exportable"""
 
+    def export_text(self, job: str, entries: Sequence[tuple[str, str, str]]) -> str:
+        """The file `ray-nas export` writes in `export_format`: per entry (python name, genotype
+        text, comment) one genotype; `job` names the job. ValueError where not exportable."""
+        raise ValueError(f"the {self.name} space has no export format (`ray-nas export`)")
+
     @property
     def has_benchmark(self) -> bool:
         """Whether a tabular benchmark can score its genotypes (`benchmark_key_column` is set)."""

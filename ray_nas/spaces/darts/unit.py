@@ -59,6 +59,11 @@ class DartsSpace(Space):
     def skip_count(self, text: str, cell: str) -> int:
         return sum(op == "skip_connect" for op, _ in parse_genotype(text).cell(cell))
 
+    def export_text(self, job: str, entries: Sequence[tuple[str, str, str]]) -> str:
+        from ray_nas.spaces.darts.export import genotypes_file
+
+        return genotypes_file(job, entries)
+
     def build_supernet(self, cfg, num_classes: int):
         import torch
 
