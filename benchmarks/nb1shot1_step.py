@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/nb1shot1_step.py --channels 16 --layers 9 --batch 96 --steps 3 --threads 1
      [--device cuda] [--spaces nb1shot1_s1 nb1shot1_s3]
 
-The defaults are the 1Shot1 search defaults (SPACES.md B6: C=16, 9 cells, batch 96). A step, as
+The defaults are the 1Shot1 search defaults (automl/nasbench-1shot1 train_search.py: C=16, 9 cells, batch 96). A step, as
 upstream's train_search.py without `--unrolled`: an architecture step (forward, CE, backward to
 the op alpha and the input/output connection weights, Adam 3e-4 betas (0.5, 0.999) wd 1e-3) on
 one random batch, then a weight step (forward, CE, backward to the weights, grad-norm clip 5, SGD

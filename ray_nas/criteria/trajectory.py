@@ -4,6 +4,7 @@ with the helpers criteria share (stop_at, no_stop, best_epoch).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,7 +110,12 @@ class Trajectory:
 
     def finite_prefix(self) -> Trajectory:
         """Epochs 0..t-1 before the first epoch t whose alpha or weights hold NaN or inf (a search
-        that diverged); the whole trajectory when all is finite. Every criterion sees only this."""
+        that diverged); the whole trajectory when all is finite. Every criterion sees only this
+        (computed once per trajectory: every criterion of a job asks)."""
+        return self._finite_prefix
+
+    @functools.cached_property
+    def _finite_prefix(self) -> Trajectory:
         bad = ~(
             np.isfinite(self.alpha).all(axis=(1, 2)) & np.isfinite(self.weights).all(axis=(1, 2))
         )

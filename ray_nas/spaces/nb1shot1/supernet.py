@@ -1,5 +1,5 @@
-"""The NAS-Bench-1Shot1 supernet (automl/nasbench-1shot1 `optimizers/darts/model_search.py`,
-SPACES.md B2/B3), one network for the three spaces.
+"""The NAS-Bench-1Shot1 supernet (automl/nasbench-1shot1 `optimizers/darts/model_search.py`),
+one network for the three spaces.
 
 Shapes: images [B, 3, H, W]; `alpha` [steps, 3] the op parameter (rows: choice blocks v1..,
 columns `nb1shot1.SPACE_OPS`); the connection parameters `alphas_output` [1, steps+1] (index =
@@ -18,7 +18,7 @@ w_0 * (a 1x1 ConvBnRelu projection of s0 to steps*C) + concat_b(w_b * block b), 
 softmax(alphas_output). Ops: maxpool3x3 (stride 1, padding 1), conv3x3-bn-relu, conv1x1-bn-relu
 (Conv, BN, ReLU; upstream has no extra BN after the pool).
 
-BatchNorm momentum (SPACES.md B2): upstream passes NAS-Bench-101's TensorFlow decay 0.997 to
+BatchNorm momentum: upstream passes NAS-Bench-101's TensorFlow decay 0.997 to
 PyTorch's `momentum`, where it means running = 0.003 * running + 0.997 * batch, i.e. the running
 statistics follow the last training batch. We keep that (`BN_MOMENTUM`), as upstream ran it: the
 search's evaluation forwards (eval mode) then use nearly the last batch's statistics, which suit a

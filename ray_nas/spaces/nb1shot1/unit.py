@@ -4,7 +4,7 @@ every reachable cell. The supernet is ray_nas.spaces.nb1shot1.supernet, built on
 
 Source: automl/nasbench-1shot1 (``nasbench_analysis/search_spaces/search_space_{1,2,3}.py``,
 ``optimizers/darts/model_search.py``, ``nasbench_analysis/eval_darts_one_shot_model_in_nasbench.py``);
-see ``../shared/guide/SPACES.md`` part B. Each space is a NAS-Bench-101 cell whose vertices are
+Each space is a NAS-Bench-101 cell whose vertices are
 0 = input, 1..steps = choice blocks, steps+1 = output, with a fixed number of parents per vertex
 (9 edges in all). One set of architecture weights is shared by all 9 cells of the supernet
 (upstream's names; shapes for steps = 4, 4, 5 choice blocks):
