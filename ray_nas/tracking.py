@@ -25,7 +25,10 @@ from pathlib import Path
 
 import yaml
 
+from ray_nas.config import flatten, resolved_job_dict
+from ray_nas.criteria import cell_magnitudes
 from ray_nas.errors import first_line
+from ray_nas.offline.select import SELECTION_COLUMNS
 
 KEY_TAG = "ray_nas.key"
 EPOCHS_TAG = "ray_nas.epochs"
@@ -171,8 +174,6 @@ def _epoch_metrics(trial, start: int) -> list[tuple[str, float, int]]:
     criteria read them (criteria.cell_magnitudes): `magnitude.<op>` of the cell type the criteria
     read by default (NAS-Bench-201, -1Shot1: their one; DARTS: normal), and
     `magnitude.<cell>.<op>` of each other cell type (DARTS: reduce)."""
-    from ray_nas.criteria import cell_magnitudes
-
     items = []
     ep = trial.epochs
     mags = cell_magnitudes(trial.weights, trial.cells, trial.space)  # cell -> [T+1, K]
@@ -208,9 +209,6 @@ def log_job(
 
 
 def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) -> dict:
-    from ray_nas.config import flatten, resolved_job_dict
-    from ray_nas.offline.select import SELECTION_COLUMNS
-
     t0 = time.perf_counter()
     check_tracking(spec.tracking_uri)
     client = _client(spec.tracking_uri)

@@ -19,6 +19,7 @@ import pandas as pd
 from ray_nas import store
 from ray_nas.config import JobSpec
 from ray_nas.offline.results import JobResults
+from ray_nas.offline.retrain import retrain_selected
 from ray_nas.offline.select import (  # noqa: F401 - the names callers knew from here
     SELECTION_COLUMNS,
     benchmark_scores,
@@ -35,6 +36,7 @@ from ray_nas.offline.select import (  # noqa: F401 - the names callers knew from
 )
 from ray_nas.offline.select import load_benchmark as _load_benchmark  # noqa: F401
 from ray_nas.offline.summary import diverged_lines, format_summary, summarize  # noqa: F401
+from ray_nas.spaces import get_space
 
 
 @dataclass
@@ -78,8 +80,6 @@ def run_evaluate(
     sel = res.fresh
     uncovered = res.benchmark is None or res.metric is None or res.metric not in sel
     if uncovered and spec.evaluate.retrain is not None:
-        from ray_nas.offline.retrain import retrain_selected
-
         configs = {t.run_id: t.config for t in res.trials}
         sel = retrain_selected(spec, sel, configs, retrain_map=retrain_map, log=log)
     if store.exists(f"{job_dir}/status"):
@@ -105,8 +105,6 @@ def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int
     path = f"{spec.job_dir}/selections.parquet"
     if not store.exists(path):
         raise FileNotFoundError(f"{path}: no selections yet (run `ray-nas evaluate` first)")
-    from ray_nas.spaces import get_space
-
     sel = store.read_frame(path)
     trials = JobResults.read(spec).trials
     exportable = {t.run_id: get_space(t.space) for t in trials if get_space(t.space).export_format}

@@ -15,7 +15,16 @@ import pandas as pd
 
 from ray_nas import criteria as crit
 from ray_nas import store
-from ray_nas.config import JobSpec, expand_grid, flatten, grid_value, resolve_search
+from ray_nas.config import (
+    JobSpec,
+    benchmark_key_column,
+    expand_grid,
+    flatten,
+    grid_value,
+    resolve_search,
+)
+from ray_nas.spaces import get_space
+from ray_nas.tables import METRICS, default_metric, load_table, lookup
 
 #: the columns of `selections.parquet` before any score
 SELECTION_COLUMNS = [
@@ -74,8 +83,6 @@ def trial_metric(spec: JobSpec, config: dict) -> str | None:
     the test metric of the trial's own data set."""
     if spec.evaluate.metric:
         return spec.evaluate.metric
-    from ray_nas.tables import default_metric
-
     return default_metric(config.get("dataset", ""))
 
 
@@ -83,9 +90,6 @@ def load_benchmark(spec: JobSpec) -> pd.DataFrame | None:
     """The job's benchmark table (evaluate.benchmark), or None."""
     if not spec.evaluate.benchmark:
         return None
-    from ray_nas.config import benchmark_key_column
-    from ray_nas.tables import load_table
-
     return load_table(spec.evaluate.benchmark, benchmark_key_column(spec))
 
 
@@ -175,9 +179,6 @@ def benchmark_scores(trials: list[store.TrialData], table: pd.DataFrame):
     ``index``, metrics and costs (`benchmark.lookup`); per_epoch(trial) -> {metric: [T+1] score
     of each epoch's arch, NaN where unknown}. ValueError (one line) for a trial whose space has
     no tabular benchmark."""
-    from ray_nas.spaces import get_space
-    from ray_nas.tables import METRICS, lookup
-
     archs: dict[str, dict[str, None]] = {}  # space -> its distinct archs, first-seen order
     for t in trials:
         archs.setdefault(t.space, {}).update(dict.fromkeys(t.epochs["arch"]))
@@ -280,8 +281,6 @@ def row_scores(sel: pd.DataFrame, column: str | None, own: Mapping[str, str | No
     """The score (%) of each row of `sel` [len(sel)], NaN where none: column `column`, except that
     a benchmark metric (a table's, e.g. cifar10_test) reads each row's own trial's metric (own:
     run_id -> trial_metric), so a `dataset` grid scores each trial on its own data set."""
-    from ray_nas.tables import METRICS
-
     value = pd.Series(np.nan, index=sel.index, dtype=np.float64)
     if column is None or column not in sel:
         return value

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import time
 
+from ray_nas.offline.compare import columns
 from ray_nas.report.html import page, render
 
 
 def compare_page(c) -> str:
     """The page of a `compare.Comparison`: the criteria x (job, group) table and the rank, in the
     report's style (one self-contained file, no script)."""
-    from ray_nas.offline.compare import columns
-
     cols = columns(c)
     metric = dict(zip(c.cells["job"], c.cells["metric"]))
     facts = [

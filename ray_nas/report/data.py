@@ -12,6 +12,7 @@ from ray_nas import store
 from ray_nas.config import JobSpec
 from ray_nas.offline import select as sl
 from ray_nas.offline.results import JobResults
+from ray_nas.tables import METRICS
 
 # ------------------------------------------------------------------------------------------
 # the data behind the page
@@ -48,8 +49,6 @@ def load_report_data(spec: JobSpec, results: JobResults | None = None) -> Report
     for t in res.trials:
         groups.setdefault(res.groups[t.run_id], []).append(t)
     sel = res.selections.assign(group=res.selections["run_id"].map(res.groups))
-    from ray_nas.tables import METRICS
-
     score_cols = [m for m in (*METRICS, "retrain_acc") if m in sel and sel[m].notna().any()]
     notes = list(res.notes)
     if not score_cols:

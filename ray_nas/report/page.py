@@ -22,6 +22,7 @@ from ray_nas.report.sections import (
     _tables_section,
     _trials_section,
 )
+from ray_nas.tracking import log_artifact_to_job
 
 
 def write_report(
@@ -44,8 +45,6 @@ def write_report(
 def _attach(spec: JobSpec, path: str, page: str, log: Callable[[str], None]) -> None:
     """Attach to MLflow; a tracking problem is a note, never a failed report."""
     try:
-        from ray_nas.tracking import log_artifact_to_job
-
         if "://" not in path:
             log_artifact_to_job(spec, path)
         else:

@@ -16,8 +16,8 @@ import pandas as pd
 import yaml
 from markupsafe import Markup
 
-from ray_nas.config import flatten, grid_value, resolved_job_dict
-from ray_nas.criteria import magnitude_cells, magnitudes
+from ray_nas.config import bundle_label, flatten, grid_value, is_bundle_axis, resolved_job_dict
+from ray_nas.criteria import magnitude_cells, magnitudes, parse_criterion
 from ray_nas.offline import evaluate as ev
 from ray_nas.report.charts import (
     BENCH_COLOR,
@@ -32,6 +32,7 @@ from ray_nas.report.charts import (
 from ray_nas.report.data import ReportData
 from ray_nas.report.html import METRIC_NAMES, _compact, _fmt_ms, _ok, render
 from ray_nas.spaces import get_space
+from ray_nas.tables import METRICS
 
 #: the magnitude charts' y axis: the data's range widened by this fraction on each side
 MAGNITUDE_MARGIN = 0.05
@@ -356,10 +357,6 @@ def methods_table(d: ReportData) -> tuple[list[str], list[list[str]]]:
     """Table 2 of the paper from a job with a bundle axis: one row per (bundle, criterion shown
     for it), columns data set x valid/test (mean ± std over seeds; "–" where the benchmark table
     has no such column), plus the bundle's mean search seconds. ([], []) without a bundle axis."""
-    from ray_nas.config import bundle_label, is_bundle_axis
-    from ray_nas.criteria import parse_criterion
-    from ray_nas.tables import METRICS
-
     axis = next((k for k, v in d.spec.grid.items() if is_bundle_axis(k, v)), None)
     if axis is None:
         return [], []
