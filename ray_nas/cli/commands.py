@@ -225,6 +225,25 @@ def mlflow_hint(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+def status_command(job: str, overrides: list[str], watch: float | None = None) -> int:
+    """`ray-nas status`: the job's trials from the store's status and epochs files (works while
+    the sweep runs; local or S3). `watch`: again every `watch` seconds until none is pending or
+    running; Ctrl-C ends it."""
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.offline.status import format_status, job_status  # pandas: imported on use
+
+    while True:
+        js = job_status(spec)
+        print(format_status(js), flush=True)
+        if watch is None or js.finished:
+            return 0
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            return 0
+        print()
+
+
 def report_command(job: str, overrides: list[str], output: str | None) -> int:
     spec = specmod.load_spec(job, overrides)
     from ray_nas.report import write_report
@@ -280,6 +299,7 @@ __all__ = [
     "evaluate_command",
     "report_command",
     "compare_command",
+    "status_command",
 ]
 
 
