@@ -177,18 +177,26 @@ def _default_criteria(space: str) -> list:
 
 
 def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
-    """`ray-nas evaluate`: the offline stage (retraining runs as Ray tasks when Ray is up or
-    RAY_ADDRESS is set), then its results logged to MLflow."""
+    """`ray-nas evaluate`: the offline stage, then its results logged to MLflow. Retraining runs
+    as Ray tasks on the cluster RAY_ADDRESS names, else on the Ray cluster running on this node
+    (a cluster's head or worker, as `ray.init(address="auto")` finds it), else in this process;
+    the first line says which. `use_ray=True`: the caller's Ray (the sweep's) is already up."""
     spec = specmod.load_spec(job, overrides)
+    import os
+
     from ray_nas.offline.evaluate import run_evaluate
+    from ray_nas.offline.retrain import retrain_address
     from ray_nas.tracking import check_tracking, log_job
 
+    address = None
+    if use_ray is None:
+        address, why = retrain_address()
+        use_ray = address is not None
+        where = (f"on the Ray cluster at {address} ({why})" if use_ray
+                 else f"in this process, one run after another ({why})")  # fmt: skip
+        print(f"evaluate {spec.name}: retraining, if any, runs {where}", flush=True)
     check_tracking(spec.tracking_uri)  # before selections.parquet is written
 
-    if use_ray is None:
-        import os
-
-        use_ray = bool(os.environ.get("RAY_ADDRESS"))
     retrain_map = None
     if use_ray:
         from ray_nas.search.sweep import ray_map
@@ -196,7 +204,14 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
         retrain_map = ray_map
     from ray_nas.tracking import TrackingOutage
 
-    result = run_evaluate(spec, retrain_map=retrain_map)
+    saved = os.environ.get("RAY_ADDRESS")
+    if address is not None:  # ray_map connects where RAY_ADDRESS points
+        os.environ["RAY_ADDRESS"] = address
+    try:
+        result = run_evaluate(spec, retrain_map=retrain_map)
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_ADDRESS", None)
     try:
         log_job(spec, result)
     except TrackingOutage as e:
