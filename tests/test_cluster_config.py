@@ -230,3 +230,64 @@ def test_evaluate_on_a_node_retrains_on_the_cluster_running_there(write_job, tmp
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert retrain_address() == (None, "no RAY_ADDRESS and no Ray cluster running on this node")
+
+
+# ------------------------------------------------------------------------------------------
+# the configs' own shell steps, run here with bash: one node, the head as a worker, MLflow's wait
+
+
+def test_one_node_local_config_needs_no_worker_or_nfs_edits(tmp_path):
+    prepared = _validate(_load("cluster-local.yaml"))
+    assert prepared["provider"]["worker_ips"] == []
+    for name in CONFIGS:
+        text = (ROOT / name).read_text()
+        assert '"*.egg-info"' in text and "ulimit -c" not in text
+        assert text.count("ulimit -n 65536; ray start") == 2
+    # the mount step, as it stands (NFS export not replaced), on a folder that is no mount point
+    mount = next(c for c in prepared["initialization_commands"] if "mount -t nfs" in c)
+    script = mount.replace("/mnt/shared", str(tmp_path / "shared"))
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "no NFS export set, a local folder" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_worker_start_on_the_head_is_refused(name):
+    """The first worker start step, with Ray's RAY_HEAD_IP naming this machine, and another one."""
+    prepared = _validate(_load(name))
+    first = prepared["worker_start_ray_commands"][0]
+    assert prepared["worker_start_ray_commands"][1] == "ray stop"
+    here = socket.gethostname()
+    for head in ("127.0.0.1", here):
+        r = subprocess.run(["bash", "-c", first], env={**os.environ, "RAY_HEAD_IP": head},
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert r.returncode == 1 and f"it is the cluster's head ({head})" in r.stderr
+        assert "remove it from worker_ips" in r.stderr
+    r = subprocess.run(["bash", "-c", first], env={**os.environ, "RAY_HEAD_IP": "192.0.2.250"},
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert r.returncode == 0 and not r.stderr
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_ray_up_waits_for_mlflow(name, tmp_path):
+    """The last head step polls MLflow's /health (here a plain HTTP server standing in for it on
+    a free port) and returns once it answers; it says so when it never does."""
+    prepared = _validate(_load(name))
+    wait = prepared["head_start_ray_commands"][-1]
+    assert "/health" in wait and "seq 90" in wait
+    port = _dead_address().rsplit(":", 1)[1]
+    script = wait.replace("5000", port).replace("seq 90", "seq 3")
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "does not answer" in r.stdout
+    (tmp_path / "health").write_text("OK")
+    server = subprocess.Popen([sys.executable, "-m", "http.server", port, "--bind", "127.0.0.1"],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        t0 = time.perf_counter()
+        r = subprocess.run(["bash", "-c", wait.replace("5000", port)], capture_output=True,
+                           text=True, timeout=120)  # fmt: skip
+        took = time.perf_counter() - t0
+    finally:
+        server.kill()
+        server.wait()
+    assert r.returncode == 0 and f"MLflow answers on 127.0.0.1:{port}" in r.stdout, r.stdout
+    assert took < 30
