@@ -3,6 +3,7 @@
 import copy
 import importlib.util
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -85,10 +86,12 @@ def test_end_of_run_hint_opens_a_tracking_server():
     from ray_nas.cli.commands import mlflow_hint
 
     assert mlflow_hint("sqlite:///mlflow.db") == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
-    hint = mlflow_hint("http://127.0.0.1:5000")
-    assert (
-        hint.startswith("open http://127.0.0.1:5000") and "ray attach cluster.yaml -p 5000" in hint
+    assert mlflow_hint("sqlite:///mlflow.db", "3").endswith(
+        ", then open http://127.0.0.1:5000/#/experiments/3/runs"
     )
+    hint = mlflow_hint("http://127.0.0.1:5000/", "7")
+    assert hint.startswith("open http://127.0.0.1:5000/#/experiments/7/runs (")
+    assert "ray attach CLUSTER.yaml -p 5000" in hint and "port 5000 free" in hint
     assert "--backend-store-uri" not in hint
 
 
@@ -225,6 +228,7 @@ def test_evaluate_on_a_node_retrains_on_the_cluster_running_there(write_job, tmp
     assert first == (f"evaluate onnode: retraining, if any, runs on the Ray cluster at "
                      f"{address} (running on this node, {short}/ray/ray_current_cluster)")  # fmt: skip
     assert "retrain (nb201): 1 runs" in r.stdout and "retrained 1/1" not in r.stdout  # Ray tasks
+    assert re.search(r"then open http://127\.0\.0\.1:5000/#/experiments/\d+/runs", r.stdout)
     # no cluster here any more: in this process, and said
     from ray_nas.offline.retrain import retrain_address
 

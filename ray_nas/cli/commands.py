@@ -229,15 +229,32 @@ def _where(spec, result) -> None:
     print(
         f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)"
     )
-    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri)}   (experiment {spec.name!r})")
+    eid = _experiment_id(spec.tracking_uri, spec.name)
+    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri, eid)}   (experiment {spec.name!r})")
 
 
-def mlflow_hint(uri: str) -> str:
-    """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`."""
+def _experiment_id(uri: str, name: str) -> str | None:
+    """The id of the job's MLflow experiment (for a link to its runs), or None."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
+    except Exception:  # noqa: BLE001 - only a link: the results are logged already
+        return None
+    return exp.experiment_id if exp is not None else None
+
+
+def mlflow_hint(uri: str, experiment_id: str | None = None) -> str:
+    """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`.
+    With the experiment's id, the link goes to its runs (MLflow 3 opens an experiment on an
+    empty GenAI overview page; the runs are under `#/experiments/<id>/runs`)."""
+    runs = f"/#/experiments/{experiment_id}/runs" if experiment_id else ""
     if uri.startswith(("http://", "https://")):
-        return (f"open {uri} (a server on a cluster head: `ray attach cluster.yaml -p 5000`, "
-                "then http://127.0.0.1:5000)")  # fmt: skip
-    return f"mlflow ui --backend-store-uri {uri}"
+        return (f"open {uri.rstrip('/')}{runs} (a server on a cluster head: forward its port "
+                "first, e.g. `ray attach CLUSTER.yaml -p 5000` with port 5000 free here; "
+                "docs/cluster.md)")  # fmt: skip
+    hint = f"mlflow ui --backend-store-uri {uri}"
+    return hint + (f", then open http://127.0.0.1:5000{runs}" if runs else "")
 
 
 def status_command(job: str, overrides: list[str], watch: float | None = None) -> int:
