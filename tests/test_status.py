@@ -104,7 +104,8 @@ def test_diverged_stopped_and_failed_trials_are_marked(write_job, monkeypatch):
 
     stop = {"name": "darts_es", "window": 1, "delta": 1, "factor": 1e-6, "rollback": False,
             "start_epoch": 1}  # fmt: skip
-    job = write_job(name="marks", search={"epochs": 4, "hessian_every": 1, "weights": {"grad_clip": 0}},
+    job = write_job(name="marks", search={"epochs": 3, "steps_per_epoch": 2, "hessian_every": 1,
+                                                "weights": {"grad_clip": 0}},
                     grid={"weights.lr": [1e6, 0.025, 0.01]}, stop=stop)  # fmt: skip
     spec = load_spec(job)
     (c0, diverging, _), (c1, stopping, _), (c2, failing, _) = expand_grid(spec)
