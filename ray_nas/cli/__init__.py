@@ -68,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=lambda a: commands.evaluate_command(a.job, a.overrides))
     _add_job(p)
 
+    p = sub.add_parser(
+        "status",
+        help="each trial's status, epoch, last valid_acc and ETA, read from the store (also mid-sweep)",
+    )
+    p.set_defaults(run=lambda a: commands.status_command(a.job, a.overrides, a.watch))
+    _add_job(p)
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=_positive_seconds,
+        const=10.0,
+        default=None,
+        metavar="SECONDS",
+        help="print it again every SECONDS (default 10) until no trial is pending or running",
+    )
+
     p = sub.add_parser("report", help="write the job's HTML dashboard")
     p.set_defaults(run=lambda a: commands.report_command(a.job, a.overrides, a.output))
     _add_job(p)
@@ -177,6 +193,16 @@ def _sweep(a: argparse.Namespace) -> int:
     return commands.sweep_command(
         a.job, a.overrides, dry_run=a.dry_run, evaluate=not a.no_evaluate, redo=tuple(a.redo)
     )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return v
 
 
 def _print(text: str) -> int:

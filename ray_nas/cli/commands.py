@@ -177,18 +177,26 @@ def _default_criteria(space: str) -> list:
 
 
 def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
-    """`ray-nas evaluate`: the offline stage (retraining runs as Ray tasks when Ray is up or
-    RAY_ADDRESS is set), then its results logged to MLflow."""
+    """`ray-nas evaluate`: the offline stage, then its results logged to MLflow. Retraining runs
+    as Ray tasks on the cluster RAY_ADDRESS names, else on the Ray cluster running on this node
+    (a cluster's head or worker, as `ray.init(address="auto")` finds it), else in this process;
+    the first line says which. `use_ray=True`: the caller's Ray (the sweep's) is already up."""
     spec = specmod.load_spec(job, overrides)
+    import os
+
     from ray_nas.offline.evaluate import run_evaluate
+    from ray_nas.offline.retrain import retrain_address
     from ray_nas.tracking import check_tracking, log_job
 
+    address = None
+    if use_ray is None:
+        address, why = retrain_address()
+        use_ray = address is not None
+        where = (f"on the Ray cluster at {address} ({why})" if use_ray
+                 else f"in this process, one run after another ({why})")  # fmt: skip
+        print(f"evaluate {spec.name}: retraining, if any, runs {where}", flush=True)
     check_tracking(spec.tracking_uri)  # before selections.parquet is written
 
-    if use_ray is None:
-        import os
-
-        use_ray = bool(os.environ.get("RAY_ADDRESS"))
     retrain_map = None
     if use_ray:
         from ray_nas.search.sweep import ray_map
@@ -196,7 +204,14 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
         retrain_map = ray_map
     from ray_nas.tracking import TrackingOutage
 
-    result = run_evaluate(spec, retrain_map=retrain_map)
+    saved = os.environ.get("RAY_ADDRESS")
+    if address is not None:  # ray_map connects where RAY_ADDRESS points
+        os.environ["RAY_ADDRESS"] = address
+    try:
+        result = run_evaluate(spec, retrain_map=retrain_map)
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_ADDRESS", None)
     try:
         log_job(spec, result)
     except TrackingOutage as e:
@@ -214,15 +229,51 @@ def _where(spec, result) -> None:
     print(
         f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)"
     )
-    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri)}   (experiment {spec.name!r})")
+    eid = _experiment_id(spec.tracking_uri, spec.name)
+    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri, eid)}   (experiment {spec.name!r})")
 
 
-def mlflow_hint(uri: str) -> str:
-    """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`."""
+def _experiment_id(uri: str, name: str) -> str | None:
+    """The id of the job's MLflow experiment (for a link to its runs), or None."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
+    except Exception:  # noqa: BLE001 - only a link: the results are logged already
+        return None
+    return exp.experiment_id if exp is not None else None
+
+
+def mlflow_hint(uri: str, experiment_id: str | None = None) -> str:
+    """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`.
+    With the experiment's id, the link goes to its runs (MLflow 3 opens an experiment on an
+    empty GenAI overview page; the runs are under `#/experiments/<id>/runs`)."""
+    runs = f"/#/experiments/{experiment_id}/runs" if experiment_id else ""
     if uri.startswith(("http://", "https://")):
-        return (f"open {uri} (a server on a cluster head: `ray attach cluster.yaml -p 5000`, "
-                "then http://127.0.0.1:5000)")  # fmt: skip
-    return f"mlflow ui --backend-store-uri {uri}"
+        return (f"open {uri.rstrip('/')}{runs} (a server on a cluster head: forward its port "
+                "first, e.g. `ray attach CLUSTER.yaml -p 5000` with port 5000 free here; "
+                "docs/cluster.md)")  # fmt: skip
+    hint = f"mlflow ui --backend-store-uri {uri}"
+    return hint + (f", then open http://127.0.0.1:5000{runs}" if runs else "")
+
+
+def status_command(job: str, overrides: list[str], watch: float | None = None) -> int:
+    """`ray-nas status`: the job's trials from the store's status and epochs files (works while
+    the sweep runs; local or S3). `watch`: again every `watch` seconds until none is pending or
+    running; Ctrl-C ends it."""
+    spec = specmod.load_spec(job, overrides)
+    from ray_nas.offline.status import format_status, job_status  # pandas: imported on use
+
+    while True:
+        js = job_status(spec)
+        print(format_status(js), flush=True)
+        if watch is None or js.finished:
+            return 0
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            return 0
+        print()
 
 
 def report_command(job: str, overrides: list[str], output: str | None) -> int:
@@ -280,6 +331,7 @@ __all__ = [
     "evaluate_command",
     "report_command",
     "compare_command",
+    "status_command",
 ]
 
 

@@ -14,8 +14,11 @@ already cached; each run is one Ray task under `retrain_map`.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,6 +29,52 @@ from ray_nas.digest import sha256_hex
 from ray_nas.spaces import get_space, name_of
 from ray_nas.spaces.base import Space
 from ray_nas.spaces.recipes import RETRAIN_FIELDS
+
+# ------------------------------------------------------------------------------------------
+# where the retraining runs: the address choice (no Ray import)
+
+
+def ray_address_file() -> Path:
+    """Where `ray start` records the cluster it started on this node (Ray's own file:
+    `$RAY_TMPDIR/ray/ray_current_cluster`, else `/tmp/ray/ray_current_cluster`)."""
+    return Path(os.environ.get("RAY_TMPDIR") or "/tmp", "ray", "ray_current_cluster")
+
+
+def answers(address: str, timeout: float = 2.0) -> bool:
+    """True when something accepts a TCP connection at `address` (host:port, or a URL of one)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return False
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def local_cluster_address(timeout: float = 2.0) -> str | None:
+    """The GCS address of the Ray cluster running on this node (what `ray.init(address="auto")`
+    connects to), or None when none was started here or it no longer answers."""
+    try:
+        address = ray_address_file().read_text().strip()
+    except OSError:
+        return None
+    return address if address and answers(address, timeout) else None
+
+
+def retrain_address() -> tuple[str | None, str]:
+    """(address, why) of the Ray cluster retraining runs on: RAY_ADDRESS when set, else the
+    cluster running on this node; (None, why) when there is none (retraining runs in this
+    process, one run after another)."""
+    env = os.environ.get("RAY_ADDRESS")
+    if env:
+        return env, "RAY_ADDRESS"
+    local = local_cluster_address()
+    if local:
+        return local, f"running on this node, {ray_address_file()}"
+    return None, "no RAY_ADDRESS and no Ray cluster running on this node"
+
 
 #: defaults of the RETRAIN_FIELDS a space's cache does not store
 _ABSENT = {"seed": 0, "recipe": "", "params_m": float("nan")}
