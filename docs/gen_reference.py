@@ -257,6 +257,8 @@ def job_keys_page() -> str:
 
 
 def criteria_page() -> str:
+    from ray_nas import spaces
+    from ray_nas.criteria.parse import default_criteria
     from ray_nas.criteria.registry import CRITERIA, REQUIRED
 
     out = [
@@ -278,6 +280,18 @@ def criteria_page() -> str:
         else:
             out.append("No parameters.")
         out.append("")
+    out += [
+        "## The default set",
+        "",
+        "A job that lists no `criteria:` gets the paper's comparison set, on the ops of the space "
+        "it searches (`ray_nas.criteria.parse.default_criteria`):",
+        "",
+        "| space | criteria (labels) |",
+        "|---|---|",
+    ]
+    for name in spaces.NAMES:
+        labels = ", ".join(f"`{c.label}`" for c in default_criteria(name))
+        out.append(f"| `{name}` | {cell(labels)} |")
     return "\n".join(out) + "\n"
 
 
@@ -308,7 +322,7 @@ def algorithms_page() -> str:
             docs = field_docs(info.settings)
             hints = typing.get_type_hints(info.settings)
             out += [
-                f"Its own keys, `search.{name}.*` ({class_doc(info.settings)}):",
+                f"Its own keys, `search.{name}.*` ({class_doc(info.settings).rstrip('.')}):",
                 "",
                 "| key | type | default | meaning |",
                 "|---|---|---|---|",
