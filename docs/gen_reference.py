@@ -34,7 +34,8 @@ if str(ROOT) not in sys.path:  # `python docs/gen_reference.py` and the MkDocs h
 PREFIX = "reference"
 
 #: meaning of what the code leaves undocumented: "job:KEY", "recipe:SPACE:FIELD",
-#: "command:NAME", "option:COMMAND OPTION" (COMMAND may have two words: "benchmark convert")
+#: "command:NAME", "option:COMMAND OPTION" (COMMAND may have two words: "benchmark convert"),
+#: "api:Job.ATTR" or "api:FUNCTION" (ray_nas.api)
 NOTES: dict[str, str] = {
     "job:store": "where the job's folder `{store}/{name}/` is written: a path or `s3://bucket/prefix`",
     "job:tracking_uri": "MLflow tracking URI: `sqlite:///mlflow.db`, `http://host:5000`, ...; "
@@ -68,6 +69,7 @@ NOTES: dict[str, str] = {
     "recipe:darts:momentum": "SGD momentum",
     "recipe:darts:weight_decay": "SGD weight decay",
     "recipe:darts:grad_clip": "max global L2 norm of the gradients",
+    "api:Job.name": "the job's name (`name:` of its file)",
     "option:analysis restore --lr": "learning rates to study, one column each",
     "option:analysis restore --t1": "the step at which the gradient flips (up to 100,000)",
     "option:analysis restore --momentum": "SGD momentum of the study",
@@ -490,6 +492,51 @@ def commands_page() -> str:
     return "\n".join(out) + "\n"
 
 
+# ------------------------------------------------------------------ notebook API
+
+
+def api_members() -> list[dict]:
+    """`ray_nas.api`'s functions and the public methods and properties of its Job."""
+    from ray_nas import api
+
+    rows = []
+    for name in ("open_job", "criterion", "apply"):
+        fn = getattr(api, name)
+        rows.append(
+            {"name": f"api.{name}", "sig": f"{name}{inspect.signature(fn)}", "doc": fn.__doc__}
+        )
+    for name, member in vars(api.Job).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(member, property):
+            sig, doc = f"job.{name}", member.fget.__doc__
+        else:
+            params = list(inspect.signature(member).parameters.values())[1:]
+            sig = f"job.{name}({', '.join(str(p) for p in params)})"
+            doc = member.__doc__
+        rows.append({"name": f"Job.{name}", "sig": sig, "doc": doc})
+    for r in rows:
+        r["sig"] = r["sig"].replace("'", "")  # postponed annotations print quoted
+        r["doc"] = " ".join((r["doc"] or NOTES.get(f"api:{r['name']}", "")).split())
+    return rows
+
+
+def api_page() -> str:
+    out = [
+        "# Notebook API (reference)",
+        "",
+        "`from ray_nas import api`: a job's store as pandas frames and trajectories, any criteria; "
+        "no Ray, MLflow or torch is imported, and nothing is written. Generated from "
+        "`ray_nas/api.py`; [The store](../store.md) shows it at work.",
+        "",
+        "| call | what |",
+        "|---|---|",
+    ]
+    for r in api_members():
+        out.append(f"| `{cell(r['sig'])}` | {cell(r['doc'])} |")
+    return "\n".join(out) + "\n"
+
+
 # ------------------------------------------------------------------ completeness
 
 
@@ -532,6 +579,7 @@ def undocumented() -> list[str]:
         missing += [
             f"ray-nas {c['name']} argument {a['key']}" for a in c["args"] if not a["help"].strip()
         ]
+    missing += [f"notebook API {r['name']}" for r in api_members() if not r["doc"]]
     return sorted(set(missing))
 
 
@@ -560,6 +608,13 @@ def stale_notes() -> list[str]:
             ok = fld in recipe_docs.get(space, {}) and not recipe_docs[space][fld]
         elif kind == "command":
             ok = what in cmds and not _parser_help(what)
+        elif kind == "api":
+            from ray_nas import api
+
+            owner, _, attr = what.partition(".")
+            obj = getattr(api.Job if owner == "Job" else api, attr, None)
+            obj = obj.fget if isinstance(obj, property) else obj
+            ok = obj is not None and not (obj.__doc__ or "").strip()
         elif kind == "option":
             cmd, _, opt = what.rpartition(" ")
             c = cmds.get(cmd)
@@ -615,6 +670,7 @@ def pages() -> dict[str, str]:
         f"{PREFIX}/algorithms.md": algorithms_page(),
         f"{PREFIX}/spaces.md": spaces_page(),
         f"{PREFIX}/commands.md": commands_page(),
+        f"{PREFIX}/api.md": api_page(),
     }
 
 

@@ -124,6 +124,13 @@ def test_the_pages_name_every_key_criterion_algorithm_space_and_command():
     assert "## `ray-nas benchmark convert-nb101`" in cmds
     assert "| `--only-1shot1` |" in cmds
 
+    from ray_nas import api
+
+    api_page = pages["reference/api.md"]
+    public = [n for n in vars(api.Job) if not n.startswith("_")]
+    for name in ["open_job", "criterion", "apply", *(f"job.{n}" for n in public)]:
+        assert f"| `{name}" in api_page, name
+
 
 @pytest.mark.slow
 def test_mkdocs_build_strict(tmp_path):
