@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test quickstart lint format clean
+.PHONY: venv test quickstart docs docs-serve lint format clean
 
 $(BIN)/ray-nas: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,13 @@ test: venv
 quickstart: venv
 	$(BIN)/ray-nas sweep jobs/quickstart.yaml
 
+# the docs site (docs/, mkdocs.yml) into site/; the reference pages are generated from the code
+docs: venv
+	$(BIN)/python -m mkdocs build --strict
+
+docs-serve: venv
+	$(BIN)/python -m mkdocs serve
+
 lint: venv
 	$(BIN)/ruff check ray_nas tests benchmarks jobs
 	$(BIN)/ruff format --check ray_nas tests benchmarks jobs
@@ -27,4 +34,4 @@ format: venv
 	$(BIN)/ruff check --fix ray_nas tests benchmarks jobs
 
 clean:
-	rm -rf runs mlflow.db .pytest_cache
+	rm -rf runs mlflow.db .pytest_cache site
