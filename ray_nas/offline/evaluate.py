@@ -35,6 +35,7 @@ from ray_nas.offline.select import (  # noqa: F401 - the names callers knew from
 )
 from ray_nas.offline.select import load_benchmark as _load_benchmark  # noqa: F401
 from ray_nas.offline.summary import diverged_lines, format_summary, summarize  # noqa: F401
+from ray_nas.search.integrity import redo_command
 
 
 @dataclass
@@ -72,9 +73,7 @@ def run_evaluate(
     log(f"evaluate {spec.name}: {len(res.trials)} trials, {len(res.criteria)} criteria, "
         f"{time.perf_counter() - t0:.1f}s to read")  # fmt: skip
     for rid, why in sorted(res.problems.items()):
-        log(
-            f"  skipped trial {rid}: {why} (`ray-nas sweep {spec.source} --redo {rid}` runs it again)"
-        )
+        log(f"  skipped trial {rid}: {why} (`{redo_command(spec, rid)}` runs it again)")
     sel = res.fresh
     uncovered = res.benchmark is None or res.metric is None or res.metric not in sel
     if uncovered and spec.evaluate.retrain is not None:
