@@ -67,6 +67,13 @@ def run_evaluate(
     _ = res.criteria, res.benchmark  # their one-line errors come before reading trajectories
     job_dir = spec.job_dir
     if not res.trials:
+        if res.problems:  # every trial skipped: say why, not "run it first"
+            rid, why = sorted(res.problems.items())[0]
+            n = len(res.problems)
+            raise FileNotFoundError(
+                f"{job_dir}: no readable trajectory ({n} trial{'s' * (n > 1)} skipped; trial "
+                f"{rid}: {why}; `{redo_command(spec, rid)}` runs it again)"
+            )
         raise FileNotFoundError(
             f"{job_dir}: no readable trajectory (run `ray-nas sweep` or `ray-nas search` first)"
         )

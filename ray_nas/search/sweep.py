@@ -98,8 +98,8 @@ def _grpc_problem(sock: socket.socket, timeout: float) -> str | None:
         return None
     if not head:
         return "the connection was closed without an answer"
-    if head.startswith(b"HTTP/"):
-        return "an HTTP/1 server answered"
+    if head.startswith((b"HTTP/", b"<")):  # a status line, or an error page without one
+        return "an HTTP server answered"
     return f"an unknown protocol answered ({head[:9]!r})"
 
 

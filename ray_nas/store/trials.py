@@ -339,13 +339,17 @@ class TrialData:
         return name_of(self.config)
 
 
+class MisplacedFileError(ValueError):
+    """A trial's two trajectory files name different trials (ray_nas.run_id metadata)."""
+
+
 def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
     ep = read_parquet_file(epochs_path, fs)
     al = read_parquet_file(alphas_path, fs)
     meta = {k.decode(): v.decode() for k, v in (ep.schema.metadata or {}).items()}
     other = (al.schema.metadata or {}).get(b"ray_nas.run_id", b"").decode()
     if other and meta.get("ray_nas.run_id") and other != meta["ray_nas.run_id"]:
-        raise ValueError(
+        raise MisplacedFileError(
             f"its epochs file is trial {meta['ray_nas.run_id']}'s but its alphas file is trial "
             f"{other}'s (ray_nas.run_id in the files' metadata)"
         )
@@ -457,6 +461,8 @@ def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str,
         paths = trial_paths(job_dir, rid)
         try:
             trial = _read_trial(_fs_path(paths["epochs"])[1], _fs_path(paths["alphas"])[1], fs)
+        except MisplacedFileError as e:
+            return rid, None, f"misplaced: {e}"
         except FileNotFoundError:
             missing = [t for t in ("epochs", "alphas") if not exists(paths[t])]
             return rid, None, f"missing {' and '.join(missing) or 'a'} file under {job_dir}"
