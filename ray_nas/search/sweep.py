@@ -147,7 +147,13 @@ def _trainable(config: dict) -> None:
                      "skips": space.skips(rec.arch), "arch": rec.arch, "run_id": rid})  # fmt: skip
 
     status = run_trial(
-        spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record
+        spec,
+        cfg,
+        rid,
+        progress=False,
+        log=lambda s: print(f"[{rid}] {s}"),
+        on_record=on_record,
+        claim=False,  # the driver wrote job.yaml (run_sweep) before any trial started
     )
     metrics.close()
     if status == "skipped":

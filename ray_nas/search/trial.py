@@ -46,10 +46,13 @@ def run_trial(
     progress: bool = True,
     log: Callable[[str], None] = print,
     on_record: Callable[[object], None] | None = None,
+    claim: bool = True,
 ) -> str:
     """Run or resume one search; returns its final status (completed | stopped | diverged | skipped).
 
     `on_record(record)` is called after each epoch is stored (the sweep reports to Tune there).
+    `claim`: write the store's job.yaml before the first write (integrity.write_job_yaml); the
+    sweep's driver claims it for its trials (which carry the job without its grid).
     Damaged files are refused before any write (integrity.trial_problem); an unreadable checkpoint
     restarts the trial from scratch, its recorded files kept under `{job}/redo/`.
     """
@@ -75,7 +78,8 @@ def run_trial(
     data = load_dataset(
         cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.data_split_seed
     )  # fails before any write
-    write_job_yaml(spec)  # the store is this job's before the first write (first writer wins)
+    if claim:  # the store is this job's before the first write (first writer wins)
+        write_job_yaml(spec)
     space = get_space(cfg.space)
     rows = space.rows()
     writer = store.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
