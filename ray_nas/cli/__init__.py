@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         from ray_nas.search import integrity
 
         integrity.COMMAND_LINE = ["ray-nas", *(sys.argv[1:] if argv is None else map(str, argv))]
+    elif "ray_nas.search.integrity" in sys.modules:  # an earlier command of this process
+        sys.modules["ray_nas.search.integrity"].COMMAND_LINE = None
     # tracking imports urllib and ssl, a tenth of the CLI's start: imported on use
     from ray_nas.tracking import TrackingError
 

@@ -215,7 +215,7 @@ def run_sweep(
     unknown = [r for r in redo if r not in rids]
     if unknown:
         raise SpecError(f"--redo {unknown[0]}: not a trial of this grid (`--dry-run` lists them)")
-    check_trials(spec, [r for r in rids if r not in redo], "sweep")
+    check_trials(spec, [r for r in rids if r not in redo], "sweep", log=log)
     st = store.read_status(spec.job_dir)
     done = set(st.loc[st["status"].isin(FINAL_STATUSES), "run_id"]) if len(st) else set()
     retrain = evaluate and spec.evaluate.retrain is not None
