@@ -5,7 +5,9 @@ table, report as artifacts); one child run per trial (its resolved config as par
 metrics with step=epoch, per criterion `<label>.stop_epoch` and `<label>.<metric>`).
 
 Idempotent: every run carries a deterministic key tag `ray_nas.key` (`job:<name>`,
-`trial:<run_id>`). A rerun finds the runs by key; a FINISHED run only gets what is new (epochs
+`trial:<run_id>`); a job's parent run also carries its store (`ray_nas.store`, the job folder), so
+two stores of one job name (a quick `--set store=...` search) are two parent runs, each with its
+own trials (a trial run is found under its parent); a parent from before that tag is adopted. A rerun finds the runs by key; a FINISHED run only gets what is new (epochs
 past its `ray_nas.epochs` tag, criteria values that changed); a run left unfinished by a crash is
 deleted and written again. Nothing is logged twice.
 """
@@ -32,6 +34,7 @@ from ray_nas.offline.select import SELECTION_COLUMNS
 
 KEY_TAG = "ray_nas.key"
 EPOCHS_TAG = "ray_nas.epochs"
+STORE_TAG = "ray_nas.store"
 EPOCH_METRICS = (
     "train_loss",
     "train_acc",
@@ -139,9 +142,21 @@ def _runs_by_key(client, exp_id: str) -> dict[str, list]:
             return out
 
 
+def store_key(spec) -> str:
+    """The job's folder as the parent run's STORE_TAG: a URI as given, a local path absolute."""
+    return spec.job_dir if "://" in spec.job_dir else os.path.abspath(spec.job_dir)
+
+
+def _of_store(runs: list, key: str) -> list:
+    """The parent runs of this store: tagged with it, else (none) those from before the tag."""
+    mine = [r for r in runs if r.data.tags.get(STORE_TAG) == key]
+    return mine or [r for r in runs if STORE_TAG not in r.data.tags]
+
+
 def _get_or_create(
-    client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log
-):
+    client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log,
+    tags: dict | None = None,
+):  # fmt: skip
     """(run, fresh) for a key: a FINISHED run is reused (the caller marks it RUNNING only if it
     writes to it); unfinished or duplicate runs are deleted."""
     runs = existing.get(key, [])
@@ -152,7 +167,7 @@ def _get_or_create(
             log(f"  mlflow: replaced the unfinished run {r.info.run_id} of {key}")
     if keep is not None:
         return keep, False
-    tags = {KEY_TAG: key, EPOCHS_TAG: "0"}
+    tags = {KEY_TAG: key, EPOCHS_TAG: "0", **(tags or {})}
     if parent:
         tags["mlflow.parentRunId"] = parent
     return client.create_run(exp_id, tags=tags, run_name=name), True
@@ -214,10 +229,16 @@ def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) 
     client = _client(spec.tracking_uri)
     exp_id = _experiment(client, spec.name)
     existing = _runs_by_key(client, exp_id)
-    parent, fresh = _get_or_create(
-        client, exp_id, existing, f"job:{spec.name}", spec.name, None, log
-    )
+    where, key = store_key(spec), f"job:{spec.name}"
+    parent, fresh = _get_or_create(client, exp_id, {key: _of_store(existing.get(key, []), where)},
+                                   key, spec.name, None, log, tags={STORE_TAG: where})  # fmt: skip
     pid = parent.info.run_id
+    if parent.data.tags.get(STORE_TAG) != where:
+        client.set_tag(pid, STORE_TAG, where)  # a parent from before the tag: this store's now
+    existing = {  # this parent's trial runs only: another store's are not touched
+        k: [r for r in v if r.data.tags.get("mlflow.parentRunId") == pid]
+        for k, v in existing.items()
+    }
     if not fresh:
         client.update_run(pid, status="RUNNING")  # the summary artifacts are rewritten below
     counts = {"created": 0, "updated": 0, "unchanged": 0, "epochs_logged": 0}
@@ -290,7 +311,8 @@ def log_artifact_to_job(spec, path: str) -> None:
     exp = client.get_experiment_by_name(spec.name)
     if exp is None:
         return
-    runs = _runs_by_key(client, exp.experiment_id).get(f"job:{spec.name}", [])
+    runs = _of_store(_runs_by_key(client, exp.experiment_id).get(f"job:{spec.name}", []),
+                     store_key(spec))  # fmt: skip
     if runs:
         client.log_artifact(runs[0].info.run_id, path)
 

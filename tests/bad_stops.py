@@ -29,3 +29,13 @@ def needs_level(traj: Trajectory, level: float, ops: list[str] = ("none",)) -> S
 
 
 NOT_CALLABLE = 3
+
+
+def exits(traj: Trajectory) -> StopResult:
+    import sys
+
+    sys.exit(3)
+
+
+def interrupts(traj: Trajectory) -> StopResult:
+    raise KeyboardInterrupt

@@ -222,13 +222,13 @@ def test_example_criterion_online_and_offline(ray_session, write_job, capsys):
 
 
 def test_rule_breaker_online_fails_its_trial_with_one_line(tiny_store, capsys):
-    spec = load_spec(tiny_store, ["search.seed=9"])
+    # another search than the store's job (its job.yaml): a store of its own
+    other = [f"store={tiny_store.parent / 'store_seed9'}", "search.seed=9"]
+    spec = load_spec(tiny_store, other)
     rid = expand_grid(spec)[0][1]
     stop = 'stop={name: "tests.bad_stops:raises"}'
-    assert (
-        cli.main(["search", str(tiny_store), "--quiet", "--set", stop, "--set", "search.seed=9"])
-        == 2
-    )
+    sets = [a for o in other for a in ("--set", o)]
+    assert cli.main(["search", str(tiny_store), "--quiet", "--set", stop, *sets]) == 2
     err = _one_error_line(capsys, "search", "raised RuntimeError: boom at the last epoch")
     assert f"trial {rid}: online stop: criterion 'tests.bad_stops:raises'" in err
     st = store.read_status(spec.job_dir).set_index("run_id").loc[rid]

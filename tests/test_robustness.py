@@ -166,8 +166,8 @@ BAD_INPUT = [
      "split_file: /nonexistent/split.txt not found"),
     ("sweep, split file missing", _with("sweep", "--no-evaluate", search={"split_file": "/nonexistent/split.txt"}), 2,
      "search.split_file: /nonexistent/split.txt not found"),
-    ("search, garbage job.yaml in the store", _garbage_job_yaml("search"), 2, "not a readable job file"),
-    ("sweep, garbage job.yaml in the store", _garbage_job_yaml("sweep"), 2, "not a readable job file"),
+    ("search, garbage job.yaml in the store", _garbage_job_yaml("search"), 2, "damaged job file"),
+    ("sweep, garbage job.yaml in the store", _garbage_job_yaml("sweep"), 2, "damaged job file"),
     ("report -o a folder", _report_to("afolder"), 2, "is a folder"),
     ("report -o under a file", _report_to("afile/report.html"), 2, "afile"),
     ("benchmark convert of a text file", _convert_not_a_benchmark, 2, "is not a NAS-Bench-201 file"),
@@ -278,6 +278,13 @@ def _set_status(paths, **changes):
     stored.write_status(str(paths["status"].parents[2]), row["run_id"], row)
 
 
+def _set_file_run_id(path: Path, rid: str) -> None:
+    """Rewrite a trajectory file's `ray_nas.run_id` metadata (a file that names another trial)."""
+    t = pq.read_table(path)
+    meta = {**(t.schema.metadata or {}), b"ray_nas.run_id": rid.encode()}
+    pq.write_table(t.replace_schema_metadata(meta), path)
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -386,6 +393,7 @@ def test_evaluate_names_the_redo_for_a_damaged_trial(base_store, tmp_path, capsy
     other = tmp_path / "store" / "tiny"
     for table in ("epochs", "alphas"):  # a second, whole trial under another run_id
         shutil.copytree(other / table / f"run_id={rid}", other / table / "run_id=feedfeedfeed")
+        _set_file_run_id(other / table / "run_id=feedfeedfeed" / "part-0.parquet", "feedfeedfeed")
     paths["alphas"].unlink()
     rc, out, err = _cli(capsys, "evaluate", job, "--set", "evaluate.retrain=null")
     assert rc == 0, err
@@ -411,7 +419,9 @@ def test_diverging_search_stops_as_diverged(tmp_path, capsys):
     assert np.isfinite(ep.valid_loss).all()
     # a rerun does not run it again; evaluate shows it
     rc, out, _ = _cli(capsys, "search", job, "--quiet")
-    assert rc == 0 and "already complete" in out
+    assert (
+        rc == 0 and f"already ended under {tmp_path}/store/div: diverged at epoch {k} of 2" in out
+    )
     rc, out, err = _cli(capsys, "evaluate", job, "--set", "evaluate.retrain=null")
     assert rc == 0, err
     assert "diverged: 1 trials" in out and rid in out

@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     on stderr, exit 2. Anything else (a bug): one line and exit 1, the traceback with
     RAY_NAS_TRACEBACK=1."""
     args = build_parser().parse_args(argv)
+    if args.command in ("sweep", "search", "evaluate"):  # the `--redo` hints repeat what was typed
+        from ray_nas.search import integrity
+
+        integrity.COMMAND_LINE = ["ray-nas", *(sys.argv[1:] if argv is None else map(str, argv))]
+    elif "ray_nas.search.integrity" in sys.modules:  # an earlier command of this process
+        sys.modules["ray_nas.search.integrity"].COMMAND_LINE = None
     # tracking imports urllib and ssl, a tenth of the CLI's start: imported on use
     from ray_nas.tracking import TrackingError
 

@@ -57,8 +57,6 @@ def search_command(
             file=sys.stderr,
         )
         return 1
-    if not store.exists(f"{spec.job_dir}/job.yaml"):
-        integrity.write_job_yaml(spec)  # a later sweep or search of another job is refused
     store.consolidate_trials(spec.job_dir)  # trials.parquet: one row per trial of the job
     if status != "skipped":
         print(f"search {rid} {status} in {time.perf_counter() - t0:.1f}s")
@@ -90,7 +88,7 @@ def sweep_command(
     from ray_nas.tracking import check_tracking
 
     check_tracking(spec.tracking_uri)
-    run_sweep(spec, trials, redo=tuple(redo))
+    run_sweep(spec, trials, redo=tuple(redo), evaluate=evaluate)
     if evaluate:
         return evaluate_command(job, overrides, use_ray=True)
     print(f"next: ray-nas evaluate {job}")

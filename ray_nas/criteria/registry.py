@@ -144,7 +144,8 @@ def apply_checked(
 ) -> StopResult:
     """Call a criterion and enforce the shared rules on what it returns.
 
-    Raises CriterionError (one line naming the function) when it raises, returns something other
+    Raises CriterionError (one line naming the function) when it raises (SystemExit and
+    KeyboardInterrupt included), returns something other
     than a StopResult, an epoch outside 1..T (0 only when T = 0), a not-fired epoch other than T,
     or an arch other than the one recorded at its epoch. Non-finite epochs are ignored: the
     criterion sees `traj.finite_prefix()` (a diverged search's epochs before the divergence).
@@ -155,6 +156,13 @@ def apply_checked(
         r = info.fn(traj, **params)
     except Exception as e:
         raise CriterionError(f"{who} raised {type(e).__name__}: {first_line(e, 300)}") from e
+    except SystemExit as e:  # sys.exit() in a user's function: never a silent end of the command
+        raise CriterionError(
+            f"{who} called sys.exit({e.code!r}); a criterion returns a StopResult (raise an "
+            "exception to report a problem)"
+        ) from None
+    except KeyboardInterrupt:
+        raise CriterionError(f"{who} was interrupted (KeyboardInterrupt) while it ran") from None
     return _checked_result(r, who, traj)
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ray_nas.offline import select as sl
 from ray_nas.offline.results import JobResults
+from ray_nas.offline.summary import diverged_lines
 
 CELL_COLUMNS = ["job", "group", "label", "metric", "n", "mean", "std", "stop_epoch", "fired"]
 
@@ -55,6 +56,7 @@ def compare_jobs(jobs: Sequence[JobResults], items: Sequence | None = None) -> C
         specs = job.criteria_of(items)
         sel = job.select(None if items is None else specs, job_notes)  # None: the job's own
         notes += [f"{name}: {n}" for n in job_notes]
+        notes += trial_notes(job)
         metric = sl.score_column(sel, job.metric)
         if metric is None:
             notes.append(f"{name}: no benchmark or retrained accuracy; ranks left empty")
@@ -65,6 +67,17 @@ def compare_jobs(jobs: Sequence[JobResults], items: Sequence | None = None) -> C
         means[name] = value.groupby(sel["label"]).mean().sort_index(key=lambda s: s.map(order))
     table = pd.concat(cells, ignore_index=True)[CELL_COLUMNS]
     return Comparison(names, list(labels), table, _ranks(names, list(labels), means), notes)
+
+
+def trial_notes(job: JobResults) -> list[str]:
+    """What `ray-nas evaluate` says about a job's trials besides the table: the trials skipped
+    (unreadable, missing or misplaced files; not counted in n) and the trials that diverged
+    (scored at their last finite epoch)."""
+    name, out = job.spec.name, []
+    for rid, why in sorted(job.problems.items()):
+        out.append(f"{name}: skipped trial {rid}: {why} (not counted in its cells)")
+    out += [f"{name}: {line.strip()}" for line in diverged_lines(job.status)]
+    return out
 
 
 def _ranks(names: list[str], labels: list[str], means: dict[str, pd.Series]) -> pd.DataFrame:

@@ -37,6 +37,7 @@ from ray_nas.offline.select import (  # noqa: F401 - the names callers knew from
 from ray_nas.offline.select import load_benchmark as _load_benchmark  # noqa: F401
 from ray_nas.offline.summary import diverged_lines, format_summary, summarize  # noqa: F401
 from ray_nas.spaces import get_space
+from ray_nas.search.integrity import redo_command
 
 
 @dataclass
@@ -68,15 +69,20 @@ def run_evaluate(
     _ = res.criteria, res.benchmark  # their one-line errors come before reading trajectories
     job_dir = spec.job_dir
     if not res.trials:
+        if res.problems:  # every trial skipped: say why, not "run it first"
+            rid, why = sorted(res.problems.items())[0]
+            n = len(res.problems)
+            raise FileNotFoundError(
+                f"{job_dir}: no readable trajectory ({n} trial{'s' * (n > 1)} skipped; trial "
+                f"{rid}: {why}; `{redo_command(spec, rid)}` runs it again)"
+            )
         raise FileNotFoundError(
             f"{job_dir}: no readable trajectory (run `ray-nas sweep` or `ray-nas search` first)"
         )
     log(f"evaluate {spec.name}: {len(res.trials)} trials, {len(res.criteria)} criteria, "
         f"{time.perf_counter() - t0:.1f}s to read")  # fmt: skip
     for rid, why in sorted(res.problems.items()):
-        log(
-            f"  skipped trial {rid}: {why} (`ray-nas sweep {spec.source} --redo {rid}` runs it again)"
-        )
+        log(f"  skipped trial {rid}: {why} (`{redo_command(spec, rid)}` runs it again)")
     sel = res.fresh
     uncovered = res.benchmark is None or res.metric is None or res.metric not in sel
     if uncovered and spec.evaluate.retrain is not None:

@@ -9,7 +9,9 @@ nor skipped as complete: the command refuses, touching nothing, and names the wa
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import time
 import uuid
 
@@ -19,12 +21,15 @@ from ray_nas import store
 from ray_nas.config import (
     JobSpec,
     SpecError,
+    flatten,
     resolve_search,
     resolved_job_dict,
     run_id,
+    to_dict,
     yaml_error_line,
     yaml_load,
 )
+from ray_nas.digest import sha256_hex
 from ray_nas.errors import first_line
 
 #: Job keys that define WHAT is searched: a store holding the same job name with other values is
@@ -35,25 +40,48 @@ IDENTITY_KEYS = ("grid", "search")
 FINAL_STATUSES = ("completed", "stopped", "diverged")
 
 
+#: The first line of a job.yaml this version writes: the sha256 of the rest, so a cut or damaged
+#: file is told from another job's file (older job.yaml files have no such line: still read).
+_HEADER = "# ray-nas job.yaml sha256="
+
+
 def check_job_identity(spec: JobSpec) -> None:
-    """Raise SpecError if `{store}/{job}/job.yaml` describes a different grid or search defaults."""
+    """Raise SpecError if `{store}/{job}/job.yaml` describes a different grid or search defaults,
+    or is damaged (empty, cut, not a job mapping: named as damaged, never as another job)."""
     path = f"{spec.job_dir}/job.yaml"
     data = store.read_bytes(path)
     if data is None:
         return
+    _check_identity(spec, path, data)
+
+
+def _damaged(path: str, why: str) -> SpecError:
+    return SpecError(
+        f"{path}: damaged job file ({why}); restore it, or move it aside to adopt this job's "
+        "settings (nothing was changed)"
+    )
+
+
+def _check_identity(spec: JobSpec, path: str, data: bytes) -> None:
     try:
-        old = yaml_load(data.decode()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        why = yaml_error_line(e) if isinstance(e, yaml.YAMLError) else "not text"
-        raise SpecError(
-            f"{path}: not a readable job file ({why}); restore it, or move it aside to adopt "
-            "this job's settings (nothing was changed)"
-        ) from None
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise _damaged(path, "not text") from None
+    if not text.strip():
+        raise _damaged(path, "empty")
+    if text.startswith(_HEADER):
+        head, _, body = text.partition("\n")
+        if head[len(_HEADER) :].strip() != sha256_hex(body):
+            raise _damaged(path, "its content does not match its checksum: cut or edited")
+    try:
+        old = yaml_load(text)
+    except yaml.YAMLError as e:
+        raise _damaged(path, f"not readable YAML: {yaml_error_line(e)}") from None
     if not isinstance(old, dict):
-        raise SpecError(
-            f"{path}: not a job mapping; restore it, or move it aside to adopt this job's "
-            "settings (nothing was changed)"
-        )
+        raise _damaged(path, "not a job mapping")
+    missing = [k for k in ("name", *IDENTITY_KEYS) if k not in old]
+    if missing:
+        raise _damaged(path, f"no `{missing[0]}` in it")
     new = resolved_job_dict(spec)
     for key in IDENTITY_KEYS:
         same = (
@@ -114,28 +142,72 @@ def _missing_folders(path: str) -> list[str]:
     return out
 
 
+def job_yaml_bytes(spec: JobSpec) -> bytes:
+    """The resolved spec as job.yaml holds it: a checksum line, then the YAML."""
+    body = yaml.safe_dump(resolved_job_dict(spec), sort_keys=False)
+    return f"{_HEADER}{sha256_hex(body)}\n{body}".encode()
+
+
 def write_job_yaml(spec: JobSpec) -> None:
-    """`{store}/{job}/job.yaml`: the resolved spec (what check_job_identity compares against)."""
-    store.write_bytes(
-        f"{spec.job_dir}/job.yaml",
-        yaml.safe_dump(resolved_job_dict(spec), sort_keys=False).encode(),
-    )
+    """Claim the store for this job before its first trial starts: `{store}/{job}/job.yaml` (the
+    resolved spec, what check_job_identity compares against) is created atomically, the first
+    writer wins, and a job.yaml found there (written meanwhile by another search of this store)
+    is checked like one found before: a different job is refused (SpecError).
+
+    Local stores: a hard link of a complete temporary file, which fails if job.yaml exists. Object
+    stores have no create-if-absent here: the file is written, then read back and compared."""
+    path = f"{spec.job_dir}/job.yaml"
+    data = job_yaml_bytes(spec)
+    if "://" not in path:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{folder}/.job.yaml.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, os.path.abspath(path))
+            return
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    elif store.read_bytes(path) is None:
+        store.write_bytes(path, data)
+    _check_identity(spec, path, store.read_bytes(path) or b"")
 
 
 def trial_problem(job_dir: str, rid: str) -> str | None:
     """Why the trial's stored files cannot be trusted, or None when they are whole (or absent).
 
-    A finished trial (FINAL_STATUSES) needs both trajectory files readable and consistent
-    (epochs 0..T once each, matching alphas) with T = its epochs_done. An unfinished one with a
-    checkpoint needs both files readable (resuming keeps their epochs up to the checkpoint's); one
-    without a checkpoint starts from scratch, so nothing it holds is relied on.
+    A trajectory file whose metadata names another run_id is never trusted (misplaced). A finished
+    trial (FINAL_STATUSES) needs both trajectory files readable and consistent (epochs 0..T once
+    each, matching alphas) with T = its epochs_done. An unfinished one with a checkpoint needs both
+    files readable (resuming keeps their epochs up to the checkpoint's); one without a checkpoint
+    starts from scratch, so nothing it holds is relied on, unless its status is lost: recorded
+    files without a status nor a checkpoint are a finished trial's (rebuild_status rebuilds the
+    status of a whole, complete one; any other is refused rather than searched again over).
     """
     paths = store.trial_paths(job_dir, rid)
     status = status_row(paths["status"])
     final = status is not None and status.get("status") in FINAL_STATUSES
-    if not final and not store.exists(paths["checkpoint"]):
+    present = [k for k in ("epochs", "alphas") if store.exists(paths[k])]
+    for kind in present:
+        try:
+            owner = store.file_run_id(paths[kind])
+        except Exception:  # noqa: BLE001 - unreadable: said below where it matters
+            owner = None
+        if owner and owner != rid:
+            return (f"its {kind} file belongs to trial {owner} (ray_nas.run_id in its metadata): "
+                    "misplaced")  # fmt: skip
+    ckpt = store.exists(paths["checkpoint"])
+    if status is None and not ckpt and present:
+        return (f"its status file is {'unreadable' if store.exists(paths['status']) else 'missing'} "
+                f"and it has no checkpoint, but its {' and '.join(present)} files hold a recorded "
+                "search that did not end at its last epoch (stopped online, diverged or cut): "
+                "its status cannot be rebuilt")  # fmt: skip
+    if not final and not ckpt:
         return None
-    missing = [k for k in ("epochs", "alphas") if not store.exists(paths[k])]
+    missing = [k for k in ("epochs", "alphas") if k not in present]
     if missing:
         kept = [k for k in ("epochs", "alphas", "checkpoint") if store.exists(paths[k])]
         return f"its {' and '.join(missing)} file is missing" + (
@@ -155,6 +227,50 @@ def trial_problem(job_dir: str, rid: str) -> str | None:
     return None
 
 
+def config_columns(cfg) -> dict:
+    """The resolved search fields as dotted columns; lists as JSON strings (stable Parquet types)."""
+    return {
+        k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(to_dict(cfg)).items()
+    }
+
+
+def rebuild_status(job_dir: str, rid: str) -> str | None:
+    """A trial whose status file is lost or unreadable, with no checkpoint (every finished trial
+    under `keep_checkpoints: false`), whose whole files are its own and reach its last epoch: its
+    status is rebuilt as completed (an unreadable status file moved to `{job}/redo/` first).
+    Returns what was done, or None when there was nothing to rebuild. Any other such trial is
+    left as it is (trial_problem refuses it)."""
+    paths = store.trial_paths(job_dir, rid)
+    if (
+        status_row(paths["status"]) is not None
+        or store.exists(paths["checkpoint"])
+        or not (store.exists(paths["epochs"]) and store.exists(paths["alphas"]))
+    ):
+        return None
+    try:
+        trial = store.read_trial(job_dir, rid)
+        cfg = resolve_search(trial.config)
+    except Exception:  # noqa: BLE001 - unreadable or foreign: trial_problem says why
+        return None
+    last = int(trial.epochs["epoch"][-1])
+    if trial.run_id not in ("", rid) or run_id(cfg) != rid or last != cfg.total_epochs:
+        return None
+    kept = ""
+    if store.exists(paths["status"]):
+        folder = f"{job_dir.rstrip('/')}/redo/{rid}-{time.strftime('%Y%m%d-%H%M%S')}"
+        store.move(paths["status"], f"{folder}/status-{store.PART}")
+        kept = f" (the unreadable one kept in {folder})"
+    now = time.time()
+    store.write_status(job_dir, rid, {
+        "run_id": rid, "status": "completed", "epochs_done": last,
+        "total_epochs": cfg.total_epochs, "stop_epoch": None, "stop_reason": None,
+        "diverged_epoch": None, "error": None, "started": now, **config_columns(cfg),
+        "updated": now,
+    })  # fmt: skip
+    return (f"trial {rid}: status file {'unreadable' if kept else 'missing'}; rebuilt as completed "
+            f"from its whole files (epochs 0..{last}){kept}")  # fmt: skip
+
+
 def status_row(path: str) -> dict | None:
     """The status file's one row, or None when it is missing or unreadable."""
     try:
@@ -163,8 +279,12 @@ def status_row(path: str) -> dict | None:
         return None
 
 
-def check_trials(spec: JobSpec, rids: list[str], command: str) -> None:
-    """SpecError naming every damaged trial among `rids` and the command that redoes it."""
+def check_trials(spec: JobSpec, rids: list[str], command: str | None = None, log=print) -> None:
+    """SpecError naming every damaged trial among `rids` and the command that redoes it (a lost
+    status rebuilt first where the files allow: rebuild_status)."""
+    for rid in rids:
+        if said := rebuild_status(spec.job_dir, rid):
+            log(said)
     bad = {rid: why for rid in rids if (why := trial_problem(spec.job_dir, rid))}
     if not bad:
         return
@@ -172,8 +292,36 @@ def check_trials(spec: JobSpec, rids: list[str], command: str) -> None:
     more = f" (and {len(bad) - 1} more: {', '.join(list(bad)[1:])})" if len(bad) > 1 else ""
     raise SpecError(
         f"trial {rid} under {spec.job_dir}: {why}{more}; nothing was changed. Redo it with "
-        f"`ray-nas {command} {spec.source} --redo {rid}` (its files are moved aside, not deleted)"
+        f"`{redo_command(spec, rid, command)}` (its files are moved aside, not deleted)"
     )
+
+
+#: The command line as the user typed it (`ray-nas sweep job.yaml --set ...`), set by the CLI so
+#: that the `--redo` hints repeat it; None outside the CLI.
+COMMAND_LINE: list[str] | None = None
+
+
+def redo_command(spec: JobSpec, rid: str, command: str | None = None) -> str:
+    """`ray-nas <command> JOB [--set ...] --redo RID`: the command typed (its --set options kept,
+    any --redo it had replaced), else one built from the job file (command: sweep by default)."""
+    line = COMMAND_LINE
+    if line and len(line) > 2 and line[1] in ("sweep", "search", "evaluate"):
+        typed = line[1] if line[1] != "evaluate" else "sweep"  # evaluate's trials: the sweep's
+        if command is None or command == typed:
+            args, skip = [line[0], typed], False
+            for a in line[2:]:
+                if skip:
+                    skip = False
+                    if line[1] == "sweep" or not a.startswith("-"):
+                        continue  # the RUN_ID of --redo (search's --redo may have none)
+                if a == "--redo":
+                    skip = True
+                    continue
+                if a.startswith("--redo=") or (line[1] == "evaluate" and a == "--no-evaluate"):
+                    continue
+                args.append(a)
+            return shlex.join([*args, "--redo", rid])
+    return f"ray-nas {command or 'sweep'} {shlex.quote(spec.source or '<job.yaml>')} --redo {rid}"
 
 
 def redo_trial(job_dir: str, rid: str) -> str | None:

@@ -40,22 +40,86 @@ from ray_nas.spaces import get_space
 
 
 def check_ray_address(timeout: float = 5.0) -> None:
-    """A clear error when RAY_ADDRESS names a host:port nothing answers on."""
+    """A clear error, within about `timeout` seconds, when RAY_ADDRESS names a host:port nothing
+    answers on, or where something other than Ray answers (ray.init would retry for minutes).
+
+    host:port and ray://host:port are gRPC servers (Ray's GCS, the Ray client server): they answer
+    an HTTP/2 connection preface with a SETTINGS frame. http(s)://host:port is Ray's dashboard:
+    its /api/version names a ray_version."""
     addr = os.environ.get("RAY_ADDRESS", "")
     if not addr or addr == "auto" or addr.startswith("local"):
         return
-    hostport = addr.split("://", 1)[-1].rstrip("/")
+    scheme, _, hostport = addr.rpartition("://")
+    hostport = hostport.rstrip("/")
     host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or scheme not in ("", "ray", "http", "https"):
         raise SpecError(
             f"RAY_ADDRESS={addr!r}: expected host:port, ray://host:port or http://host:port"
         )
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as e:
         raise SpecError(
             f"RAY_ADDRESS={addr}: no Ray cluster answers there ({e.strerror or e})"
         ) from None
+    with sock:
+        why = (
+            _dashboard_problem(addr, timeout)
+            if scheme.startswith("http")
+            else _grpc_problem(sock, timeout)
+        )
+    if why:
+        raise SpecError(
+            f"RAY_ADDRESS={addr}: not a Ray cluster ({why}); set it to the head node's GCS "
+            "address (host:6379), ray://host:10001 or the dashboard's http://host:8265"
+        )
+
+
+#: the HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113, 3.4 and 6.5)
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _grpc_problem(sock: socket.socket, timeout: float) -> str | None:
+    """None when the peer speaks HTTP/2 (a gRPC server: its first frame is SETTINGS), else why not."""
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(_H2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except TimeoutError:
+        return f"nothing answered within {timeout:g}s"
+    except OSError as e:
+        return f"the connection failed: {e.strerror or e}"
+    if len(head) == 9 and head[3] == 0x04:  # frame type SETTINGS
+        return None
+    if not head:
+        return "the connection was closed without an answer"
+    if head.startswith((b"HTTP/", b"<")):  # a status line, or an error page without one
+        return "an HTTP server answered"
+    return f"an unknown protocol answered ({head[:9]!r})"
+
+
+def _dashboard_problem(addr: str, timeout: float) -> str | None:
+    """None when `addr`'s /api/version is Ray's dashboard (JSON naming a ray_version), else why."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{addr.rstrip('/')}/api/version", timeout=timeout) as r:
+            body = json.loads(r.read(65536).decode("utf-8", "replace"))
+    except TimeoutError:
+        return f"nothing answered within {timeout:g}s"
+    except urllib.error.HTTPError as e:
+        return f"its /api/version answered HTTP {e.code}"
+    except (OSError, ValueError) as e:
+        return f"its /api/version gave no Ray version ({type(e).__name__})"
+    if isinstance(body, dict) and body.get("ray_version"):
+        return None
+    return "its /api/version names no ray_version"
 
 
 def _trainable(config: dict) -> None:
@@ -83,7 +147,13 @@ def _trainable(config: dict) -> None:
                      "skips": space.skips(rec.arch), "arch": rec.arch, "run_id": rid})  # fmt: skip
 
     status = run_trial(
-        spec, cfg, rid, progress=False, log=lambda s: print(f"[{rid}] {s}"), on_record=on_record
+        spec,
+        cfg,
+        rid,
+        progress=False,
+        log=lambda s: print(f"[{rid}] {s}"),
+        on_record=on_record,
+        claim=False,  # the driver wrote job.yaml (run_sweep) before any trial started
     )
     metrics.close()
     if status == "skipped":
@@ -123,12 +193,17 @@ def init_ray(resources: dict | None = None) -> None:
 
 
 def run_sweep(
-    spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]], log=print, redo: tuple = ()
+    spec: JobSpec,
+    trials: list[tuple[SearchConfig, str, dict]],
+    log=print,
+    redo: tuple = (),
+    evaluate: bool = False,
 ) -> dict[str, str]:
     """Run every unfinished trial of the grid on Ray; returns run_id -> final status. The caller
     checks the tracking server first (`tracking.check_tracking`: the offline stage after it logs).
 
     `redo`: run_ids whose files are moved aside first (see integrity.redo_trial), so they run again.
+    `evaluate`: the offline stage follows (its retraining tasks' resources are checked here too).
     """
     check_store_writable(spec)
     check_job_identity(spec)
@@ -140,7 +215,13 @@ def run_sweep(
     unknown = [r for r in redo if r not in rids]
     if unknown:
         raise SpecError(f"--redo {unknown[0]}: not a trial of this grid (`--dry-run` lists them)")
-    check_trials(spec, [r for r in rids if r not in redo], "sweep")
+    check_trials(spec, [r for r in rids if r not in redo], "sweep", log=log)
+    st = store.read_status(spec.job_dir)
+    done = set(st.loc[st["status"].isin(FINAL_STATUSES), "run_id"]) if len(st) else set()
+    retrain = evaluate and spec.evaluate.retrain is not None
+    if retrain or any(rid not in done or rid in redo for rid in rids):
+        init_ray()  # Ray waits forever for resources no node has: refused before any work
+        check_resources(spec, log, retrain=retrain)
     for rid in redo:
         folder = redo_trial(spec.job_dir, rid)
         log(
@@ -173,33 +254,44 @@ def run_sweep(
     return result
 
 
-def check_resources(spec: JobSpec, log=print) -> None:
-    """A trial's `resources` that no node of the cluster offers: on a fixed cluster (the local Ray
-    this process started, no RAY_ADDRESS) a SpecError; on a named cluster, which may autoscale,
-    one line saying what stays pending and why."""
+def check_resources(spec: JobSpec, log=print, retrain: bool = False) -> None:
+    """A trial's `resources` (and with `retrain`, `evaluate.retrain`'s cpu/gpu) that no node of the
+    cluster offers: on a fixed cluster (the local Ray this process started, no RAY_ADDRESS) a
+    SpecError; on a named cluster, which may autoscale, one line saying what stays pending and why."""
+    check_fit(spec.name, "resources", spec.resources.cpu, spec.resources.gpu, "per trial", log)
+    if retrain and spec.evaluate.retrain is not None:
+        r = spec.evaluate.retrain
+        check_fit(spec.name, "evaluate.retrain", r.cpu, r.gpu, "per retraining task", log)
+
+
+def check_fit(name: str, key: str, cpu: float, gpu: float, per: str, log=print) -> None:
+    """SpecError (fixed cluster) or one line (RAY_ADDRESS: it may autoscale) when no alive node of
+    the Ray cluster offers `cpu` CPUs and `gpu` GPUs at once; Ray would wait for one forever."""
     import ray
 
-    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    need = {"CPU": cpu, "GPU": gpu}
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     if any(all(n.get(k, 0.0) >= v for k, v in need.items() if v > 0) for n in nodes):
         return
     best = {k: max((n.get(k, 0.0) for n in nodes), default=0.0) for k in need}
-    what = (f"resources {{cpu: {spec.resources.cpu:g}, gpu: {spec.resources.gpu:g}}} per trial, but "
+    what = (f"{key} {{cpu: {cpu:g}, gpu: {gpu:g}}} {per}, but "
             f"no node of the Ray cluster offers that (the largest: {best['CPU']:g} CPUs, "
             f"{best['GPU']:g} GPUs)")  # fmt: skip
     if os.environ.get("RAY_ADDRESS"):
-        log(
-            f"sweep {spec.name}: {what}: the trials stay pending until the autoscaler adds such a node"
-        )
+        log(f"sweep {name}: {what}: they stay pending until the autoscaler adds such a node")
         return
-    raise SpecError(f"{what}; lower `resources` or run on a cluster that has them (RAY_ADDRESS)")
+    hint = (
+        "lower `evaluate.retrain`'s cpu/gpu (or set it to null, or pass --no-evaluate)"
+        if key == "evaluate.retrain"
+        else "lower `resources`"
+    )
+    raise SpecError(f"{what}; {hint}, or run on a cluster that has them (RAY_ADDRESS)")
 
 
 def _tune(spec: JobSpec, todo, log) -> None:
     from ray import tune
 
     init_ray()
-    check_resources(spec, log)
     # Each trial carries its fully resolved search, so the job it gets needs no grid: with one, every
     # trial would re-validate the whole grid on start (O(trials^2) work over a big sweep).
     job = {**resolved_job_dict(spec), "search": spec.search, "grid": {}}
@@ -308,7 +400,7 @@ def retry_log_callback(spec: JobSpec, log):
     return RetryLog(log)
 
 
-def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0) -> list:
+def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0, name: str = "") -> list:
     """Run fn(*a) for each a as Ray tasks (the retraining stage), results in order.
 
     A task whose node is lost is rerun by Ray (up to 3 times); the retraining tasks checkpoint
@@ -317,6 +409,7 @@ def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0) -> list:
     import ray
 
     init_ray()
+    check_fit(name or "retrain", "evaluate.retrain", cpu, gpu, "per retraining task")
     fault = {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)}
     opts = {"runtime_env": {"env_vars": fault}} if fault else {}
     remote = ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=3, **opts)(fn)

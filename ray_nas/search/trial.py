@@ -7,24 +7,25 @@ once, its status row kept current, the online stop (Algorithm 1) applied after e
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
 from ray_nas import criteria, store
-from ray_nas.config import JobSpec, SearchConfig, SpecError, config_json, flatten, to_dict
+from ray_nas.config import JobSpec, SearchConfig, SpecError, config_json
 from ray_nas.errors import CheckpointError, StoreError
 from ray_nas.search.faults import maybe_fail, maybe_pause
-from ray_nas.search.integrity import FINAL_STATUSES, redo_trial, status_row, trial_problem
+from ray_nas.search.integrity import (
+    FINAL_STATUSES,
+    config_columns,
+    rebuild_status,
+    redo_command,
+    redo_trial,
+    status_row,
+    trial_problem,
+    write_job_yaml,
+)
 from ray_nas.spaces import get_space
 from ray_nas.store.checkpoint import FileCheckpoint
-
-
-def config_columns(cfg: SearchConfig) -> dict:
-    """The resolved search fields as dotted columns; lists as JSON strings (stable Parquet types)."""
-    return {
-        k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(to_dict(cfg)).items()
-    }
 
 
 def trial_status(job_dir: str, run_id: str) -> dict | None:
@@ -45,21 +46,28 @@ def run_trial(
     progress: bool = True,
     log: Callable[[str], None] = print,
     on_record: Callable[[object], None] | None = None,
+    claim: bool = True,
 ) -> str:
     """Run or resume one search; returns its final status (completed | stopped | diverged | skipped).
 
     `on_record(record)` is called after each epoch is stored (the sweep reports to Tune there).
+    `claim`: write the store's job.yaml before the first write (integrity.write_job_yaml); the
+    sweep's driver claims it for its trials (which carry the job without its grid).
     Damaged files are refused before any write (integrity.trial_problem); an unreadable checkpoint
     restarts the trial from scratch, its recorded files kept under `{job}/redo/`.
     """
     job_dir = spec.job_dir
+    if said := rebuild_status(job_dir, run_id):
+        log(said)
     problem = trial_problem(job_dir, run_id)
     if problem:
         raise SpecError(f"trial {run_id} under {job_dir}: {problem}; nothing was changed "
-                        f"(`--redo {run_id}` runs it again, its files moved aside)")  # fmt: skip
+                        f"(`{redo_command(spec, run_id)}` runs it again, its files moved aside)")  # fmt: skip
     if is_complete(job_dir, run_id):
-        log(f"trial {run_id}: trajectory already complete under {job_dir}; nothing to do "
-            f"(`--redo {run_id}` runs it again)")  # fmt: skip
+        st = trial_status(job_dir, run_id) or {}
+        done = "trajectory already complete" if st.get("status") == "completed" else "already ended"
+        log(f"trial {run_id}: {done} under {job_dir}: {ended_text(st)}; nothing to do "
+            f"(`{redo_command(spec, run_id)}` runs it again)")  # fmt: skip
         return "skipped"
     # torch: imported on use (the sweep's driver imports this module without it)
     from ray_nas.search.loop import non_finite, search
@@ -70,6 +78,8 @@ def run_trial(
     data = load_dataset(
         cfg.dataset, cfg.data_root, cfg.split_file, cfg.download, cfg.data_split_seed
     )  # fails before any write
+    if claim:  # the store is this job's before the first write (first writer wins)
+        write_job_yaml(spec)
     space = get_space(cfg.space)
     rows = space.rows()
     writer = store.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
@@ -77,6 +87,10 @@ def run_trial(
                                     space.connection_rows())  # fmt: skip
     ckpt = _open_checkpoint(job_dir, run_id, log)
     state = ckpt.load()
+    if state and state.get("run_id") not in (None, run_id):
+        raise SpecError(f"trial {run_id} under {job_dir}: its checkpoint {ckpt.path} belongs to "
+                        f"trial {state['run_id']} (the run_id saved in it): misplaced; nothing was "
+                        f"changed (`{redo_command(spec, run_id)}` runs it again, its files moved aside)")  # fmt: skip
     writer.truncate(state["epoch"] if state else -1)
     if state and writer.last_epoch < state["epoch"]:
         raise SpecError(f"trial {run_id} under {job_dir}: its checkpoint is at epoch {state['epoch']} but "
@@ -132,10 +146,35 @@ def run_trial(
     return final
 
 
+def ended_text(st: dict) -> str:
+    """How a finished trial ended, from its status row: `completed (epochs 0..T)`, `stopped at
+    epoch k of T by <criterion>`, `diverged at epoch k of T (<why>)`."""
+    total, done = st.get("total_epochs"), st.get("epochs_done")
+    of = f" of {int(total)}" if _num(total) else ""
+    if st.get("status") == "diverged":
+        at = st.get("diverged_epoch")
+        at = f"epoch {int(at)}" if _num(at) else "an unknown epoch"
+        kept = f", epochs 0..{int(done)} kept" if _num(done) else ""
+        return f"diverged at {at}{of} ({st.get('stop_reason') or 'a non-finite value'}){kept}"
+    if st.get("status") == "stopped":
+        at = int(st["stop_epoch"]) if _num(st.get("stop_epoch")) else None
+        why = str(st.get("stop_reason") or "the online stop").split(" fired")[0]
+        ran = f", ran to epoch {int(done)}" if _num(done) and done != at else ""
+        return f"stopped at epoch {at}{of} by {why}{ran}"
+    return f"completed (epochs 0..{int(done)})" if _num(done) else "completed"
+
+
+def _num(v) -> bool:
+    try:
+        return v is not None and float(v) == float(v)
+    except (TypeError, ValueError):
+        return False
+
+
 def _open_checkpoint(job_dir: str, run_id: str, log: Callable[[str], None]) -> FileCheckpoint:
     """The trial's checkpoint; an unreadable one (and the files it would resume) is moved to
     `{job}/redo/` and the trial restarts from scratch, its recorded epochs kept there."""
-    ckpt = FileCheckpoint(store.trial_paths(job_dir, run_id)["checkpoint"])
+    ckpt = FileCheckpoint(store.trial_paths(job_dir, run_id)["checkpoint"], run_id)
     try:
         ckpt.load()
     except CheckpointError as e:

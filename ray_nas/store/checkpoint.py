@@ -14,8 +14,11 @@ from ray_nas.store import fs
 class FileCheckpoint:
     """The trial's checkpoint as one file on the store (torch.save bytes, written atomically)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, run_id: str | None = None):
+        """run_id: the trial that owns the file; save() records it in the state (`run_id`), so
+        that a checkpoint of another trial found at this path is told apart (`owner`)."""
         self.path = path
+        self.run_id = run_id
         self._cached: dict | None = None
         self._loaded = False
 
@@ -35,6 +38,11 @@ class FileCheckpoint:
             self._cached, self._loaded = state, True
         return self._cached
 
+    def owner(self) -> str | None:
+        """The run_id the loaded checkpoint was saved by (None: no file, or an older file)."""
+        state = self.load()
+        return state.get("run_id") if state else None
+
     def forget(self) -> None:
         """Act as if there were no checkpoint (after an unreadable one was set aside)."""
         self._cached, self._loaded = None, True
@@ -42,6 +50,8 @@ class FileCheckpoint:
     def save(self, state: dict) -> None:
         import torch
 
+        if self.run_id is not None:
+            state = {**state, "run_id": self.run_id}
         buf = io.BytesIO()
         torch.save(state, buf)
         fs.write_bytes(self.path, buf.getvalue())

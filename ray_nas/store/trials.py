@@ -339,10 +339,20 @@ class TrialData:
         return name_of(self.config)
 
 
+class MisplacedFileError(ValueError):
+    """A trial's two trajectory files name different trials (ray_nas.run_id metadata)."""
+
+
 def _read_trial(epochs_path: str, alphas_path: str, fs) -> TrialData:
     ep = read_parquet_file(epochs_path, fs)
     al = read_parquet_file(alphas_path, fs)
     meta = {k.decode(): v.decode() for k, v in (ep.schema.metadata or {}).items()}
+    other = (al.schema.metadata or {}).get(b"ray_nas.run_id", b"").decode()
+    if other and meta.get("ray_nas.run_id") and other != meta["ray_nas.run_id"]:
+        raise MisplacedFileError(
+            f"its epochs file is trial {meta['ray_nas.run_id']}'s but its alphas file is trial "
+            f"{other}'s (ray_nas.run_id in the files' metadata)"
+        )
     ops = tuple(json.loads(meta["ray_nas.ops"]))
     edges = tuple(json.loads(meta["ray_nas.edges"]))
     conn = tuple(tuple(c) for c in json.loads(meta.get("ray_nas.connections", "[]")))
@@ -411,6 +421,18 @@ def _trial_data(
     )
 
 
+def file_run_id(path: str) -> str | None:
+    """The run_id a trajectory file was written for (its `ray_nas.run_id` metadata, read from the
+    footer only), or None when the file does not name one (files written before it did)."""
+    import pyarrow.parquet as pq
+
+    fs, p = _fs_path(path)
+    with fs.open_input_file(p) as f:
+        meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+    rid = meta.get(b"ray_nas.run_id")
+    return rid.decode() if rid else None
+
+
 def list_run_ids(job_dir: str) -> list[str]:
     """run_ids that have an `epochs/` or `alphas/` partition under the job."""
     fs, p = _fs_path(job_dir.rstrip("/"))
@@ -439,11 +461,16 @@ def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str,
         paths = trial_paths(job_dir, rid)
         try:
             trial = _read_trial(_fs_path(paths["epochs"])[1], _fs_path(paths["alphas"])[1], fs)
+        except MisplacedFileError as e:
+            return rid, None, f"misplaced: {e}"
         except FileNotFoundError:
             missing = [t for t in ("epochs", "alphas") if not exists(paths[t])]
             return rid, None, f"missing {' and '.join(missing) or 'a'} file under {job_dir}"
         except Exception as e:  # unreadable or inconsistent: report, never crash the job
             return rid, None, f"unreadable: {type(e).__name__}: {first_line(e, 200)}"
+        if trial.run_id and trial.run_id != rid:
+            return rid, None, (f"its files belong to trial {trial.run_id} (ray_nas.run_id in "
+                               "their metadata): misplaced")  # fmt: skip
         trial.run_id = trial.run_id or rid
         return rid, trial, None
 

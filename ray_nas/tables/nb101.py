@@ -321,18 +321,64 @@ def _space_hashes(names: Sequence[str], say: Callable[[str], object]) -> dict[st
     return out
 
 
+def record_problem(rec: Record, cache: dict | None = None) -> str | None:
+    """Why a record cannot go into the table, or None: its hash must be its cell's (the pruned
+    spec's `spec_hash`), its cell inside the benchmark's space (`nb101.is_valid`), its final
+    validation and test accuracies finite fractions in [0, 1] (the table's [0, 100] %).
+    `cache`: (hash, cell) -> the cell's verdict, so each distinct cell is hashed once."""
+    key = (rec.hash, tuple(map(tuple, rec.matrix)), tuple(rec.ops))
+    cell = cache.get(key) if cache is not None else None
+    if cell is None:
+        try:
+            pruned = nb101.prune(rec.matrix, rec.ops)  # is_valid and spec_hash, pruning once
+            if pruned is None or (
+                len(pruned[0]) > nb101.MAX_VERTICES or nb101.num_edges(pruned[0]) > nb101.MAX_EDGES
+            ):
+                cell = "its cell is not in the space (input and output not joined, or too big)"
+            elif (own := nb101.hash_module(pruned[0], nb101.labels(pruned[1]))) != rec.hash:
+                cell = f"its hash {rec.hash} is not its cell's ({own})"
+            else:
+                cell = ""
+        except ValueError as e:
+            cell = f"its cell is malformed ({e})"
+        if cache is not None:
+            cache[key] = cell
+    if cell:
+        return cell
+    final = rec.final
+    for name in ("validation_accuracy", "test_accuracy"):
+        v = final.get(name, float("nan"))
+        if not (0.0 <= v <= 1.0):  # NaN fails too
+            return f"its {name} is {100.0 * v:g}% (not in [0, 100])"
+    return None
+
+
+#: (a word of record_problem's reason, the kind it is counted under)
+_KINDS = (("hash", "hash not its cell's"), ("not in the space", "cell outside the space"),
+          ("malformed", "malformed cell"), ("accuracy", "accuracy outside [0, 100]"))  # fmt: skip
+
+
 def _read_sums(
     record_path: str, wanted: set[str] | None, say: Callable[[str], object], every: int
 ) -> dict[str, _Sums]:
-    """Per-hash sums of the `EPOCHS`-epoch runs of the file (only `wanted` hashes if given)."""
+    """Per-hash sums of the `EPOCHS`-epoch runs of the file (only `wanted` hashes if given);
+    records that fail `record_problem` are left out and counted (the first few named)."""
     total = os.path.getsize(record_path)
     sums: dict[str, _Sums] = {}
     n = skipped = 0
+    rejected: dict[str, int] = {}
+    first: list[str] = []
+    cache: dict = {}
     t0 = time.monotonic()
     for offset, rec in iter_records(record_path):
         n += 1
         if rec.epochs != EPOCHS or (wanted is not None and rec.hash not in wanted):
             skipped += 1
+        elif why := record_problem(rec, cache):
+            kind = next((k for w, k in _KINDS if w in why), "other")
+            rejected[kind] = rejected.get(kind, 0) + 1
+            if len(first) < 3:
+                first.append(f"record at byte {offset}: {why}")
         else:
             _accumulate(sums, rec)
         if n % every == 0:
@@ -344,6 +390,10 @@ def _read_sums(
         f"nb101: {n} records read in {time.monotonic() - t0:.0f}s; {len(sums)} cells kept, "
         f"{skipped} records skipped (other epochs or outside 1Shot1)"
     )
+    if rejected:
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
+        say(f"nb101: warning: {sum(rejected.values())} records rejected, not in the table "
+            f"({kinds}); first: {'; '.join(first)}")  # fmt: skip
     return sums
 
 
