@@ -36,8 +36,8 @@ from ray_nas.offline.select import (  # noqa: F401 - the names callers knew from
 )
 from ray_nas.offline.select import load_benchmark as _load_benchmark  # noqa: F401
 from ray_nas.offline.summary import diverged_lines, format_summary, summarize  # noqa: F401
-from ray_nas.spaces import get_space
 from ray_nas.search.integrity import redo_command
+from ray_nas.spaces import get_space
 
 
 @dataclass
