@@ -24,7 +24,11 @@ Deviations from upstream:
   with `none` its binarisation may pick `none` where the genotype rule does not);
 - upstream's weight step computes only the ops of nonzero weight (the same value and gradients;
   with search.track_running_stats the zero-weight ops' BatchNorm statistics also update here);
-- NB201 (no upstream runner: the one-hot per edge of SmoothDARTS's nasbench201 `proximal_step`);
+- NB201 (no upstream runner: the one-hot per edge of SmoothDARTS's nasbench201 `proximal_step`):
+  alpha starts tied, and a tie binarises to the first op, which on NB201's op order is `none`:
+  the first forwards are the all-`none` cell (cells output zeros) until Adam breaks the
+  ties (a 2-epoch, 20-step CIFAR-10 search stayed all-`none`); searching NB201 without `none`
+  (search.ops) avoids it;
   NAS-Bench-1Shot1 is refused; the e-greedy option (--greedy, off upstream) is not offered.
 """
 
