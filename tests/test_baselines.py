@@ -509,6 +509,7 @@ def test_two_epoch_search_through_the_cli(algorithm, space, write_job):
     assert not np.array_equal(first, last)
 
 
+@pytest.mark.slow
 def test_step_cost_benchmark_prints_every_algorithm_beside_darts_v1():
     import subprocess
     import sys
