@@ -30,10 +30,12 @@ TRIALS = {
     "jobs/paper/table3_weights_lr.yaml": 30,
     "jobs/paper/table4_darts_space.yaml": 1,
     "jobs/paper/exp8_nb1shot1.yaml": 15,  # 3 NAS-Bench-1Shot1 spaces x 5 seeds
+    "jobs/paper/table4_baselines_sdarts_gdas_snas_nasp.yaml": 30,  # 10 rows x 3 seeds (DARTS space)
 }
 TABLE4 = "jobs/paper/table4_darts_space.yaml"
 EXP8 = "jobs/paper/exp8_nb1shot1.yaml"
-PAPER = [j for j in TRIALS if j.startswith("jobs/paper/") and j not in (TABLE4, EXP8)]  # NB201
+BASELINES = "jobs/paper/table4_baselines_sdarts_gdas_snas_nasp.yaml"
+PAPER = [j for j in TRIALS if j.startswith("jobs/paper/") and j not in (TABLE4, EXP8, BASELINES)]
 
 
 def _configs(job: str) -> list:

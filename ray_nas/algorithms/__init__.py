@@ -43,6 +43,77 @@ class DrnasSettings:
 
 
 @dataclass(frozen=True)
+class SdartsRsSettings:
+    """SDARTS-RS (random smoothing; xiangning-chen/SmoothDARTS `attacker/perturb.py::Random_alpha`)."""
+
+    epsilon_min: float = 0.03
+    """perturbation radius of the first epoch (upstream's constant 0.03)"""
+    epsilon_max: float = 0.3
+    """upstream's --epsilon_alpha: epoch e (0-based of E) perturbs with radius
+    epsilon_min + (epsilon_max - epsilon_min) * e / E (schedule linear)"""
+    schedule: str = "linear"
+    """linear (upstream's code: the ramp above) | constant (epsilon_min every epoch, the paper's text)"""
+
+
+@dataclass(frozen=True)
+class SdartsAdvSettings:
+    """SDARTS-ADV (PGD on the mixing weights; SmoothDARTS `attacker/perturb.py::Linf_PGD_alpha`)."""
+
+    epsilon_min: float = 0.03
+    """attack radius (L-inf) of the first epoch"""
+    epsilon_max: float = 0.3
+    """upstream's --epsilon_alpha: radius epsilon_min + (epsilon_max - epsilon_min) * e / E"""
+    schedule: str = "linear"
+    """linear (upstream's code) | constant (epsilon_min every epoch)"""
+    steps: int = 7
+    """PGD steps per weight step (each a forward and backward on the weight batch)"""
+    random_start: bool = True
+    """start the attack from a uniform draw in the epsilon ball (then clipped to the simplex)"""
+    attack_mode: str = "eval"
+    """eval (upstream: the attack's forwards in eval mode, BatchNorm on running statistics where
+    tracked) | train"""
+
+
+@dataclass(frozen=True)
+class GdasSettings:
+    """GDAS (Gumbel-max hard sample; D-X-Y/AutoDL-Projects `exps/NAS-Bench-201-algos/GDAS.py`)."""
+
+    tau_max: float = 10.0
+    """Gumbel-softmax temperature of the first epoch"""
+    tau_min: float = 0.1
+    """temperature of the last epoch (linear in the epoch in between)"""
+
+
+@dataclass(frozen=True)
+class SnasSettings:
+    """SNAS (Gumbel-softmax relaxation, one joint step; SNAS-Series/SNAS-Series `SNAS/train_search.py`)."""
+
+    temp_init: float = 1.0
+    """initial temperature T0 (--temp)"""
+    temp_min: float = 0.03
+    """final temperature (--temp_min)"""
+    temp_epochs: int | None = None
+    """epochs of the linear temperature decay T(e) = (1 - e/temp_epochs)(T0 - temp_min) + temp_min
+    (e = 1, 2, ...; null = the run's epochs; upstream hard-codes 150)"""
+    init_mean: float = 1.0
+    """log-alpha initialised N(init_mean, init_std) (upstream: normal_(1, 0.01))"""
+    init_std: float = 0.01
+    arch_optimizer: str = "sgd"
+    """sgd (the single-GPU code: SGD at alpha.lr, no momentum, no weight decay) | adam (the
+    distributed code: Adam with alpha.lr, alpha.betas, alpha.weight_decay)"""
+    arch_grad_clip: float = 10.0
+    """max L2 norm of the gradient of log-alpha (upstream 10); 0 = no clipping"""
+
+
+@dataclass(frozen=True)
+class NaspSettings:
+    """NASP (proximal step; xujinfan/NASP-codes `codes/architect.py`, `model_search.py`)."""
+
+    init: float = 0.5
+    """every alpha entry starts at this value (upstream 0.5, no noise); alpha stays in [0, 1]"""
+
+
+@dataclass(frozen=True)
 class AlgorithmInfo:
     name: str
     target: str
@@ -55,6 +126,10 @@ class AlgorithmInfo:
     connections: bool = False
     """moves a supernet's connection weights (NAS-Bench-1Shot1's input/output weights) with
     alpha; the spaces that have them refuse the other algorithms"""
+    source: str = ""
+    """the upstream code followed (repository @ commit: files)"""
+    deviations: str = ""
+    """where this implementation differs from that code (also in the module's docstring)"""
 
 
 ADAM = ("alpha.lr", "alpha.betas", "alpha.weight_decay")
@@ -81,12 +156,60 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             "DrNAS: one Dirichlet(ELU(theta)+1) sample per forward; Adam step first; records "
             "the Dirichlet mean and the concentration", DrnasSettings, ("alpha.lr", "alpha.betas"),
         ),
+        AlgorithmInfo(
+            "sdarts_rs", "ray_nas.algorithms.sdarts:SdartsRS",
+            "SDARTS-RS: DARTS (Adam step first) whose weight step mixes softmax(alpha) + U(-eps, "
+            "eps), clipped back onto the simplex", SdartsRsSettings, ADAM,
+            source="xiangning-chen/SmoothDARTS@d3dbfed0: attacker/perturb.py, sota/cnn/train_search.py",
+            deviations="noise drawn as one [E, K] tensor (upstream: per cell type); no "
+            "NAS-Bench-1Shot1; BatchNorm running statistics only with track_running_stats",
+        ),
+        AlgorithmInfo(
+            "sdarts_adv", "ray_nas.algorithms.sdarts:SdartsADV",
+            "SDARTS-ADV: as SDARTS-RS with the perturbation a PGD attack (L-inf ball, signed "
+            "steps) on the weight batch", SdartsAdvSettings, ADAM,
+            source="xiangning-chen/SmoothDARTS@d3dbfed0: attacker/perturb.py (Linf_PGD_alpha), "
+            "attacker/linf_sgd.py",
+            deviations="as sdarts_rs; the attack's backward reaches only the perturbation",
+        ),
+        AlgorithmInfo(
+            "gdas", "ray_nas.algorithms.gdas:Gdas",
+            "GDAS: one Gumbel-max hard sample per edge and forward (straight-through), tau "
+            "annealed; weight step, then an Adam alpha step", GdasSettings, ADAM,
+            source="D-X-Y/AutoDL-Projects@f46486e2: exps/NAS-Bench-201-algos/GDAS.py, "
+            "search_model_gdas.py",
+            deviations="every op computed (value as upstream; non-sampled ops get DARTS's "
+            "gradient, upstream a scalar one); weight clip excludes alpha; darts: DARTS's "
+            "genotype rule; no NAS-Bench-1Shot1",
+        ),
+        AlgorithmInfo(
+            "snas", "ray_nas.algorithms.snas:Snas",
+            "SNAS: a soft Gumbel-softmax sample per edge and forward, temperature annealed; "
+            "weights and alpha move together on the weight batch (single level)", SnasSettings,
+            ("alpha.lr",),
+            source="SNAS-Series/SNAS-Series@9a43adbd: SNAS/train_search.py, SNAS/model_search.py",
+            deviations="weight pool is the loop's (objective erm = upstream's whole training "
+            "set); no search drop-path; our genotype rule; NB201 is our adaptation; no "
+            "NAS-Bench-1Shot1",
+        ),
+        AlgorithmInfo(
+            "nasp", "ray_nas.algorithms.nasp:Nasp",
+            "NASP: forwards mix the binarised alpha (one op per edge; darts: 2 edges per node), "
+            "its gradient moves the continuous alpha by Adam, clipped to [0, 1]", NaspSettings,
+            ADAM,
+            source="xujinfan/NASP-codes@3bfb7060: codes/architect.py, codes/model_search.py",
+            deviations="the space's ops (upstream: its own op set without none; use ops without "
+            "none on darts); NB201 is our adaptation; no NAS-Bench-1Shot1",
+        ),
     )
 }  # fmt: skip
 
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 OBJECTIVES = ("bilevel", "erm")
 DRNAS_REGS = ("l2", "kl")
+SDARTS_SCHEDULES = ("linear", "constant")
+SDARTS_ATTACK_MODES = ("eval", "train")
+SNAS_ARCH_OPTIMIZERS = ("sgd", "adam")
 #: per-(epoch, edge, op) columns an algorithm may add to `alphas` (null where it has none)
 EXTRA_COLUMNS: dict[str, str] = {
     "concentration": "DrNAS: the Dirichlet concentration ELU(theta) + 1 (> 0)",
@@ -114,6 +237,10 @@ def describe_algorithms() -> str:
             lines.append(f"    reads: {', '.join('search.' + u for u in info.uses)}")
         if info.connections:
             lines.append("    moves NAS-Bench-1Shot1's connection weights with alpha (nb1shot1_*)")
+        if info.source:
+            lines.append(f"    source: {info.source}")
+        if info.deviations:
+            lines.append(f"    deviations: {info.deviations}")
     lines.append(
         "search.objective: bilevel (weights on search-train, architecture on search-valid) | "
         "erm (both on the whole training set, independent batches)"

@@ -9,9 +9,13 @@ A supernet may have further architecture parameters, `connection_parameters()` (
 input/output connection weights): the supernet softmaxes them itself; the Adam algorithms that
 support them (AlgorithmInfo.connections) move them with alpha in one Adam, with the same lr,
 betas and weight decay, as upstream's Architect does with all of `arch_parameters()`.
-The loop (ray_nas.search.loop) calls, per step: `mixing_weights()` for the weight step's forward and
-`arch_step(...)` before (`arch_first`) or after the weight step; per epoch: `distribution()`,
-`extras()` and `mix` (the Hessian) for the record; `state_dict()` for checkpoints.
+The loop (ray_nas.search.loop) calls, per epoch: `begin_epoch(epoch, total)` first (schedules:
+temperatures, perturbation radii); per step: `weight_step(...)` (by default one SGD step mixing
+with `mixing_weights()`; an algorithm that needs the weight batch for its mixing weights, or moves
+alpha in the same step, overrides it) and `arch_step(...)` before (`arch_first`) or after it; per
+epoch: `distribution()`, `extras()` and `mix` (the Hessian) for the record; `state_dict()` for
+checkpoints. The defaults of `begin_epoch` and `weight_step` are what the loop did before they
+existed, so the algorithms that do not override them compute bit-identically.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from ray_nas.training.runtime import autocast
 
 #: loss_of(x, y, weights) -> scalar loss: the supernet forward under the search's autocast,
 #: mixing with `weights` [E, K], cross-entropy against y [B]
@@ -64,11 +71,43 @@ class Algorithm:
         """[E, K] the recorded op distribution (`alphas.weight`); evaluation forwards mix with it."""
         return self.mix(self.alpha.detach())
 
+    def evaluation_weights(self) -> torch.Tensor:
+        """[E, K] what the epoch's search-valid evaluation mixes with (default `distribution()`)."""
+        return self.distribution()
+
     def extras(self) -> dict[str, np.ndarray]:
         """Extra per-(edge, op) float32 [E, K] columns to record (names in algorithms.EXTRA_COLUMNS)."""
         return {}
 
     # -- how it moves -----------------------------------------------------------------------
+
+    def begin_epoch(self, epoch: int, total: int) -> None:
+        """Called before the first step of training epoch `epoch` (1-based, of `total` = warmup +
+        joint epochs), on a fresh run and on a resumed one alike: per-epoch schedules must be pure
+        functions of the epoch (they then need no checkpoint state). Default: nothing."""
+
+    def weight_step(self, forward, batch: Batch, arch_frozen: bool):
+        """One step on the supernet weights on the weight batch; returns (loss, logits [B, classes]).
+
+        forward: the supernet (compiled when search.compile), called as forward(x, weights=...);
+        arch_frozen: alpha must not move in this step (warmup). Default: `sgd_step` mixing with
+        `mixing_weights()`."""
+        return self.sgd_step(forward, batch, self.mixing_weights())
+
+    def sgd_step(self, forward, batch: Batch, weights: torch.Tensor):
+        """One SGD step of the weights (clipped to weights.grad_clip) on CE(forward(x, weights), y)
+        under the search's autocast; returns (loss, logits)."""
+        x, y = batch
+        cfg = self.cfg
+        self.w_opt.zero_grad(set_to_none=True)
+        with autocast(x.device, cfg.precision):
+            logits = forward(x, weights=weights)
+            loss = F.cross_entropy(logits, y)
+        loss.backward(inputs=self.w_params)
+        if cfg.weights.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.w_params, cfg.weights.grad_clip)
+        self.w_opt.step()
+        return loss, logits
 
     def arch_step(self, loss_of: LossOf, train: Batch, arch: Batch, lr_weights: float) -> None:
         """One architecture update on the arch batch (train: the step's weight batch)."""

@@ -6,7 +6,13 @@ value raises SpecError with one line naming it (`search.x`, or `grid point ...` 
 from __future__ import annotations
 
 from ray_nas import spaces
-from ray_nas.algorithms import DRNAS_REGS, OBJECTIVES
+from ray_nas.algorithms import (
+    DRNAS_REGS,
+    OBJECTIVES,
+    SDARTS_ATTACK_MODES,
+    SDARTS_SCHEDULES,
+    SNAS_ARCH_OPTIMIZERS,
+)
 from ray_nas.algorithms import NAMES as ALGORITHM_NAMES
 from ray_nas.algorithms import REGISTRY as ALGORITHM_INFO
 from ray_nas.config.loader import deep_merge
@@ -84,6 +90,7 @@ def validate_search(c: SearchConfig, w: str) -> None:
             f"{w}.gaea.clamp: must be in (0, 1/len(ops) = {1 / len(c.ops):.3g}), "
             f"got {c.gaea.clamp!r}"
         )
+    _check_baselines(c, w)
     check_choice(c.dataset, DATASETS, f"{w}.dataset")
     check_choice(c.weights.schedule, SCHEDULES, f"{w}.weights.schedule")
     check_choice(c.weights.warmup_rule, WARMUP_RULES, f"{w}.weights.warmup_rule")
@@ -120,6 +127,27 @@ def validate_search(c: SearchConfig, w: str) -> None:
     min_layers = spaces.get_space(c.space).min_layers
     if c.layers < min_layers:
         raise SpecError(f"{w}.layers: the {c.space} space needs >= {min_layers}, got {c.layers}")
+
+
+def _check_baselines(c: SearchConfig, w: str) -> None:
+    """The keys of SDARTS-RS/ADV, GDAS, SNAS and NASP."""
+    for name in ("sdarts_rs", "sdarts_adv"):
+        s = getattr(c, name)
+        check_choice(s.schedule, SDARTS_SCHEDULES, f"{w}.{name}.schedule")
+        check_positive(s.epsilon_min, f"{w}.{name}.epsilon_min", allow_zero=True)
+        check_positive(s.epsilon_max, f"{w}.{name}.epsilon_max", allow_zero=True)
+    check_choice(c.sdarts_adv.attack_mode, SDARTS_ATTACK_MODES, f"{w}.sdarts_adv.attack_mode")
+    check_positive(c.sdarts_adv.steps, f"{w}.sdarts_adv.steps")
+    check_positive(c.gdas.tau_max, f"{w}.gdas.tau_max")
+    check_positive(c.gdas.tau_min, f"{w}.gdas.tau_min")
+    check_positive(c.snas.temp_init, f"{w}.snas.temp_init")
+    check_positive(c.snas.temp_min, f"{w}.snas.temp_min")
+    check_positive(c.snas.temp_epochs, f"{w}.snas.temp_epochs")
+    check_positive(c.snas.init_std, f"{w}.snas.init_std", allow_zero=True)
+    check_positive(c.snas.arch_grad_clip, f"{w}.snas.arch_grad_clip", allow_zero=True)
+    check_choice(c.snas.arch_optimizer, SNAS_ARCH_OPTIMIZERS, f"{w}.snas.arch_optimizer")
+    if not 0 <= c.nasp.init <= 1:
+        raise SpecError(f"{w}.nasp.init: must be in [0, 1], got {c.nasp.init!r}")
 
 
 def _check_connections(c: SearchConfig, w: str) -> None:

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ray_nas import spaces
-from ray_nas.algorithms import DartsV2Settings, DrnasSettings, GaeaSettings
+from ray_nas.algorithms import (
+    DartsV2Settings,
+    DrnasSettings,
+    GaeaSettings,
+    GdasSettings,
+    NaspSettings,
+    SdartsAdvSettings,
+    SdartsRsSettings,
+    SnasSettings,
+)
 from ray_nas.errors import SpecError, did_you_mean
 
 #: data set -> side of its images in pixels (ray_nas.training.data: digits are upsampled to 16x16)
@@ -71,7 +80,8 @@ class SearchConfig:
     """One search = one trial. Defaults are the paper's S.1 (NAS-Bench-201's DARTS-V1)."""
 
     algorithm: str = "darts_v1"
-    """darts_v1 | darts_v2 | gaea | drnas (ray_nas.algorithms; `ray-nas algorithms` lists them)"""
+    """darts_v1 | darts_v2 | gaea | drnas | sdarts_rs | sdarts_adv | gdas | snas | nasp
+    (ray_nas.algorithms; `ray-nas algorithms` lists them)"""
     objective: str = "bilevel"
     """bilevel (weights on search-train, architecture on search-valid) | erm (both on the whole
     training split, independent random batches, as GAEA-ERM)"""
@@ -81,6 +91,16 @@ class SearchConfig:
     """GAEA's own keys (read only when algorithm is gaea)"""
     drnas: DrnasSettings = field(default_factory=DrnasSettings)
     """DrNAS's own keys (read only when algorithm is drnas)"""
+    sdarts_rs: SdartsRsSettings = field(default_factory=SdartsRsSettings)
+    """SDARTS-RS's own keys (read only when algorithm is sdarts_rs)"""
+    sdarts_adv: SdartsAdvSettings = field(default_factory=SdartsAdvSettings)
+    """SDARTS-ADV's own keys (read only when algorithm is sdarts_adv)"""
+    gdas: GdasSettings = field(default_factory=GdasSettings)
+    """GDAS's own keys (read only when algorithm is gdas)"""
+    snas: SnasSettings = field(default_factory=SnasSettings)
+    """SNAS's own keys (read only when algorithm is snas)"""
+    nasp: NaspSettings = field(default_factory=NaspSettings)
+    """NASP's own keys (read only when algorithm is nasp)"""
     dataset: str = "cifar10"
     """cifar10 | cifar100 | imagenet16-120 | digits | fake"""
     data_root: str = "data"

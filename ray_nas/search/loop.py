@@ -290,6 +290,7 @@ def search(
         t0 = time.perf_counter()
         frozen = epoch <= cfg.warmup_epochs  # alpha frozen during warmup
         plan.new_epoch()
+        algo.begin_epoch(epoch, total)
         # running sums stay on the device: no host sync per step (the bar syncs only on a terminal)
         loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         for step in range(steps):
@@ -299,7 +300,7 @@ def search(
             train, arch = plan.batches(step)
             if algo.arch_first and not frozen:
                 algo.arch_step(loss_of, train, arch, lr)
-            loss, logits = weight_step(forward, algo, w_opt, w_params, cfg, device, train)
+            loss, logits = algo.weight_step(forward, train, frozen)
             if not algo.arch_first and not frozen:
                 algo.arch_step(loss_of, train, arch, lr)
             loss_sum += loss.detach() * len(train[1])
@@ -325,20 +326,12 @@ def search(
 
 
 def weight_step(forward, algo, w_opt, w_params, cfg: SearchConfig, device, batch):
-    """One SGD step on the supernet weights (clipped), mixing with the algorithm's weights.
+    """One weight step of `algo` (Algorithm.weight_step: by default one SGD step on the supernet
+    weights, clipped, mixing with the algorithm's weights), alpha not frozen; w_opt, w_params,
+    cfg and device are the algorithm's own (kept for the callers of this signature).
 
     Returns (loss, logits [B, classes]) of the batch."""
-    x, y = batch
-    weights = algo.mixing_weights()
-    w_opt.zero_grad(set_to_none=True)
-    with autocast(device, cfg.precision):
-        logits = forward(x, weights=weights)
-        loss = F.cross_entropy(logits, y)
-    loss.backward(inputs=w_params)
-    if cfg.weights.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(w_params, cfg.weights.grad_clip)
-    w_opt.step()
-    return loss, logits
+    return algo.weight_step(forward, batch, False)
 
 
 def _alpha_l2(algo, cfg: SearchConfig) -> float:
@@ -351,7 +344,8 @@ def _alpha_l2(algo, cfg: SearchConfig) -> float:
 def end_of_epoch(
     model, algo, cfg, valid_b, arch_batch, epoch, train_loss, train_acc, lr_w, lr_a, t0
 ) -> EpochRecord:
-    """Evaluate on search-valid (mixing with the recorded distribution), optionally the Hessian
+    """Evaluate on search-valid (mixing with the algorithm's evaluation weights: the recorded
+    distribution but for NASP's binarised alpha), optionally the Hessian
     eigenvalue w.r.t. the algorithm's raw parameter, and snapshot it.
 
     arch_batch: the epoch's last architecture-step batch (x, y), augmented, batch_size images (drawn
@@ -360,7 +354,7 @@ def end_of_epoch(
     """
     dist = algo.distribution()
     valid_loss, valid_acc, _ = evaluate_split(
-        model, valid_b, cfg.batch_size, cfg.steps_per_epoch, dist
+        model, valid_b, cfg.batch_size, cfg.steps_per_epoch, algo.evaluation_weights()
     )
     eig = None
     finite = math.isfinite(valid_loss) and bool(torch.isfinite(model.alpha).all())
