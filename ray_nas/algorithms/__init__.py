@@ -98,6 +98,7 @@ class SnasSettings:
     init_mean: float = 1.0
     """log-alpha initialised N(init_mean, init_std) (upstream: normal_(1, 0.01))"""
     init_std: float = 0.01
+    """standard deviation of the log-alpha initialisation (upstream: 0.01)"""
     arch_optimizer: str = "sgd"
     """sgd (the single-GPU code: SGD at alpha.lr, no momentum, no weight decay) | adam (the
     distributed code: Adam with alpha.lr, alpha.betas, alpha.weight_decay)"""
