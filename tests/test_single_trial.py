@@ -55,6 +55,9 @@ def test_a_grid_value_picks_the_sweeps_trial_and_job_identity_ignores_it(write_j
     # a second run of the same trial does nothing, by run_id or by index
     assert main(["search", str(job), "--quiet", "--trial", rids[1]]) == 0
     assert "already complete" in capsys.readouterr().out
+    # `--redo RUN_ID` alone redoes that trial of the grid
+    assert main(["search", str(job), "--quiet", "--redo", rids[0]]) == 0
+    assert f"trial {rids[0]}: files moved to" in capsys.readouterr().out
     # the job itself changed (search defaults): still refused
     assert main(["search", str(job), "--trial-index", "0", "--set", "search.epochs=2"]) == 2
     assert "with a different `search`" in capsys.readouterr().err

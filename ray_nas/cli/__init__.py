@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         default=False,
         metavar="RUN_ID",
-        help="move this search's files aside (kept under {store}/{job}/redo/) and run it again",
+        help="move this search's files aside (kept under {store}/{job}/redo/) and run it again; "
+        "on a job with a grid, --redo RUN_ID picks that trial",
     )
     p.add_argument(
         "--trial",

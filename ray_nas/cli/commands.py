@@ -39,6 +39,9 @@ def search_command(
 
     rest, axis_values = _split_grid_overrides(job, overrides)
     spec = specmod.load_spec(job, rest)
+    if isinstance(redo, str) and spec.grid and trial is None and trial_index is None:
+        if not axis_values:
+            trial = redo  # `--redo RUN_ID` alone: that trial of the grid, run again
     if trial is not None or trial_index is not None or axis_values:
         cfg, rid, _point = specmod.select_trial(
             spec, specmod.expand_grid(spec), trial, trial_index, axis_values
