@@ -5,8 +5,9 @@
 
 Writes the store into a temporary folder (or --store), then runs `ray-nas evaluate`'s offline
 stage on it in a subprocess with the paper's criteria and the shared NB201 table when present (or
---table), and prints the write time, the evaluate wall time and its peak memory (ru_maxrss of the
-child).
+--table), and prints the write time, the evaluate wall time (the subprocess's, Python's start and
+imports included) and its peak memory (ru_maxrss of the child), beside the time pyarrow.dataset
+needs to read the same epochs and alphas in this process.
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ def write_store(job_dir: str, trials: int, epochs: int, seed: int = 0) -> float:
     return time.perf_counter() - t0
 
 
+def read_seconds(job_dir: str) -> float:
+    """Wall seconds pyarrow needs to read the job's two trajectory datasets whole (the floor of
+    any offline stage over them)."""
+    import pyarrow.dataset as ds
+
+    t0 = time.perf_counter()
+    for kind in ("epochs", "alphas"):
+        ds.dataset(f"{job_dir}/{kind}", format="parquet", partitioning="hive").to_table()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,6 +102,7 @@ def main() -> None:
         if not Path(store, name, "epochs").exists():
             print(f"writing {args.trials} trials x {args.epochs} epochs under {store}/{name}")
             print(f"  write: {write_store(f'{store}/{name}', args.trials, args.epochs):.1f}s")
+        read = read_seconds(f"{store}/{name}")
         cmd = [sys.executable, "-c", "import sys; from ray_nas.cli.commands import evaluate_command; "
                f"from ray_nas.config import load_spec; from ray_nas.offline.evaluate import run_evaluate; "
                f"run_evaluate(load_spec({str(job_path)!r}), log=lambda s: None)"]  # fmt: skip
@@ -100,6 +113,8 @@ def main() -> None:
         print(
             f"evaluate {args.trials} trials x {args.epochs} epochs: {wall:.1f}s wall, peak RSS {peak:.2f} GB"
         )
+        print(f"  pyarrow.dataset read of the same store (epochs + alphas): {read:.1f}s; "
+              f"evaluate / read = {wall / read:.1f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

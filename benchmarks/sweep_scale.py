@@ -92,8 +92,13 @@ def main() -> None:
               f"driver overhead {overhead:.2f} slot-seconds per trial "
               f"(epochs themselves: {epoch_s.sum() / len(trials):.2f}s per trial)")  # fmt: skip
         print(f"  driver peak RSS {peak:.0f} MB")
-        for key, (n, b) in sorted(store_usage(Path(spec.job_dir)).items()):
+        usage = store_usage(Path(spec.job_dir))
+        for key, (n, b) in sorted(usage.items()):
             print(f"  store {key:<12} {n:>6} files {b / 1e6:>9.1f} MB")
+        n, b = usage["total"]
+        per = len(trials)
+        print(f"  per trial: {n / per:.1f} files, {b / per / 1e3:.0f} KB "
+              f"(x 10,000 trials: {n / per * 1e4:,.0f} files, {b / per * 1e4 / 1e9:.1f} GB)")  # fmt: skip
         print(f"  evaluate {evaluate_s:.1f}s ({len(result.selections)} selections); "
               f"MLflow logging {mlflow_s:.1f}s")  # fmt: skip
 

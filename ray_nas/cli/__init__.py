@@ -59,7 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         default=False,
         metavar="RUN_ID",
-        help="move this search's files aside (kept under {store}/{job}/redo/) and run it again",
+        help="move this search's files aside (kept under {store}/{job}/redo/) and run it again; "
+        "on a job with a grid, --redo RUN_ID picks that trial",
+    )
+    p.add_argument(
+        "--trial",
+        metavar="RUN_ID",
+        help="run this trial of the job's grid (a run_id of `ray-nas sweep JOB --dry-run`) into "
+        "the job's store, as the sweep would; also: --set search.<grid axis>=<one of its values>",
+    )
+    p.add_argument(
+        "--trial-index",
+        type=int,
+        metavar="N",
+        help="run the job's N-th trial (0-based, in `--dry-run` order), e.g. $SLURM_ARRAY_TASK_ID",
     )
 
     p = sub.add_parser(
@@ -192,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _search(a: argparse.Namespace) -> int:
-    return commands.search_command(a.job, a.overrides, progress=not a.quiet, redo=a.redo)
+    return commands.search_command(
+        a.job,
+        a.overrides,
+        progress=not a.quiet,
+        redo=a.redo,
+        trial=a.trial,
+        trial_index=a.trial_index,
+    )
 
 
 def _sweep(a: argparse.Namespace) -> int:

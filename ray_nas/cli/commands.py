@@ -17,21 +17,38 @@ from ray_nas.spaces import get_space
 
 
 def search_command(
-    job: str, overrides: list[str], progress: bool = True, redo: bool | str = False
+    job: str,
+    overrides: list[str],
+    progress: bool = True,
+    redo: bool | str = False,
+    trial: str | None = None,
+    trial_index: int | None = None,
 ) -> int:
-    """`ray-nas search`: one search in this process, on the job's `search` defaults + overrides.
+    """`ray-nas search`: one search in this process, on the job's `search` defaults + overrides,
+    or one trial of the job's grid (`trial` run_id, `trial_index`, or `--set` on a grid axis to
+    one of its values), run under the run_id and into the store the sweep would use.
 
     Checked before any work, as the sweep does: the store holds this job (same grid and search
-    defaults), it can be written, and the trial's files are whole (`redo`: moved aside first).
+    defaults: a grid point's own values are not the job's), it can be written, and the trial's
+    files are whole (`redo`: moved aside first).
     """
     # pyarrow (the store) and torch: imported on use, `ray-nas --help` starts without them
     from ray_nas import store
     from ray_nas.search import integrity
     from ray_nas.search.trial import StoreError, run_trial
 
-    spec = specmod.load_spec(job, overrides)
-    cfg = specmod.search_config(spec)
-    rid = specmod.run_id(cfg)
+    rest, axis_values = _split_grid_overrides(job, overrides)
+    spec = specmod.load_spec(job, rest)
+    if isinstance(redo, str) and spec.grid and trial is None and trial_index is None:
+        if not axis_values:
+            trial = redo  # `--redo RUN_ID` alone: that trial of the grid, run again
+    if trial is not None or trial_index is not None or axis_values:
+        cfg, rid, _point = specmod.select_trial(
+            spec, specmod.expand_grid(spec), trial, trial_index, axis_values
+        )
+    else:
+        cfg = specmod.search_config(spec)
+        rid = specmod.run_id(cfg)
     if isinstance(redo, str) and redo != rid:
         raise SpecError(f"--redo {redo}: this search is trial {rid} (`--redo` alone redoes it)")
     integrity.check_store_writable(spec)
@@ -63,6 +80,24 @@ def search_command(
         print(f"  epochs: {spec.job_dir}/epochs/run_id={rid}/")
         print(f"  alphas: {spec.job_dir}/alphas/run_id={rid}/")
     return 0
+
+
+def _split_grid_overrides(job: str, overrides: list[str]) -> tuple[list[str], dict]:
+    """(the `--set` items that change the job, {grid axis: (key, value)} of those that pick a
+    value on one of the job's grid axes: `search.seed=1` for `grid: {seed: [...]}`)."""
+    if not overrides:
+        return list(overrides), {}
+    grid = specmod.load_raw(job).get("grid")
+    if not isinstance(grid, dict) or not grid:
+        return list(overrides), {}
+    rest, picked = [], {}
+    for item, (key, value) in zip(overrides, specmod.parse_set(overrides)):
+        axis = specmod.grid_axis_of(grid, key)
+        if axis is None:
+            rest.append(item)
+        else:
+            picked[axis] = (key, value)
+    return rest, picked
 
 
 def sweep_command(

@@ -27,10 +27,12 @@ from ray_nas.config.grid import (  # noqa: F401
     bundle_keys,
     bundle_label,
     expand_grid,
+    grid_axis_of,
     grid_points,
     grid_value,
     is_bundle_axis,
     point_text,
+    select_trial,
     value_text,
 )
 from ray_nas.config.identity import (  # noqa: F401

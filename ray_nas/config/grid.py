@@ -113,3 +113,88 @@ def _short(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ",".join(map(str, v)) + "]"
     return str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# one trial of the grid, picked on its own (`ray-nas search --trial/--trial-index/--set`)
+
+
+def grid_axis_of(grid: dict, key: str) -> str | None:
+    """The grid axis a `--set KEY=...` picks a value of, or None: `search.<axis>` for an axis of
+    search-key values (`search.seed` for `grid: {seed: [...]}`), `<axis>` for a bundle axis."""
+    if key.startswith("search.") and key[len("search.") :] in grid:
+        axis = key[len("search.") :]
+        return None if is_bundle_axis(axis, grid[axis]) else axis
+    if key in grid and is_bundle_axis(key, grid[key]):
+        return key
+    return None
+
+
+def _axis_text(key: str, values: list) -> str:
+    return f"{key}: [{', '.join(value_text(v) for v in values)}]"
+
+
+def _same_value(grid_value: Any, value: Any) -> bool:
+    if isinstance(grid_value, dict):  # a bundle: by its label
+        return bundle_label(grid_value) == str(value)
+    if isinstance(value, tuple):
+        value = list(value)
+    return grid_value == value and isinstance(grid_value, bool) == isinstance(value, bool)
+
+
+def select_trial(
+    spec: JobSpec,
+    trials: list[tuple[SearchConfig, str, dict[str, Any]]],
+    run_id: str | None = None,
+    index: int | None = None,
+    values: dict[str, tuple[str, Any]] | None = None,
+) -> tuple[SearchConfig, str, dict[str, Any]]:
+    """The one trial of `trials` (expand_grid's list) picked by its run_id, its 0-based index in
+    that order (the `--dry-run` order), or a value on grid axes (`values`: axis -> (the `--set`
+    key as written, value)). SpecError, one line naming what is valid, otherwise."""
+    picks = [x for x in ("--trial" if run_id is not None else None,
+                         "--trial-index" if index is not None else None,
+                         "--set on a grid axis" if values else None) if x]  # fmt: skip
+    if len(picks) > 1:
+        raise SpecError(f"{' and '.join(picks)}: each picks a trial of the job; use one of them")
+    n = len(trials)
+    if run_id is not None:
+        for t in trials:
+            if t[1] == run_id:
+                return t
+        shown = ", ".join(rid for _, rid, _ in trials[:8]) + (", ..." if n > 8 else "")
+        raise SpecError(
+            f"--trial {run_id}: not a trial of job {spec.name!r}; its {n} run_ids: {shown} "
+            f"(`ray-nas sweep {spec.source} --dry-run` lists them with their grid points)"
+        )
+    if index is not None:
+        if not 0 <= index < n:
+            raise SpecError(
+                f"--trial-index {index}: job {spec.name!r} has {n} trial{'s' * (n != 1)} "
+                f"(0..{n - 1}, in `ray-nas sweep {spec.source} --dry-run` order)"
+            )
+        return trials[index]
+    if not values:
+        raise SpecError(
+            "no trial picked: give --trial RUN_ID, --trial-index N or --set on a grid axis"
+        )
+    for axis, (key, value) in values.items():
+        if not any(_same_value(v, value) for v in spec.grid[axis]):
+            raise SpecError(
+                f"--set {key}={value_text(value)}: not a value of the job's grid "
+                f"({_axis_text(axis, spec.grid[axis])})"
+            )
+    match = [
+        t
+        for t in trials
+        if all(_same_value(t[2][axis], value) for axis, (_key, value) in values.items())
+    ]
+    if len(match) != 1:
+        rest = [k for k in spec.grid if k not in values]
+        raise SpecError(
+            f"--set {', '.join(f'{k}={value_text(v)}' for k, v in values.values())}: "
+            f"{len(match)} trials of job {spec.name!r} have this value; set also "
+            + "; ".join(_axis_text(k, spec.grid[k]) for k in rest)
+            + " (or pick one with --trial RUN_ID / --trial-index N)"
+        )
+    return match[0]
