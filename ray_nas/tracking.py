@@ -1,8 +1,13 @@
 """MLflow (the only module importing it): written by the offline stage from the Parquet store.
 
-Layout: one experiment per job (its `name`); one parent run for the job (resolved spec, summary
-table, report as artifacts); one child run per trial (its resolved config as params, per-epoch
-metrics with step=epoch, per criterion `<label>.stop_epoch` and `<label>.<metric>`).
+Layout: one experiment per job (its `name`, tagged `mlflow.experimentKind` =
+`custom_model_development` so MLflow 3's UI opens it on its training runs, not its GenAI view);
+one parent run for the job (resolved spec, summary table, report as artifacts; per grid group and
+criterion `<group>/<criterion>.mean|std|stop_epoch|fired`, the printed summary's numbers); one child
+run per trial, named by its grid group and seed (`lr_scheme=nb201 seed=0`; the run_id is its
+`run_id` param and `ray_nas.run_id` tag), started and ended when its search did (the status
+file's times), with its resolved config as params and only per-epoch metrics (step=epoch), so the
+run's charts are its curves.
 
 Idempotent: every run carries a deterministic key tag `ray_nas.key` (`job:<name>`,
 `trial:<run_id>`). A rerun finds the runs by key; a FINISHED run only gets what is new (epochs
@@ -29,6 +34,9 @@ from ray_nas.errors import first_line
 
 KEY_TAG = "ray_nas.key"
 EPOCHS_TAG = "ray_nas.epochs"
+RUN_ID_TAG = "ray_nas.run_id"
+#: MLflow 3's UI reads this experiment tag to choose its view; this value is its training view
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 EPOCH_METRICS = (
     "train_loss",
     "train_acc",
@@ -112,13 +120,15 @@ def _experiment(client, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags={KIND_TAG: KIND})
         except Exception:  # noqa: BLE001 - MlflowException: created meanwhile by another evaluate
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    if exp.tags.get(KIND_TAG) != KIND:
+        client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
     return exp.experiment_id
 
 
@@ -137,10 +147,11 @@ def _runs_by_key(client, exp_id: str) -> dict[str, list]:
 
 
 def _get_or_create(
-    client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log
-):
+    client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log,
+    tags: dict[str, str] | None = None, start_time: int | None = None,
+):  # fmt: skip
     """(run, fresh) for a key: a FINISHED run is reused (the caller marks it RUNNING only if it
-    writes to it); unfinished or duplicate runs are deleted."""
+    writes to it; renamed when `name` changed); unfinished or duplicate runs are deleted."""
     runs = existing.get(key, [])
     keep = next((r for r in runs if r.info.status == "FINISHED"), None)
     for r in runs:
@@ -148,11 +159,43 @@ def _get_or_create(
             client.delete_run(r.info.run_id)
             log(f"  mlflow: replaced the unfinished run {r.info.run_id} of {key}")
     if keep is not None:
+        if keep.info.run_name != name:
+            client.update_run(keep.info.run_id, name=name)
+        for k, v in (tags or {}).items():
+            if keep.data.tags.get(k) != v:
+                client.set_tag(keep.info.run_id, k, v)
         return keep, False
-    tags = {KEY_TAG: key, EPOCHS_TAG: "0"}
+    tags = {KEY_TAG: key, EPOCHS_TAG: "0", **(tags or {})}
     if parent:
         tags["mlflow.parentRunId"] = parent
-    return client.create_run(exp_id, tags=tags, run_name=name), True
+    return client.create_run(exp_id, start_time=start_time, tags=tags, run_name=name), True
+
+
+def trial_run_name(group: str, config: dict) -> str:
+    """A trial's MLflow run name: its grid group and seed (`lr_scheme=nb201 seed=0`; `seed=0`
+    when the grid has no other key)."""
+    seed = f"seed={config.get('seed', 0)}"
+    return seed if group in ("", "all") else f"{group} {seed}"
+
+
+def _status_times(status) -> dict[str, tuple[int | None, int | None]]:
+    """run_id -> (start, end) in ms from the trials' status files (`started`, and `updated` once
+    the trial is final): when its search ran, not when it was logged."""
+    out: dict[str, tuple[int | None, int | None]] = {}
+    if status is None or not len(status) or "run_id" not in status:
+        return out
+    final = {"completed", "stopped", "diverged"}
+    for r in status.to_dict("records"):
+        start, end = r.get("started"), r.get("updated")
+        ms = lambda t: int(float(t) * 1000) if t is not None and not _isnan(t) else None  # noqa: E731
+        out[r["run_id"]] = (ms(start), ms(end) if r.get("status") in final else None)
+    return out
+
+
+def _section(group: str) -> str:
+    """A grid group label as an MLflow metric-name prefix (its chart section)."""
+    text = re.sub(r"[^\w\-. :]", "_", group.replace("=", ":"))
+    return text or "all"
 
 
 def _log_metrics(client, run_id: str, items: list[tuple[str, float, int]]) -> None:
@@ -209,7 +252,6 @@ def log_job(
 
 def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) -> dict:
     from ray_nas.config import flatten, resolved_job_dict
-    from ray_nas.offline.select import SELECTION_COLUMNS
 
     t0 = time.perf_counter()
     check_tracking(spec.tracking_uri)
@@ -223,25 +265,20 @@ def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) 
     if not fresh:
         client.update_run(pid, status="RUNNING")  # the summary artifacts are rewritten below
     counts = {"created": 0, "updated": 0, "unchanged": 0, "epochs_logged": 0}
-    sel = result.selections
-    value_cols = [c for c in sel.columns if c not in (*SELECTION_COLUMNS, "bench_index")]
-    by_run = {rid: g for rid, g in sel.groupby("run_id")}
+    res = getattr(result, "results", None)
+    groups = res.groups if res is not None else {}
+    times = _status_times(res.status if res is not None else None)
     for trial in result.trials:
+        start, end = times.get(trial.run_id, (None, None))
+        name = trial_run_name(groups.get(trial.run_id, ""), trial.config)
         run, fresh = _get_or_create(
-            client, exp_id, existing, f"trial:{trial.run_id}", trial.run_id, pid, log
-        )
+            client, exp_id, existing, f"trial:{trial.run_id}", name, pid, log,
+            tags={RUN_ID_TAG: trial.run_id}, start_time=start,
+        )  # fmt: skip
         rid = run.info.run_id
         done = int(run.data.tags.get(EPOCHS_TAG, "0")) if not fresh else 0
         items = _epoch_metrics(trial, done)
-        latest = {} if fresh else run.data.metrics
-        crit_items = []
-        for r in by_run.get(trial.run_id, sel.iloc[:0]).itertuples(index=False):
-            name = metric_name(r.label)
-            values = {f"{name}.stop_epoch": float(r.stop_epoch), f"{name}.fired": float(r.fired)}
-            values.update({f"{name}.{c}": float(getattr(r, c)) for c in value_cols
-                           if getattr(r, c) is not None and not _isnan(getattr(r, c))})  # fmt: skip
-            crit_items.extend((k, v, 0) for k, v in values.items() if latest.get(k) != v)
-        if not fresh and not items and not crit_items:
+        if not fresh and not items:
             counts["unchanged"] += 1  # nothing new: no call at all for this run
             continue
         counts["created" if fresh else "updated"] += 1
@@ -256,15 +293,31 @@ def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) 
             client.log_batch(rid, params=[Param(k, v[:6000]) for k, v in params.items()])
         else:
             client.update_run(rid, status="RUNNING")  # a crash from here on gets the run replaced
-        _log_metrics(client, rid, items + crit_items)
+        _log_metrics(client, rid, items)
         counts["epochs_logged"] += len(trial.epochs["epoch"]) - done
         client.set_tag(rid, EPOCHS_TAG, str(len(trial.epochs["epoch"])))
-        client.set_terminated(rid, "FINISHED")
+        client.set_terminated(rid, "FINISHED", end_time=end)
+    _log_summary(client, pid, result.summary, parent.data.metrics if not fresh else {})
     _log_parent(client, pid, spec, result, resolved_job_dict(spec), report_path)
     client.set_terminated(pid, "FINISHED")
     log(f"mlflow: experiment {spec.name!r} at {spec.tracking_uri}: {counts['created']} trial runs created, "
         f"{counts['updated']} updated, {counts['unchanged']} unchanged, {counts['epochs_logged']} epochs logged ({time.perf_counter() - t0:.1f}s)")  # fmt: skip
     return counts
+
+
+def _log_summary(client, pid: str, summary, latest: dict) -> None:
+    """The printed summary's numbers on the parent run, one chart section per grid group:
+    `<group>/<criterion>.mean|std|stop_epoch|fired` (values that changed only)."""
+    items = []
+    for r in summary.to_dict("records"):
+        base = f"{_section(str(r['group']))}/{metric_name(str(r['label']))}"
+        for col in ("mean", "std", "stop_epoch", "fired"):
+            v = r.get(col)
+            if v is None or _isnan(v):
+                continue
+            if latest.get(f"{base}.{col}") != float(v):
+                items.append((f"{base}.{col}", float(v), 0))
+    _log_metrics(client, pid, items)
 
 
 def _isnan(v) -> bool:

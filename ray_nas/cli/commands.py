@@ -73,6 +73,7 @@ def sweep_command(
     dry_run: bool = False,
     evaluate: bool = True,
     redo: tuple[str, ...] = (),
+    report: bool = False,
 ) -> int:
     spec = specmod.load_spec(job, overrides)
     trials = specmod.expand_grid(spec)
@@ -92,7 +93,7 @@ def sweep_command(
     check_tracking(spec.tracking_uri)
     run_sweep(spec, trials, redo=tuple(redo))
     if evaluate:
-        return evaluate_command(job, overrides, use_ray=True)
+        return evaluate_command(job, overrides, use_ray=True, report=report)
     print(f"next: ray-nas evaluate {job}")
     return 0
 
@@ -176,9 +177,11 @@ def _default_criteria(space: str) -> list:
     return default_criteria(space)
 
 
-def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
+def evaluate_command(
+    job: str, overrides: list[str], use_ray: bool | None = None, report: bool = False
+) -> int:
     """`ray-nas evaluate`: the offline stage (retraining runs as Ray tasks when Ray is up or
-    RAY_ADDRESS is set), then its results logged to MLflow."""
+    RAY_ADDRESS is set), then its results logged to MLflow; `report`: then the HTML report."""
     spec = specmod.load_spec(job, overrides)
     from ray_nas.offline.evaluate import run_evaluate
     from ray_nas.tracking import check_tracking, log_job
@@ -204,25 +207,60 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
               f"rerun `ray-nas evaluate {job}` once it answers (nothing is logged twice)",
               file=sys.stderr)  # fmt: skip
         return 1
-    _where(spec, result)
+    report_path = None
+    if report:
+        from ray_nas.report import write_report
+
+        report_path = write_report(spec, None, log=lambda _line: None)
+    print(where_text(spec, job, report_path))
     return 0
 
 
-def _where(spec, result) -> None:
-    print("\nwhere the results are:")
-    print(f"  selections:   {spec.job_dir}/selections.parquet  (pandas.read_parquet)")
-    print(
-        f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)"
+def where_text(spec, job: str, report_path: str | None = None) -> str:
+    """The block `ray-nas evaluate` ends with: the report, MLflow, the Parquet files, and how to
+    rerun only the criteria; every command spelled as it runs from the repository (`.venv/bin/`
+    where the tools live in the project's venv)."""
+    b = _bin()
+    d = spec.job_dir
+    report = (
+        f"{report_path}  (open it in a browser)"
+        if report_path
+        else f"`{b}ray-nas report {job}` writes {d}/report.html"
     )
-    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri)}   (experiment {spec.name!r})")
+    return "\n".join([
+        "",
+        "where the results are:",
+        f"  report:       {report}",
+        f"  MLflow:       {mlflow_hint(spec.tracking_uri, b)}  (experiment {spec.name!r})",
+        f"  selections:   {d}/selections.parquet  ({b}python -c \"import pandas as pd; "
+        f"print(pd.read_parquet('{d}/selections.parquet'))\")",
+        f"  trajectories: {d}/epochs/  {d}/alphas/  (Parquet, one partition per run_id)",
+        f"  other criteria: `{b}ray-nas evaluate {job} --set 'criteria=[...]'` reruns only the "
+        "criteria (never the search; cells newly selected on a job without a benchmark are "
+        "retrained)",
+    ])  # fmt: skip
 
 
-def mlflow_hint(uri: str) -> str:
+def _bin() -> str:
+    """`.venv/bin/` when this process runs from the repository's own venv (as `make` makes it),
+    else "" (the tools are on PATH)."""
+    exe = Path(sys.executable)
+    venv = Path(sys.prefix)
+    try:
+        rel = venv.relative_to(Path.cwd())
+    except ValueError:
+        return ""
+    if exe.parent.parent != venv or rel == Path("."):
+        return ""
+    return f"{rel.as_posix()}/bin/"
+
+
+def mlflow_hint(uri: str, bin_dir: str = "") -> str:
     """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`."""
     if uri.startswith(("http://", "https://")):
         return (f"open {uri} (a server on a cluster head: `ray attach cluster.yaml -p 5000`, "
                 "then http://127.0.0.1:5000)")  # fmt: skip
-    return f"mlflow ui --backend-store-uri {uri}"
+    return f"{bin_dir}mlflow ui --backend-store-uri {uri}"
 
 
 def report_command(job: str, overrides: list[str], output: str | None) -> int:
