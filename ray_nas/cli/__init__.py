@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
-        "evaluate", help="offline stage: criteria, benchmark/retrain, selections, MLflow"
+        "evaluate",
+        help="offline stage on the stored trajectories (never reruns the search): criteria, "
+        "benchmark lookup (or retraining of newly selected cells where no benchmark covers the "
+        "data), selections (other criteria's rows kept), MLflow",
     )
     p.set_defaults(run=lambda a: commands.evaluate_command(a.job, a.overrides, report=a.report))
     _add_job(p)

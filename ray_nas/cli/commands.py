@@ -227,17 +227,22 @@ def where_text(spec, job: str, report_path: str | None = None) -> str:
         if report_path
         else f"`{b}ray-nas report {job}` writes {d}/report.html"
     )
+    ui = mlflow_hint(spec.tracking_uri, b)
+    if ui.startswith(b + "mlflow ui"):
+        ui += "  (then http://127.0.0.1:5000)"
     return "\n".join([
         "",
         "where the results are:",
         f"  report:       {report}",
-        f"  MLflow:       {mlflow_hint(spec.tracking_uri, b)}  (experiment {spec.name!r})",
-        f"  selections:   {d}/selections.parquet  ({b}python -c \"import pandas as pd; "
-        f"print(pd.read_parquet('{d}/selections.parquet'))\")",
+        f"  MLflow:       {ui}",
+        f"                experiment {spec.name!r}: one run per trial under the job's run",
+        f"  selections:   {d}/selections.parquet",
+        f"                {b}python -c \"import pandas as pd; "
+        f"print(pd.read_parquet('{d}/selections.parquet'))\"",
         f"  trajectories: {d}/epochs/  {d}/alphas/  (Parquet, one partition per run_id)",
-        f"  other criteria: `{b}ray-nas evaluate {job} --set 'criteria=[...]'` reruns only the "
-        "criteria (never the search; cells newly selected on a job without a benchmark are "
-        "retrained)",
+        f"other criteria: {b}ray-nas evaluate {job} --set 'criteria=[...]'",
+        "  reruns only the criteria, never the search (cells newly selected on a job without a",
+        "  benchmark are retrained); the job's own criteria keep their rows in selections.parquet",
     ])  # fmt: skip
 
 
