@@ -3,15 +3,15 @@
 Layout: one experiment per job (its `name`, tagged `mlflow.experimentKind` =
 `custom_model_development` so MLflow 3's UI opens it on its training runs, not its GenAI view);
 one parent run for the job (resolved spec, summary table, report as artifacts; per grid group and
-criterion `<group>/<criterion>.mean|std|stop_epoch|fired`, the printed summary's numbers); one child
-run per trial, named by its grid group and seed (`lr_scheme=nb201 seed=0`; the run_id is its
-`run_id` param and `ray_nas.run_id` tag), started and ended when its search did (the status
-file's times), with its resolved config as params and only per-epoch metrics (step=epoch), so the
-run's charts are its curves.
+criterion `<group>/<criterion>.<score>_mean`, `_std`, `.stop_epoch`, `.fired`: the printed
+summary's numbers); one child run per trial, named by its grid group and seed (`lr_scheme=nb201
+seed=0`; the run_id is its `run_id` param and `ray_nas.run_id` tag), started and ended when its
+search did (the status file's times), with its resolved config as params and only per-epoch
+metrics (step=epoch), so the run's charts are its curves.
 
 Idempotent: every run carries a deterministic key tag `ray_nas.key` (`job:<name>`,
 `trial:<run_id>`). A rerun finds the runs by key; a FINISHED run only gets what is new (epochs
-past its `ray_nas.epochs` tag, criteria values that changed); a run left unfinished by a crash is
+past its `ray_nas.epochs` tag, summary values that changed); a run left unfinished by a crash is
 deleted and written again. Nothing is logged twice.
 """
 
@@ -258,11 +258,11 @@ def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) 
     client = _client(spec.tracking_uri)
     exp_id = _experiment(client, spec.name)
     existing = _runs_by_key(client, exp_id)
-    parent, fresh = _get_or_create(
+    parent, parent_fresh = _get_or_create(
         client, exp_id, existing, f"job:{spec.name}", spec.name, None, log
     )
     pid = parent.info.run_id
-    if not fresh:
+    if not parent_fresh:
         client.update_run(pid, status="RUNNING")  # the summary artifacts are rewritten below
     counts = {"created": 0, "updated": 0, "unchanged": 0, "epochs_logged": 0}
     res = getattr(result, "results", None)
@@ -297,7 +297,8 @@ def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) 
         counts["epochs_logged"] += len(trial.epochs["epoch"]) - done
         client.set_tag(rid, EPOCHS_TAG, str(len(trial.epochs["epoch"])))
         client.set_terminated(rid, "FINISHED", end_time=end)
-    _log_summary(client, pid, result.summary, parent.data.metrics if not fresh else {})
+    latest = parent.data.metrics if not parent_fresh else {}
+    _log_summary(client, pid, result.summary, getattr(result, "metric", ""), latest)
     _log_parent(client, pid, spec, result, resolved_job_dict(spec), report_path)
     client.set_terminated(pid, "FINISHED")
     log(f"mlflow: experiment {spec.name!r} at {spec.tracking_uri}: {counts['created']} trial runs created, "
@@ -305,18 +306,22 @@ def _log_job(spec, result, log: Callable[[str], None], report_path: str | None) 
     return counts
 
 
-def _log_summary(client, pid: str, summary, latest: dict) -> None:
+def _log_summary(client, pid: str, summary, metric: str, latest: dict) -> None:
     """The printed summary's numbers on the parent run, one chart section per grid group:
-    `<group>/<criterion>.mean|std|stop_epoch|fired` (values that changed only)."""
+    `<group>/<criterion>.<metric>_mean|<metric>_std|stop_epoch|fired` (metric: the score column,
+    e.g. retrain_acc; values that changed only)."""
+    score = f"{metric}_" if metric else ""
+    names = {"mean": f"{score}mean", "std": f"{score}std", "stop_epoch": "stop_epoch",
+             "fired": "fired"}  # fmt: skip
     items = []
     for r in summary.to_dict("records"):
         base = f"{_section(str(r['group']))}/{metric_name(str(r['label']))}"
-        for col in ("mean", "std", "stop_epoch", "fired"):
+        for col, name in names.items():
             v = r.get(col)
             if v is None or _isnan(v):
                 continue
-            if latest.get(f"{base}.{col}") != float(v):
-                items.append((f"{base}.{col}", float(v), 0))
+            if latest.get(f"{base}.{name}") != float(v):
+                items.append((f"{base}.{name}", float(v), 0))
     _log_metrics(client, pid, items)
 
 
