@@ -15,7 +15,7 @@ venv: $(BIN)/ray-nas
 test: venv
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
 
-# RAY_AUTH_MODE=disabled: a local Ray leaves $$HOME/.ray alone (the tool sets it too for a local
+# RAY_AUTH_MODE=disabled: a local Ray leaves $HOME/.ray alone (the tool sets it too for a local
 # run; here it also covers Ray started by anything else the target runs)
 quickstart: venv
 	RAY_AUTH_MODE=disabled $(BIN)/ray-nas sweep jobs/quickstart.yaml --report
