@@ -15,8 +15,10 @@ venv: $(BIN)/ray-nas
 test: venv
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
 
+# RAY_AUTH_MODE=disabled: a local Ray leaves $HOME/.ray alone (the tool sets it too for a local
+# run; here it also covers Ray started by anything else the target runs)
 quickstart: venv
-	$(BIN)/ray-nas sweep jobs/quickstart.yaml
+	RAY_AUTH_MODE=disabled $(BIN)/ray-nas sweep jobs/quickstart.yaml --report
 
 # the docs site (docs/, mkdocs.yml) into site/; the reference pages are generated from the code
 docs: venv

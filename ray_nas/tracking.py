@@ -1,14 +1,19 @@
 """MLflow (the only module importing it): written by the offline stage from the Parquet store.
 
-Layout: one experiment per job (its `name`); one parent run for the job (resolved spec, summary
-table, report as artifacts); one child run per trial (its resolved config as params, per-epoch
-metrics with step=epoch, per criterion `<label>.stop_epoch` and `<label>.<metric>`).
+Layout: one experiment per job (its `name`, tagged `mlflow.experimentKind` =
+`custom_model_development` so MLflow 3's UI opens it on its training runs, not its GenAI view);
+one parent run for the job (resolved spec, summary table, report as artifacts; per grid group and
+criterion `<group>/<criterion>.<score>_mean`, `_std`, `.stop_epoch`, `.fired`: the printed
+summary's numbers); one child run per trial, named by its grid group and seed (`lr_scheme=nb201
+seed=0`; the run_id is its `run_id` param and `ray_nas.run_id` tag), started and ended when its
+search did (the status file's times), with its resolved config as params and only per-epoch
+metrics (step=epoch), so the run's charts are its curves.
 
 Idempotent: every run carries a deterministic key tag `ray_nas.key` (`job:<name>`,
 `trial:<run_id>`); a job's parent run also carries its store (`ray_nas.store`, the job folder), so
 two stores of one job name (a quick `--set store=...` search) are two parent runs, each with its
 own trials (a trial run is found under its parent); a parent from before that tag is adopted. A rerun finds the runs by key; a FINISHED run only gets what is new (epochs
-past its `ray_nas.epochs` tag, criteria values that changed); a run left unfinished by a crash is
+past its `ray_nas.epochs` tag, summary values that changed); a run left unfinished by a crash is
 deleted and written again. Nothing is logged twice.
 """
 
@@ -30,11 +35,13 @@ import yaml
 from ray_nas.config import flatten, resolved_job_dict
 from ray_nas.criteria import cell_magnitudes
 from ray_nas.errors import first_line
-from ray_nas.offline.select import SELECTION_COLUMNS
 
 KEY_TAG = "ray_nas.key"
 EPOCHS_TAG = "ray_nas.epochs"
 STORE_TAG = "ray_nas.store"
+RUN_ID_TAG = "ray_nas.run_id"
+#: MLflow 3's UI reads this experiment tag to choose its view; this value is its training view
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 EPOCH_METRICS = (
     "train_loss",
     "train_acc",
@@ -120,13 +127,15 @@ def _experiment(client, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags={KIND_TAG: KIND})
         except Exception:  # noqa: BLE001 - MlflowException: created meanwhile by another evaluate
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
     if exp.lifecycle_stage == "deleted":
         client.restore_experiment(exp.experiment_id)
+    if exp.tags.get(KIND_TAG) != KIND:
+        client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
     return exp.experiment_id
 
 
@@ -156,17 +165,12 @@ def _of_store(runs: list, key: str) -> list:
 
 
 def _get_or_create(
-    client,
-    exp_id: str,
-    existing: dict,
-    key: str,
-    name: str,
-    parent: str | None,
-    log,
-    tags: dict[str, str] | None = None,
-):
+    client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log,
+    tags: dict[str, str] | None = None, start_time: int | None = None,
+    create_tags: dict[str, str] | None = None,
+):  # fmt: skip
     """(run, fresh) for a key: a FINISHED run is reused (the caller marks it RUNNING only if it
-    writes to it); unfinished or duplicate runs are deleted. A new run gets `tags` with its key."""
+    writes to it; renamed when `name` changed); unfinished or duplicate runs are deleted."""
     runs = existing.get(key, [])
     keep = next((r for r in runs if r.info.status == "FINISHED"), None)
     for r in runs:
@@ -174,11 +178,43 @@ def _get_or_create(
             client.delete_run(r.info.run_id)
             log(f"  mlflow: replaced the unfinished run {r.info.run_id} of {key}")
     if keep is not None:
+        if keep.info.run_name != name:
+            client.update_run(keep.info.run_id, name=name)
+        for k, v in (tags or {}).items():
+            if keep.data.tags.get(k) != v:
+                client.set_tag(keep.info.run_id, k, v)
         return keep, False
-    tags = {KEY_TAG: key, EPOCHS_TAG: "0", **(tags or {})}
+    tags = {KEY_TAG: key, EPOCHS_TAG: "0", **(tags or {}), **(create_tags or {})}
     if parent:
         tags["mlflow.parentRunId"] = parent
-    return client.create_run(exp_id, tags=tags, run_name=name), True
+    return client.create_run(exp_id, start_time=start_time, tags=tags, run_name=name), True
+
+
+def trial_run_name(group: str, config: dict) -> str:
+    """A trial's MLflow run name: its grid group and seed (`lr_scheme=nb201 seed=0`; `seed=0`
+    when the grid has no other key)."""
+    seed = f"seed={config.get('seed', 0)}"
+    return seed if group in ("", "all") else f"{group} {seed}"
+
+
+def _status_times(status) -> dict[str, tuple[int | None, int | None]]:
+    """run_id -> (start, end) in ms from the trials' status files (`started`, and `updated` once
+    the trial is final): when its search ran, not when it was logged."""
+    out: dict[str, tuple[int | None, int | None]] = {}
+    if status is None or not len(status) or "run_id" not in status:
+        return out
+    final = {"completed", "stopped", "diverged"}
+    for r in status.to_dict("records"):
+        start, end = r.get("started"), r.get("updated")
+        ms = lambda t: int(float(t) * 1000) if t is not None and not _isnan(t) else None  # noqa: E731
+        out[r["run_id"]] = (ms(start), ms(end) if r.get("status") in final else None)
+    return out
+
+
+def _section(group: str) -> str:
+    """A grid group label as an MLflow metric-name prefix (its chart section)."""
+    text = re.sub(r"[^\w\-. :]", "_", group.replace("=", ":"))
+    return text or "all"
 
 
 def log_batches(client, run_id: str, metrics=(), params=(), tags=()) -> int:
@@ -239,7 +275,7 @@ def write_new_runs(client, runs: list[tuple[str, list, list]]) -> bool:
     if not runs:
         return True
     metric_rows, latest_rows, param_rows, names = [], [], [], set()
-    for run_id, metrics, params in runs:
+    for run_id, metrics, params, *_end in runs:
         rows, latest = {}, {}
         for m in metrics:
             row = {"run_uuid": run_id, "key": m.key, "value": float(m.value),
@@ -266,11 +302,16 @@ def write_new_runs(client, runs: list[tuple[str, list, list]]) -> bool:
                             (SqlLatestMetric, latest_rows)):  # fmt: skip
             if rows:
                 session.execute(sqlalchemy.insert(table.__table__), rows)
-        session.execute(
-            sqlalchemy.update(run_table)
-            .where(run_table.c.run_uuid.in_([rid for rid, _m, _p in runs]))
-            .values(status="FINISHED", end_time=int(time.time() * 1000))
-        )
+        now = int(time.time() * 1000)
+        ends: dict[int, list[str]] = {}  # end time (ms; the trial's own where given) -> runs
+        for rid, _m, _p, *end in runs:
+            ends.setdefault(end[0] if end and end[0] is not None else now, []).append(rid)
+        for end_time, rids in ends.items():
+            session.execute(
+                sqlalchemy.update(run_table)
+                .where(run_table.c.run_uuid.in_(rids))
+                .values(status="FINISHED", end_time=int(end_time))
+            )
     return True
 
 
@@ -343,39 +384,36 @@ def _log_job(
     exp_id = _experiment(client, spec.name)
     existing = _runs_by_key(client, exp_id)
     where, key = store_key(spec), f"job:{spec.name}"
-    parent, fresh = _get_or_create(client, exp_id, {key: _of_store(existing.get(key, []), where)},
-                                   key, spec.name, None, log, tags={STORE_TAG: where})  # fmt: skip
+    parent, parent_fresh = _get_or_create(
+        client, exp_id, {key: _of_store(existing.get(key, []), where)}, key, spec.name, None,
+        log, tags={STORE_TAG: where},
+    )  # fmt: skip
     pid = parent.info.run_id
-    if parent.data.tags.get(STORE_TAG) != where:
-        client.set_tag(pid, STORE_TAG, where)  # a parent from before the tag: this store's now
     existing = {  # this parent's trial runs only: another store's are not touched
         k: [r for r in v if r.data.tags.get("mlflow.parentRunId") == pid]
         for k, v in existing.items()
     }
-    if not fresh:
+    if not parent_fresh:
         client.update_run(pid, status="RUNNING")  # the summary artifacts are rewritten below
     counts = {"created": 0, "updated": 0, "unchanged": 0, "epochs_logged": 0}
-    sel = result.selections
-    value_cols = [c for c in sel.columns if c not in (*SELECTION_COLUMNS, "bench_index")]
-    by_run = {rid: g for rid, g in sel.groupby("run_id")}
+    res = getattr(result, "results", None)
+    groups = res.groups if res is not None else {}
+    times = _status_times(res.status if res is not None else None)
     sql = fast_sql and write_new_runs(client, [])  # an SQL backend (writes nothing)
-    pending: list[tuple[str, list, list]] = []
+    pending: list[tuple[str, list, list, int | None]] = []
     for trial in result.trials:
         n_epochs = str(len(trial.epochs["epoch"]))
-        run, fresh = _get_or_create(client, exp_id, existing, f"trial:{trial.run_id}",
-                                    trial.run_id, pid, log, tags={EPOCHS_TAG: n_epochs})  # fmt: skip
+        start, end = times.get(trial.run_id, (None, None))
+        name = trial_run_name(groups.get(trial.run_id, ""), trial.config)
+        run, fresh = _get_or_create(
+            client, exp_id, existing, f"trial:{trial.run_id}", name, pid, log,
+            tags={RUN_ID_TAG: trial.run_id}, start_time=start,
+            create_tags={EPOCHS_TAG: n_epochs},  # a new run gets every epoch below
+        )  # fmt: skip
         rid = run.info.run_id
         done = int(run.data.tags.get(EPOCHS_TAG, "0")) if not fresh else 0
         items = _epoch_metrics(trial, done)
-        latest = {} if fresh else run.data.metrics
-        crit_items = []
-        for r in by_run.get(trial.run_id, sel.iloc[:0]).itertuples(index=False):
-            name = metric_name(r.label)
-            values = {f"{name}.stop_epoch": float(r.stop_epoch), f"{name}.fired": float(r.fired)}
-            values.update({f"{name}.{c}": float(getattr(r, c)) for c in value_cols
-                           if getattr(r, c) is not None and not _isnan(getattr(r, c))})  # fmt: skip
-            crit_items.extend((k, v, 0) for k, v in values.items() if latest.get(k) != v)
-        if not fresh and not items and not crit_items:
+        if not fresh and not items:
             counts["unchanged"] += 1  # nothing new: no call at all for this run
             continue
         counts["created" if fresh else "updated"] += 1
@@ -395,23 +433,44 @@ def _log_job(
 
         # a new run on an SQL backend: params, metrics and its end in one transaction;
         # otherwise its params, new metrics and epoch count in a few log_batch calls
-        metrics = _metric_entities(items + crit_items)
+        metrics = _metric_entities(items)
         counts["epochs_logged"] += len(trial.epochs["epoch"]) - done
         if fresh and sql:
-            pending.append((rid, metrics, params))
+            pending.append((rid, metrics, params, end))
             if len(pending) >= NEW_RUNS_PER_TRANSACTION:
                 write_new_runs(client, pending)
                 pending.clear()
             continue
         log_batches(client, rid, metrics, params, [RunTag(EPOCHS_TAG, n_epochs)])
-        client.set_terminated(rid, "FINISHED")
+        client.set_terminated(rid, "FINISHED", end_time=end)
     if pending:
         write_new_runs(client, pending)
+    latest = parent.data.metrics if not parent_fresh else {}
+    _log_summary(client, pid, result.summary, getattr(result, "metric", ""), latest)
     _log_parent(client, pid, spec, result, resolved_job_dict(spec), report_path)
     client.set_terminated(pid, "FINISHED")
     log(f"mlflow: experiment {spec.name!r} at {spec.tracking_uri}: {counts['created']} trial runs created, "
         f"{counts['updated']} updated, {counts['unchanged']} unchanged, {counts['epochs_logged']} epochs logged ({time.perf_counter() - t0:.1f}s)")  # fmt: skip
     return counts
+
+
+def _log_summary(client, pid: str, summary, metric: str, latest: dict) -> None:
+    """The printed summary's numbers on the parent run, one chart section per grid group:
+    `<group>/<criterion>.<metric>_mean|<metric>_std|stop_epoch|fired` (metric: the score column,
+    e.g. retrain_acc; values that changed only)."""
+    score = f"{metric}_" if metric else ""
+    names = {"mean": f"{score}mean", "std": f"{score}std", "stop_epoch": "stop_epoch",
+             "fired": "fired"}  # fmt: skip
+    items = []
+    for r in summary.to_dict("records"):
+        base = f"{_section(str(r['group']))}/{metric_name(str(r['label']))}"
+        for col, name in names.items():
+            v = r.get(col)
+            if v is None or _isnan(v):
+                continue
+            if latest.get(f"{base}.{name}") != float(v):
+                items.append((f"{base}.{name}", float(v), 0))
+    log_batches(client, pid, _metric_entities(items))
 
 
 def _isnan(v) -> bool:

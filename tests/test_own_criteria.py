@@ -212,9 +212,10 @@ def test_example_criterion_online_and_offline(ray_session, write_job, capsys):
 
     client = MlflowClient(spec.tracking_uri)
     exp = client.get_experiment_by_name(spec.name)
-    runs = client.search_runs([exp.experiment_id], "tags.`ray_nas.key` LIKE 'trial:%'")
-    assert runs[0].data.metrics[f"{EXAMPLE} threshold:0.98.stop_epoch"] == last
-    assert runs[0].data.metrics[f"{EXAMPLE} threshold:0.98.fired"] == 1.0
+    runs = client.search_runs([exp.experiment_id], "tags.`ray_nas.key` LIKE 'job:%'")
+    # the summary over the group's one trial, on the job's parent run (section `all`)
+    assert runs[0].data.metrics[f"all/{EXAMPLE} threshold:0.98.stop_epoch"] == last
+    assert runs[0].data.metrics[f"all/{EXAMPLE} threshold:0.98.fired"] == 1.0
     capsys.readouterr()
     assert cli.main(["report", str(job)]) == 0
     page = (Path(spec.job_dir) / "report.html").read_text()

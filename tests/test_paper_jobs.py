@@ -31,6 +31,11 @@ TRIALS = {
     "jobs/paper/table4_darts_space.yaml": 1,
     "jobs/paper/exp8_nb1shot1.yaml": 15,  # 3 NAS-Bench-1Shot1 spaces x 5 seeds
     "jobs/paper/table4_baselines_sdarts_gdas_snas_nasp.yaml": 30,  # 10 rows x 3 seeds (DARTS space)
+    # small examples (run at a tiny size by tests/test_examples.py): 2 seeds each
+    "jobs/examples/darts_space.yaml": 2,
+    "jobs/examples/gaea_nb201.yaml": 2,
+    "jobs/examples/drnas_nb201.yaml": 2,
+    "jobs/examples/nb1shot1.yaml": 2,
 }
 TABLE4 = "jobs/paper/table4_darts_space.yaml"
 EXP8 = "jobs/paper/exp8_nb1shot1.yaml"

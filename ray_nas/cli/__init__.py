@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-evaluate", action="store_true", help="skip the offline stage after the sweep"
     )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="after the offline stage, write the HTML report ({store}/{job}/report.html)",
+    )
 
     p.add_argument(
         "--redo",
@@ -76,10 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
-        "evaluate", help="offline stage: criteria, benchmark/retrain, selections, MLflow"
+        "evaluate",
+        help="offline stage on the stored trajectories (never reruns the search): criteria, "
+        "benchmark lookup (or retraining of newly selected cells where no benchmark covers the "
+        "data), selections (other criteria's rows kept), MLflow",
     )
-    p.set_defaults(run=lambda a: commands.evaluate_command(a.job, a.overrides))
+    p.set_defaults(run=lambda a: commands.evaluate_command(a.job, a.overrides, report=a.report))
     _add_job(p)
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="then write the HTML report ({store}/{job}/report.html)",
+    )
 
     p = sub.add_parser(
         "status",
@@ -217,8 +230,9 @@ def _search(a: argparse.Namespace) -> int:
 
 def _sweep(a: argparse.Namespace) -> int:
     return commands.sweep_command(
-        a.job, a.overrides, dry_run=a.dry_run, evaluate=not a.no_evaluate, redo=tuple(a.redo)
-    )
+        a.job, a.overrides, dry_run=a.dry_run, evaluate=not a.no_evaluate, redo=tuple(a.redo),
+        report=a.report,
+    )  # fmt: skip
 
 
 def _positive_seconds(text: str) -> float:

@@ -106,6 +106,7 @@ def sweep_command(
     dry_run: bool = False,
     evaluate: bool = True,
     redo: tuple[str, ...] = (),
+    report: bool = False,
 ) -> int:
     spec = specmod.load_spec(job, overrides)
     trials = specmod.expand_grid(spec)
@@ -125,7 +126,7 @@ def sweep_command(
     check_tracking(spec.tracking_uri)
     run_sweep(spec, trials, redo=tuple(redo), evaluate=evaluate)
     if evaluate:
-        return evaluate_command(job, overrides, use_ray=True)
+        return evaluate_command(job, overrides, use_ray=True, report=report)
     print(f"next: ray-nas evaluate {job}")
     return 0
 
@@ -209,11 +210,14 @@ def _default_criteria(space: str) -> list:
     return default_criteria(space)
 
 
-def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None) -> int:
-    """`ray-nas evaluate`: the offline stage, then its results logged to MLflow. Retraining runs
-    as Ray tasks on the cluster RAY_ADDRESS names, else on the Ray cluster running on this node
-    (a cluster's head or worker, as `ray.init(address="auto")` finds it), else in this process;
-    the first line says which. `use_ray=True`: the caller's Ray (the sweep's) is already up."""
+def evaluate_command(
+    job: str, overrides: list[str], use_ray: bool | None = None, report: bool = False
+) -> int:
+    """`ray-nas evaluate`: the offline stage, then its results logged to MLflow; `report`: then
+    the HTML report. Retraining runs as Ray tasks on the cluster RAY_ADDRESS names, else on the
+    Ray cluster running on this node (a cluster's head or worker, as `ray.init(address="auto")`
+    finds it), else in this process; the first line says which. `use_ray=True`: the caller's Ray
+    (the sweep's) is already up."""
     spec = specmod.load_spec(job, overrides)
     import os
 
@@ -252,18 +256,57 @@ def evaluate_command(job: str, overrides: list[str], use_ray: bool | None = None
               f"rerun `ray-nas evaluate {job}` once it answers (nothing is logged twice)",
               file=sys.stderr)  # fmt: skip
         return 1
-    _where(spec, result)
+    report_path = None
+    if report:
+        from ray_nas.report import write_report
+
+        report_path = write_report(spec, None, log=lambda _line: None)
+    print(where_text(spec, job, report_path))
     return 0
 
 
-def _where(spec, result) -> None:
-    print("\nwhere the results are:")
-    print(f"  selections:   {spec.job_dir}/selections.parquet  (pandas.read_parquet)")
-    print(
-        f"  trajectories: {spec.job_dir}/alphas/  {spec.job_dir}/epochs/  (one partition per run_id)"
+def where_text(spec, job: str, report_path: str | None = None) -> str:
+    """The block `ray-nas evaluate` ends with: the report, MLflow, the Parquet files, and how to
+    rerun only the criteria; every command spelled as it runs from the repository (`.venv/bin/`
+    where the tools live in the project's venv)."""
+    b = _bin()
+    d = spec.job_dir
+    report = (
+        f"{report_path}  (open it in a browser)"
+        if report_path
+        else f"`{b}ray-nas report {job}` writes {d}/report.html"
     )
-    eid = _experiment_id(spec.tracking_uri, spec.name)
-    print(f"  MLflow:       {mlflow_hint(spec.tracking_uri, eid)}   (experiment {spec.name!r})")
+    ui = mlflow_hint(spec.tracking_uri, _experiment_id(spec.tracking_uri, spec.name), b)
+    if ui.startswith(b + "mlflow ui") and "then open" not in ui:
+        ui += "  (then http://127.0.0.1:5000)"
+    return "\n".join([
+        "",
+        "where the results are:",
+        f"  report:       {report}",
+        f"  MLflow:       {ui}",
+        f"                experiment {spec.name!r}: one run per trial under the job's run",
+        f"  selections:   {d}/selections.parquet",
+        f"                {b}python -c \"import pandas as pd; "
+        f"print(pd.read_parquet('{d}/selections.parquet'))\"",
+        f"  trajectories: {d}/epochs/  {d}/alphas/  (Parquet, one partition per run_id)",
+        f"other criteria: {b}ray-nas evaluate {job} --set 'criteria=[...]'",
+        "  reruns only the criteria, never the search (cells newly selected on a job without a",
+        "  benchmark are retrained); the job's own criteria keep their rows in selections.parquet",
+    ])  # fmt: skip
+
+
+def _bin() -> str:
+    """`.venv/bin/` when this process runs from the repository's own venv (as `make` makes it),
+    else "" (the tools are on PATH)."""
+    exe = Path(sys.executable)
+    venv = Path(sys.prefix)
+    try:
+        rel = venv.relative_to(Path.cwd())
+    except ValueError:
+        return ""
+    if exe.parent.parent != venv or rel == Path("."):
+        return ""
+    return f"{rel.as_posix()}/bin/"
 
 
 def _experiment_id(uri: str, name: str) -> str | None:
@@ -277,7 +320,7 @@ def _experiment_id(uri: str, name: str) -> str | None:
     return exp.experiment_id if exp is not None else None
 
 
-def mlflow_hint(uri: str, experiment_id: str | None = None) -> str:
+def mlflow_hint(uri: str, experiment_id: str | None = None, bin_dir: str = "") -> str:
     """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`.
     With the experiment's id, the link goes to its runs (MLflow 3 opens an experiment on an
     empty GenAI overview page; the runs are under `#/experiments/<id>/runs`)."""
@@ -286,7 +329,7 @@ def mlflow_hint(uri: str, experiment_id: str | None = None) -> str:
         return (f"open {uri.rstrip('/')}{runs} (a server on a cluster head: forward its port "
                 "first, e.g. `ray attach CLUSTER.yaml -p 5000` with port 5000 free here; "
                 "docs/cluster.md)")  # fmt: skip
-    hint = f"mlflow ui --backend-store-uri {uri}"
+    hint = f"{bin_dir}mlflow ui --backend-store-uri {uri}"
     return hint + (f", then open http://127.0.0.1:5000{runs}" if runs else "")
 
 

@@ -30,6 +30,7 @@ def validate_job(spec: JobSpec) -> None:
     trials = expand_grid(spec)  # and so must every grid point (each its own run_id)
     _check_evaluate(spec, trials)
     _check_criteria(spec)
+    _check_criteria_ops(spec, trials)
 
 
 def _check_job_keys(spec: JobSpec) -> None:
@@ -100,6 +101,28 @@ def _check_criteria(spec: JobSpec) -> None:
             f"stop: {stop.name} needs patience >= 1 online "
             "(with 0 the peak so far always 'fires' at epoch 1)"
         )
+
+
+def _check_criteria_ops(spec: JobSpec, trials: list[tuple[SearchConfig, str, dict]]) -> None:
+    """criteria: an `op` (or `cell`) that no search of the job has is refused (it could never
+    fire: every trial would only note that the op is missing)."""
+    ops = list(dict.fromkeys(o for cfg, _rid, _point in trials for o in cfg.ops))
+    names = list(dict.fromkeys(cfg.space for cfg, _rid, _point in trials))
+    cells = list(dict.fromkeys(c for n in names for c in spaces.get_space(n).cell_types))
+    where = f"search space {'/'.join(names)}"
+    for i, item in enumerate(spec.criteria):
+        params = criteria.parse_criterion(item).params
+        op, cell = params.get("op"), params.get("cell")
+        if isinstance(op, str) and op not in ops:
+            raise SpecError(
+                f"criteria[{i}]: op {op!r} is not an op of this job's searches ({where}; "
+                f"valid: {', '.join(ops)})"
+            )
+        if isinstance(cell, str) and cell and cell not in cells:
+            raise SpecError(
+                f"criteria[{i}]: cell {cell!r} is not a cell type of this job's searches "
+                f"({where}; valid: {', '.join(cells)})"
+            )
 
 
 def benchmark_key_column(spec: JobSpec) -> str:

@@ -90,15 +90,31 @@ def run_evaluate(
         sel = retrain_selected(spec, sel, configs, retrain_map=retrain_map, log=log)
     if store.exists(f"{job_dir}/status"):
         store.write_frame(res.status, f"{job_dir}/trials.parquet")  # one row per trial
-    store.write_frame(sel, f"{job_dir}/selections.parquet")
-    res.use_selections(sel)
+    kept = merge_selections(res.stored, sel)
+    store.write_frame(kept, f"{job_dir}/selections.parquet")  # atomic: whole or not at all
+    res.use_selections(sel, stored=kept)
     log(res.summary_text)
     for line in diverged_lines(res.status):
         log(line)
-    log(f"selections: {job_dir}/selections.parquet ({len(sel)} rows); "
-        f"{len(res.problems)} trials skipped; {time.perf_counter() - t0:.1f}s")  # fmt: skip
+    others = sorted(set(kept["label"]) - set(sel["label"])) if len(kept) else []
+    log(f"selections: {job_dir}/selections.parquet ({len(sel)} rows of these criteria"
+        + (f"; {len(kept) - len(sel)} rows of {len(others)} other criteria kept" if others else "")
+        + f"); {len(res.problems)} trials skipped; {time.perf_counter() - t0:.1f}s")  # fmt: skip
     return EvaluateResult(sel, res.summary, res.trials, res.problems, res.score or "",
                           res.summary_text, res)  # fmt: skip
+
+
+def merge_selections(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """What selections.parquet holds after an evaluation of `new`'s criteria: every row of `old`
+    whose criterion (its label) `new` did not evaluate, then `new`'s rows. So evaluating other
+    criteria (`--set 'criteria=[...]'`) replaces only their own rows; the job's criteria and
+    their retrained scores stay."""
+    if old is None or not len(old) or "label" not in old:
+        return new
+    rest = old[~old["label"].isin(set(new["label"]))]
+    if not len(rest):
+        return new
+    return pd.concat([rest, new], ignore_index=True, sort=False)
 
 
 def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int]:
@@ -112,7 +128,9 @@ def export_genotypes(spec: JobSpec, output: str | None = None) -> tuple[str, int
     if not store.exists(path):
         raise FileNotFoundError(f"{path}: no selections yet (run `ray-nas evaluate` first)")
     sel = store.read_frame(path)
-    trials = JobResults.read(spec).trials
+    res = JobResults.read(spec)
+    trials = res.trials
+    sel = sel[sel["label"].isin({c.label for c in res.criteria})]  # the criteria asked for
     exportable = {t.run_id: get_space(t.space) for t in trials if get_space(t.space).export_format}
     sel = sel[sel["run_id"].isin(exportable)]
     if not len(sel):

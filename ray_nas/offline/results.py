@@ -164,13 +164,14 @@ class JobResults:
         """What a reader should know about the selections (retrained scores missing)."""
         return self._selected[1]
 
-    def use_selections(self, sel: pd.DataFrame) -> None:
-        """Take `sel` as the job's selections and as what selections.parquet holds (`ray-nas
-        evaluate` wrote it, retrained where needed): what is derived from them is derived again."""
+    def use_selections(self, sel: pd.DataFrame, stored: pd.DataFrame | None = None) -> None:
+        """Take `sel` as the job's selections and `stored` (default `sel`) as what
+        selections.parquet holds (`ray-nas evaluate` wrote it, retrained where needed): what is
+        derived from them is derived again."""
         for key in ("summary", "score"):
             self.__dict__.pop(key, None)
         self.__dict__["_selected"] = (sel, [])
-        self.__dict__["stored"] = sel
+        self.__dict__["stored"] = sel if stored is None else stored
 
     @functools.cached_property
     def score(self) -> str | None:

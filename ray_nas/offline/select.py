@@ -264,7 +264,9 @@ def stored_scores(sel: pd.DataFrame, old: pd.DataFrame | None, notes: list[str])
     missing = int(out[cols[0]].isna().sum())
     if missing:
         notes.append(f"{missing} of {len(out)} selections have no {cols[0]} in selections.parquet "
-                     "(newer trajectories or criteria): run `ray-nas evaluate` to complete them")  # fmt: skip
+                     "(criteria not evaluated yet, or trajectories newer than the last evaluation): "
+                     "run `ray-nas evaluate` with the same criteria to complete them (the other "
+                     "criteria's rows are kept)")  # fmt: skip
     return out
 
 

@@ -49,12 +49,33 @@ def shown_metric(column: str | None, own: Mapping[str, str | None]) -> str | Non
     return column
 
 
-def format_summary(summary: pd.DataFrame, metric: str | None) -> str:
-    """Text table: one row per grid group, one column per criterion; each cell
-    `mean±std @stop_epoch fired/n` over the group's trials, std the population one (ddof=0)."""
+#: the printed summary's width limit (an ordinary terminal)
+SUMMARY_WIDTH = 100
+
+
+def short_labels(labels: Sequence[str]) -> dict[str, str]:
+    """Criterion label -> its short form for a column or row: the label itself when it has no
+    parameters (`final`), else the criterion's name (`ss_eq12[op=nor_conv_3x3]` -> `ss_eq12`),
+    numbered where two share a name (`ss_eq12.1`, `ss_eq12.2`)."""
+    names = [lab.split("[", 1)[0] for lab in labels]
+    out, seen = {}, {}
+    for lab, name in zip(labels, names):
+        if names.count(name) > 1:
+            seen[name] = seen.get(name, 0) + 1
+            name = f"{name}.{seen[name]}"
+        out[lab] = name
+    return out
+
+
+def format_summary(summary: pd.DataFrame, metric: str | None, width: int = SUMMARY_WIDTH) -> str:
+    """Text table: one row per criterion (short label), one column per grid group; each cell
+    `mean±std @stop_epoch fired/n` over the group's trials, std the population one (ddof=0).
+    Groups go into as many blocks of columns as keep each line within `width`; a legend gives the
+    full label of each shortened criterion."""
     if summary.empty:
         return "(no selections)"
     labels = list(dict.fromkeys(summary["label"]))
+    short = short_labels(labels)
     cells = {}
     for _, r in summary.iterrows():
         score = "n/a" if math.isnan(r["mean"]) else f"{r['mean']:.2f}±{r['std']:.2f}"
@@ -62,17 +83,28 @@ def format_summary(summary: pd.DataFrame, metric: str | None) -> str:
             f"{score} @{r['stop_epoch']:.1f} {int(r['fired'])}/{int(r['n'])}"
         )
     groups = list(dict.fromkeys(summary["group"]))
-    header = ["group", *labels]
-    rows = [[g, *(cells.get((g, lab), "") for lab in labels)] for g in groups]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    first = max(len("criterion"), *(len(short[lab]) for lab in labels))
+    col = {g: max(len(g), *(len(cells.get((g, lab), "")) for lab in labels)) for g in groups}
+    blocks: list[list[str]] = [[]]
+    for g in groups:  # a new block when this group's column would pass the width
+        used = first + sum(2 + col[x] for x in blocks[-1])
+        if blocks[-1] and used + 2 + col[g] > width:
+            blocks.append([])
+        blocks[-1].append(g)
     title = (
         f"{metric or 'no metric'}: mean±std (population std, ddof=0) over seeds "
         "@mean stop epoch, fired/trials"
     )
-    return "\n".join(
-        [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-    )
+    out = [title]
+    for block in blocks:
+        widths = [first, *(col[g] for g in block)]
+        line = lambda r, w=widths: "  ".join(str(x).ljust(n) for x, n in zip(r, w)).rstrip()  # noqa: E731
+        out += [line(["criterion", *block]), line(["-" * n for n in widths])]
+        out += [line([short[lab], *(cells.get((g, lab), "") for g in block)]) for lab in labels]
+    legend = [f"  {short[lab]} = {lab}" for lab in labels if short[lab] != lab]
+    if legend:
+        out += ["criteria:", *legend]
+    return "\n".join(out)
 
 
 def diverged_lines(status: pd.DataFrame | None) -> list[str]:

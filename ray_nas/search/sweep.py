@@ -10,9 +10,11 @@ finished trials are skipped, unfinished ones resume. Tune's own trial ids are ne
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
+import sys
 import time
 
 from ray_nas import store
@@ -146,12 +148,16 @@ def _trainable(config: dict) -> None:
         tune.report({"epoch": rec.epoch, "valid_acc": rec.valid_acc, "train_loss": rec.train_loss,
                      "skips": space.skips(rec.arch), "arch": rec.arch, "run_id": rid})  # fmt: skip
 
+    def log(line: str) -> None:  # a local sweep's driver shows epochs on its progress line
+        if config.get("epoch_lines", True) or not line.startswith("epoch "):
+            print(f"[{rid}] {line}")
+
     status = run_trial(
         spec,
         cfg,
         rid,
         progress=False,
-        log=lambda s: print(f"[{rid}] {s}"),
+        log=log,
         on_record=on_record,
         claim=False,  # the driver wrote job.yaml (run_sweep) before any trial started
     )
@@ -188,8 +194,17 @@ def init_ray(resources: dict | None = None) -> None:
         return
     check_ray_address()
     env = forwarded_env()
+    local = not os.environ.get("RAY_ADDRESS")
+    if local:
+        # Ray 2.60 turns token authentication on for a new local instance unless RAY_AUTH_MODE
+        # says otherwise, and writes ~/.ray/auth_token (which turns it on for every later Ray
+        # use too): a local run keeps to itself and leaves $HOME alone. An explicit setting wins.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True,
-             runtime_env={"env_vars": env} if env else None, **(resources or {}))  # fmt: skip
+             runtime_env={"env_vars": env} if env else None,
+             # a local instance's start-up lines (its dashboard is gone when the command ends)
+             logging_level=logging.WARNING if local else logging.INFO,
+             **(resources or {}))  # fmt: skip
 
 
 def run_sweep(
@@ -309,6 +324,9 @@ def _tune(spec: JobSpec, todo, log) -> None:
             "job": job,
             "cwd": os.getcwd(),
             "fault_env": {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)},
+            # per-epoch lines from the workers: on a cluster (RAY_ADDRESS) only; a local sweep
+            # shows its progress as one line (progress_reporter)
+            "epoch_lines": bool(os.environ.get("RAY_ADDRESS")),
         },  # fmt: skip
         # reuse_actors: a finished trial's worker process runs the next one (no new process and
         # torch import per trial: about 5 s of CPU each); every trial sets its own state up.
@@ -343,18 +361,66 @@ def short_keys(keys) -> dict[str, str]:
     return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
 
 
-def progress_reporter(spec: JobSpec):
-    """Tune's progress table: run_id, grid values by short key, epoch, valid_acc, skip count (in
-    the cell the criteria read: Space.skips)."""
+def progress_reporter(spec: JobSpec, stream=None):
+    """Tune's progress as one line for the whole sweep: trials done/running/pending, epochs done
+    of all, the best valid_acc so far. On a terminal it is rewritten in place (carriage return);
+    otherwise a plain line at most every 30 s (and one at the end), so a log stays short."""
     from ray import tune
 
-    params = {f"trial/point/{k}": s for k, s in short_keys(list(spec.grid)).items()}
-    params = params or {"trial/search/seed": "seed"}  # none: Tune would print the config dicts
-    return tune.CLIReporter(
-        metric_columns={"epoch": "epoch", "valid_acc": "valid_acc", "skips": "skips"},
-        parameter_columns=params,
-        max_report_frequency=30,
-    )
+    class SweepProgress(tune.ProgressReporter):
+        def __init__(self, stream=None):
+            self.stream = stream
+            self.last = 0.0
+            self.width = 0
+
+        def _out(self):
+            return self.stream or sys.stdout
+
+        def should_report(self, trials, done: bool = False) -> bool:
+            if done or self._out().isatty():
+                return True
+            return time.monotonic() - self.last >= PLAIN_PROGRESS_SECONDS
+
+        def report(self, trials, done: bool, *sys_info: str) -> None:
+            self.last = time.monotonic()
+            out = self._out()
+            line = progress_line(spec.name, trials)
+            if out.isatty():
+                pad = " " * max(0, self.width - len(line))
+                self.width = len(line)
+                out.write(f"\r{line}{pad}" + ("\n" if done else ""))
+            else:
+                out.write(line + "\n")
+            out.flush()
+
+    return SweepProgress(stream)
+
+
+#: seconds between two progress lines when stdout is not a terminal (a log file, CI)
+PLAIN_PROGRESS_SECONDS = 30
+
+
+def progress_line(name: str, trials) -> str:
+    """`sweep NAME: 2/6 trials done, 2 running, 2 pending; epochs 57/126; best valid_acc 93.1%`
+    from Tune's trials (their status, last reported epoch and valid_acc, total epochs)."""
+    states: dict[str, int] = {}
+    epochs = total = 0
+    best = None
+    for t in trials:
+        states[t.status] = states.get(t.status, 0) + 1
+        cfg = (t.config.get("trial") or {}).get("search") or {}
+        n = int(cfg.get("warmup_epochs") or 0) + int(cfg.get("epochs") or 0)
+        total += n
+        last = t.last_result or {}
+        epochs += n if t.status == "TERMINATED" else int(last.get("epoch") or 0)
+        acc = last.get("valid_acc")
+        if acc is not None and (best is None or acc > best):
+            best = acc
+    done = states.get("TERMINATED", 0)
+    parts = [f"{done}/{len(trials)} trials done"]
+    parts += [f"{states[s]} {s.lower()}" for s in ("RUNNING", "PENDING", "ERROR") if states.get(s)]
+    tail = f"; best valid_acc {best:.1f}%" if best is not None else ""
+    return f"sweep {name}: {', '.join(parts)}; epochs {epochs}/{total}{tail}"
 
 
 def error_line(text: str | None) -> str:
