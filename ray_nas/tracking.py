@@ -389,9 +389,15 @@ def _log_job(
         log, tags={STORE_TAG: where},
     )  # fmt: skip
     pid = parent.info.run_id
-    existing = {  # this parent's trial runs only: another store's are not touched
-        k: [r for r in v if r.data.tags.get("mlflow.parentRunId") == pid]
+    others = {  # the parent runs of other stores of this job name: their trials are not ours
+        r.info.run_id
+        for r in existing.get(key, [])
+        if r.data.tags.get(STORE_TAG) not in (None, where)
+    }
+    existing = {
+        k: [r for r in v if r.data.tags.get("mlflow.parentRunId") not in others]
         for k, v in existing.items()
+        if k != key
     }
     if not parent_fresh:
         client.update_run(pid, status="RUNNING")  # the summary artifacts are rewritten below
@@ -407,7 +413,7 @@ def _log_job(
         name = trial_run_name(groups.get(trial.run_id, ""), trial.config)
         run, fresh = _get_or_create(
             client, exp_id, existing, f"trial:{trial.run_id}", name, pid, log,
-            tags={RUN_ID_TAG: trial.run_id}, start_time=start,
+            tags={RUN_ID_TAG: trial.run_id, "mlflow.parentRunId": pid}, start_time=start,
             create_tags={EPOCHS_TAG: n_epochs},  # a new run gets every epoch below
         )  # fmt: skip
         rid = run.info.run_id

@@ -107,7 +107,7 @@ def test_where_block_names_the_report_mlflow_and_the_parquet_files(write_job):
     assert f"report:       {spec.job_dir}/report.html" in text
     assert f"mlflow ui --backend-store-uri {spec.tracking_uri}" in text
     assert f"{spec.job_dir}/selections.parquet" in text and "never the search" in text
-    assert "`ray-nas report jobs/w.yaml` writes" in where_text(spec, "jobs/w.yaml")
+    assert "ray-nas report jobs/w.yaml` writes" in where_text(spec, "jobs/w.yaml")
     assert len(text.splitlines()) <= 12
 
 
