@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ray_nas import store
-from ray_nas.algorithms import NAMES, algorithm_class
+from ray_nas.algorithms import NAMES, algorithm_class, arch_first
 from ray_nas.algorithms.darts import DartsV2
 from ray_nas.algorithms.drnas import concentration
 from ray_nas.algorithms.gaea import eg_update
@@ -96,8 +96,13 @@ def test_darts_v2_finite_difference_equals_exact_hypergradient(impl):
 
 
 def test_step_order_is_upstreams():
-    """V1 (NAS-Bench-201's DARTS-V1) does weights first; DARTS-V2, GAEA and DrNAS the alpha step."""
-    assert [algorithm_class(n).arch_first for n in NAMES] == [False, True, True, True]
+    """V1 (NAS-Bench-201's DARTS-V1) does weights first on nb201 and the alpha step first on the
+    DARTS and 1Shot1 spaces (quark0/darts); DARTS-V2, GAEA and DrNAS the alpha step everywhere."""
+    assert [arch_first(n, "nb201") for n in NAMES] == [False, True, True, True]
+    for space in ("darts", "nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3"):
+        assert [arch_first(n, space) for n in NAMES] == [True] * 4
+    assert not arch_first("drnas", "darts", "weights_first")
+    assert arch_first("darts_v1", "nb201", "arch_first")
     # behaviourally: one V2 search step = its arch step at the initial weights, then the weight step
     cfg = resolve_search({**TINY, "algorithm": "darts_v2", "epochs": 1, "steps_per_epoch": 1,
                           "impl": "reference", "weights": {"grad_clip": 0.0}})  # fmt: skip

@@ -10,7 +10,8 @@ input/output connection weights): the supernet softmaxes them itself; the Adam a
 support them (AlgorithmInfo.connections) move them with alpha in one Adam, with the same lr,
 betas and weight decay, as upstream's Architect does with all of `arch_parameters()`.
 The loop (ray_nas.search.loop) calls, per step: `mixing_weights()` for the weight step's forward and
-`arch_step(...)` before (`arch_first`) or after the weight step; per epoch: `distribution()`,
+`arch_step(...)` before or after the weight step (search.step_order; the registry's upstream order,
+ray_nas.algorithms.arch_first); per epoch: `distribution()`,
 `extras()` and `mix` (the Hessian) for the record; `state_dict()` for checkpoints.
 """
 
@@ -30,11 +31,9 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Algorithm:
-    """One search algorithm. Subclasses set `name`, `arch_first`, and override what differs."""
+    """One search algorithm. Subclasses set `name` and override what differs."""
 
     name: ClassVar[str] = ""
-    arch_first: ClassVar[bool] = True
-    """architecture step before the weight step within one search step (False: after it)"""
 
     def __init__(self, cfg, model: nn.Module, w_params: list[torch.Tensor], w_opt):
         """cfg: spec.SearchConfig; w_params / w_opt: the supernet weights and their SGD."""

@@ -6,7 +6,7 @@ value raises SpecError with one line naming it (`search.x`, or `grid point ...` 
 from __future__ import annotations
 
 from ray_nas import spaces
-from ray_nas.algorithms import DRNAS_REGS, OBJECTIVES
+from ray_nas.algorithms import DRNAS_REGS, OBJECTIVES, STEP_ORDERS
 from ray_nas.algorithms import NAMES as ALGORITHM_NAMES
 from ray_nas.algorithms import REGISTRY as ALGORITHM_INFO
 from ray_nas.config.loader import deep_merge
@@ -75,6 +75,7 @@ def validate_search(c: SearchConfig, w: str) -> None:
     """SpecError naming the first field of `c` (under `w`, e.g. `search`) with a bad value."""
     check_choice(c.algorithm, ALGORITHM_NAMES, f"{w}.algorithm")
     check_choice(c.objective, OBJECTIVES, f"{w}.objective")
+    check_choice(c.step_order, STEP_ORDERS, f"{w}.step_order")
     check_choice(c.drnas.reg, DRNAS_REGS, f"{w}.drnas.reg")
     check_positive(c.darts_v2.radius, f"{w}.darts_v2.radius")
     check_positive(c.gaea.eta, f"{w}.gaea.eta")

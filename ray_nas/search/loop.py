@@ -1,8 +1,10 @@
 """The search loop (any algorithm of ray_nas.algorithms) and the Hessian eigenvalue.
 
 Per batch: a weight step on a weight batch (SGD) and an architecture step on an independently
-drawn arch batch, in the algorithm's order (DARTS-V1: weights first, as NAS-Bench-201's reference;
-DARTS-V2, GAEA, DrNAS: architecture first). `search.objective` chooses the pools (BatchPlan). Each epoch (and epoch 0, the
+drawn arch batch, in the order `search.step_order` resolves to (upstream: DARTS-V1 weights first
+on NAS-Bench-201, as its reference, architecture first on the DARTS and 1Shot1 spaces, as
+quark0/darts, SS-DARTS and nasbench-1shot1; DARTS-V2, GAEA, DrNAS architecture first). Both
+batches are drawn before either step, so the order moves no data draw. `search.objective` chooses the pools (BatchPlan). Each epoch (and epoch 0, the
 state before any update) is handed to `on_epoch(record)`; the loop knows nothing of files or Ray.
 A checkpoint store, when given, makes the loop resumable bit-identically.
 """
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ray_nas.algorithms import algorithm_class
+from ray_nas.algorithms import arch_first as step_arch_first
 from ray_nas.config import SearchConfig
 from ray_nas.spaces import get_space
 from ray_nas.training.data import Batcher, DataSet, load_dataset
@@ -286,6 +289,7 @@ def search(
             return 0
 
     bar = Progress(progress)
+    arch_first = step_arch_first(cfg.algorithm, cfg.space, cfg.step_order)
     for epoch in range(start, total + 1):
         t0 = time.perf_counter()
         frozen = epoch <= cfg.warmup_epochs  # alpha frozen during warmup
@@ -297,10 +301,10 @@ def search(
             for g in w_opt.param_groups:
                 g["lr"] = lr
             train, arch = plan.batches(step)
-            if algo.arch_first and not frozen:
+            if arch_first and not frozen:
                 algo.arch_step(loss_of, train, arch, lr)
             loss, logits = weight_step(forward, algo, w_opt, w_params, cfg, device, train)
-            if not algo.arch_first and not frozen:
+            if not arch_first and not frozen:
                 algo.arch_step(loss_of, train, arch, lr)
             loss_sum += loss.detach() * len(train[1])
             correct += (logits.argmax(1) == train[1]).sum()
