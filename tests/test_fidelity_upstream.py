@@ -129,3 +129,88 @@ def test_bad_step_order_is_refused_naming_the_key():
 
     with pytest.raises(SpecError, match=r"search.step_order: unknown value 'arch'.*upstream"):
         resolve_search({"step_order": "arch"})
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Table 4's selection: the paper's DARTS-space code has no gate
+
+
+def _softmax64(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    e = np.exp(a - a.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def ss_darts_selection(alpha: np.ndarray, k: int) -> int:
+    """SS-DARTS/train_search.py:102-129: after each training epoch, softmax_sum =
+    softmax(alphas_normal).sum(axis=0) is appended to op_mag_list; the selection for op k is
+    np.stack(op_mag_list).argmax(axis=0)[k] (first maximum) over the whole run. List index i is
+    the state after epoch i+1. alpha: [T+1, 28, K] (14 normal rows, then 14 reduce)."""
+    op_mag_list = [_softmax64(alpha[t, :14]).sum(axis=0) for t in range(1, len(alpha))]
+    return int(np.stack(op_mag_list).argmax(axis=0)[k]) + 1
+
+
+def nb201_fork_selection(alpha: np.ndarray, k: int) -> int:
+    """The paper's NAS-Bench-201 fork (AutoDL-Projects_ss/exps/algos/DARTS-V1.py, the
+    op_mag_list / bootstrap_flag block after each epoch): epochs before op k first leads
+    (softmax_sum.argmax() == k) keep their magnitudes, and so do the epochs where it leads; after
+    its first lead the others append zeros. alpha: [T+1, 6, K]."""
+    op_mag_list, bootstrap_flag = [], True
+    for t in range(1, len(alpha)):
+        softmax_sum = _softmax64(alpha[t]).sum(axis=0)
+        if softmax_sum.argmax() == k:
+            op_mag_list.append(softmax_sum)
+            bootstrap_flag = False
+        elif bootstrap_flag:
+            op_mag_list.append(softmax_sum)
+        else:
+            op_mag_list.append(np.zeros_like(softmax_sum))
+    return int(np.stack(op_mag_list).argmax(axis=0)[k]) + 1
+
+
+def _walks(rng, t: int, rows: int, k: int, n: int) -> list[np.ndarray]:
+    """n random-walk alpha trajectories [t+1, rows, k] with drifts, so ops lead and fall back."""
+    out = []
+    for _ in range(n):
+        drift = rng.normal(0, 0.05, (1, 1, k))
+        steps = rng.normal(0, 0.15, (t, rows, k)) + drift
+        out.append(np.concatenate([np.zeros((1, rows, k)), np.cumsum(steps, axis=0)]))
+    return out
+
+
+def test_table4_selection_is_ss_darts_plain_argmax_and_the_gate_is_the_nb201_forks():
+    from ray_nas.criteria import Trajectory, parse_criterion
+    from ray_nas.spaces import darts
+
+    ops = darts.PAPER_OPS
+    rng = np.random.default_rng(0)
+    gated_differs = 0
+    for alpha in _walks(rng, 30, 28, len(ops), 60):
+        traj = Trajectory.from_alpha(alpha, ops=ops, space="darts")
+        for k, op in enumerate(ops):
+            plain = parse_criterion({"name": "ss_eq12", "op": op, "gate": False}).apply(traj)
+            assert plain.epoch == ss_darts_selection(alpha, k), (op, plain.note)
+            gated = parse_criterion({"name": "ss_eq12", "op": op}).apply(traj)
+            gated_differs += gated.epoch != plain.epoch
+    assert gated_differs > 20  # the gate would have chosen otherwise (the default's power)
+    # the gate (the default) is the NAS-Bench-201 fork's, hard-coded there to nor_conv_3x3
+    from ray_nas.spaces import nb201
+
+    k = nb201.OPS.index("nor_conv_3x3")
+    for alpha in _walks(rng, 50, 6, len(nb201.OPS), 200):
+        traj = Trajectory.from_alpha(alpha)
+        res = parse_criterion({"name": "ss_eq12", "op": "nor_conv_3x3"}).apply(traj)
+        assert res.epoch == nb201_fork_selection(alpha, k)
+
+
+def test_table4_job_selects_without_the_gate_and_steps_the_architecture_first():
+    from pathlib import Path
+
+    from ray_nas.config import expand_grid, load_spec
+    from ray_nas.criteria import parse_criterion
+
+    spec = load_spec(Path(__file__).parents[1] / "jobs/paper/table4_darts_space.yaml")
+    ss = [parse_criterion(c) for c in spec.criteria if parse_criterion(c).name == "ss_eq12"]
+    assert len(ss) == 4 and all(c.params["gate"] is False for c in ss)
+    ((cfg, _rid, _point),) = expand_grid(spec)
+    assert cfg.step_order == "arch_first"
