@@ -8,6 +8,8 @@ other step order, the gate, the bare pools, ...) would have failed it.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -214,3 +216,93 @@ def test_table4_job_selects_without_the_gate_and_steps_the_architecture_first():
     assert len(ss) == 4 and all(c.params["gate"] is False for c in ss)
     ((cfg, _rid, _point),) = expand_grid(spec)
     assert cfg.step_order == "arch_first"
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Table 4's retraining network: DrNAS's evaluation operations
+
+
+def drnas_pool_bn(kind: str, x: torch.Tensor, stride: int, rm, rv, training: bool):
+    """DrNAS DARTS-space/operations.py MaxPoolBN / AvgPoolBN: nn.Sequential(pool(3, stride,
+    padding=1[, count_include_pad=False]), nn.BatchNorm2d(C, affine=False)), functionally."""
+    if kind == "max":
+        h = F.max_pool2d(x, 3, stride, 1)
+    else:
+        h = F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+    return F.batch_norm(h, rm, rv, None, None, training=training, momentum=0.1, eps=1e-5)
+
+
+def _cell_ref(cell, s0: torch.Tensor, s1: torch.Tensor, genotype_cell, training: bool):
+    """quark0/DrNAS model.py Cell._compile/forward with DrNAS's pools (drop path 0), float64;
+    the preprocessing and the non-pool ops are the module's own (identical in both codes)."""
+    states = [cell.pre0(s0), cell.pre1(s1)]
+    for i in range(4):
+        s = 0
+        for k in (2 * i, 2 * i + 1):
+            name, j = genotype_cell[k]
+            stride = 2 if cell.reduction and j < 2 else 1
+            if "pool" in name:
+                bn = cell.ops[k][1]  # its running statistics, updated as DrNAS's BatchNorm's
+                s = s + drnas_pool_bn(name[:3], states[j], stride, bn.running_mean,
+                                      bn.running_var, training)  # fmt: skip
+            else:
+                s = s + cell.ops[k](states[j])
+        states.append(s)
+    return torch.cat(states[2:], dim=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("training", [True, False])
+def test_drnas_recipe_builds_drnas_pool_operations(training):
+    from ray_nas.spaces.darts import genotype as G
+    from ray_nas.spaces.darts import network as dn
+    from ray_nas.spaces.darts.train import RECIPES, build_network
+
+    assert RECIPES["drnas"].pool_bn and not RECIPES["darts"].pool_bn
+    g = G.parse_genotype(G.PUBLISHED["SS-DARTS-SepConv5"])  # max pools in the reduction cell
+    text = g.text().replace("('max_pool_3x3', 0), ('dil_conv_3x3', 1)",
+                            "('avg_pool_3x3', 0), ('dil_conv_3x3', 1)")  # fmt: skip
+    g = G.parse_genotype(text)
+    torch.manual_seed(0)
+    net = build_network(text, RECIPES["drnas"], 10).double()
+    red = net.cells[len(net.cells) // 3]
+    assert red.reduction
+    net.train(training)
+    with torch.no_grad():
+        for m in net.modules():  # non-trivial running statistics for eval mode
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    x0 = torch.randn(4, red.pre0[1].in_channels, 8, 8, dtype=torch.float64)
+    x1 = torch.randn(4, red.pre1[1].in_channels, 8, 8, dtype=torch.float64)
+    ref_cell = copy.deepcopy(red)
+    ours = red(x0, x1, 0.0)
+    ref = _cell_ref(ref_cell, x0, x1, g.reduce, training)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    # quark0's bare pools (the `darts` recipe): another function, the same parameter count
+    bare = build_network(text, RECIPES["darts"], 10).double()
+    missing, unexpected = bare.load_state_dict(net.state_dict(), strict=False)
+    assert not missing and unexpected  # only the pools' BatchNorm buffers are extra
+    bare.train(training)
+    assert (bare.cells[len(bare.cells) // 3](x0, x1, 0.0) - ours).abs().max() > 1e-3
+    assert dn.count_params_m(bare) == dn.count_params_m(net)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    n_bn_bare = sum(isinstance(m, torch.nn.BatchNorm2d) for m in bare.modules())
+    n_pool_ops = sum(
+        "pool" in op for c in net.cells for op, _ in (g.reduce if c.reduction else g.normal)
+    )
+    assert n_pool_ops > 0 and n_bn - n_bn_bare == n_pool_ops
+
+
+def test_recipe_keys_of_the_bare_pool_recipes_are_unchanged():
+    """The retrain cache keys of `darts` and `proxy` (bare pools) stay those from before pool_bn
+    existed (hash of their fields without it); `drnas` gets a new key: its network changed."""
+    import dataclasses
+
+    from ray_nas.digest import sha256_hex
+    from ray_nas.spaces.darts.train import RECIPES
+
+    for name, rec in RECIPES.items():
+        old = {k: v for k, v in dataclasses.asdict(rec).items() if k != "pool_bn"}
+        same = rec.key() == sha256_hex(repr(sorted(old.items())), 12)
+        assert same == (name != "drnas"), name
