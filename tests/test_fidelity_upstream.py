@@ -306,3 +306,79 @@ def test_recipe_keys_of_the_bare_pool_recipes_are_unchanged():
         old = {k: v for k, v in dataclasses.asdict(rec).items() if k != "pool_bn"}
         same = rec.key() == sha256_hex(repr(sorted(old.items())), 12)
         assert same == (name != "drnas"), name
+
+
+# --------------------------------------------------------------------------------------------
+# 4. DARTS-ES: the defaults are R-DARTS as its experiments ran it
+
+
+def rdarts_as_run(eig_ours, epochs=50, window=5, ev_freq=2, delta=4, factor=1.3,
+                  es_start_epoch=10):  # fmt: skip
+    """automl/RobustDARTS src/search/train_search.py (the epoch loop; the Hessian at the end of
+    epoch e when e % report_freq_hessian == 0 or e == epochs - 1, early_stop only when
+    epoch != epochs - 1) with utils.EVLocalAvg update/early_stop, float64; scripts/DARTS_search.sh
+    passes --report_freq_hessian 2, args.py: window 5, es_start_epoch 10, delta 4, factor 1.3.
+    eig_ours[t]: the eigenvalue after OUR epoch t (R-DARTS epoch e = t - 1).
+    Returns (our epoch of the rollback genotype, our epoch where it fired) or None."""
+    ev, la, la_epochs = [], [], {}
+    lo, hi = 0, window
+    half = int(np.ceil(window / 2))
+    for e in range(epochs):
+        if not (e % ev_freq == 0 or e == epochs - 1):
+            continue
+        ev.append(np.float64(eig_ours[e + 1]))
+        if len(ev) >= half and e < epochs - 1:
+            if len(ev) < window:
+                la.append(np.mean(ev))
+            else:
+                la.append(np.mean(ev[lo:hi]))
+                lo += 1
+                hi += 1
+            la_epochs[e] = int(e - int(ev_freq * np.floor(window / 2)))
+        elif len(ev) < half:
+            la_epochs[e] = -1
+        if e != epochs - 1:
+            if int(la_epochs[e] - ev_freq * delta) >= es_start_epoch:
+                if la[-1] / la[-1 - delta] > factor:
+                    return int(la_epochs[e] - ev_freq * delta) + 1, e + 1
+    return None
+
+
+def _eig_series(rng, n: int, T: int = 50) -> list[np.ndarray]:
+    """[T+1] eigenvalue series: steps, geometric growths, random walks, ratios near 1.3."""
+    out, t = [], np.arange(T + 1, dtype=float)
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            at, size = rng.integers(2, T), rng.uniform(1.1, 2.0)
+            eig = np.where(t >= at, size, 1.0) + 0.01 * rng.normal(size=T + 1)
+        elif kind == 1:
+            at, r = rng.integers(1, T), rng.uniform(1.005, 1.08)
+            eig = 0.3 * r ** np.maximum(t - at, 0)
+        elif kind == 2:
+            eig = np.exp(np.cumsum(rng.normal(0.01, 0.08, T + 1)))
+        else:
+            eig = 1.0 + 0.3 * (t >= rng.integers(5, T)) * rng.uniform(0.9, 1.1) * 1.0
+            eig = eig * (1.3 ** ((t >= rng.integers(5, T)) * rng.uniform(0.8, 1.2)))
+        eig[0] = np.nan  # epoch 0 has none
+        out.append(eig)
+    return out
+
+
+def test_darts_es_defaults_are_rdarts_as_run_at_hessian_every_1():
+    from ray_nas.criteria import Trajectory, darts_es
+
+    rng = np.random.default_rng(1)
+    fired = old_differs = 0
+    for eig in _eig_series(rng, 800):
+        traj = Trajectory.from_alpha(np.zeros((51, 6, 5)), hessian_eig=eig)
+        want = rdarts_as_run(eig)
+        r = darts_es(traj)
+        assert (r.epoch, r.fired) == (want[0], True) if want else (50, False), want
+        if want:
+            fired += 1
+            assert darts_es(traj, rollback=False).epoch == want[1]
+        # the former defaults (start_epoch 10, every eigenvalue) disagree with R-DARTS
+        old = darts_es(traj, start_epoch=10, ev_freq=1)
+        old_differs += (old.epoch, old.fired) != ((want[0], True) if want else (50, False))
+    assert 100 < fired < 700 and old_differs > 100
