@@ -382,3 +382,53 @@ def test_darts_es_defaults_are_rdarts_as_run_at_hessian_every_1():
         old = darts_es(traj, start_epoch=10, ev_freq=1)
         old_differs += (old.epoch, old.fired) != ((want[0], True) if want else (50, False))
     assert 100 < fired < 700 and old_differs > 100
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The Hessian's L2 term: only where the algorithm's update has one
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "algorithm, keys, l2",
+    [
+        ("darts_v1", {}, 0.5),  # Adam(weight_decay=arch_weight_decay): RobustDARTS analyze.py
+        ("darts_v2", {}, 0.5),
+        ("drnas", {"drnas": {"reg": "l2", "reg_scale": 0.25}}, 0.25),  # DrNAS architect.py
+        ("drnas", {"drnas": {"reg": "kl", "reg_scale": 0.25}}, 0.0),  # no weight decay
+        ("gaea", {}, 0.0),  # architect_edarts.py: no L2 (its entropic term is 0 in its configs)
+    ],
+)
+def test_recorded_hessian_adds_the_l2_of_the_algorithms_update_only(algorithm, keys, l2):
+    from ray_nas.algorithms import algorithm_class
+    from ray_nas.search.loop import _alpha_l2, hessian_eigenvalue
+    from ray_nas.spaces import nb201
+    from ray_nas.spaces.nb201.build import build_supernet
+
+    torch.manual_seed(0)
+    model = build_supernet("reference", nb201.OPS, 4, 1, 10, False).double()
+    w_params = model.weight_parameters()
+    w_opt = torch.optim.SGD(w_params, lr=0.025)
+    cfg = resolve_search({"algorithm": algorithm, "alpha": {"weight_decay": 0.5}, **keys})
+    algo = algorithm_class(algorithm)(cfg, model, w_params, w_opt)
+    with torch.no_grad():
+        if algorithm == "gaea":  # a point inside the simplex, off the uniform one
+            model.alpha.copy_(torch.softmax(torch.randn_like(model.alpha), -1))
+        else:
+            model.alpha.normal_()
+    x, y = torch.randn(8, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (8,))
+    eig, _ = hessian_eigenvalue(model, model.alpha, x, y, _alpha_l2(algo, cfg), algo.mix)
+    # the upstream objective's Hessian: CE(mix(alpha)) + l2 / 2 * ||alpha||^2 (the L2 Adam's
+    # coupled weight decay differentiates), by torch's own Hessian routine
+    a = model.alpha.detach().clone()
+    model.train()
+
+    def objective(a):
+        return F.cross_entropy(model(x, weights=algo.mix(a)), y) + l2 / 2 * (a**2).sum()
+
+    n = a.numel()
+    h = torch.autograd.functional.hessian(objective, a).reshape(n, n).numpy()
+    want = np.linalg.eigvalsh((h + h.T) / 2).max()
+    assert eig == pytest.approx(want, rel=1e-9, abs=1e-12)
+    if algorithm == "gaea":  # the former fallback to search.alpha.weight_decay shifted it by 0.5
+        assert want + 0.5 - eig == pytest.approx(0.5, rel=1e-6)

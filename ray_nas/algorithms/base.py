@@ -77,6 +77,11 @@ class Algorithm:
         """The architecture step size (recorded as lr_alpha)."""
         raise NotImplementedError
 
+    def weight_decay(self) -> float:
+        """The L2 coefficient on alpha that the update applies (the recorded Hessian adds it
+        times I): none unless the algorithm's update has one (GAEA has none)."""
+        return 0.0
+
     def state_dict(self) -> dict:
         """Optimiser state for checkpoints (the parameter itself is in the model's state_dict)."""
         return {}
@@ -98,6 +103,7 @@ class AdamAlgorithm(Algorithm):
         )
 
     def weight_decay(self) -> float:
+        """Adam's coupled weight decay on alpha (search.alpha.weight_decay)."""
         return self.cfg.alpha.weight_decay
 
     def lr(self) -> float:

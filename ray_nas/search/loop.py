@@ -346,10 +346,10 @@ def weight_step(forward, algo, w_opt, w_params, cfg: SearchConfig, device, batch
 
 
 def _alpha_l2(algo, cfg: SearchConfig) -> float:
-    """The L2 coefficient on the raw architecture parameter: the algorithm's (Adam's coupled
-    weight decay) where it has one, else search.alpha.weight_decay."""
-    wd = getattr(algo, "weight_decay", None)
-    return float(wd()) if callable(wd) else cfg.alpha.weight_decay
+    """The L2 coefficient on the raw architecture parameter that the algorithm's update applies:
+    Adam's coupled weight decay for DARTS (search.alpha.weight_decay) and DrNAS-l2
+    (drnas.reg_scale), none for GAEA and DrNAS-kl (algorithms.base.Algorithm.weight_decay)."""
+    return float(algo.weight_decay())
 
 
 def end_of_epoch(
@@ -360,7 +360,7 @@ def end_of_epoch(
 
     arch_batch: the epoch's last architecture-step batch (x, y), augmented, batch_size images (drawn
     in warmup too); None at epoch 0, which has none and so gets no eigenvalue. The Hessian's L2
-    term is the algorithm's alpha weight decay (hessian_eigenvalue).
+    term is the one the algorithm's update applies (_alpha_l2; none for GAEA).
     """
     dist = algo.distribution()
     valid_loss, valid_acc, _ = evaluate_split(
