@@ -432,3 +432,36 @@ def test_recorded_hessian_adds_the_l2_of_the_algorithms_update_only(algorithm, k
     assert eig == pytest.approx(want, rel=1e-9, abs=1e-12)
     if algorithm == "gaea":  # the former fallback to search.alpha.weight_decay shifted it by 0.5
         assert want + 0.5 - eig == pytest.approx(0.5, rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Smaller items
+
+
+def test_retrain_lr_is_drnas_cosine_stepped_at_the_end_of_each_epoch():
+    """DrNAS DARTS-space/train.py: CosineAnnealingLR(optimizer, epochs), the epoch trained at
+    get_lr(), scheduler.step() at its end (SS-DARTS/train.py the same); float64 torch."""
+    from ray_nas.spaces.darts.train import RECIPES, epoch_lr
+
+    rec = RECIPES["drnas"]
+    p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = torch.optim.SGD([p], lr=rec.lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, rec.epochs)
+    ahead = 0
+    for epoch in range(rec.epochs):
+        upstream = opt.param_groups[0]["lr"]
+        assert epoch_lr(rec, epoch) == pytest.approx(upstream, rel=1e-12, abs=1e-15)
+        opt.step()
+        sched.step()
+        ahead += abs(epoch_lr(rec, epoch) - opt.param_groups[0]["lr"]) > 1e-9
+    assert ahead == rec.epochs  # stepping at the start instead would run each epoch one ahead
+
+
+def test_track_running_stats_false_is_refused_where_the_network_always_tracks():
+    from ray_nas.errors import SpecError
+
+    for space in ("darts", "nb1shot1_s1"):
+        with pytest.raises(SpecError, match=r"search.track_running_stats: false .* always tracks"):
+            resolve_search({"space": space, "track_running_stats": False})
+        assert resolve_search({"space": space, "track_running_stats": True})
+    assert resolve_search({"track_running_stats": False}).space == "nb201"

@@ -45,6 +45,12 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
         merged["ops"] = list(space.ops)
     if "layers" not in merged and space.default_layers is not None:
         merged["layers"] = space.default_layers
+    if merged.get("track_running_stats") is False and space_name != SearchConfig.space:
+        raise SpecError(
+            f"{where}.track_running_stats: false is not available on space {space_name!r}: its "
+            "search network always tracks BatchNorm running statistics (as quark0/darts and "
+            "nasbench-1shot1); remove the key (only nb201 reads it)"
+        )
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
             merged["ops"] = list(space.validate_ops(merged["ops"]))

@@ -130,7 +130,8 @@ class SearchConfig:
     hessian_every: int = 1
     """epochs between dominant-Hessian-eigenvalue evaluations; 0 = never"""
     track_running_stats: bool = False
-    """BatchNorm running statistics in the search cells"""
+    """BatchNorm running statistics in the search cells (nb201; the darts and nb1shot1_* search
+    networks always track them, as quark0/darts and nasbench-1shot1, and refuse false)"""
     seed: int = 0
     impl: str = "fast"
     """nb201: supernet implementation, the same function: fast (work shared across edges) |

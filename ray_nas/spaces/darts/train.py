@@ -33,7 +33,7 @@ from ray_nas.digest import sha256_hex
 from ray_nas.spaces.darts.genotype import parse_genotype
 from ray_nas.spaces.recipes import RetrainResult, named_recipe, state_digest
 
-__all__ = ["RECIPES", "Recipe", "RetrainResult", "recipe", "retrain", "state_digest"]
+__all__ = ["RECIPES", "Recipe", "RetrainResult", "epoch_lr", "recipe", "retrain", "state_digest"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,13 @@ def build_network(genotype_text: str, rec: Recipe, num_classes: int):
 
     return NetworkCIFAR(parse_genotype(genotype_text), rec.channels, rec.layers,
                         num_classes, rec.auxiliary_weight > 0, rec.pool_bn)  # fmt: skip
+
+
+def epoch_lr(rec: Recipe, epoch: int) -> float:
+    """The SGD lr of retraining epoch `epoch` (0-based): lr (1 + cos(pi epoch / epochs)) / 2, as
+    DrNAS's and SS-DARTS's train.py run it (CosineAnnealingLR, scheduler.step() at the end of
+    each epoch), and quark0/darts's under PyTorch 0.3 (stepped at the start)."""
+    return rec.lr * (1 + math.cos(math.pi * epoch / rec.epochs)) / 2
 
 
 def cutout(x, length: int, gen):
@@ -156,7 +163,7 @@ def retrain(
         log(f"retrain: resuming from the checkpoint of epoch {start}")
     for epoch in range(start, rec.epochs):
         for g in opt.param_groups:
-            g["lr"] = rec.lr * (1 + math.cos(math.pi * epoch / rec.epochs)) / 2
+            g["lr"] = epoch_lr(rec, epoch)
         net.drop_path_prob = rec.drop_path * epoch / rec.epochs
         losses.append(_train_epoch(net, opt, train, rec, steps, gen, F))
         if checkpoint:
