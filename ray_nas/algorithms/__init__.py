@@ -67,9 +67,10 @@ class AlgorithmInfo:
 ADAM = ("alpha.lr", "alpha.betas", "alpha.weight_decay")
 #: the weight step's clip and the running statistics, as every algorithm here does them
 _CLIP = (
-    "weights.grad_clip covers the supernet weights only (quark0/darts, SS-DARTS, "
-    "nasbench-1shot1, RobustDARTS, GAEA do so; AutoDL's and DrNAS's NAS-Bench-201 codes clip "
-    "network.parameters(), which holds alpha (its stale gradient) too: a choice, documented)"
+    "weights.grad_clip: the norm is over the supernet weights' gradients only (as quark0/darts, "
+    "SS-DARTS, nasbench-1shot1, RobustDARTS, gaea_release); AutoDL's NAS-Bench-201 DARTS-V1/V2 "
+    "and DrNAS's NAS-Bench-201 code clip network.parameters(), whose norm also counts alpha's "
+    "gradient (a choice: alpha is not a weight here)"
 )
 REGISTRY: dict[str, AlgorithmInfo] = {
     info.name: info
@@ -124,7 +125,7 @@ REGISTRY: dict[str, AlgorithmInfo] = {
                 "BatchNorm running statistics: upstream's NAS-Bench-201 supernet tracks them "
                 "(TinyNetwork(track_running_stats=True)); set search.track_running_stats: true "
                 "to match it",
-                _CLIP + "; DrNAS's NAS-Bench-201 clip also covers theta's train gradient",
+                _CLIP,
             ),
         ),
     )
