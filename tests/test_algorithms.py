@@ -315,7 +315,9 @@ def test_algorithms_command_lists_every_algorithm_and_its_keys(capsys):
     for name in NAMES:
         assert f"{name}:" in out
     for key in ("search.darts_v2.radius = 0.01", "search.gaea.eta = 0.1", "search.gaea.clamp = 1e-05",
-                "search.drnas.reg = 'l2'", "search.drnas.reg_scale = 0.001", "search.objective"):  # fmt: skip
+                "search.drnas.reg = 'l2'", "search.drnas.reg_scale = 0.001", "search.objective",
+                "search.step_order: upstream", "step order: weights then alpha on nb201",
+                "Hessian eigenvalue: d2 L_valid / d alpha2 only"):  # fmt: skip
         assert key in out
 
 
