@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ray_nas.algorithms import NAMES, algorithm_class
+from ray_nas.algorithms import NAMES, algorithm_class, arch_first
 from ray_nas.config import IMPLS, resolve_search
 from ray_nas.search.loop import weight_step
 from ray_nas.spaces import nb201
@@ -118,12 +118,13 @@ class Trial:
         lr = self.cfg.weights.lr
         sync(self.device)
         t0 = time.perf_counter()
-        if self.algo.arch_first:
+        first = arch_first(self.cfg.algorithm, self.cfg.space, self.cfg.step_order)
+        if first:
             self.algo.arch_step(self.loss, train, arch, lr)
         weight_step(
             self.forward, self.algo, self.w_opt, self.w_params, self.cfg, self.device, train
         )
-        if not self.algo.arch_first:
+        if not first:
             self.algo.arch_step(self.loss, train, arch, lr)
         sync(self.device)
         self.ms.append(1000 * (time.perf_counter() - t0))

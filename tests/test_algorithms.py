@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ray_nas import store
-from ray_nas.algorithms import NAMES, algorithm_class
+from ray_nas.algorithms import NAMES, algorithm_class, arch_first
 from ray_nas.algorithms.darts import DartsV2
 from ray_nas.algorithms.drnas import concentration
 from ray_nas.algorithms.gaea import eg_update
@@ -96,8 +96,18 @@ def test_darts_v2_finite_difference_equals_exact_hypergradient(impl):
 
 
 def test_step_order_is_upstreams():
-    """V1 (NAS-Bench-201's DARTS-V1) does weights first; DARTS-V2, GAEA and DrNAS the alpha step."""
-    assert [algorithm_class(n).arch_first for n in NAMES[:4]] == [False, True, True, True]
+    """V1 (NAS-Bench-201's DARTS-V1) does weights first on nb201 and the alpha step first on the
+    DARTS and 1Shot1 spaces (quark0/darts); DARTS-V2, GAEA and DrNAS the alpha step everywhere."""
+    assert [arch_first(n, "nb201") for n in NAMES[:4]] == [False, True, True, True]
+    for space in ("darts", "nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3"):
+        assert [arch_first(n, space) for n in NAMES[:4]] == [True] * 4
+    assert not arch_first("drnas", "darts", "weights_first")
+    assert arch_first("darts_v1", "nb201", "arch_first")
+    # the baselines: SDARTS and NASP step the architecture first, GDAS and SNAS the weights
+    assert [arch_first(n, "darts") for n in NAMES[4:9]] == [True, True, False, False, True]
+    assert [arch_first(n, "darts") for n in NAMES[4:9]] == [
+        algorithm_class(n).arch_first for n in NAMES[4:9]
+    ]
     # behaviourally: one V2 search step = its arch step at the initial weights, then the weight step
     cfg = resolve_search({**TINY, "algorithm": "darts_v2", "epochs": 1, "steps_per_epoch": 1,
                           "impl": "reference", "weights": {"grad_clip": 0.0}})  # fmt: skip
@@ -310,7 +320,9 @@ def test_algorithms_command_lists_every_algorithm_and_its_keys(capsys):
     for name in NAMES:
         assert f"{name}:" in out
     for key in ("search.darts_v2.radius = 0.01", "search.gaea.eta = 0.1", "search.gaea.clamp = 1e-05",
-                "search.drnas.reg = 'l2'", "search.drnas.reg_scale = 0.001", "search.objective"):  # fmt: skip
+                "search.drnas.reg = 'l2'", "search.drnas.reg_scale = 0.001", "search.objective",
+                "search.step_order: upstream", "step order: weights then alpha on nb201",
+                "Hessian eigenvalue: d2 L_valid / d alpha2 only"):  # fmt: skip
         assert key in out
 
 

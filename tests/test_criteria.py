@@ -233,7 +233,7 @@ S1 = {"window": 1, "delta": 1, "start_epoch": 1}
 @pytest.mark.parametrize(
     "eig, params, epoch, fired",
     [
-        (ES_DEFAULT, {}, 12, False),  # the rollback epoch (4) is before start_epoch 10
+        (ES_DEFAULT, {}, 12, False),  # the rollback epoch (4) is before start_epoch 11
         # fires at epoch 10 (evaluation 9): back to the centre of the earlier window, epoch 4
         (ES_DEFAULT, {"start_epoch": 1}, 4, True),
         (ES_DEFAULT, {"start_epoch": 1, "rollback": False}, 10, True),
@@ -260,7 +260,7 @@ S1 = {"window": 1, "delta": 1, "start_epoch": 1}
 )
 def test_darts_es(eig, params, epoch, fired):
     traj = make(len(eig), eig=np.array(eig, float))
-    r = C.darts_es(traj, **params)
+    r = C.darts_es(traj, **{"ev_freq": 1, **params})  # every recorded eigenvalue
     assert (r.epoch, r.fired) == (epoch, fired)
 
 

@@ -114,7 +114,7 @@ def test_darts_es_equals_rdarts_transcription():
             for rollback in (True, False):
                 p = dict(window=window, delta=delta, factor=factor, start_epoch=start_epoch)
                 r = C.darts_es(C.Trajectory.from_alpha(np.zeros((T + 1, 6, 5)), hessian_eig=eig),
-                               rollback=rollback, **p)  # fmt: skip
+                               rollback=rollback, ev_freq=1, **p)  # fmt: skip
                 want = rdarts(eig, every, rollback=rollback, **p)
                 assert (r.epoch, r.fired) == want, (T, kind, at, size, every, p, rollback)
                 outcomes.add(r.fired)

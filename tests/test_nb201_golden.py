@@ -7,6 +7,8 @@ file): a synthetic store of 6 trials x 30 epochs (4 seeds of the 5 ops, 2 of the
 Today's code must give every column of selections.parquet identically: run_ids, params text,
 labels, decisions, stop epochs, archs, notes and the table's scores.
 
+(The darts_es rows are the exception: its defaults were changed to R-DARTS as run since.)
+
 tests/data/nb201_report.html: the report of that store (nb201_golden.report: under a job
 whose grid names the store's two op sets, since the report at 6c423da could not chart two op
 sets in one group; today's can, see the last test), normalised (store path, time written, CSS/JS and the resolved job
@@ -14,7 +16,8 @@ spec left out). Written by `python tests/nb201_golden.py report tests/data/nb201
 when the report moved to templates and fitted the magnitude charts' y axis to the data; it was
 checked against the report 6c423da drew: the same but for the two magnitude charts' y ticks and
 y coordinates (their legends, hover values and x coordinates unchanged), line breaks between
-tags and the spelling of an escaped quote (&#39; for &#x27;).
+tags and the spelling of an escaped quote (&#39; for &#x27;). Rewritten when darts_es's defaults
+became R-DARTS as run: only the darts_es rows and stop markers changed.
 tests/data/nb201_retrain_pre13.csv: retrain.parquet of 2 trials on digits whose
 15 selections were retrained (NAS-Bench-201's recipe, 2 epochs x 4 steps, C=4, N=1) by 6c423da.
 """
@@ -43,8 +46,17 @@ def _read(text) -> pd.DataFrame:
 def test_nb201_selections_match_main_before_the_space_refactor(tmp_path):
     expected = _read(EXPECTED)
     assert len(expected) == len(TRIALS) * 15 and expected.fired.nunique() == 2
-    now = selections(str(tmp_path))
-    pd.testing.assert_frame_equal(_read(io.StringIO(now.to_csv(index=False))), expected)
+    now = _read(io.StringIO(selections(str(tmp_path)).to_csv(index=False)))
+    # darts_es's defaults changed on purpose after the fixture (R-DARTS as run: start_epoch 11,
+    # ev_freq 2; tests/test_fidelity_upstream.py): its rows are new, every other row as it was
+    changed = expected.criterion == "darts_es"
+    assert changed.sum() == len(TRIALS) and (now.criterion == "darts_es").equals(changed)
+    pd.testing.assert_frame_equal(
+        now[~changed].reset_index(drop=True), expected[~changed].reset_index(drop=True)
+    )
+    assert set(now[changed].params) == {
+        '{"delta": 4, "ev_freq": 2, "factor": 1.3, "rollback": true, "start_epoch": 11, "window": 5}'
+    }
 
     # the report of the same store: every chart, table and note as the fixture has it
     assert report(str(tmp_path)) == (DATA / "nb201_report.html").read_text()
@@ -60,12 +72,18 @@ def test_nb201_retraining_reuses_a_cache_written_before_the_refactor(tmp_path):
     stored.write_frame(old[~old["arch"].isin(fresh)], cache_path)
     lines: list[str] = []
     sel = run_evaluate(spec, log=lines.append).selections
-    assert any("11 distinct genotypes x 1 seeds, 9 cached, 2 to train" in x for x in lines), lines
+    # darts_es (its defaults now R-DARTS as run) selects one arch that no criterion selected when
+    # the fixture was written, and no longer one that only it selected then: 10 distinct
+    # genotypes, the 2 left out and that new one trained now
+    assert any("10 distinct genotypes x 1 seeds, 7 cached, 3 to train" in x for x in lines), lines
+    new = sel[~sel["arch"].isin(old["arch"])]
+    assert set(new["criterion"]) == {"darts_es"} and new["arch"].nunique() == 1
+    sel = sel[sel["arch"].isin(old["arch"])]
     want = old.set_index("arch")["test_acc"]
     assert sel["retrain_acc"].tolist() == want.loc[sel["arch"]].tolist()
     assert "params_m" not in sel and "retrain_acc_std" not in sel  # as before: accuracy only
     cache = stored.read_frame(cache_path)
-    assert list(cache.columns) == list(old.columns) and len(cache) == len(old)
+    assert list(cache.columns) == list(old.columns) and len(cache) == len(old) + 1
     got = cache.set_index("arch").loc[old["arch"]]
     assert got["settings"].tolist() == old["settings"].tolist()
     assert got["test_acc"].tolist() == old["test_acc"].tolist()  # the two fresh ones included

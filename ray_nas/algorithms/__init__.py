@@ -131,31 +131,78 @@ class AlgorithmInfo:
     """the upstream code followed (repository @ commit: files)"""
     deviations: str = ""
     """where this implementation differs from that code (also in the module's docstring)"""
+    arch_first: bool = True
+    """upstream's step order: the architecture step before the weight step of each batch"""
+    weights_first_spaces: tuple[str, ...] = ()
+    """the spaces whose upstream code steps the weights first (overrides arch_first there)"""
+    choices: tuple[str, ...] = ()
+    """how this implementation differs from (or chooses among) its upstream codes, one line each
+    (shown by `ray-nas algorithms` and docs/algorithms.md)"""
 
 
 ADAM = ("alpha.lr", "alpha.betas", "alpha.weight_decay")
+#: the weight step's clip and the running statistics, as every algorithm here does them
+_CLIP = (
+    "weights.grad_clip: the norm is over the supernet weights' gradients only (as quark0/darts, "
+    "SS-DARTS, nasbench-1shot1, RobustDARTS, gaea_release); AutoDL's NAS-Bench-201 DARTS-V1/V2 "
+    "and DrNAS's NAS-Bench-201 code clip network.parameters(), whose norm also counts alpha's "
+    "gradient (a choice: alpha is not a weight here)"
+)
 REGISTRY: dict[str, AlgorithmInfo] = {
     info.name: info
     for info in (
         AlgorithmInfo(
             "darts_v1", "ray_nas.algorithms.darts:DartsV1",
-            "first-order DARTS: softmax(alpha); weight step, then an Adam alpha step", uses=ADAM,
-            connections=True,
+            "first-order DARTS: softmax(alpha); an Adam alpha step on d L_valid / d alpha "
+            "(search.step_order upstream: weights first on nb201, architecture first elsewhere)",
+            uses=ADAM, connections=True, arch_first=True, weights_first_spaces=("nb201",),
+            choices=(
+                "step order: weights then alpha on nb201 (AutoDL DARTS-V1.py, the paper's "
+                "NAS-Bench-201 fork); alpha then weights on darts and nb1shot1_* (quark0/darts "
+                "train_search.py, SS-DARTS train_search.py, nasbench-1shot1 optimizers/darts)",
+                "Hessian eigenvalue: d2 L_valid / d alpha2 + alpha.weight_decay * I (R-DARTS)",
+                _CLIP,
+            ),
         ),
         AlgorithmInfo(
             "darts_v2", "ray_nas.algorithms.darts:DartsV2",
             "second-order DARTS: alpha step first with the unrolled (finite-difference) "
             "hypergradient, then the weight step", DartsV2Settings, ADAM, connections=True,
+            choices=(
+                "step order: alpha then weights in every space (AutoDL DARTS-V2.py, quark0/darts)",
+                "BatchNorm running statistics: restored after the hypergradient's extra passes "
+                "(upstream's passes at w, w+Rv, w-Rv update them); alpha and the weights are the "
+                "same either way (train-mode forwards use batch statistics), only eval-mode "
+                "numbers (valid_loss/valid_acc) can differ, and only where statistics are tracked",
+                "Hessian eigenvalue: + alpha.weight_decay * I, as darts_v1",
+                _CLIP,
+            ),
         ),
         AlgorithmInfo(
             "gaea", "ray_nas.algorithms.gaea:Gaea",
             "GAEA: alpha on the simplex, mixed directly; exponentiated-gradient step first "
             "(no Adam, no weight decay)", GaeaSettings,
+            choices=(
+                "step order: alpha then weights in every space (gaea_release cnn/train_search.py)",
+                "Hessian eigenvalue: d2 L_valid / d alpha2 only (GAEA's update has no L2 term; "
+                "alpha.weight_decay is not read); upstream computes none",
+                _CLIP,
+            ),
         ),
         AlgorithmInfo(
             "drnas", "ray_nas.algorithms.drnas:Drnas",
             "DrNAS: one Dirichlet(ELU(theta)+1) sample per forward; Adam step first; records "
             "the Dirichlet mean and the concentration", DrnasSettings, ("alpha.lr", "alpha.betas"),
+            choices=(
+                "step order: theta then weights in every space (DrNAS train_search.py; its "
+                "DARTS-space code also freezes theta for 10 epochs per stage: not modelled)",
+                "Hessian eigenvalue: + drnas.reg_scale * I with reg l2 (Adam's coupled weight "
+                "decay), + 0 with reg kl (the eigenvalue is then of the cross-entropy only)",
+                "BatchNorm running statistics: upstream's NAS-Bench-201 supernet tracks them "
+                "(TinyNetwork(track_running_stats=True)); set search.track_running_stats: true "
+                "to match it",
+                _CLIP,
+            ),
         ),
         AlgorithmInfo(
             "sdarts_rs", "ray_nas.algorithms.sdarts:SdartsRS",
@@ -177,6 +224,7 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             "gdas", "ray_nas.algorithms.gdas:Gdas",
             "GDAS: one Gumbel-max hard sample per edge and forward (straight-through), tau "
             "annealed; weight step, then an Adam alpha step", GdasSettings, ADAM,
+            arch_first=False,  # the weight step first, as upstream
             source="D-X-Y/AutoDL-Projects@f46486e2: exps/NAS-Bench-201-algos/GDAS.py, "
             "search_model_gdas.py",
             deviations="every op computed (value as upstream; non-sampled ops get DARTS's "
@@ -188,6 +236,7 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             "SNAS: a soft Gumbel-softmax sample per edge and forward, temperature annealed; "
             "weights and alpha move together on the weight batch (single level)", SnasSettings,
             ("alpha.lr",),
+            arch_first=False,  # the weight step first, as upstream
             source="SNAS-Series/SNAS-Series@9a43adbd: SNAS/train_search.py, SNAS/model_search.py",
             deviations="weight pool is the loop's (objective erm = upstream's whole training "
             "set); no search drop-path; our genotype rule; NB201 is our adaptation; no "
@@ -207,6 +256,30 @@ REGISTRY: dict[str, AlgorithmInfo] = {
 
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 OBJECTIVES = ("bilevel", "erm")
+#: search.step_order: upstream (the algorithm's upstream order in the space) | arch_first |
+#: weights_first
+STEP_ORDERS = ("upstream", "arch_first", "weights_first")
+#: the order of each algorithm before search.step_order existed (one order in every space)
+LEGACY_ARCH_FIRST: dict[str, bool] = {
+    "darts_v1": False, "darts_v2": True, "gaea": True, "drnas": True,
+}  # fmt: skip
+
+
+def arch_first(algorithm: str, space: str, step_order: str = "upstream") -> bool:
+    """Whether the architecture step comes before the weight step of each batch.
+
+    step_order `upstream`: what the algorithm's upstream code does in that space (DARTS-V1:
+    weights first on NAS-Bench-201, as AutoDL's DARTS-V1.py; architecture first on the DARTS and
+    NAS-Bench-1Shot1 spaces, as quark0/darts, SS-DARTS and nasbench-1shot1; every other algorithm
+    architecture first everywhere); `arch_first` / `weights_first` force one order."""
+    if step_order == "arch_first":
+        return True
+    if step_order == "weights_first":
+        return False
+    info = REGISTRY[algorithm]
+    return False if space in info.weights_first_spaces else info.arch_first
+
+
 DRNAS_REGS = ("l2", "kl")
 SDARTS_SCHEDULES = ("linear", "constant")
 SDARTS_ATTACK_MODES = ("eval", "train")
@@ -242,6 +315,12 @@ def describe_algorithms() -> str:
             lines.append(f"    source: {info.source}")
         if info.deviations:
             lines.append(f"    deviations: {info.deviations}")
+        for c in info.choices:
+            lines.append(f"    - {c}")
+    lines.append(
+        "search.step_order: upstream (each algorithm's upstream order in the space, above) | "
+        "arch_first | weights_first"
+    )
     lines.append(
         "search.objective: bilevel (weights on search-train, architecture on search-valid) | "
         "erm (both on the whole training set, independent batches)"

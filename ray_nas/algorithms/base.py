@@ -12,7 +12,8 @@ betas and weight decay, as upstream's Architect does with all of `arch_parameter
 The loop (ray_nas.search.loop) calls, per epoch: `begin_epoch(epoch, total)` first (schedules:
 temperatures, perturbation radii); per step: `weight_step(...)` (by default one SGD step mixing
 with `mixing_weights()`; an algorithm that needs the weight batch for its mixing weights, or moves
-alpha in the same step, overrides it) and `arch_step(...)` before (`arch_first`) or after it; per
+alpha in the same step, overrides it) and `arch_step(...)` before or after it (search.step_order; the registry's upstream order,
+ray_nas.algorithms.arch_first); per
 epoch: `distribution()`, `extras()` and `mix` (the Hessian) for the record; `state_dict()` for
 checkpoints. The defaults of `begin_epoch` and `weight_step` are what the loop did before they
 existed, so the algorithms that do not override them compute bit-identically.
@@ -37,11 +38,9 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Algorithm:
-    """One search algorithm. Subclasses set `name`, `arch_first`, and override what differs."""
+    """One search algorithm. Subclasses set `name` and override what differs."""
 
     name: ClassVar[str] = ""
-    arch_first: ClassVar[bool] = True
-    """architecture step before the weight step within one search step (False: after it)"""
 
     def __init__(self, cfg, model: nn.Module, w_params: list[torch.Tensor], w_opt):
         """cfg: spec.SearchConfig; w_params / w_opt: the supernet weights and their SGD."""
@@ -117,6 +116,11 @@ class Algorithm:
         """The architecture step size (recorded as lr_alpha)."""
         raise NotImplementedError
 
+    def weight_decay(self) -> float:
+        """The L2 coefficient on alpha that the update applies (the recorded Hessian adds it
+        times I): none unless the algorithm's update has one (GAEA has none)."""
+        return 0.0
+
     def state_dict(self) -> dict:
         """Optimiser state for checkpoints (the parameter itself is in the model's state_dict)."""
         return {}
@@ -138,6 +142,7 @@ class AdamAlgorithm(Algorithm):
         )
 
     def weight_decay(self) -> float:
+        """Adam's coupled weight decay on alpha (search.alpha.weight_decay)."""
         return self.cfg.alpha.weight_decay
 
     def lr(self) -> float:

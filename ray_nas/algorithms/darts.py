@@ -19,7 +19,6 @@ from ray_nas.algorithms.base import AdamAlgorithm, Batch, LossOf
 
 class DartsV1(AdamAlgorithm):
     name = "darts_v1"
-    arch_first = False
 
     @staticmethod
     def mix(alpha: torch.Tensor) -> torch.Tensor:
@@ -32,7 +31,6 @@ class DartsV1(AdamAlgorithm):
 
 class DartsV2(DartsV1):
     name = "darts_v2"
-    arch_first = True
 
     def arch_step(self, loss_of: LossOf, train: Batch, arch: Batch, lr_weights: float) -> None:
         grads = self.hypergradients(loss_of, train, arch, lr_weights)

@@ -27,7 +27,6 @@ def concentration(theta: torch.Tensor) -> torch.Tensor:
 
 class Drnas(AdamAlgorithm):
     name = "drnas"
-    arch_first = True
 
     def weight_decay(self) -> float:
         s = self.cfg.drnas

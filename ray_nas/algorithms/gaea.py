@@ -25,7 +25,6 @@ def eg_update(alpha: torch.Tensor, grad: torch.Tensor, eta: float, clamp: float)
 
 class Gaea(Algorithm):
     name = "gaea"
-    arch_first = True
 
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)

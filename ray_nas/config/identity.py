@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import typing
 
+from ray_nas.algorithms import LEGACY_ARCH_FIRST, arch_first
 from ray_nas.config.schema import SearchConfig, to_dict
 from ray_nas.digest import canonical_json, sha256_hex
 
@@ -79,6 +80,12 @@ LEGACY_FIELDS: dict[str, typing.Callable[[dict], bool]] = {
     ),
     # the old split was seeded by the trial's seed; a split file makes it moot
     "split_seed": lambda d: d["split_file"] is not None or d["split_seed"] in (None, d["seed"]),
+    # the old order was one per algorithm in every space (DARTS-V1 weights first); the upstream
+    # order differs for DARTS-V1 on the darts and nb1shot1_* spaces (architecture first)
+    "step_order": lambda d: (
+        arch_first(d["algorithm"], d["space"], d["step_order"])
+        == LEGACY_ARCH_FIRST.get(d["algorithm"], True)
+    ),
 }
 
 

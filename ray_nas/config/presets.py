@@ -19,7 +19,8 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "weights": {"lr": 3.0e-4, "lr_min": 3.0e-4, "schedule": "constant"},
         "alpha": {"lr": 0.025},
     },
-    # DARTS cnn/train_search.py: SGD (no nesterov) cosine 0.025 -> 0.001, Adam 3e-4, 50 epochs
+    # DARTS cnn/train_search.py: SGD (no nesterov) cosine 0.025 -> 0.001, Adam 3e-4, 50 epochs,
+    # architecture step before the weight step (architect.step, then the SGD step)
     "darts": {
         "weights": {
             "lr": 0.025,
@@ -31,8 +32,10 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "alpha": {"lr": 3.0e-4},
         "epochs": 50,
         "batch_size": 64,
+        "step_order": "arch_first",
     },
-    # SS-DARTS/train_search.py (the paper's code): cosine with eta_min = lr, i.e. constant
+    # SS-DARTS/train_search.py (the paper's code): cosine with eta_min = lr, i.e. constant;
+    # architecture step first (as quark0/darts)
     "ss_darts": {
         "weights": {
             "lr": 0.025,
@@ -45,10 +48,12 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 75,
         "batch_size": 80,
         "ops": list(darts.PAPER_OPS),
+        "step_order": "arch_first",
     },
     # automl/nasbench-1shot1 optimizers/darts/train_search.py: batch 96, 50
     # epochs, C=16, 9 cells, SGD 0.025 cosine to 0.001 (momentum 0.9, no nesterov, wd 3e-4,
-    # clip 5), arch Adam 3e-4 betas (0.5, 0.999) wd 1e-3; train portion 0.5 is our 50/50 split
+    # clip 5), arch Adam 3e-4 betas (0.5, 0.999) wd 1e-3; train portion 0.5 is our 50/50 split;
+    # architecture step first (every optimizer there with an architecture step)
     "nb1shot1": {
         "weights": {
             "lr": 0.025,
@@ -64,5 +69,6 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 96,
         "channels": 16,
         "layers": 9,
+        "step_order": "arch_first",
     },
 }

@@ -12,6 +12,7 @@ from ray_nas.algorithms import (
     SDARTS_ATTACK_MODES,
     SDARTS_SCHEDULES,
     SNAS_ARCH_OPTIMIZERS,
+    STEP_ORDERS,
 )
 from ray_nas.algorithms import NAMES as ALGORITHM_NAMES
 from ray_nas.algorithms import REGISTRY as ALGORITHM_INFO
@@ -51,6 +52,12 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
         merged["ops"] = list(space.ops)
     if "layers" not in merged and space.default_layers is not None:
         merged["layers"] = space.default_layers
+    if merged.get("track_running_stats") is False and space_name != SearchConfig.space:
+        raise SpecError(
+            f"{where}.track_running_stats: false is not available on space {space_name!r}: its "
+            "search network always tracks BatchNorm running statistics (as quark0/darts and "
+            "nasbench-1shot1); remove the key (only nb201 reads it)"
+        )
     if "ops" in merged and isinstance(merged["ops"], (list, tuple)):
         try:
             merged["ops"] = list(space.validate_ops(merged["ops"]))
@@ -81,6 +88,7 @@ def validate_search(c: SearchConfig, w: str) -> None:
     """SpecError naming the first field of `c` (under `w`, e.g. `search`) with a bad value."""
     check_choice(c.algorithm, ALGORITHM_NAMES, f"{w}.algorithm")
     check_choice(c.objective, OBJECTIVES, f"{w}.objective")
+    check_choice(c.step_order, STEP_ORDERS, f"{w}.step_order")
     check_choice(c.drnas.reg, DRNAS_REGS, f"{w}.drnas.reg")
     check_positive(c.darts_v2.radius, f"{w}.darts_v2.radius")
     check_positive(c.gaea.eta, f"{w}.gaea.eta")

@@ -85,6 +85,11 @@ class SearchConfig:
     objective: str = "bilevel"
     """bilevel (weights on search-train, architecture on search-valid) | erm (both on the whole
     training split, independent random batches, as GAEA-ERM)"""
+    step_order: str = "upstream"
+    """upstream (the algorithm's upstream code's order in the space: DARTS-V1 weights first on
+    nb201, as AutoDL's DARTS-V1.py, architecture first on darts and nb1shot1_*, as quark0/darts,
+    SS-DARTS and nasbench-1shot1; DARTS-V2, GAEA, DrNAS architecture first everywhere) |
+    arch_first | weights_first (the architecture step before / after each batch's weight step)"""
     darts_v2: DartsV2Settings = field(default_factory=DartsV2Settings)
     """DARTS-V2's own keys (read only when algorithm is darts_v2)"""
     gaea: GaeaSettings = field(default_factory=GaeaSettings)
@@ -145,7 +150,8 @@ class SearchConfig:
     hessian_every: int = 1
     """epochs between dominant-Hessian-eigenvalue evaluations; 0 = never"""
     track_running_stats: bool = False
-    """BatchNorm running statistics in the search cells"""
+    """BatchNorm running statistics in the search cells (nb201; the darts and nb1shot1_* search
+    networks always track them, as quark0/darts and nasbench-1shot1, and refuse false)"""
     seed: int = 0
     impl: str = "fast"
     """nb201: supernet implementation, the same function: fast (work shared across edges) |

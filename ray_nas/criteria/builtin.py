@@ -26,7 +26,7 @@ from ray_nas.errors import did_you_mean
 if TYPE_CHECKING:
     from ray_nas.spaces.base import Space
 
-_MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0}
+_MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0, "ev_freq": 1}
 
 
 @functools.cache
@@ -338,23 +338,36 @@ def darts_es(
     window: int = 5,
     delta: int = 4,
     factor: float = 1.3,
-    start_epoch: int = 10,
+    start_epoch: int = 11,
     rollback: bool = True,
+    ev_freq: int = 2,
 ) -> StopResult:
-    """DARTS-ES as R-DARTS (Zela et al.; automl/RobustDARTS EVLocalAvg.early_stop).
+    """DARTS-ES as R-DARTS ran it (Zela et al.; automl/RobustDARTS train_search.py with
+    EVLocalAvg.early_stop, scripts/DARTS_search.sh's --report_freq_hessian 2).
 
-    Evaluations: the epochs >= 1 with a finite hessian_eig (every `hessian_every` epochs).
-    avg(k): local average of evaluations k-window+1..k (partial windows at the start, as
+    Evaluations: the epochs >= 1 with a finite hessian_eig (every `hessian_every` epochs), every
+    `ev_freq`-th epoch of them from the first on (R-DARTS's cadence: its eigenvalue every 2
+    epochs). avg(k): local average of evaluations k-window+1..k (partial windows at the start, as
     EVLocalAvg). At evaluation k it stops when avg(k) / avg(k - delta) > factor, provided the
     rollback target, evaluation j = k - delta - window // 2 (the CENTRE of the earlier window:
     R-DARTS's stop epoch, la_epoch - ev_freq * delta), exists and is at an epoch >= start_epoch.
     rollback: the genotype at evaluation j's epoch (R-DARTS), else the current one at evaluation
-    k's epoch. Epochs are this product's (epoch t = after t epochs; R-DARTS counts from 0, so its
-    es_start_epoch=10 at one evaluation per epoch is start_epoch=11 here). R-DARTS also skips the
-    check at its last epoch; here every epoch is checked (online and offline agree).
+    k's epoch.
+    Numbering: epoch t here = after t epochs; R-DARTS counts from 0, so its epoch e is our e + 1,
+    its es_start_epoch=10 is start_epoch=11 here, and its evaluations at e = 0, 2, 4, ... are our
+    epochs 1, 3, 5, ...: with hessian_every 1 the defaults (window 5, delta 4, factor 1.3,
+    start_epoch 11, ev_freq 2) reproduce R-DARTS exactly (a 10-epoch window, averages 8 epochs
+    apart). With hessian_every 2 the eigenvalues are at our epochs 2, 4, ... (one epoch after
+    R-DARTS's); set ev_freq 1 there (ev_freq 2 would keep every fourth epoch) and start_epoch 12
+    for R-DARTS's index arithmetic. R-DARTS also skips the check at its last epoch; with an odd
+    number of epochs here the last one is checked (online and offline agree).
     """
-    _check_params(window=window, delta=delta, factor=factor, start_epoch=start_epoch)
+    _check_params(window=window, delta=delta, factor=factor, start_epoch=start_epoch,
+                  ev_freq=ev_freq)  # fmt: skip
     evals, ev = _evaluations(traj)
+    if evals and ev_freq > 1:
+        keep = [i for i, t in enumerate(evals) if (t - evals[0]) % ev_freq == 0]
+        evals, ev = [evals[i] for i in keep], ev[keep]
     avg = _local_averages(ev, window)
     lo = delta + window // 2
     ratios = _ratios(avg, delta, lo)  # [k - lo]: avg(k) / avg(k - delta)
@@ -368,7 +381,10 @@ def darts_es(
         return no_stop(traj, _NOTHING_TO_CHOOSE)
     need = delta + window // 2 + 1
     if len(evals) < need:
-        return no_stop(traj, f"{len(evals)} Hessian evaluation(s) after epoch 0; needs >= {need}")
+        every = f" (every {ev_freq} epochs)" if ev_freq > 1 else ""
+        return no_stop(
+            traj, f"{len(evals)} Hessian evaluation(s){every} after epoch 0; needs >= {need}"
+        )
     return no_stop(traj, f"local_avg never grew by > {factor}x (rollback epoch >= {start_epoch})")
 
 

@@ -72,7 +72,10 @@ def _info(fn: Callable[..., StopResult], doc: str, **param_docs: str) -> Criteri
 
 _OP = "the op o_i whose magnitude peak is sought (by name)"
 _CELL = "the cell type whose magnitudes are read (normal | reduce on DARTS); empty = the space's (normal)"
-_GATE = "after op first leads m(t, .), only epochs where it leads are eligible (the paper's code)"
+_GATE = (
+    "after op first leads m(t, .), only epochs where it leads are eligible (the paper's "
+    "NAS-Bench-201 code; its DARTS-space code has no gate: gate false)"
+)
 _PATIENCE = (
     "fire only when the peak is >= this many epochs before the last (online use); 0 = always"
 )
@@ -115,14 +118,21 @@ CRITERIA: dict[str, CriterionInfo] = {
         ),
         _info(
             darts_es,
-            "DARTS-ES as R-DARTS (automl/RobustDARTS EVLocalAvg): Hessian eigenvalue local "
-            "average grows by > factor",
+            "DARTS-ES as R-DARTS ran it (automl/RobustDARTS EVLocalAvg, eigenvalue every 2 "
+            "epochs): Hessian eigenvalue local average grows by > factor. Epochs here count from "
+            "1 (R-DARTS's epoch e is our e + 1): its es_start_epoch 10 is start_epoch 11, its "
+            "evaluations at e = 0, 2, 4, ... are our epochs 1, 3, 5, ...; the defaults reproduce "
+            "it exactly with hessian_every 1 (with hessian_every 2: ev_freq 1, start_epoch 12, "
+            "one epoch later)",
             window="evaluations per local average (partial windows at the start, as R-DARTS)",
             delta="evaluations between the two local averages compared",
             factor="growth ratio that stops the search",
-            start_epoch="the rollback epoch (centre of the earlier window) must be >= this",
+            start_epoch="the rollback epoch (centre of the earlier window) must be >= this "
+            "(our numbering: R-DARTS's es_start_epoch + 1)",
             rollback="return the genotype at the centre of the earlier window (R-DARTS) "
             "instead of the current one",
+            ev_freq="use every ev_freq-th epoch's eigenvalue from the first recorded one on "
+            "(R-DARTS's report_freq_hessian; 1 = every recorded one)",
         ),
         _info(
             darts_es_paper,

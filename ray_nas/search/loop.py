@@ -1,8 +1,10 @@
 """The search loop (any algorithm of ray_nas.algorithms) and the Hessian eigenvalue.
 
 Per batch: a weight step on a weight batch (SGD) and an architecture step on an independently
-drawn arch batch, in the algorithm's order (DARTS-V1: weights first, as NAS-Bench-201's reference;
-DARTS-V2, GAEA, DrNAS: architecture first). `search.objective` chooses the pools (BatchPlan). Each epoch (and epoch 0, the
+drawn arch batch, in the order `search.step_order` resolves to (upstream: DARTS-V1 weights first
+on NAS-Bench-201, as its reference, architecture first on the DARTS and 1Shot1 spaces, as
+quark0/darts, SS-DARTS and nasbench-1shot1; DARTS-V2, GAEA, DrNAS architecture first). Both
+batches are drawn before either step, so the order moves no data draw. `search.objective` chooses the pools (BatchPlan). Each epoch (and epoch 0, the
 state before any update) is handed to `on_epoch(record)`; the loop knows nothing of files or Ray.
 A checkpoint store, when given, makes the loop resumable bit-identically.
 """
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ray_nas.algorithms import algorithm_class
+from ray_nas.algorithms import arch_first as step_arch_first
 from ray_nas.config import SearchConfig
 from ray_nas.spaces import get_space
 from ray_nas.training.data import Batcher, DataSet, load_dataset
@@ -286,6 +289,7 @@ def search(
             return 0
 
     bar = Progress(progress)
+    arch_first = step_arch_first(cfg.algorithm, cfg.space, cfg.step_order)
     for epoch in range(start, total + 1):
         t0 = time.perf_counter()
         frozen = epoch <= cfg.warmup_epochs  # alpha frozen during warmup
@@ -298,10 +302,10 @@ def search(
             for g in w_opt.param_groups:
                 g["lr"] = lr
             train, arch = plan.batches(step)
-            if algo.arch_first and not frozen:
+            if arch_first and not frozen:
                 algo.arch_step(loss_of, train, arch, lr)
             loss, logits = algo.weight_step(forward, train, frozen)
-            if not algo.arch_first and not frozen:
+            if not arch_first and not frozen:
                 algo.arch_step(loss_of, train, arch, lr)
             loss_sum += loss.detach() * len(train[1])
             correct += (logits.argmax(1) == train[1]).sum()
@@ -335,10 +339,10 @@ def weight_step(forward, algo, w_opt, w_params, cfg: SearchConfig, device, batch
 
 
 def _alpha_l2(algo, cfg: SearchConfig) -> float:
-    """The L2 coefficient on the raw architecture parameter: the algorithm's (Adam's coupled
-    weight decay) where it has one, else search.alpha.weight_decay."""
-    wd = getattr(algo, "weight_decay", None)
-    return float(wd()) if callable(wd) else cfg.alpha.weight_decay
+    """The L2 coefficient on the raw architecture parameter that the algorithm's update applies:
+    Adam's coupled weight decay for DARTS (search.alpha.weight_decay) and DrNAS-l2
+    (drnas.reg_scale), none for GAEA and DrNAS-kl (algorithms.base.Algorithm.weight_decay)."""
+    return float(algo.weight_decay())
 
 
 def end_of_epoch(
@@ -350,7 +354,7 @@ def end_of_epoch(
 
     arch_batch: the epoch's last architecture-step batch (x, y), augmented, batch_size images (drawn
     in warmup too); None at epoch 0, which has none and so gets no eigenvalue. The Hessian's L2
-    term is the algorithm's alpha weight decay (hessian_eigenvalue).
+    term is the one the algorithm's update applies (_alpha_l2; none for GAEA).
     """
     dist = algo.distribution()
     valid_loss, valid_acc, _ = evaluate_split(

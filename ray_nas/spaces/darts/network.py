@@ -77,8 +77,14 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 
-def make_op(name: str, c: int, stride: int, affine: bool) -> nn.Module:
-    """A c -> c candidate op by DARTS name (stride 2 on a reduction cell's input edges)."""
+def make_op(name: str, c: int, stride: int, affine: bool, pool_bn: bool = False) -> nn.Module:
+    """A c -> c candidate op by DARTS name (stride 2 on a reduction cell's input edges).
+
+    pool_bn: each pool followed by a non-affine BatchNorm (DrNAS DARTS-space operations.py's
+    MaxPoolBN / AvgPoolBN); False: quark0/darts's bare pools."""
+    if "pool" in name and pool_bn:
+        pool = make_op(name, c, stride, affine)
+        return nn.Sequential(pool, nn.BatchNorm2d(c, affine=False))
     if name == "none":
         return Zero(stride)
     if name == "max_pool_3x3":
@@ -235,14 +241,16 @@ class EvalCell(nn.Module):
     """A cell of one genotype: per node two chosen ops on two chosen inputs, summed."""
 
     def __init__(
-        self, cell: darts.Cell, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool
-    ):
+        self, cell: darts.Cell, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
+        pool_bn: bool = False,
+    ):  # fmt: skip
         super().__init__()
         self.reduction = reduction
         self.pre0, self.pre1 = _preprocess(c_pp, c_p, c, reduction_prev, affine=True)
         self.inputs = [j for _, j in cell]
         self.ops = nn.ModuleList(
-            make_op(op, c, 2 if reduction and j < 2 else 1, affine=True) for op, j in cell
+            make_op(op, c, 2 if reduction and j < 2 else 1, affine=True, pool_bn=pool_bn)
+            for op, j in cell
         )
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float) -> torch.Tensor:
@@ -282,10 +290,12 @@ class AuxiliaryHead(nn.Module):
 class NetworkCIFAR(nn.Module):
     """The evaluation network of one genotype (DARTS cnn/model.py layout): stem 3c, `layers`
     cells, reductions at layers//3 and 2*layers//3, global pool, linear; the auxiliary head after
-    cell 2*layers//3 (training only). `drop_path_prob` is set by the trainer each epoch."""
+    cell 2*layers//3 (training only). `drop_path_prob` is set by the trainer each epoch.
+    pool_bn: DrNAS's evaluation operations (each pool followed by a non-affine BatchNorm; same
+    parameter count, 3 more buffers per pool op); False: quark0/darts's bare pools."""
 
     def __init__(self, genotype: darts.Genotype, channels: int = 36, layers: int = 20,
-                 num_classes: int = 10, auxiliary: bool = True):  # fmt: skip
+                 num_classes: int = 10, auxiliary: bool = True, pool_bn: bool = False):  # fmt: skip
         super().__init__()
         self.drop_path_prob = 0.0
         c_cur = 3 * channels
@@ -297,7 +307,7 @@ class NetworkCIFAR(nn.Module):
             reduction = i in reduction_layers(layers)
             c_cur *= 2 if reduction else 1
             cell = genotype.reduce if reduction else genotype.normal
-            cells.append(EvalCell(cell, c_pp, c_p, c_cur, reduction, reduction_prev))
+            cells.append(EvalCell(cell, c_pp, c_p, c_cur, reduction, reduction_prev, pool_bn))
             reduction_prev = reduction
             c_pp, c_p = c_p, len(darts.CONCAT) * c_cur
             if i == self.aux_after:

@@ -5,7 +5,13 @@ Recipes (ray_nas.spaces.darts.train.RECIPES):
   SGD lr 0.025 momentum 0.9 cosine to 0, weight decay 3e-4, grad clip 5, cutout 16, auxiliary
   weight 0.4, drop path 0.2 (ramped p * epoch / epochs).
 - `drnas`: DrNAS's DARTS-space train.py, whose evaluation code the paper used: as `darts` with
-  batch 64 and drop path 0.3.
+  batch 64, drop path 0.3 and DrNAS's operations, where each pool is followed by a non-affine
+  BatchNorm (operations.py MaxPoolBN / AvgPoolBN; `pool_bn`).
+
+Every recipe steps the lr once per epoch at the epoch's index e = 0..epochs-1, lr0 (1 + cos(pi e /
+epochs)) / 2, as DrNAS's and SS-DARTS's train.py (CosineAnnealingLR stepped at the end of each
+epoch) and quark0/darts's train.py under the PyTorch 0.3 it was written for (stepped at the start,
+which on PyTorch >= 1.1 would run one epoch ahead).
 - `proxy`: a cheap ranking proxy (ours, documented, not a published protocol): 8 cells, C=16,
   20 epochs, batch 96, otherwise as `darts` (cutout, auxiliary 0.4, drop path 0.2). It follows the
   shape of NAS-Bench-301's cheaper protocol (8 cells, 100 epochs, C=32) at a fifth of its cost.
@@ -27,7 +33,7 @@ from ray_nas.digest import sha256_hex
 from ray_nas.spaces.darts.genotype import parse_genotype
 from ray_nas.spaces.recipes import RetrainResult, named_recipe, state_digest
 
-__all__ = ["RECIPES", "Recipe", "RetrainResult", "recipe", "retrain", "state_digest"]
+__all__ = ["RECIPES", "Recipe", "RetrainResult", "epoch_lr", "recipe", "retrain", "state_digest"]
 
 
 @dataclass(frozen=True)
@@ -52,16 +58,23 @@ class Recipe:
     steps_per_epoch: int | None = None
     """cap on training batches per epoch and on test batches (tests, quick looks); None = the
     whole training and test splits"""
+    pool_bn: bool = False
+    """each pool op followed by a non-affine BatchNorm (DrNAS's evaluation operations); False:
+    quark0/darts's bare pools"""
 
     def key(self) -> str:
-        """A short stable hash of every field (the retrain cache key's recipe part)."""
-        blob = repr(sorted(dataclasses.asdict(self).items()))
+        """A short stable hash of every field (the retrain cache key's recipe part); pool_bn only
+        when set, so the keys of recipes from before it stay as they were."""
+        fields = dataclasses.asdict(self)
+        if not self.pool_bn:
+            del fields["pool_bn"]
+        blob = repr(sorted(fields.items()))
         return sha256_hex(blob, 12)
 
 
 RECIPES: dict[str, Recipe] = {
     "darts": Recipe(),
-    "drnas": Recipe(batch_size=64, drop_path=0.3),
+    "drnas": Recipe(batch_size=64, drop_path=0.3, pool_bn=True),
     "proxy": Recipe(layers=8, channels=16, epochs=20),
 }
 
@@ -77,7 +90,14 @@ def build_network(genotype_text: str, rec: Recipe, num_classes: int):
     from ray_nas.spaces.darts.network import NetworkCIFAR  # torch: imported on use
 
     return NetworkCIFAR(parse_genotype(genotype_text), rec.channels, rec.layers,
-                        num_classes, rec.auxiliary_weight > 0)  # fmt: skip
+                        num_classes, rec.auxiliary_weight > 0, rec.pool_bn)  # fmt: skip
+
+
+def epoch_lr(rec: Recipe, epoch: int) -> float:
+    """The SGD lr of retraining epoch `epoch` (0-based): lr (1 + cos(pi epoch / epochs)) / 2, as
+    DrNAS's and SS-DARTS's train.py run it (CosineAnnealingLR, scheduler.step() at the end of
+    each epoch), and quark0/darts's under PyTorch 0.3 (stepped at the start)."""
+    return rec.lr * (1 + math.cos(math.pi * epoch / rec.epochs)) / 2
 
 
 def cutout(x, length: int, gen):
@@ -143,7 +163,7 @@ def retrain(
         log(f"retrain: resuming from the checkpoint of epoch {start}")
     for epoch in range(start, rec.epochs):
         for g in opt.param_groups:
-            g["lr"] = rec.lr * (1 + math.cos(math.pi * epoch / rec.epochs)) / 2
+            g["lr"] = epoch_lr(rec, epoch)
         net.drop_path_prob = rec.drop_path * epoch / rec.epochs
         losses.append(_train_epoch(net, opt, train, rec, steps, gen, F))
         if checkpoint:
