@@ -47,6 +47,12 @@ ADDED_FIELDS: tuple[str, ...] = (
     "drnas.reg_scale",
     "space",
     "layers",
+    "gaea_pc_darts.eta",
+    "gaea_pc_darts.clamp",
+    "gaea_pc_darts.edge_eta",
+    "gaea_pc_darts.edge_clamp",
+    "partial_channels",
+    "edge_normalization",
 )
 
 #: Added fields whose default computes something other than the code before them did. Each is
