@@ -97,7 +97,7 @@ def test_darts_v2_finite_difference_equals_exact_hypergradient(impl):
 
 def test_step_order_is_upstreams():
     """V1 (NAS-Bench-201's DARTS-V1) does weights first; DARTS-V2, GAEA and DrNAS the alpha step."""
-    assert [algorithm_class(n).arch_first for n in NAMES] == [False, True, True, True]
+    assert [algorithm_class(n).arch_first for n in NAMES] == [False, True, True, True, True, True]
     # behaviourally: one V2 search step = its arch step at the initial weights, then the weight step
     cfg = resolve_search({**TINY, "algorithm": "darts_v2", "epochs": 1, "steps_per_epoch": 1,
                           "impl": "reference", "weights": {"grad_clip": 0.0}})  # fmt: skip

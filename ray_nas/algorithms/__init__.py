@@ -106,7 +106,7 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             "gaea_pc_darts", "ray_nas.algorithms.gaea_pc_darts:GaeaPcDarts",
             "GAEA+PC-DARTS (liamcli/gaea_release @ 1604615): exponentiated gradient on alpha and "
             "on the edge weights (mixed directly), step first, on the PC-DARTS supernet "
-            "(needs search.edge_normalization: true; preset lr_scheme: gaea_pc_darts)",
+            "(edge weights with search.edge_normalization: true; preset lr_scheme: gaea_pc_darts)",
             GaeaPcDartsSettings, PC_KEYS, connections=True,
         ),
     )

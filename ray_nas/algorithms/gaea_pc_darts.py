@@ -4,7 +4,8 @@ model_search.py): GAEA's exponentiated-gradient step on the PC-DARTS supernet, f
 AND the edge weights.
 
 alpha [E, K] starts at 1/K and is mixed directly (GAEA). The supernet's betas (edge
-normalisation, `search.edge_normalization: true` required) are the edge weights: they start at
+normalisation, `search.edge_normalization: true`; without it the step is GAEA's on alpha alone) are
+the edge weights: they start at
 1/n for the n inputs of their node (upstream's get_edge_scaling) and multiply each edge's output
 directly (`model.edge_mix = "simplex"`, no softmax). One backward of the arch-batch loss gives
 both gradients; then alpha <- normalise(clamp(alpha * exp(-eta g), min=clamp)) per edge (ray_nas's
@@ -39,23 +40,23 @@ class GaeaPcDarts(Gaea):
 
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)
-        if not hasattr(model, "betas"):
-            raise ValueError(
-                "search.algorithm: gaea_pc_darts needs search.edge_normalization: true"
-            )
-        model.edge_mix = "simplex"
-        with torch.no_grad():
-            for a, b in model.edge_slices:
-                model.betas[a:b] = 1.0 / (b - a)
+        self.betas = getattr(model, "betas", None)  # None: no edge normalisation (plain GAEA)
+        if self.betas is not None:
+            model.edge_mix = "simplex"
+            with torch.no_grad():
+                for a, b in model.edge_slices:
+                    self.betas[a:b] = 1.0 / (b - a)
 
     def arch_step(self, loss_of: LossOf, train: Batch, arch: Batch, lr_weights: float) -> None:
         xv, yv = arch
-        betas = self.model.betas
-        g_a, g_e = torch.autograd.grad(loss_of(xv, yv, self.alpha), [self.alpha, betas])
         s = self.cfg.gaea_pc_darts
+        params = [self.alpha] if self.betas is None else [self.alpha, self.betas]
+        grads = torch.autograd.grad(loss_of(xv, yv, self.alpha), params)
         with torch.no_grad():
-            self.alpha.copy_(eg_update(self.alpha, g_a, s.eta, s.clamp))
-            betas.copy_(eg_edges(betas, g_e, s.edge_eta, self.model.edge_slices, s.edge_clamp))
+            self.alpha.copy_(eg_update(self.alpha, grads[0], s.eta, s.clamp))
+            if self.betas is not None:
+                slices = self.model.edge_slices
+                self.betas.copy_(eg_edges(self.betas, grads[1], s.edge_eta, slices, s.edge_clamp))
 
     def lr(self) -> float:
         return self.cfg.gaea_pc_darts.eta

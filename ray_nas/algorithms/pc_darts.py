@@ -8,7 +8,9 @@ The algorithm is DARTS-V1's: softmax(alpha); one Adam over alpha AND the betas (
 and weight decay, as upstream's Architect with `arch_parameters()` = alphas + betas), first order
 on the arch batch; the architecture step FIRST, then the weight step, as upstream's
 train_search.py. Upstream freezes the architecture for 15 epochs with the weights' cosine running
-unramped: `lr_scheme: pc_darts` sets warmup_epochs 15 and weights.warmup_rule: frozen.
+unramped: `lr_scheme: pc_darts` sets warmup_epochs 15 and weights.warmup_rule: frozen, with
+partial_channels 4 and edge_normalization. Without those options (every supernet, including
+nb201's fast one) it is DARTS-V1 with the alpha step first.
 """
 
 from __future__ import annotations

@@ -127,6 +127,11 @@ def _check_pc_darts(c: SearchConfig, w: str) -> None:
     """PC-DARTS's supernet options: where they exist, and the algorithms that need them."""
     check_positive(c.partial_channels, f"{w}.partial_channels")
     pc = c.partial_channels > 1 or c.edge_normalization
+    if c.algorithm in ("pc_darts", "gaea_pc_darts") and c.space not in ("nb201", "darts"):
+        raise SpecError(
+            f"{w}.algorithm: {c.algorithm} runs on nb201 and darts (PC-DARTS's supernet), "
+            f"not {c.space}"
+        )
     if pc and c.space not in ("nb201", "darts"):
         key = "partial_channels" if c.partial_channels > 1 else "edge_normalization"
         raise SpecError(
@@ -141,17 +146,7 @@ def _check_pc_darts(c: SearchConfig, w: str) -> None:
             f"{w}.impl: {c.impl} has no PC-DARTS options (partial_channels > 1, "
             "edge_normalization); set impl: reference"
         )
-    if c.algorithm == "pc_darts" and not pc:
-        raise SpecError(
-            f"{w}.algorithm: pc_darts needs the PC-DARTS supernet: set partial_channels > 1 "
-            "and/or edge_normalization: true (lr_scheme: pc_darts sets both)"
-        )
     if c.algorithm == "gaea_pc_darts":
-        if not c.edge_normalization:
-            raise SpecError(
-                f"{w}.edge_normalization: gaea_pc_darts moves the edge weights, set it to true "
-                "(lr_scheme: gaea_pc_darts sets it)"
-            )
         s, k = c.gaea_pc_darts, f"{w}.gaea_pc_darts"
         check_positive(s.eta, f"{k}.eta")
         check_positive(s.edge_eta, f"{k}.edge_eta")
