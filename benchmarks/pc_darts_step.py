@@ -10,7 +10,7 @@ Trials (each its own model, seeded alike, random CIFAR-shaped inputs, no data fi
                  with partial_channels k (default 4) and edge normalisation
   pc_darts/k1    the same with k = 1 (edge normalisation only): what the partial channels save
   gaea_pc_darts  GAEA+PC-DARTS: exponentiated-gradient step on alpha and the edge weights first
-The weight step is the loop's `weight_step` (SGD, clip 5), the architecture step the algorithm's
+On CUDA (`--device cuda`) compare the wall column. The weight step is the loop's `weight_step` (SGD, clip 5), the architecture step the algorithm's
 own `arch_step`. The first step is a warm-up and not timed; printed: median wall and process-CPU
 ms per step, and each trial's CPU-ms ratio to darts_v1 (on a shared machine the CPU time is the
 steadier figure; with --threads 1 it is the compute itself).
@@ -43,12 +43,13 @@ def run_trial(name: str, args: argparse.Namespace) -> tuple[list[float], list[fl
     raw = {"space": args.space, "algorithm": algorithm, "channels": args.channels,
            "layers": args.layers, "cells": args.cells, "batch_size": args.batch,
            "partial_channels": args.k if k is None else k, "edge_normalization": edge_norm,
-           "device": "cpu"}  # fmt: skip
+           "device": args.device}  # fmt: skip
     if args.space == "nb201":
         raw["impl"] = "reference"
     cfg = resolve_search(raw)
     torch.manual_seed(0)
-    model = get_space(args.space).build_supernet(cfg, 10)
+    device = torch.device(args.device)
+    model = get_space(args.space).build_supernet(cfg, 10).to(device)
     w_params = model.weight_parameters()
     w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
     algo = algorithm_class(algorithm)(cfg, model, w_params, w_opt)
@@ -56,12 +57,11 @@ def run_trial(name: str, args: argparse.Namespace) -> tuple[list[float], list[fl
 
     def batch():
         x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
-        return x, torch.randint(0, 10, (args.batch,), generator=gen)
+        return x.to(device), torch.randint(0, 10, (args.batch,), generator=gen).to(device)
 
     def loss_of(x, y, weights):
         return F.cross_entropy(model(x, weights=weights), y)
 
-    device = torch.device("cpu")
     ms, cpu = [], []
     for i in range(args.steps + 1):
         train, arch = batch(), batch()
@@ -71,6 +71,8 @@ def run_trial(name: str, args: argparse.Namespace) -> tuple[list[float], list[fl
         weight_step(model, algo, w_opt, w_params, cfg, device, train)
         if not algo.arch_first:
             algo.arch_step(loss_of, train, arch, 0.025)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         if i:
             ms.append(1000 * (time.perf_counter() - t0))
             cpu.append(1000 * (time.process_time() - c0))
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=32, help="image side in pixels")
     ap.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--trial", nargs="+", default=list(TRIALS), choices=list(TRIALS))
     args = ap.parse_args(argv)
     if args.threads:
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     size = f"C={args.channels} " + (
         f"layers={args.layers}" if args.space == "darts" else f"N={args.cells}"
     )
-    print(f"{args.space} {size} B={args.batch} {args.size}x{args.size} "
+    print(f"{args.space} {size} B={args.batch} {args.size}x{args.size} {args.device} "
           f"threads={torch.get_num_threads()} steps={args.steps}")  # fmt: skip
     print(f"{'trial':<15} {'wall ms':>9} {'cpu ms':>9} {'vs v1':>7}")
     base = None
