@@ -140,7 +140,9 @@ def describe_algorithms() -> str:
                 )
         if info.uses:
             lines.append(f"    reads: {', '.join('search.' + u for u in info.uses)}")
-        if info.connections:
+        if info.connections and "edge_normalization" in info.uses:
+            lines.append("    moves the edge-normalisation betas with alpha (nb201, darts)")
+        elif info.connections:
             lines.append(
                 "    moves the connection weights with alpha (nb1shot1_*; edge_normalization)"
             )
