@@ -115,6 +115,20 @@ class NaspSettings:
 
 
 @dataclass(frozen=True)
+class GaeaPcDartsSettings:
+    """GAEA + PC-DARTS (liamcli/gaea_release `architect_edarts.py`, learn_edges: true)."""
+
+    eta: float = 0.1
+    """step size of the exponentiated-gradient update of alpha (arch_learning_rate)"""
+    clamp: float = 1.0e-5
+    """floor of alpha's un-normalised product before renormalising"""
+    edge_eta: float = 0.1
+    """step size of the exponentiated-gradient update of the edge weights (edge_learning_rate)"""
+    edge_clamp: float = 0.0
+    """floor of the edge weights' un-normalised product; 0 = none (upstream)"""
+
+
+@dataclass(frozen=True)
 class AlgorithmInfo:
     name: str
     target: str
@@ -125,8 +139,8 @@ class AlgorithmInfo:
     uses: tuple[str, ...] = ()
     """the shared search keys it reads (shown by `ray-nas algorithms`)"""
     connections: bool = False
-    """moves a supernet's connection weights (NAS-Bench-1Shot1's input/output weights) with
-    alpha; the spaces that have them refuse the other algorithms"""
+    """moves a supernet's connection weights (NAS-Bench-1Shot1's input/output weights, PC-DARTS's
+    edge-normalisation betas) with alpha; a search that has them refuses the other algorithms"""
     source: str = ""
     """the upstream code followed (repository @ commit: files)"""
     deviations: str = ""
@@ -141,6 +155,7 @@ class AlgorithmInfo:
 
 
 ADAM = ("alpha.lr", "alpha.betas", "alpha.weight_decay")
+PC_KEYS = ("partial_channels", "edge_normalization")
 #: the weight step's clip and the running statistics, as every algorithm here does them
 _CLIP = (
     "weights.grad_clip: the norm is over the supernet weights' gradients only (as quark0/darts, "
@@ -251,6 +266,19 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             deviations="the space's ops (upstream: its own op set without none; use ops without "
             "none on darts); NB201 is our adaptation; no NAS-Bench-1Shot1",
         ),
+        AlgorithmInfo(
+            "pc_darts", "ray_nas.algorithms.pc_darts:PcDarts",
+            "PC-DARTS (yuhuixu1993/PC-DARTS @ b74702f): first-order DARTS, alpha step first, on "
+            "the PC-DARTS supernet (search.partial_channels, search.edge_normalization: betas "
+            "in alpha's Adam; preset lr_scheme: pc_darts)", uses=ADAM + PC_KEYS, connections=True,
+        ),
+        AlgorithmInfo(
+            "gaea_pc_darts", "ray_nas.algorithms.gaea_pc_darts:GaeaPcDarts",
+            "GAEA+PC-DARTS (liamcli/gaea_release @ 1604615): exponentiated gradient on alpha and "
+            "on the edge weights (mixed directly), step first, on the PC-DARTS supernet "
+            "(edge weights with search.edge_normalization: true; preset lr_scheme: gaea_pc_darts)",
+            GaeaPcDartsSettings, PC_KEYS, connections=True,
+        ),
     )
 }  # fmt: skip
 
@@ -309,8 +337,12 @@ def describe_algorithms() -> str:
                 )
         if info.uses:
             lines.append(f"    reads: {', '.join('search.' + u for u in info.uses)}")
-        if info.connections:
-            lines.append("    moves NAS-Bench-1Shot1's connection weights with alpha (nb1shot1_*)")
+        if info.connections and "edge_normalization" in info.uses:
+            lines.append("    moves the edge-normalisation betas with alpha (nb201, darts)")
+        elif info.connections:
+            lines.append(
+                "    moves the connection weights with alpha (nb1shot1_*; edge_normalization)"
+            )
         if info.source:
             lines.append(f"    source: {info.source}")
         if info.deviations:

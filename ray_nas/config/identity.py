@@ -67,6 +67,12 @@ ADDED_FIELDS: tuple[str, ...] = (
     "snas.arch_optimizer",
     "snas.arch_grad_clip",
     "nasp.init",
+    "gaea_pc_darts.eta",
+    "gaea_pc_darts.clamp",
+    "gaea_pc_darts.edge_eta",
+    "gaea_pc_darts.edge_clamp",
+    "partial_channels",
+    "edge_normalization",
 )
 
 #: Added fields whose default computes something other than the code before them did. Each is

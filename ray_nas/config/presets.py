@@ -71,4 +71,42 @@ LR_PRESETS: dict[str, dict[str, Any]] = {
         "layers": 9,
         "step_order": "arch_first",
     },
+    # yuhuixu1993/PC-DARTS train_search.py: batch 256, SGD 0.1 cosine to 0 over 50 epochs (no
+    # nesterov, wd 3e-4), arch Adam 6e-4 (0.5, 0.999) wd 1e-3 on alpha and betas, the
+    # architecture frozen for the first 15 epochs without a warm-up ramp, k = 4, edge normalisation
+    "pc_darts": {
+        "weights": {
+            "lr": 0.1,
+            "lr_min": 0.0,
+            "schedule": "cosine",
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 3.0e-4,
+            "grad_clip": 5.0,
+            "warmup_rule": "frozen",
+        },
+        "alpha": {"lr": 6.0e-4, "betas": [0.5, 0.999], "weight_decay": 1.0e-3},
+        "warmup_epochs": 15,
+        "epochs": 35,
+        "batch_size": 256,
+        "partial_channels": 4,
+        "edge_normalization": True,
+    },
+    # liamcli/gaea_release configs/cnn (mode search_pcdarts, method_eedarts_space_pcdarts): batch
+    # 256, SGD 0.1 cosine to 0 over 50 epochs (no nesterov, wd 3e-4), no architecture freeze
+    "gaea_pc_darts": {
+        "weights": {
+            "lr": 0.1,
+            "lr_min": 0.0,
+            "schedule": "cosine",
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 3.0e-4,
+            "grad_clip": 5.0,
+        },
+        "epochs": 50,
+        "batch_size": 256,
+        "partial_channels": 4,
+        "edge_normalization": True,
+    },
 }

@@ -131,6 +131,7 @@ def validate_search(c: SearchConfig, w: str) -> None:
             f"{w}.impl: {c.impl!r} is not an implementation of the {c.space} space "
             f"(valid: {', '.join(impls)})"
         )
+    _check_pc_darts(c, w)
     _check_connections(c, w)
     min_layers = spaces.get_space(c.space).min_layers
     if c.layers < min_layers:
@@ -158,11 +159,56 @@ def _check_baselines(c: SearchConfig, w: str) -> None:
         raise SpecError(f"{w}.nasp.init: must be in [0, 1], got {c.nasp.init!r}")
 
 
-def _check_connections(c: SearchConfig, w: str) -> None:
-    """A space with connection weights (NAS-Bench-1Shot1) needs an algorithm that moves them."""
-    if spaces.get_space(c.space).connection_rows() and not ALGORITHM_INFO[c.algorithm].connections:
-        ok = [n for n, info in ALGORITHM_INFO.items() if info.connections]
+def _check_pc_darts(c: SearchConfig, w: str) -> None:
+    """PC-DARTS's supernet options: where they exist, and the algorithms that need them."""
+    check_positive(c.partial_channels, f"{w}.partial_channels")
+    pc = c.partial_channels > 1 or c.edge_normalization
+    if c.algorithm in ("pc_darts", "gaea_pc_darts") and c.space not in ("nb201", "darts"):
         raise SpecError(
-            f"{w}.algorithm: {c.algorithm} does not move the input/output connection weights of "
-            f"{c.space}; valid there: {', '.join(ok)}"
+            f"{w}.algorithm: {c.algorithm} runs on nb201 and darts (PC-DARTS's supernet), "
+            f"not {c.space}"
+        )
+    if pc and c.space not in ("nb201", "darts"):
+        key = "partial_channels" if c.partial_channels > 1 else "edge_normalization"
+        raise SpecError(
+            f"{w}.{key}: PC-DARTS's supernet options exist on nb201 and darts, not {c.space}"
+        )
+    if c.channels % c.partial_channels:
+        raise SpecError(
+            f"{w}.partial_channels: must divide channels ({c.channels}), got {c.partial_channels}"
+        )
+    if pc and c.impl != "reference" and c.space == "nb201":
+        raise SpecError(
+            f"{w}.impl: {c.impl} has no PC-DARTS options (partial_channels > 1, "
+            "edge_normalization); set impl: reference"
+        )
+    if c.algorithm == "gaea_pc_darts":
+        s, k = c.gaea_pc_darts, f"{w}.gaea_pc_darts"
+        check_positive(s.eta, f"{k}.eta")
+        check_positive(s.edge_eta, f"{k}.edge_eta")
+        if not 0 < s.clamp < 1 / len(c.ops):
+            raise SpecError(
+                f"{k}.clamp: must be in (0, 1/len(ops) = {1 / len(c.ops):.3g}), got {s.clamp!r}"
+            )
+        if not 0 <= s.edge_clamp < 0.2:
+            raise SpecError(f"{k}.edge_clamp: must be in [0, 0.2), got {s.edge_clamp!r}")
+
+
+def _check_connections(c: SearchConfig, w: str) -> None:
+    """A search with connection weights (NAS-Bench-1Shot1's, PC-DARTS's edge normalisation) needs
+    an algorithm that moves them."""
+    rows = spaces.get_space(c.space).connection_rows(c)
+    if rows and not ALGORITHM_INFO[c.algorithm].connections:
+        ok = [
+            n
+            for n, info in ALGORITHM_INFO.items()
+            if info.connections and (c.edge_normalization or "edge_normalization" not in info.uses)
+        ]  # pc_darts / gaea_pc_darts need PC-DARTS's supernet, which nb1shot1_* do not have
+        what = (
+            "edge-normalisation betas (edge_normalization: true)"
+            if c.edge_normalization
+            else f"input/output connection weights of {c.space}"
+        )
+        raise SpecError(
+            f"{w}.algorithm: {c.algorithm} does not move the {what}; valid there: {', '.join(ok)}"
         )

@@ -16,6 +16,7 @@ from ray_nas import spaces
 from ray_nas.algorithms import (
     DartsV2Settings,
     DrnasSettings,
+    GaeaPcDartsSettings,
     GaeaSettings,
     GdasSettings,
     NaspSettings,
@@ -36,7 +37,7 @@ IMAGE_SIZES: dict[str, int] = {
 DATASETS = tuple(IMAGE_SIZES)
 SCHEDULES = ("cosine", "constant")
 #: weights.warmup_rule: how the lr schedule continues after warmup (search.weights_lr)
-WARMUP_RULES = ("autodl", "restart")
+WARMUP_RULES = ("autodl", "restart", "frozen")
 IMPLS = ("fast", "reference")
 PRECISIONS = ("fp32", "bf16")
 #: torch.compile modes (search.compile_mode); reduce-overhead replays CUDA graphs
@@ -62,7 +63,8 @@ class WeightsOptim:
     warmup_rule: str = "autodl"
     """with warmup_epochs W > 0: autodl (the reference's scheduler: cosine indexed from the end of
     warmup over `epochs`, lr_min for the last W epochs) | restart (cosine restarted over the joint
-    epochs); see search.weights_lr. No effect without warmup"""
+    epochs) | frozen (PC-DARTS: no ramp, one cosine over warmup + joint epochs from epoch 0); see
+    search.weights_lr. No effect without warmup"""
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,8 @@ class SearchConfig:
     """One search = one trial. Defaults are the paper's S.1 (NAS-Bench-201's DARTS-V1)."""
 
     algorithm: str = "darts_v1"
-    """darts_v1 | darts_v2 | gaea | drnas | sdarts_rs | sdarts_adv | gdas | snas | nasp
-    (ray_nas.algorithms; `ray-nas algorithms` lists them)"""
+    """darts_v1 | darts_v2 | gaea | drnas | sdarts_rs | sdarts_adv | gdas | snas | nasp |
+    pc_darts | gaea_pc_darts (ray_nas.algorithms; `ray-nas algorithms` lists them)"""
     objective: str = "bilevel"
     """bilevel (weights on search-train, architecture on search-valid) | erm (both on the whole
     training split, independent random batches, as GAEA-ERM)"""
@@ -106,6 +108,18 @@ class SearchConfig:
     """SNAS's own keys (read only when algorithm is snas)"""
     nasp: NaspSettings = field(default_factory=NaspSettings)
     """NASP's own keys (read only when algorithm is nasp)"""
+    gaea_pc_darts: GaeaPcDartsSettings = field(default_factory=GaeaPcDartsSettings)
+    """GAEA+PC-DARTS's own keys (read only when algorithm is gaea_pc_darts)"""
+    partial_channels: int = 1
+    """PC-DARTS's partial channel connections: each mixed op sees 1/k of its input's channels (the
+    rest bypass it), then a channel shuffle with k groups; 1 = off (PC-DARTS: 4). nb201 (impl:
+    reference) and darts; must divide `channels`"""
+    edge_normalization: bool = False
+    """PC-DARTS's edge normalisation: a further architecture parameter (betas) per edge; each
+    edge's output is multiplied by the softmax of its node's betas (gaea_pc_darts: the betas on
+    the simplex, directly), and the darts genotype rule ranks edges by weight x edge weight. Stored
+    as connection rows (cell beta_<cell type>). nb201 (impl: reference) and darts; the algorithms
+    that move them: darts_v1, darts_v2, pc_darts, gaea_pc_darts"""
     dataset: str = "cifar10"
     """cifar10 | cifar100 | imagenet16-120 | digits | fake"""
     data_root: str = "data"
@@ -142,7 +156,9 @@ class SearchConfig:
     """preset: nb201 (S.1) | exchange (EX-DARTS) | darts (DARTS's search defaults) | ss_darts (the
     paper's code for Table 4: 75 epochs, batch 80, constant weights lr, alpha lr 1e-3, 7 ops) |
     nb1shot1 (NAS-Bench-1Shot1's DARTS defaults: batch 96, 50 epochs, C=16, 9 cells, weight decay
-    3e-4, no nesterov); explicit keys override"""
+    3e-4, no nesterov) | pc_darts (PC-DARTS: batch 256, lr 0.1 -> 0, alpha lr 6e-4, 15 frozen +
+    35 epochs, partial_channels 4, edge_normalization) | gaea_pc_darts (GAEA+PC-DARTS: batch 256,
+    lr 0.1 -> 0, 50 epochs, partial_channels 4, edge_normalization); explicit keys override"""
     weights: WeightsOptim = field(default_factory=WeightsOptim)
     alpha: AlphaOptim = field(default_factory=AlphaOptim)
     warmup_epochs: int = 0

@@ -103,8 +103,15 @@ def weights_lr(cfg: SearchConfig, epoch: int, step: int, steps: int) -> float:
     the last W joint epochs run at lr_min (and with W >= E the full lr is never reached).
     `restart`: the ramp over the W warmup epochs, then the cosine restarted over the E joint epochs.
     Without warmup both rules are the same cosine over E, stepped once per epoch.
+    `frozen` (PC-DARTS's train_search.py: the architecture frozen for W epochs): no ramp; one
+    cosine from lr to lr_min over all W + E epochs from epoch 0.
     """
     w, warm = cfg.weights, cfg.warmup_epochs
+    if w.warmup_rule == "frozen":
+        if w.schedule == "constant":
+            return w.lr
+        t = epoch / (warm + cfg.epochs)
+        return w.lr_min + (w.lr - w.lr_min) * (1 + math.cos(math.pi * t)) / 2
     floor = w.lr if w.schedule == "constant" else w.lr_min
     if w.warmup_rule == "autodl" and epoch >= cfg.epochs:
         return floor

@@ -84,7 +84,7 @@ def run_trial(
     rows = space.rows()
     writer = store.TrialWriter(job_dir, run_id, cfg.ops, tuple(e for _, e in rows),
                                     config_json(cfg), tuple(c for c, _ in rows),
-                                    space.connection_rows())  # fmt: skip
+                                    space.connection_rows(cfg))  # fmt: skip
     ckpt = _open_checkpoint(job_dir, run_id, log)
     state = ckpt.load()
     if state and state.get("run_id") not in (None, run_id):

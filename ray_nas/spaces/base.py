@@ -112,9 +112,10 @@ class Space:
         """The value of `benchmark_key_column` that the genotype `text` has in a benchmark table."""
         raise NotImplementedError(f"search space {self.name!r} has no tabular benchmark")
 
-    def connection_rows(self) -> tuple[tuple[str, str, str], ...]:
+    def connection_rows(self, cfg: Any = None) -> tuple[tuple[str, str, str], ...]:
         """(cell, edge, op) labels of further architecture weights that are not op weights
-        (NAS-Bench-1Shot1's connection weights), stored after the op rows; () for most spaces."""
+        (NAS-Bench-1Shot1's connection weights; PC-DARTS's edge-normalisation betas where the
+        search config `cfg` turns them on), stored after the op rows; () for most spaces."""
         return ()
 
     def brief(self, text: str) -> str:

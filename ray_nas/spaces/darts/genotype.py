@@ -123,12 +123,24 @@ def derive_cell(weights: np.ndarray, ops: Sequence[str]) -> Cell:
     return tuple(gene)
 
 
-def derive_genotype(weights: np.ndarray, ops: Sequence[str]) -> Genotype:
-    """The genotype of a search network's op distribution [28, K] (normal rows, then reduce)."""
+def derive_genotype(
+    weights: np.ndarray, ops: Sequence[str], edge_weights: np.ndarray | None = None
+) -> Genotype:
+    """The genotype of a search network's op distribution [28, K] (normal rows, then reduce).
+
+    edge_weights [28] (PC-DARTS's edge normalisation: the node-wise softmax of the betas, or
+    GAEA+PC-DARTS's edge weights): the rule runs on W = weights * edge_weights[:, None], as
+    PC-DARTS's genotype() does, so the edge weights decide which 2 edges a node keeps (the op
+    on a kept edge is the same argmax)."""
     w = np.asarray(weights)
     n = len(EDGES)
     if w.shape != (2 * n, len(ops)):
         raise GenotypeError(f"weights of shape {w.shape}, expected {(2 * n, len(ops))}")
+    if edge_weights is not None:
+        e = np.asarray(edge_weights, dtype=np.float64)
+        if e.shape != (2 * n,):
+            raise GenotypeError(f"edge weights of shape {e.shape}, expected {(2 * n,)}")
+        w = np.asarray(w, dtype=np.float64) * e[:, None]
     return Genotype(derive_cell(w[:n], ops), derive_cell(w[n:], ops))
 
 

@@ -124,40 +124,95 @@ def reduction_layers(layers: int) -> tuple[int, int]:
 # search network
 
 
-class MixedOp(nn.Module):
-    """sum_o w_o * op_o(x) over the candidate ops of one edge."""
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """PC-DARTS's channel shuffle: [B, C, H, W] viewed as [B, groups, C/groups, H, W], the two
+    channel axes transposed, flattened back (channel g*(C/groups)+i moves to i*groups+g)."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
 
-    def __init__(self, ops: Sequence[str], c: int, stride: int):
+
+def node_slices(steps: int, first: int = 2) -> list[tuple[int, int]]:
+    """(start, end) of each node's incoming-edge rows: node i of a cell with `first` inputs has
+    first+i inputs (DARTS: [0:2], [2:5], [5:9], [9:14])."""
+    out, start = [], 0
+    for i in range(steps):
+        out.append((start, start + first + i))
+        start += first + i
+    return out
+
+
+def edge_softmax(betas: torch.Tensor, slices: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """PC-DARTS's edge normalisation: a softmax over each node's incoming-edge betas, [E] -> [E]."""
+    return torch.cat([F.softmax(betas[a:b], dim=-1) for a, b in slices])
+
+
+class MixedOp(nn.Module):
+    """sum_o w_o * op_o(x) over the candidate ops of one edge.
+
+    With `partial` k > 1 (PC-DARTS's partial channel connections): the ops are built on c // k
+    channels and mix only the first c // k channels of x; the other channels bypass them (max-
+    pooled 2x2 on a stride-2 edge), the two parts are concatenated and channel-shuffled with k
+    groups (yuhuixu1993/PC-DARTS model_search.py MixedOp)."""
+
+    def __init__(self, ops: Sequence[str], c: int, stride: int, partial: int = 1):
         super().__init__()
+        self.k = partial
+        c_op = c // partial
         mods = []
         for o in ops:
-            op = make_op(o, c, stride, affine=False)
-            mods.append(nn.Sequential(op, nn.BatchNorm2d(c, affine=False)) if "pool" in o else op)
+            op = make_op(o, c_op, stride, affine=False)
+            mods.append(
+                nn.Sequential(op, nn.BatchNorm2d(c_op, affine=False)) if "pool" in o else op
+            )
         self.ops = nn.ModuleList(mods)
+        if partial > 1 and stride > 1:
+            self.mp = nn.MaxPool2d(2, 2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W]; w [K] the edge's op weights."""
-        return sum(wk * op(x) for op, wk in zip(self.ops, w))
+        if self.k == 1:
+            return sum(wk * op(x) for op, wk in zip(self.ops, w))
+        c_op = x.shape[1] // self.k
+        xa, xb = x[:, :c_op], x[:, c_op:]
+        y = sum(wk * op(xa) for op, wk in zip(self.ops, w))
+        if y.shape[2] != x.shape[2]:
+            xb = self.mp(xb)
+        return channel_shuffle(torch.cat([y, xb], dim=1), self.k)
 
 
 class SearchCell(nn.Module):
     """Two inputs, 4 nodes, 14 mixed edges; output = the 4 nodes concatenated (4c channels)."""
 
-    def __init__(self, ops, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool):
+    def __init__(self, ops, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
+                 partial: int = 1):  # fmt: skip
         super().__init__()
         self.reduction = reduction
         self.pre0, self.pre1 = _preprocess(c_pp, c_p, c, reduction_prev, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(ops, c, 2 if reduction and j < 2 else 1) for _, j in darts.EDGE_PAIRS
+            MixedOp(ops, c, 2 if reduction and j < 2 else 1, partial) for _, j in darts.EDGE_PAIRS
         )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """weights [14, K] this cell type's op distribution, rows darts.EDGES."""
+    def forward(
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        weights: torch.Tensor,
+        edge_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """weights [14, K] this cell type's op distribution, rows darts.EDGES; edge_weights [14]
+        (edge normalisation) multiply each edge's output, or None."""
         states = [self.pre0(s0), self.pre1(s1)]
         e = 0
         for _ in range(darts.STEPS):
             n_in = len(states)
-            states.append(sum(self.edges[e + j](h, weights[e + j]) for j, h in enumerate(states)))
+            if edge_weights is None:
+                terms = (self.edges[e + j](h, weights[e + j]) for j, h in enumerate(states))
+            else:
+                terms = (
+                    edge_weights[e + j] * self.edges[e + j](h, weights[e + j])
+                    for j, h in enumerate(states)
+                )
+            states.append(sum(terms))
             e += n_in
         return torch.cat(states[2:], dim=1)
 
@@ -165,18 +220,30 @@ class SearchCell(nn.Module):
 class SearchNetwork(nn.Module):
     """DARTS's search network: stem 3c, `layers` cells (reductions at layers//3, 2*layers//3
     double the channels), global average pool, linear. All normal cells mix with the rows 0..13 of
-    the op distribution, all reduction cells with rows 14..27."""
+    the op distribution, all reduction cells with rows 14..27.
+
+    PC-DARTS's options: `partial_channels` k > 1 (MixedOp on 1/k of the channels, channel
+    shuffle); `edge_normalization` adds `betas` [28] (normal edges, then reduce; init 1e-3 randn
+    as upstream), further architecture parameters (`connection_parameters()`): each edge's output
+    is multiplied by its node-wise softmax (`edge_mix` "softmax", PC-DARTS) or by the raw value
+    (`edge_mix` "simplex", GAEA+PC-DARTS, whose algorithm keeps each node's betas on the simplex).
+    """
 
     cell_types = darts.CELL_TYPES
 
     def __init__(
-        self, ops: Sequence[str], channels: int = 16, layers: int = 8, num_classes: int = 10
-    ):
+        self, ops: Sequence[str], channels: int = 16, layers: int = 8, num_classes: int = 10,
+        partial_channels: int = 1, edge_normalization: bool = False,
+    ):  # fmt: skip
         super().__init__()
         self.op_names = darts.check_ops(ops)
         if tuple(ops) != self.op_names:
             raise ValueError(
                 f"DARTS ops must be in DARTS's order {self.op_names}, got {tuple(ops)}"
+            )
+        if partial_channels < 1 or channels % partial_channels:
+            raise ValueError(
+                f"partial_channels must divide channels ({channels}), got {partial_channels}"
             )
         c_cur = 3 * channels
         self.stem = _stem(c_cur)
@@ -185,17 +252,43 @@ class SearchNetwork(nn.Module):
         for i in range(layers):
             reduction = i in reduction_layers(layers)
             c_cur *= 2 if reduction else 1
-            cells.append(SearchCell(self.op_names, c_pp, c_p, c_cur, reduction, reduction_prev))
+            cells.append(SearchCell(self.op_names, c_pp, c_p, c_cur, reduction, reduction_prev,
+                                    partial_channels))  # fmt: skip
             reduction_prev = reduction
             c_pp, c_p = c_p, darts.STEPS * c_cur
         self.cells = nn.ModuleList(cells)
         self.classifier = nn.Linear(c_p, num_classes)
         n = len(darts.EDGES)
         self.alpha = nn.Parameter(1e-3 * torch.randn(2 * n, len(self.op_names)))
+        self.edge_mix = "softmax"
+        #: (start, end) of each node's incoming edges in the flat betas: normal nodes, then reduce
+        self.edge_slices = [(a + o, b + o) for o in (0, n) for a, b in node_slices(darts.STEPS)]
+        if edge_normalization:  # drawn after alpha: without the option the RNG stream is as before
+            self.betas = nn.Parameter(1e-3 * torch.randn(2 * n))
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter except alpha."""
-        return [p for name, p in self.named_parameters() if name != "alpha"]
+        """Every parameter except the architecture parameters (alpha, betas)."""
+        return [p for name, p in self.named_parameters() if name not in ("alpha", "betas")]
+
+    def connection_parameters(self) -> list[nn.Parameter]:
+        """[betas] with edge normalisation, else []."""
+        return [self.betas] if hasattr(self, "betas") else []
+
+    def connection_alpha(self) -> torch.Tensor:
+        """[C] the raw betas (C = 28 with edge normalisation, else 0)."""
+        return self.betas if hasattr(self, "betas") else self.alpha.new_zeros(0)
+
+    def connection_weights(self) -> torch.Tensor:
+        """[C] the edge weights the cells multiply with: per cell type and node, softmax of the
+        node's betas (edge_mix "softmax") or the betas themselves ("simplex")."""
+        if not hasattr(self, "betas"):
+            return self.alpha.new_zeros(0)
+        if self.edge_mix == "simplex":
+            return self.betas
+        n = len(darts.EDGES)
+        slices = node_slices(darts.STEPS)
+        return torch.cat([edge_softmax(self.betas[:n], slices),
+                          edge_softmax(self.betas[n:], slices)])  # fmt: skip
 
     def forward(
         self,
@@ -204,7 +297,8 @@ class SearchNetwork(nn.Module):
         weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, 3, H, W] -> logits [B, classes]. `weights` [28, K]: the op distribution to mix
-        with (a search algorithm's); without it softmax(alpha), `alpha` defaulting to self.alpha."""
+        with (a search algorithm's); without it softmax(alpha), `alpha` defaulting to self.alpha.
+        With edge normalisation the edges are weighted by `connection_weights()`."""
         w = (
             weights
             if weights is not None
@@ -212,15 +306,24 @@ class SearchNetwork(nn.Module):
         )
         n = len(darts.EDGES)
         w_normal, w_reduce = w[:n], w[n:]
+        ew = self.connection_weights() if hasattr(self, "betas") else None
+        e_normal, e_reduce = (None, None) if ew is None else (ew[:n], ew[n:])
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+            if cell.reduction:
+                s0, s1 = s1, cell(s0, s1, w_reduce, e_reduce)
+            else:
+                s0, s1 = s1, cell(s0, s1, w_normal, e_normal)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(s1, 1), 1))
 
     def genotype(self, weights: torch.Tensor | None = None) -> darts.Genotype:
-        """DARTS's rule on the op distribution [28, K] (default softmax(alpha))."""
+        """DARTS's rule on the op distribution [28, K] (default softmax(alpha)); with edge
+        normalisation on W = weights * edge weight per row (PC-DARTS's genotype())."""
         w = F.softmax(self.alpha.detach(), -1) if weights is None else weights.detach()
-        return darts.derive_genotype(w.float().cpu().numpy(), self.op_names)
+        ew = None
+        if hasattr(self, "betas"):
+            ew = self.connection_weights().detach().float().cpu().numpy()
+        return darts.derive_genotype(w.float().cpu().numpy(), self.op_names, ew)
 
     def arch(self, weights: torch.Tensor | None = None) -> str:
         return self.genotype(weights).text()

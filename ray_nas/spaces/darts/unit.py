@@ -43,8 +43,26 @@ class DartsSpace(Space):
         except GenotypeError as e:
             raise ValueError(str(e)) from None
 
-    def genotype_text(self, weights: np.ndarray, ops: Sequence[str]) -> str:
-        return derive_genotype(weights, ops).text()
+    def genotype_text(
+        self, weights: np.ndarray, ops: Sequence[str], edge_weights: np.ndarray | None = None
+    ) -> str:
+        """DARTS's rule; with edge weights [28] (edge normalisation) on weights * edge weight."""
+        return derive_genotype(weights, ops, edge_weights).text()
+
+    def connection_rows(self, cfg=None) -> tuple[tuple[str, str, str], ...]:
+        """With `search.edge_normalization` (PC-DARTS): one row per edge of each cell type,
+        (cell, edge, op) = ("beta_normal" | "beta_reduce", edge, "beta"); alpha = the raw beta,
+        weight = the weight the edge is multiplied with. () otherwise (and without a config)."""
+        if cfg is None or not getattr(cfg, "edge_normalization", False):
+            return ()
+        return tuple((f"beta_{c}", e, "beta") for c in CELL_TYPES for e in EDGES)
+
+    def arch_of(self, model, weights) -> str:
+        """DARTS's rule on the recorded op distribution [28, K], times the supernet's edge
+        weights where it has them (PC-DARTS's genotype)."""
+        w = weights.detach().float().cpu().numpy()
+        conn = model.connection_weights().detach().float().cpu().numpy()
+        return self.genotype_text(w, model.op_names, conn if conn.size else None)
 
     def check_genotype(self, text: str) -> str:
         parse_genotype(text)
@@ -69,7 +87,9 @@ class DartsSpace(Space):
 
         from ray_nas.spaces.darts.network import SearchNetwork  # torch: imported on use
 
-        net = SearchNetwork(cfg.ops, cfg.channels, cfg.layers, num_classes)
+        net = SearchNetwork(cfg.ops, cfg.channels, cfg.layers, num_classes,
+                            getattr(cfg, "partial_channels", 1),
+                            getattr(cfg, "edge_normalization", False))  # fmt: skip
         return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
 
     impls = ("fast",)

@@ -126,7 +126,7 @@ class NB1Shot1Space(Space):
         """One row per choice block: ``v1`` .. ``v<steps>`` (its vertex in the cell)."""
         return tuple(f"v{v}" for v in range(1, self.steps + 1))
 
-    def connection_rows(self) -> tuple[tuple[str, str, str], ...]:
+    def connection_rows(self, cfg=None) -> tuple[tuple[str, str, str], ...]:
         """(cell, edge, op) of each connection weight, in the flat order of `connection_groups`:
         ("output", "out", "v<p>") for p = 0..steps, then ("inputs", "v<v>", "v<p>") for each
         choice vertex v and p = 0..v-1."""

@@ -65,34 +65,62 @@ class ResNetBlock(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
-class MixedOp(nn.Module):
-    """sum_o w_o * op_o(x) over the candidate ops of one edge."""
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """PC-DARTS's channel shuffle: [B, C, H, W] viewed as [B, groups, C/groups, H, W], the two
+    channel axes transposed, flattened back."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
 
-    def __init__(self, ops: Sequence[str], c: int, affine: bool, track: bool):
+
+#: (start, end) of each node's incoming-edge rows in nb201.EDGES: node i has i inputs
+NODE_SLICES: tuple[tuple[int, int], ...] = ((0, 1), (1, 3), (3, 6))
+
+
+class MixedOp(nn.Module):
+    """sum_o w_o * op_o(x) over the candidate ops of one edge.
+
+    With `partial` k > 1 (PC-DARTS's partial channel connections, as DrNAS's
+    NAS201SearchCell_PartialChannel): the ops are built on c // k channels and mix the first
+    c // k channels of x; the rest bypass them; the two parts are concatenated and channel-
+    shuffled with k groups."""
+
+    def __init__(self, ops: Sequence[str], c: int, affine: bool, track: bool, partial: int = 1):
         super().__init__()
-        self.ops = nn.ModuleList(make_op(o, c, affine, track) for o in ops)
+        self.k = partial
+        self.ops = nn.ModuleList(make_op(o, c // partial, affine, track) for o in ops)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W]; w [K] op weights (softmax of the edge's alpha)."""
-        return sum(op(x) * wk for op, wk in zip(self.ops, w))
+        if self.k == 1:
+            return sum(op(x) * wk for op, wk in zip(self.ops, w))
+        c_op = x.shape[1] // self.k
+        y = sum(op(x[:, :c_op]) * wk for op, wk in zip(self.ops, w))
+        return channel_shuffle(torch.cat([y, x[:, c_op:]], dim=1), self.k)
 
 
 class SearchCell(nn.Module):
-    """4 nodes; node i = sum_{j<i} MixedOp(i<-j)(node j); output node 3."""
+    """4 nodes; node i = sum_{j<i} MixedOp(i<-j)(node j); output node 3. With edge weights [E]
+    (edge normalisation) each edge's output is multiplied by its weight."""
 
     mixes_ops = True  # forward(x, weights): the supernet hands it the op distribution
 
-    def __init__(self, ops: Sequence[str], c: int, track: bool):
+    def __init__(self, ops: Sequence[str], c: int, track: bool, partial: int = 1):
         super().__init__()
-        self.edges = nn.ModuleList(MixedOp(ops, c, affine=False, track=track) for _ in nb201.EDGES)
+        self.edges = nn.ModuleList(
+            MixedOp(ops, c, affine=False, track=track, partial=partial) for _ in nb201.EDGES
+        )
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """weights [E, K]: the op distribution per edge, order nb201.EDGES."""
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor, edge_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """weights [E, K]: the op distribution per edge, order nb201.EDGES; edge_weights [E]."""
         nodes = [x]
         for i in range(1, nb201.NODES):
             nodes.append(
                 sum(
                     self.edges[e](nodes[j], weights[e])
+                    if edge_weights is None
+                    else edge_weights[e] * self.edges[e](nodes[j], weights[e])
                     for e, (t, j) in enumerate(nb201.EDGE_PAIRS)
                     if t == i
                 )
@@ -125,19 +153,48 @@ class Supernet(nn.Module):
         cells: int = 5,
         num_classes: int = 10,
         track_running_stats: bool = False,
+        partial_channels: int = 1,
+        edge_normalization: bool = False,
     ):
         super().__init__()
+        if partial_channels < 1 or channels % partial_channels:
+            raise ValueError(
+                f"partial_channels must divide channels ({channels}), got {partial_channels}"
+            )
         self.op_names = tuple(ops)
         self.stem, self.layers, c_last = _backbone(
-            channels, cells, lambda c: SearchCell(self.op_names, c, track_running_stats)
+            channels,
+            cells,
+            lambda c: SearchCell(self.op_names, c, track_running_stats, partial_channels),
         )
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_last), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(c_last, num_classes)
         self.alpha = nn.Parameter(1e-3 * torch.randn(len(nb201.EDGES), len(self.op_names)))
+        self.edge_mix = "softmax"
+        self.edge_slices = NODE_SLICES  # each node's incoming edges in the flat betas
+        if edge_normalization:  # drawn after alpha: without the option the RNG stream is as before
+            self.betas = nn.Parameter(1e-3 * torch.randn(len(nb201.EDGES)))
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter except alpha."""
-        return [p for name, p in self.named_parameters() if name != "alpha"]
+        """Every parameter except the architecture parameters (alpha, betas)."""
+        return [p for name, p in self.named_parameters() if name not in ("alpha", "betas")]
+
+    def connection_parameters(self) -> list[nn.Parameter]:
+        """[betas] with edge normalisation, else []."""
+        return [self.betas] if hasattr(self, "betas") else []
+
+    def connection_alpha(self) -> torch.Tensor:
+        """[C] the raw betas (C = 6 with edge normalisation, else 0)."""
+        return self.betas if hasattr(self, "betas") else self.alpha.new_zeros(0)
+
+    def connection_weights(self) -> torch.Tensor:
+        """[C] the edge weights: softmax of each node's betas (edge_mix "softmax"; node 1's
+        single edge always gets 1) or the betas themselves ("simplex")."""
+        if not hasattr(self, "betas"):
+            return self.alpha.new_zeros(0)
+        if self.edge_mix == "simplex":
+            return self.betas
+        return torch.cat([F.softmax(self.betas[a:b], dim=-1) for a, b in NODE_SLICES])
 
     def op_weights(self) -> torch.Tensor:
         """[E, K] the distribution the cells mix with: softmax(alpha) per edge."""
@@ -153,15 +210,20 @@ class Supernet(nn.Module):
 
         `weights` [E, K]: the op distribution the cells mix with, as the search algorithm makes
         it (ray_nas.algorithms); without it softmax(alpha), `alpha` defaulting to self.alpha.
+        With edge normalisation the edges are weighted by `connection_weights()`.
         """
         w = (
             weights
             if weights is not None
             else F.softmax(self.alpha if alpha is None else alpha, -1)
         )
+        ew = self.connection_weights() if hasattr(self, "betas") else None
         h = self.stem(x)
         for layer in self.layers:
-            h = layer(h, w) if getattr(layer, "mixes_ops", False) else layer(h)
+            if not getattr(layer, "mixes_ops", False):
+                h = layer(h)
+            else:
+                h = layer(h, w) if ew is None else layer(h, w, ew)
         h = self.lastact(h)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 

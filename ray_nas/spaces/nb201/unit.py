@@ -60,7 +60,17 @@ class NB201Space(Space):
         from ray_nas.spaces.nb201.build import build_supernet  # torch: imported on use
 
         return build_supernet(cfg.impl, cfg.ops, cfg.channels, cfg.cells, num_classes,
-                              cfg.track_running_stats, cfg.channels_last)  # fmt: skip
+                              cfg.track_running_stats, cfg.channels_last,
+                              getattr(cfg, "partial_channels", 1),
+                              getattr(cfg, "edge_normalization", False))  # fmt: skip
+
+    def connection_rows(self, cfg=None) -> tuple[tuple[str, str, str], ...]:
+        """With `search.edge_normalization` (PC-DARTS): one row per edge, (cell, edge, op) =
+        ("beta_shared", edge, "beta"); alpha = the raw beta, weight = the node-wise softmax the
+        edge is multiplied with. () otherwise. The genotype (argmax per edge) does not read them."""
+        if cfg is None or not getattr(cfg, "edge_normalization", False):
+            return ()
+        return tuple(("beta_shared", e, "beta") for e in EDGES)
 
     impls = ("fast", "reference")
 
