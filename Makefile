@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv test quickstart docs docs-serve lint format clean
+.PHONY: venv test test-fast quickstart docs docs-serve lint format clean
 
 $(BIN)/ray-nas: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,6 +14,10 @@ venv: $(BIN)/ray-nas
 
 test: venv
 	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
+
+# the inner loop: no test marked slow (real searches, subprocesses, servers) or ray
+test-fast: venv
+	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q -m "not slow and not ray"
 
 # RAY_AUTH_MODE=disabled: a local Ray leaves $HOME/.ray alone (the tool sets it too for a local
 # run; here it also covers Ray started by anything else the target runs)
