@@ -251,14 +251,14 @@ def test_two_different_jobs_claiming_a_new_store_together(tmp_path):
     """Started together on a new store: exactly one claims it, the other is refused; never both."""
     from ray_nas.search.integrity import write_job_yaml
 
-    specs = [load_spec(str(_job(tmp_path)), [f"search.weights.lr={lr}"]) for lr in (0.1, 0.2)]
+    job = str(_job(tmp_path))  # written once: two threads writing it would race on the file
+    specs = [load_spec(job, [f"search.weights.lr={lr}"]) for lr in (0.1, 0.2)]
     for attempt in range(20):
         store_dir = tmp_path / f"store{attempt}"
         barrier, results = threading.Barrier(2), [None, None]
 
         def claim(i, store_dir=store_dir, barrier=barrier, results=results):
-            spec = load_spec(str(_job(tmp_path)), [f"search.weights.lr={0.1 * (i + 1)}",
-                                                   f"store={store_dir}"])  # fmt: skip
+            spec = load_spec(job, [f"search.weights.lr={0.1 * (i + 1)}", f"store={store_dir}"])
             barrier.wait()
             try:
                 write_job_yaml(spec)
