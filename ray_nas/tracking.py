@@ -536,3 +536,14 @@ def log_comparison(uri: str, jobs: list[str], files: list[str], log=print) -> st
     log(f"mlflow: comparison run {rid} in experiment {COMPARE_EXPERIMENT!r} at {uri} "
         f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
     return rid
+
+
+def experiment_id(uri: str, name: str) -> str | None:
+    """The id of the job's MLflow experiment (for a link to its runs), or None."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
+    except Exception:  # noqa: BLE001 - only a link: the results are logged already
+        return None
+    return exp.experiment_id if exp is not None else None

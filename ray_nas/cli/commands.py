@@ -269,6 +269,8 @@ def where_text(spec, job: str, report_path: str | None = None) -> str:
     """The block `ray-nas evaluate` ends with: the report, MLflow, the Parquet files, and how to
     rerun only the criteria; every command spelled as it runs from the repository (`.venv/bin/`
     where the tools live in the project's venv)."""
+    from ray_nas.tracking import experiment_id  # urllib/ssl: only when a job has run
+
     b = _bin()
     d = spec.job_dir
     report = (
@@ -276,7 +278,7 @@ def where_text(spec, job: str, report_path: str | None = None) -> str:
         if report_path
         else f"`{b}ray-nas report {job}` writes {d}/report.html"
     )
-    ui = mlflow_hint(spec.tracking_uri, _experiment_id(spec.tracking_uri, spec.name), b)
+    ui = mlflow_hint(spec.tracking_uri, experiment_id(spec.tracking_uri, spec.name), b)
     if ui.startswith(b + "mlflow ui") and "then open" not in ui:
         ui += "  (then http://127.0.0.1:5000)"
     return "\n".join([
@@ -307,17 +309,6 @@ def _bin() -> str:
     if exe.parent.parent != venv or rel == Path("."):
         return ""
     return f"{rel.as_posix()}/bin/"
-
-
-def _experiment_id(uri: str, name: str) -> str | None:
-    """The id of the job's MLflow experiment (for a link to its runs), or None."""
-    try:
-        from mlflow.tracking import MlflowClient
-
-        exp = MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
-    except Exception:  # noqa: BLE001 - only a link: the results are logged already
-        return None
-    return exp.experiment_id if exp is not None else None
 
 
 def mlflow_hint(uri: str, experiment_id: str | None = None, bin_dir: str = "") -> str:

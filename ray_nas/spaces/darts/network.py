@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ray_nas.spaces.darts import genotype as darts
+import ray_nas.spaces.darts.genotype as darts
 
 
 class ReLUConvBN(nn.Sequential):

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+import ray_nas.spaces.darts.train as darts_train
 from ray_nas.spaces.base import Space
-from ray_nas.spaces.darts import train as darts_train
 from ray_nas.spaces.darts.genotype import (
     CELL_TYPES,
     EDGES,

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ray_nas.spaces.nb201 import names as nb201
+import ray_nas.spaces.nb201.names as nb201
 from ray_nas.spaces.nb201.supernet import SearchCell, Supernet
 
 #: Kernel size of each conv op (stride 1, padding k // 2).

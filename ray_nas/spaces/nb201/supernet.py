@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ray_nas.spaces.nb201 import names as nb201
+import ray_nas.spaces.nb201.names as nb201
 
 
 class ReLUConvBN(nn.Sequential):

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+import ray_nas.spaces.nb201.train as nb201_train
 from ray_nas.spaces.base import Space
-from ray_nas.spaces.nb201 import train as nb201_train
 from ray_nas.spaces.nb201.names import (
     EDGES,
     LEARNABLE_OPS,
