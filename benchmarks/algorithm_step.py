@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ray_nas.algorithms import NAMES, algorithm_class
+from ray_nas.algorithms import NAMES, algorithm_class, arch_first
 from ray_nas.config import resolve_search
 from ray_nas.spaces import get_space
 
@@ -49,6 +49,7 @@ class Trial:
                                      nesterov=w.nesterov, weight_decay=w.weight_decay)  # fmt: skip
         self.algo = algorithm_class(algorithm)(self.cfg, self.model, self.w_params, self.w_opt)
         self.algo.begin_epoch(1, self.cfg.total_epochs)
+        self.arch_first = arch_first(algorithm, args.space, self.cfg.step_order)
         self.gen = torch.Generator().manual_seed(0)
         self.ms: list[float] = []
 
@@ -66,10 +67,10 @@ class Trial:
         lr = self.cfg.weights.lr
         sync(self.device)
         t0 = time.perf_counter()
-        if self.algo.arch_first:
+        if self.arch_first:
             self.algo.arch_step(self.loss_of, train, arch, lr)
         self.algo.weight_step(self.model, train, False)
-        if not self.algo.arch_first:
+        if not self.arch_first:
             self.algo.arch_step(self.loss_of, train, arch, lr)
         sync(self.device)
         self.ms.append(1000 * (time.perf_counter() - t0))

@@ -25,7 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ray_nas.algorithms import algorithm_class
+from ray_nas.algorithms import algorithm_class, arch_first
 from ray_nas.config import resolve_search
 from ray_nas.search.loop import weight_step
 from ray_nas.spaces import get_space
@@ -53,6 +53,7 @@ def run_trial(name: str, args: argparse.Namespace) -> tuple[list[float], list[fl
     w_params = model.weight_parameters()
     w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
     algo = algorithm_class(algorithm)(cfg, model, w_params, w_opt)
+    first = arch_first(algorithm, args.space, cfg.step_order)
     gen = torch.Generator().manual_seed(0)
 
     def batch():
@@ -66,10 +67,10 @@ def run_trial(name: str, args: argparse.Namespace) -> tuple[list[float], list[fl
     for i in range(args.steps + 1):
         train, arch = batch(), batch()
         t0, c0 = time.perf_counter(), time.process_time()
-        if algo.arch_first:
+        if first:
             algo.arch_step(loss_of, train, arch, 0.025)
         weight_step(model, algo, w_opt, w_params, cfg, device, train)
-        if not algo.arch_first:
+        if not first:
             algo.arch_step(loss_of, train, arch, 0.025)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

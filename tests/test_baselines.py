@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ray_nas.algorithms import algorithm_class
+from ray_nas.algorithms import algorithm_class, arch_first
 from ray_nas.algorithms.gdas import tau_of
 from ray_nas.algorithms.nasp import binarize
 from ray_nas.algorithms.sdarts import clip_rows, epsilon
@@ -56,10 +56,11 @@ def _loop_step(model, algo, train, arch, lr=0.025):
     def loss_of(x, y, w):
         return F.cross_entropy(model(x, weights=w), y)
 
-    if algo.arch_first:
+    first = arch_first(algo.name, algo.cfg.space, algo.cfg.step_order)
+    if first:
         algo.arch_step(loss_of, train, arch, lr)
     loss, _ = algo.weight_step(model, train, False)
-    if not algo.arch_first:
+    if not first:
         algo.arch_step(loss_of, train, arch, lr)
     return loss
 
@@ -90,9 +91,10 @@ def _assert_same(model, ref):
 def test_step_order_is_upstreams():
     # SmoothDARTS and NASP: architect.step, then the weights; AutoDL's GDAS: the weights first;
     # SNAS: one joint step (its arch_step is empty)
-    order = {n: algorithm_class(n).arch_first for n in NEW}
-    assert order == {"sdarts_rs": True, "sdarts_adv": True, "gdas": False, "snas": False,
-                     "nasp": True}  # fmt: skip
+    for space in ("nb201", "darts"):
+        order = {n: arch_first(n, space) for n in NEW}
+        assert order == {"sdarts_rs": True, "sdarts_adv": True, "gdas": False, "snas": False,
+                         "nasp": True}  # fmt: skip
 
 
 # -- SDARTS ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ray_nas.algorithms import algorithm_class
+from ray_nas.algorithms import algorithm_class, arch_first
 from ray_nas.config import resolve_search, run_id
 from ray_nas.search.loop import weight_step, weights_lr
 from ray_nas.spaces import darts, get_space
@@ -199,7 +199,7 @@ def test_nb201_partial_channels_and_edge_normalisation_equal_the_transcription()
 def test_pc_darts_one_step_equals_upstream_architect_and_weight_step():
     cfg, net, w_params, w_opt, algo = _setup("pc_darts", lr_scheme="pc_darts")
     assert (cfg.alpha.lr, cfg.batch_size, cfg.warmup_epochs) == (6e-4, 256, 15)
-    assert algo.arch_first and algo.arch_parameters == [net.alpha, net.betas]
+    assert arch_first("pc_darts", cfg.space) and algo.arch_parameters == [net.alpha, net.betas]
     net.train()
     up = copy.deepcopy(net)
     b0 = net.betas.detach().clone()

@@ -36,7 +36,6 @@ def eg_edges(
 
 class GaeaPcDarts(Gaea):
     name = "gaea_pc_darts"
-    arch_first = True
 
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)

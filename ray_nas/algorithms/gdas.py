@@ -58,7 +58,6 @@ def tau_of(settings, epoch: int, total: int) -> float:
 
 class Gdas(DartsV1):
     name = "gdas"
-    arch_first = False
 
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)

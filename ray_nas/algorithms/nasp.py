@@ -70,7 +70,6 @@ def binarize(alpha: torch.Tensor, space: str) -> torch.Tensor:
 
 class Nasp(AdamAlgorithm):
     name = "nasp"
-    arch_first = True
 
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)

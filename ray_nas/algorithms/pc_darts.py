@@ -20,4 +20,3 @@ from ray_nas.algorithms.darts import DartsV1
 
 class PcDarts(DartsV1):
     name = "pc_darts"
-    arch_first = True

@@ -63,7 +63,6 @@ def epsilon(settings, epoch: int, total: int) -> float:
 
 class SdartsRS(DartsV1):
     name = "sdarts_rs"
-    arch_first = True
 
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)

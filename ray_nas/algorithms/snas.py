@@ -54,7 +54,6 @@ def temperature(settings, epoch: int, epochs: int) -> float:
 
 class Snas(Algorithm):
     name = "snas"
-    arch_first = False
 
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)
