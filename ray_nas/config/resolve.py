@@ -32,8 +32,13 @@ from ray_nas.config.schema import (
 from ray_nas.errors import SpecError, did_you_mean
 
 
-def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
-    """defaults < lr_scheme preset < raw explicit keys -> a validated SearchConfig."""
+def resolve_search(raw: dict, where: str = "search", record: bool = False) -> SearchConfig:
+    """defaults < lr_scheme preset < raw explicit keys -> a validated SearchConfig.
+
+    record: `raw` is a resolved SearchConfig's own `to_dict` (a trial's shipped or stored
+    config, a job.yaml's `search`), not what a user wrote: the refusals of keys a user should
+    not write (track_running_stats on a space that always tracks) are skipped, since the record
+    carries every key at its resolved value."""
     raw = dict(raw or {})
     scheme = raw.get("lr_scheme", SearchConfig.lr_scheme)
     if scheme not in LR_PRESETS:
@@ -52,7 +57,11 @@ def resolve_search(raw: dict, where: str = "search") -> SearchConfig:
         merged["ops"] = list(space.ops)
     if "layers" not in merged and space.default_layers is not None:
         merged["layers"] = space.default_layers
-    if merged.get("track_running_stats") is False and space_name != SearchConfig.space:
+    if (
+        not record
+        and merged.get("track_running_stats") is False
+        and space_name != SearchConfig.space
+    ):
         raise SpecError(
             f"{where}.track_running_stats: false is not available on space {space_name!r}: its "
             "search network always tracks BatchNorm running statistics (as quark0/darts and "

@@ -105,7 +105,7 @@ def _search_identity(search: dict | None):
     written takes its default) and without where-and-how fields (data_root, device, compile, ...),
     so that a sweep resumed elsewhere or by a newer version keeps its store."""
     try:
-        return run_id(resolve_search(search or {}))
+        return run_id(resolve_search(search or {}, record=True))
     except (SpecError, AttributeError, TypeError):  # a field this version no longer knows
         return _norm(search)
 
@@ -249,7 +249,7 @@ def rebuild_status(job_dir: str, rid: str) -> str | None:
         return None
     try:
         trial = store.read_trial(job_dir, rid)
-        cfg = resolve_search(trial.config)
+        cfg = resolve_search(trial.config, record=True)
     except Exception:  # noqa: BLE001 - unreadable or foreign: trial_problem says why
         return None
     last = int(trial.epochs["epoch"][-1])

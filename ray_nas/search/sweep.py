@@ -137,7 +137,7 @@ def _trainable(config: dict) -> None:
 
     torch.set_num_threads(max(1, int(config["job"]["resources"]["cpu"])))
     spec = spec_from_dict(config["job"], source="sweep")
-    cfg = resolve_search(config["trial"]["search"])
+    cfg = resolve_search(config["trial"]["search"], record=True)
     rid = config["trial"]["run_id"]
 
     space = get_space(cfg.space)
