@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ray_nas.spaces.darts.genotype as darts
+from ray_nas.spaces.pc_darts import EdgeNormalization, channel_shuffle, node_slices
 
 
 class ReLUConvBN(nn.Sequential):
@@ -124,28 +125,6 @@ def reduction_layers(layers: int) -> tuple[int, int]:
 # search network
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """PC-DARTS's channel shuffle: [B, C, H, W] viewed as [B, groups, C/groups, H, W], the two
-    channel axes transposed, flattened back (channel g*(C/groups)+i moves to i*groups+g)."""
-    b, c, h, w = x.shape
-    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
-
-
-def node_slices(steps: int, first: int = 2) -> list[tuple[int, int]]:
-    """(start, end) of each node's incoming-edge rows: node i of a cell with `first` inputs has
-    first+i inputs (DARTS: [0:2], [2:5], [5:9], [9:14])."""
-    out, start = [], 0
-    for i in range(steps):
-        out.append((start, start + first + i))
-        start += first + i
-    return out
-
-
-def edge_softmax(betas: torch.Tensor, slices: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """PC-DARTS's edge normalisation: a softmax over each node's incoming-edge betas, [E] -> [E]."""
-    return torch.cat([F.softmax(betas[a:b], dim=-1) for a, b in slices])
-
-
 class MixedOp(nn.Module):
     """sum_o w_o * op_o(x) over the candidate ops of one edge.
 
@@ -217,7 +196,7 @@ class SearchCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class SearchNetwork(nn.Module):
+class SearchNetwork(EdgeNormalization, nn.Module):
     """DARTS's search network: stem 3c, `layers` cells (reductions at layers//3, 2*layers//3
     double the channels), global average pool, linear. All normal cells mix with the rows 0..13 of
     the op distribution, all reduction cells with rows 14..27.
@@ -265,30 +244,6 @@ class SearchNetwork(nn.Module):
         self.edge_slices = [(a + o, b + o) for o in (0, n) for a, b in node_slices(darts.STEPS)]
         if edge_normalization:  # drawn after alpha: without the option the RNG stream is as before
             self.betas = nn.Parameter(1e-3 * torch.randn(2 * n))
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter except the architecture parameters (alpha, betas)."""
-        return [p for name, p in self.named_parameters() if name not in ("alpha", "betas")]
-
-    def connection_parameters(self) -> list[nn.Parameter]:
-        """[betas] with edge normalisation, else []."""
-        return [self.betas] if hasattr(self, "betas") else []
-
-    def connection_alpha(self) -> torch.Tensor:
-        """[C] the raw betas (C = 28 with edge normalisation, else 0)."""
-        return self.betas if hasattr(self, "betas") else self.alpha.new_zeros(0)
-
-    def connection_weights(self) -> torch.Tensor:
-        """[C] the edge weights the cells multiply with: per cell type and node, softmax of the
-        node's betas (edge_mix "softmax") or the betas themselves ("simplex")."""
-        if not hasattr(self, "betas"):
-            return self.alpha.new_zeros(0)
-        if self.edge_mix == "simplex":
-            return self.betas
-        n = len(darts.EDGES)
-        slices = node_slices(darts.STEPS)
-        return torch.cat([edge_softmax(self.betas[:n], slices),
-                          edge_softmax(self.betas[n:], slices)])  # fmt: skip
 
     def forward(
         self,

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ray_nas.spaces.nb201.names as nb201
+from ray_nas.spaces.pc_darts import EdgeNormalization, channel_shuffle, node_slices
 
 
 class ReLUConvBN(nn.Sequential):
@@ -65,15 +66,8 @@ class ResNetBlock(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """PC-DARTS's channel shuffle: [B, C, H, W] viewed as [B, groups, C/groups, H, W], the two
-    channel axes transposed, flattened back."""
-    b, c, h, w = x.shape
-    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
-
-
 #: (start, end) of each node's incoming-edge rows in nb201.EDGES: node i has i inputs
-NODE_SLICES: tuple[tuple[int, int], ...] = ((0, 1), (1, 3), (3, 6))
+NODE_SLICES: tuple[tuple[int, int], ...] = tuple(node_slices(3, first=1))
 
 
 class MixedOp(nn.Module):
@@ -140,7 +134,7 @@ def _backbone(c: int, n: int, make_cell) -> tuple[nn.Module, nn.ModuleList, int]
     return stem, nn.ModuleList(layers), c_prev
 
 
-class Supernet(nn.Module):
+class Supernet(EdgeNormalization, nn.Module):
     """Supernet on the NB201 cell space with one shared architecture parameter alpha [E, K].
 
     alpha is the search algorithm's raw parameter (DARTS logits, GAEA's simplex point, DrNAS's
@@ -174,27 +168,6 @@ class Supernet(nn.Module):
         self.edge_slices = NODE_SLICES  # each node's incoming edges in the flat betas
         if edge_normalization:  # drawn after alpha: without the option the RNG stream is as before
             self.betas = nn.Parameter(1e-3 * torch.randn(len(nb201.EDGES)))
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter except the architecture parameters (alpha, betas)."""
-        return [p for name, p in self.named_parameters() if name not in ("alpha", "betas")]
-
-    def connection_parameters(self) -> list[nn.Parameter]:
-        """[betas] with edge normalisation, else []."""
-        return [self.betas] if hasattr(self, "betas") else []
-
-    def connection_alpha(self) -> torch.Tensor:
-        """[C] the raw betas (C = 6 with edge normalisation, else 0)."""
-        return self.betas if hasattr(self, "betas") else self.alpha.new_zeros(0)
-
-    def connection_weights(self) -> torch.Tensor:
-        """[C] the edge weights: softmax of each node's betas (edge_mix "softmax"; node 1's
-        single edge always gets 1) or the betas themselves ("simplex")."""
-        if not hasattr(self, "betas"):
-            return self.alpha.new_zeros(0)
-        if self.edge_mix == "simplex":
-            return self.betas
-        return torch.cat([F.softmax(self.betas[a:b], dim=-1) for a, b in NODE_SLICES])
 
     def op_weights(self) -> torch.Tensor:
         """[E, K] the distribution the cells mix with: softmax(alpha) per edge."""
