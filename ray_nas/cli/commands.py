@@ -5,6 +5,7 @@ Everything a command needs is validated here before any work starts.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -355,6 +356,12 @@ def report_command(job: str, overrides: list[str], output: str | None) -> int:
 def compare_command(jobs: list[str], overrides: list[str], output: str | None) -> int:
     """`ray-nas compare`: every job loaded and checked (and MLflow reached) before any work."""
     specs = [specmod.load_spec(job, overrides) for job in jobs]
+    from ray_nas import store
+
+    path = str(output) if output else compare_path(specs[0])
+    problem = store.output_problem(path)
+    if problem:
+        raise SpecError(f"compare -o {path}: {problem}")
     from ray_nas.tracking import check_tracking
 
     check_tracking(specs[0].tracking_uri)
@@ -366,19 +373,25 @@ def compare_command(jobs: list[str], overrides: list[str], output: str | None) -
     result = compare.compare_jobs([JobResults(s) for s in specs])
     text = compare.format_comparison(result)
     print(text)
-    path = Path(output or "compare.html")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(compare_page(result), encoding="utf-8")
+    page = compare_page(result)
+    store.write_bytes(path if "://" in path else os.path.abspath(path), page.encode())
     print(f"compare: {len(specs)} jobs in {time.perf_counter() - t0:.1f}s; page written to {path}")
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(tmp, "compare.csv"), Path(tmp, "compare_rank.csv"), Path(tmp, "compare.txt")]
         result.cells.to_csv(files[0], index=False)
         result.ranks.to_csv(files[1], index=False)
         files[2].write_text(text + "\n")
+        local = Path(tmp, Path(path.rsplit("/", 1)[-1] or "compare.html").name)  # MLflow: a file
+        local.write_text(page, encoding="utf-8")
         from ray_nas.tracking import log_comparison
 
-        log_comparison(specs[0].tracking_uri, result.jobs, [*map(str, files), str(path)])
+        log_comparison(specs[0].tracking_uri, result.jobs, [*map(str, files), str(local)])
     return 0
+
+
+def compare_path(spec: specmod.JobSpec) -> str:
+    """`ray-nas compare`'s page without `-o`: `{store}/{job}/compare.html` of the first job."""
+    return f"{spec.job_dir}/compare.html"
 
 
 def criteria_command(job: str | None) -> int:
