@@ -87,3 +87,19 @@ def test_a_killed_retraining_task_is_named(ray_session):
         ray_map(_killed_task, [(1,)], name="tiny")
     assert str(e.value).startswith("tiny: a retraining task was killed")
     assert "(a larger `evaluate.retrain.cpu` or `evaluate.retrain.gpu` per task)" in str(e.value)
+
+
+def test_a_ray_cluster_of_another_version_is_one_line():
+    from ray_nas.search.sweep import version_mismatch_line
+
+    message = ("Version mismatch: The cluster was started with:\n    Ray: 2.49.1\n    Python: 3.11.2\n"
+               "This process on node 192.0.2.2 was started with:\n    Ray: 2.60.0\n"
+               "    Python: 3.11.9\n")  # fmt: skip
+    assert version_mismatch_line(None, message) == (
+        "the Ray cluster running on this node runs Ray 2.49.1, Python 3.11.2, this command Ray "
+        "2.60.0, Python 3.11.9; stop that cluster (`ray stop` by whoever started it) or run with "
+        "RAY_ADDRESS=local (a new local Ray for this command)"
+    )
+    assert version_mismatch_line("10.0.0.1:6379", message).startswith(
+        "the Ray cluster at RAY_ADDRESS=10.0.0.1:6379 runs Ray 2.49.1"
+    )

@@ -282,12 +282,15 @@ def where_text(spec, job: str, report_path: str | None = None) -> str:
     ui = mlflow_hint(spec.tracking_uri, experiment_id(spec.tracking_uri, spec.name), b)
     if ui.startswith(b + "mlflow ui") and "then open" not in ui:
         ui += "  (then http://127.0.0.1:5000)"
+    ui, _, link = ui.partition(", then open ")  # the link on its own line: the block stays narrow
     return "\n".join([
         "",
         "where the results are:",
         f"  report:       {report}",
         f"  MLflow:       {ui}",
-        f"                experiment {spec.name!r}: one run per trial under the job's run",
+        *([f"                then open {link}"] if link else []),
+        f"                experiment {spec.name!r}: the job's run and one run per trial, named by "
+        "grid group and seed",
         f"  selections:   {d}/selections.parquet",
         f"                {b}python -c \"import pandas as pd; "
         f"print(pd.read_parquet('{d}/selections.parquet'))\"",
@@ -312,11 +315,17 @@ def _bin() -> str:
     return f"{rel.as_posix()}/bin/"
 
 
+#: The runs view's query: MLflow 3.17's "Model training" side (`workflowType`; the UI otherwise
+#: opens an experiment on its GenAI overview, whatever the experiment's `mlflow.experimentKind`
+#: tag says) with the runs sorted by name, which lists the trial runs flat (`lr_scheme=nb201
+#: seed=0`, ...) instead of folded under the job's run as the default date order does.
+RUNS_VIEW = "?workflowType=machine_learning&orderByKey=tags.%60mlflow.runName%60&orderByAsc=true"
+
+
 def mlflow_hint(uri: str, experiment_id: str | None = None, bin_dir: str = "") -> str:
     """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`.
-    With the experiment's id, the link goes to its runs (MLflow 3 opens an experiment on an
-    empty GenAI overview page; the runs are under `#/experiments/<id>/runs`)."""
-    runs = f"/#/experiments/{experiment_id}/runs" if experiment_id else ""
+    With the experiment's id, the link goes to its runs (`#/experiments/<id>/runs`, RUNS_VIEW)."""
+    runs = f"/#/experiments/{experiment_id}/runs{RUNS_VIEW}" if experiment_id else ""
     if uri.startswith(("http://", "https://")):
         return (f"open {uri.rstrip('/')}{runs} (a server on a cluster head: forward its port "
                 "first, e.g. `ray attach CLUSTER.yaml -p 5000` with port 5000 free here; "

@@ -197,17 +197,35 @@ def init_ray(resources: dict | None = None) -> None:
         return
     check_ray_address()
     env = forwarded_env()
-    local = not os.environ.get("RAY_ADDRESS")
+    address = os.environ.get("RAY_ADDRESS") or None
+    local = not address or address.startswith("local")  # RAY_ADDRESS=local: a new local Ray
     if local:
         # Ray 2.60 turns token authentication on for a new local instance unless RAY_AUTH_MODE
         # says otherwise, and writes ~/.ray/auth_token (which turns it on for every later Ray
         # use too): a local run keeps to itself and leaves $HOME alone. An explicit setting wins.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True,
-             runtime_env={"env_vars": env} if env else None,
-             # a local instance's start-up lines (its dashboard is gone when the command ends)
-             logging_level=logging.WARNING if local else logging.INFO,
-             **(resources or {}))  # fmt: skip
+    try:
+        ray.init(address=address, log_to_driver=True,
+                 runtime_env={"env_vars": env} if env else None,
+                 # a local instance's start-up lines (its dashboard is gone when the command ends)
+                 logging_level=logging.WARNING if local else logging.INFO,
+                 **(resources or {}))  # fmt: skip
+    except RuntimeError as e:
+        if "Version mismatch" not in str(e):
+            raise
+        raise SpecError(version_mismatch_line(address, str(e))) from None
+
+
+def version_mismatch_line(address: str | None, message: str) -> str:
+    """One line for Ray's multi-line `Version mismatch` error: a Ray cluster of another Ray or
+    Python version answers at RAY_ADDRESS, or runs on this node (which ray.init joins unasked)."""
+    where = f"at RAY_ADDRESS={address}" if address else "running on this node"
+    versions = re.findall(r"(Ray|Python):\s*(\S+)", message)
+    theirs = ", ".join(f"{k} {v}" for k, v in versions[:2]) or "another version"
+    ours = ", ".join(f"{k} {v}" for k, v in versions[2:4]) or "this one's"
+    return (f"the Ray cluster {where} runs {theirs}, this command {ours}; stop that cluster "
+            "(`ray stop` by whoever started it) or run with RAY_ADDRESS=local (a new local Ray "
+            "for this command)")  # fmt: skip
 
 
 def run_sweep(
@@ -447,8 +465,8 @@ def short_keys(keys) -> dict[str, str]:
 
 def progress_reporter(spec: JobSpec, stream=None):
     """Tune's progress as one line for the whole sweep: trials done/running/pending, epochs done
-    of all, the best valid_acc so far. On a terminal it is rewritten in place (carriage return);
-    otherwise a plain line at most every 30 s (and one at the end), so a log stays short."""
+    of all, the best valid_acc so far. On a terminal it is rewritten in place (carriage return)
+    when it changes; otherwise a plain line at most every 30 s (and one at the end), so a log stays short."""
     from ray import tune
 
     class SweepProgress(tune.ProgressReporter):
@@ -456,6 +474,7 @@ def progress_reporter(spec: JobSpec, stream=None):
             self.stream = stream
             self.last = 0.0
             self.width = 0
+            self.shown = ""  # the line on the terminal now
             self.unfinished: list[str] = []  # at the end: trials neither done nor errored
 
         def _out(self):
@@ -475,6 +494,9 @@ def progress_reporter(spec: JobSpec, stream=None):
             out = self._out()
             line = progress_line(spec.name, trials)
             if out.isatty():
+                if line == self.shown and not done:  # Tune asks several times a second
+                    return
+                self.shown = line
                 pad = " " * max(0, self.width - len(line))
                 self.width = len(line)
                 out.write(f"\r{line}{pad}" + ("\n" if done else ""))
