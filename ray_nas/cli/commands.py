@@ -295,7 +295,7 @@ def where_text(spec, job: str, report_path: str | None = None) -> str:
         f"                {b}python -c \"import pandas as pd; "
         f"print(pd.read_parquet('{d}/selections.parquet'))\"",
         f"  trajectories: {d}/epochs/  {d}/alphas/  (Parquet, one partition per run_id)",
-        f"other criteria: {b}ray-nas evaluate {job} --set 'criteria=[...]'",
+        f"other criteria: {b}ray-nas evaluate {job} --report --set 'criteria=[...]'",
         "  reruns only the criteria, never the search (cells newly selected on a job without a",
         "  benchmark are retrained); the job's own criteria keep their rows in selections.parquet",
     ])  # fmt: skip
