@@ -26,6 +26,11 @@ class CriterionError(ValueError):
     """A criterion broke the shared rules or raised; one line naming the function."""
 
 
+class WorkerKilled(RuntimeError):
+    """A Ray worker (a trial or a retraining task) was killed: by the kernel's OOM killer, Ray's
+    memory monitor or a lost node; the message names it, the node and what to change."""
+
+
 def first_line(e: BaseException, limit: int | None = None) -> str:
     """An exception's message as one line: its first non-blank line, whitespace runs collapsed,
     cut to `limit` characters; an OSError that names a file (other than not-found, whose message

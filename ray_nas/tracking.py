@@ -1,7 +1,9 @@
 """MLflow (the only module importing it): written by the offline stage from the Parquet store.
 
 Layout: one experiment per job (its `name`, tagged `mlflow.experimentKind` =
-`custom_model_development` so MLflow 3's UI opens it on its training runs, not its GenAI view);
+`custom_model_development`, MLflow's own record of a training experiment; MLflow 3.17's UI picks
+its GenAI or training side from its toggle or the link's `workflowType`, which the printed link
+sets: cli.commands.RUNS_VIEW);
 one parent run for the job (resolved spec, summary table, report as artifacts; per grid group and
 criterion `<group>/<criterion>.<score>_mean`, `_std`, `.stop_epoch`, `.fired`: the printed
 summary's numbers); one child run per trial, named by its grid group and seed (`lr_scheme=nb201

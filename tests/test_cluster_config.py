@@ -87,10 +87,11 @@ def test_end_of_run_hint_opens_a_tracking_server():
 
     assert mlflow_hint("sqlite:///mlflow.db") == "mlflow ui --backend-store-uri sqlite:///mlflow.db"
     assert mlflow_hint("sqlite:///mlflow.db", "3").endswith(
-        ", then open http://127.0.0.1:5000/#/experiments/3/runs"
+        ", then open http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&orderByKey=tags.%60mlflow.runName%60&orderByAsc=true"
     )
     hint = mlflow_hint("http://127.0.0.1:5000/", "7")
-    assert hint.startswith("open http://127.0.0.1:5000/#/experiments/7/runs (")
+    assert hint.startswith("open http://127.0.0.1:5000/#/experiments/7/runs?workflowType=")
     assert "ray attach CLUSTER.yaml -p 5000" in hint and "port 5000 free" in hint
     assert "--backend-store-uri" not in hint
 

@@ -109,7 +109,7 @@ def test_compare_two_jobs(two_jobs, chromium, tmp_path, capsys):
     assert names == {"compare.csv", "compare_rank.csv", "compare.txt", "cmp.html"}
 
 
-def test_compare_checks_every_job_before_work(two_jobs, tmp_path, capsys):
+def test_compare_checks_every_job_before_work(two_jobs, tmp_path, capsys, monkeypatch):
     a, b = two_jobs
     out = tmp_path / "never.html"
     bad = 'criteria=[final, {name: "ray_nas.examples.stops:entropy_drop", threshold: high}]'
@@ -117,3 +117,13 @@ def test_compare_checks_every_job_before_work(two_jobs, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "parameter 'threshold' expects float, got 'high'" in err and "\n" not in err
     assert not out.exists()
+    assert cli.main(["compare", str(a), str(b), "-o", str(tmp_path)]) == 2  # a folder: refused
+    assert capsys.readouterr().err.strip() == (
+        f"ray-nas compare: error: compare -o {tmp_path}: is a folder; give a file name"
+    )
+    # without -o: beside the first job's store output, never into the current folder (a clone)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["compare", str(a), str(b), "--set", "criteria=[final]"]) == 0
+    page = f"{load_spec(a).job_dir}/compare.html"
+    assert f"page written to {page}" in capsys.readouterr().out
+    assert Path(page).is_file() and not (tmp_path / "compare.html").exists()

@@ -10,7 +10,7 @@ from ray_nas.algorithms import describe_algorithms
 from ray_nas.analysis import format_restore_table
 from ray_nas.cli import commands
 from ray_nas.config import SpecError
-from ray_nas.errors import first_line
+from ray_nas.errors import WorkerKilled, first_line
 
 
 def _add_job(p: argparse.ArgumentParser) -> None:
@@ -27,7 +27,11 @@ def _add_job(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ray-nas", description="DARTS sweeps on NAS-Bench-201 with Ray"
+        prog="ray-nas",
+        description="Sweeps of differentiable architecture search (DARTS-V1/V2, GAEA, DrNAS, "
+        "SDARTS, SNAS, GDAS, NASP, PC-DARTS on NAS-Bench-201, the DARTS space and "
+        "NAS-Bench-1Shot1) on Ray: Parquet trajectories, offline stop criteria, MLflow, an HTML "
+        "report",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -158,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="dotted override applied to every job, e.g. --set 'criteria=[final, ss_eq12]'",
     )
-    p.add_argument("-o", "--output", help="output page (default compare.html)")
+    p.add_argument(
+        "-o", "--output", help="output page (default {store}/{job}/compare.html of the first job)"
+    )
 
     p = sub.add_parser(
         "criteria", help="list the stop criteria and their parameters (and a job's own functions)"
@@ -203,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, OSError, ValueError, TrackingError) as e:
         print(f"ray-nas {args.command}: error: {first_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a sweep's says what finished and how to go on
+        print(str(e) or f"ray-nas {args.command}: interrupted", file=sys.stderr)
         return 130
+    except WorkerKilled as e:  # not a bug: out of memory, most likely; the line says what to do
+        print(f"ray-nas {args.command}: error: {first_line(e)}", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 - never a traceback for the user
         if os.environ.get(TRACEBACK_ENV) == "1":
             raise

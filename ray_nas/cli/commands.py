@@ -5,6 +5,7 @@ Everything a command needs is validated here before any work starts.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -281,17 +282,20 @@ def where_text(spec, job: str, report_path: str | None = None) -> str:
     ui = mlflow_hint(spec.tracking_uri, experiment_id(spec.tracking_uri, spec.name), b)
     if ui.startswith(b + "mlflow ui") and "then open" not in ui:
         ui += "  (then http://127.0.0.1:5000)"
+    ui, _, link = ui.partition(", then open ")  # the link on its own line: the block stays narrow
     return "\n".join([
         "",
         "where the results are:",
         f"  report:       {report}",
         f"  MLflow:       {ui}",
-        f"                experiment {spec.name!r}: one run per trial under the job's run",
+        *([f"                then open {link}"] if link else []),
+        f"                experiment {spec.name!r}: the job's run and one run per trial, named by "
+        "grid group and seed",
         f"  selections:   {d}/selections.parquet",
         f"                {b}python -c \"import pandas as pd; "
         f"print(pd.read_parquet('{d}/selections.parquet'))\"",
         f"  trajectories: {d}/epochs/  {d}/alphas/  (Parquet, one partition per run_id)",
-        f"other criteria: {b}ray-nas evaluate {job} --set 'criteria=[...]'",
+        f"other criteria: {b}ray-nas evaluate {job} --report --set 'criteria=[...]'",
         "  reruns only the criteria, never the search (cells newly selected on a job without a",
         "  benchmark are retrained); the job's own criteria keep their rows in selections.parquet",
     ])  # fmt: skip
@@ -311,11 +315,17 @@ def _bin() -> str:
     return f"{rel.as_posix()}/bin/"
 
 
+#: The runs view's query: MLflow 3.17's "Model training" side (`workflowType`; the UI otherwise
+#: opens an experiment on its GenAI overview, whatever the experiment's `mlflow.experimentKind`
+#: tag says) with the runs sorted by name, which lists the trial runs flat (`lr_scheme=nb201
+#: seed=0`, ...) instead of folded under the job's run as the default date order does.
+RUNS_VIEW = "?workflowType=machine_learning&orderByKey=tags.%60mlflow.runName%60&orderByAsc=true"
+
+
 def mlflow_hint(uri: str, experiment_id: str | None = None, bin_dir: str = "") -> str:
     """How to look at the tracking backend: a server is opened, a database needs `mlflow ui`.
-    With the experiment's id, the link goes to its runs (MLflow 3 opens an experiment on an
-    empty GenAI overview page; the runs are under `#/experiments/<id>/runs`)."""
-    runs = f"/#/experiments/{experiment_id}/runs" if experiment_id else ""
+    With the experiment's id, the link goes to its runs (`#/experiments/<id>/runs`, RUNS_VIEW)."""
+    runs = f"/#/experiments/{experiment_id}/runs{RUNS_VIEW}" if experiment_id else ""
     if uri.startswith(("http://", "https://")):
         return (f"open {uri.rstrip('/')}{runs} (a server on a cluster head: forward its port "
                 "first, e.g. `ray attach CLUSTER.yaml -p 5000` with port 5000 free here; "
@@ -355,6 +365,12 @@ def report_command(job: str, overrides: list[str], output: str | None) -> int:
 def compare_command(jobs: list[str], overrides: list[str], output: str | None) -> int:
     """`ray-nas compare`: every job loaded and checked (and MLflow reached) before any work."""
     specs = [specmod.load_spec(job, overrides) for job in jobs]
+    from ray_nas import store
+
+    path = str(output) if output else compare_path(specs[0])
+    problem = store.output_problem(path)
+    if problem:
+        raise SpecError(f"compare -o {path}: {problem}")
     from ray_nas.tracking import check_tracking
 
     check_tracking(specs[0].tracking_uri)
@@ -366,19 +382,25 @@ def compare_command(jobs: list[str], overrides: list[str], output: str | None) -
     result = compare.compare_jobs([JobResults(s) for s in specs])
     text = compare.format_comparison(result)
     print(text)
-    path = Path(output or "compare.html")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(compare_page(result), encoding="utf-8")
+    page = compare_page(result)
+    store.write_bytes(path if "://" in path else os.path.abspath(path), page.encode())
     print(f"compare: {len(specs)} jobs in {time.perf_counter() - t0:.1f}s; page written to {path}")
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(tmp, "compare.csv"), Path(tmp, "compare_rank.csv"), Path(tmp, "compare.txt")]
         result.cells.to_csv(files[0], index=False)
         result.ranks.to_csv(files[1], index=False)
         files[2].write_text(text + "\n")
+        local = Path(tmp, Path(path.rsplit("/", 1)[-1] or "compare.html").name)  # MLflow: a file
+        local.write_text(page, encoding="utf-8")
         from ray_nas.tracking import log_comparison
 
-        log_comparison(specs[0].tracking_uri, result.jobs, [*map(str, files), str(path)])
+        log_comparison(specs[0].tracking_uri, result.jobs, [*map(str, files), str(local)])
     return 0
+
+
+def compare_path(spec: specmod.JobSpec) -> str:
+    """`ray-nas compare`'s page without `-o`: `{store}/{job}/compare.html` of the first job."""
+    return f"{spec.job_dir}/compare.html"
 
 
 def criteria_command(job: str | None) -> int:

@@ -324,6 +324,26 @@ def redo_command(spec: JobSpec, rid: str, command: str | None = None) -> str:
     return f"ray-nas {command or 'sweep'} {shlex.quote(spec.source or '<job.yaml>')} --redo {rid}"
 
 
+def typed_command(spec: JobSpec, command: str, flags: bool = False) -> str:
+    """`ray-nas COMMAND JOB [--set ...]`: the job and `--set` options as typed (with `flags`, the
+    typed command's other options too, but never `--redo`: its files were already moved aside),
+    else one built from the job file."""
+    line = COMMAND_LINE
+    if not (line and len(line) > 2 and line[1] in ("sweep", "search", "evaluate")):
+        return f"ray-nas {command} {shlex.quote(spec.source or '<job.yaml>')}"
+    args, it = [line[0], command], iter(line[2:])
+    for a in it:
+        if a in ("--set", "--redo", "--trial", "--trial-index"):  # the options with a value
+            value = next(it, None)
+            if value is not None and (a == "--set" or (flags and a != "--redo")):
+                args += [a, value]
+        elif a.startswith("--redo="):
+            continue
+        elif not a.startswith("-") or a.startswith("--set=") or flags:
+            args.append(a)
+    return shlex.join(args)
+
+
 def redo_trial(job_dir: str, rid: str) -> str | None:
     """Move the trial's files (trajectory, status, checkpoint) to `{job}/redo/<rid>-<stamp>/` so it
     runs again from scratch. Returns that folder, or None when the trial had no files."""

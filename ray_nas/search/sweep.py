@@ -9,6 +9,7 @@ finished trials are skipped, unfinished ones resume. Tune's own trial ids are ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from ray_nas.config import (
     spec_from_dict,
     to_dict,
 )
+from ray_nas.errors import WorkerKilled
 from ray_nas.search.faults import FAULT_ENVS
 from ray_nas.search.integrity import (
     FINAL_STATUSES,
@@ -34,6 +36,7 @@ from ray_nas.search.integrity import (
     check_store_writable,
     check_trials,
     redo_trial,
+    typed_command,
     write_job_yaml,
 )
 from ray_nas.search.metrics import TrialMetrics, sweep_metrics_callback
@@ -194,17 +197,35 @@ def init_ray(resources: dict | None = None) -> None:
         return
     check_ray_address()
     env = forwarded_env()
-    local = not os.environ.get("RAY_ADDRESS")
+    address = os.environ.get("RAY_ADDRESS") or None
+    local = not address or address.startswith("local")  # RAY_ADDRESS=local: a new local Ray
     if local:
         # Ray 2.60 turns token authentication on for a new local instance unless RAY_AUTH_MODE
         # says otherwise, and writes ~/.ray/auth_token (which turns it on for every later Ray
         # use too): a local run keeps to itself and leaves $HOME alone. An explicit setting wins.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True,
-             runtime_env={"env_vars": env} if env else None,
-             # a local instance's start-up lines (its dashboard is gone when the command ends)
-             logging_level=logging.WARNING if local else logging.INFO,
-             **(resources or {}))  # fmt: skip
+    try:
+        ray.init(address=address, log_to_driver=True,
+                 runtime_env={"env_vars": env} if env else None,
+                 # a local instance's start-up lines (its dashboard is gone when the command ends)
+                 logging_level=logging.WARNING if local else logging.INFO,
+                 **(resources or {}))  # fmt: skip
+    except RuntimeError as e:
+        if "Version mismatch" not in str(e):
+            raise
+        raise SpecError(version_mismatch_line(address, str(e))) from None
+
+
+def version_mismatch_line(address: str | None, message: str) -> str:
+    """One line for Ray's multi-line `Version mismatch` error: a Ray cluster of another Ray or
+    Python version answers at RAY_ADDRESS, or runs on this node (which ray.init joins unasked)."""
+    where = f"at RAY_ADDRESS={address}" if address else "running on this node"
+    versions = re.findall(r"(Ray|Python):\s*(\S+)", message)
+    theirs = ", ".join(f"{k} {v}" for k, v in versions[:2]) or "another version"
+    ours = ", ".join(f"{k} {v}" for k, v in versions[2:4]) or "this one's"
+    return (f"the Ray cluster {where} runs {theirs}, this command {ours}; stop that cluster "
+            "(`ray stop` by whoever started it) or run with RAY_ADDRESS=local (a new local Ray "
+            "for this command)")  # fmt: skip
 
 
 def run_sweep(
@@ -251,22 +272,71 @@ def run_sweep(
     log(
         f"sweep {spec.name}: {len(trials)} trials, {len(trials) - len(todo)} already complete, {len(todo)} to run"
     )
-    log(
-        f"  trajectories: {spec.job_dir}/{{epochs,alphas}}/run_id=<id>/   status: {spec.job_dir}/trials.parquet"
-    )
+    log(f"  trajectories: {spec.job_dir}/{{epochs,alphas}}/run_id=<id>/   "
+        f"status: {typed_command(spec, 'status')}")  # fmt: skip
+    killed: dict[str, str] = {}  # run_id -> node, of the trials whose worker was killed
+    interrupted = False
     if todo:
-        _tune(spec, todo, log)
+        try:
+            interrupted = _tune(spec, todo, log, killed)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over SIGINT
+            interrupted = True
     status = store.consolidate_trials(spec.job_dir)
     result = dict(zip(status["run_id"], status["status"]))
+    if interrupted:
+        complete = sum(result.get(rid) in FINAL_STATUSES for rid in rids)
+        raise SweepInterrupted(
+            f"sweep {spec.name}: interrupted: {complete} of {len(rids)} trials complete, the "
+            f"others resume from their last epoch; to go on, rerun "
+            f"`{typed_command(spec, 'sweep', flags=True)}`"
+        )
     failed = [rid for _, rid, _ in trials if result.get(rid) not in FINAL_STATUSES]
     if failed:
+        why = ""
+        dead = {rid: node for rid, node in killed.items() if rid in failed}
+        if dead:
+            why = f"; {len(dead)} of them {killed_hint(', '.join(sorted(set(dead.values()))))}"
         log(f"sweep {spec.name}: {len(failed)} trials did not complete: {', '.join(failed)} "
-            "(rerun the same command to resume them)")  # fmt: skip
+            f"(rerun the same command to resume them){why}")  # fmt: skip
     diverged = [rid for _, rid, _ in trials if result.get(rid) == "diverged"]
     if diverged:
         log(f"sweep {spec.name}: {len(diverged)} trials diverged (a non-finite loss or alpha): "
             f"{', '.join(diverged)}; see trials.parquet's stop_reason")  # fmt: skip
     return result
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: the message says what finished and how to resume (the CLI prints
+    it and exits 130); the offline stage does not run."""
+
+
+#: what a killed worker (the kernel's OOM killer, Ray's memory monitor, a lost node) is told
+KILLED_HINT = (
+    "killed{where}, likely out of memory: run fewer at once per node (a larger `{key}.cpu` or "
+    "`{key}.gpu` per {per}) or lower {batch}"
+)
+
+
+def killed_hint(node: str | None = None, retrain: bool = False) -> str:
+    """`killed on node N, likely out of memory: ...` (no node when it is None or unknown)."""
+    where = f" on node {node}" if node and node != "?" else ""
+    if retrain:
+        return KILLED_HINT.format(where=where, key="evaluate.retrain", per="task",
+                                  batch="the retraining's batch size")  # fmt: skip
+    return KILLED_HINT.format(where=where, key="resources", per="trial",
+                              batch="`search.batch_size`")  # fmt: skip
+
+
+#: a worker's death as Ray reports it (a SIGKILL or the memory monitor: no Python exception);
+#: not a lost node ("its node has died"), which Tune retries elsewhere
+_KILLED_RE = re.compile(
+    r"OutOfMemoryError|WorkerCrashedError|worker process has died|low on memory|OOM killer"
+)
+
+
+def worker_killed(text: str | None) -> bool:
+    """True when a Tune error trace or a Ray exception says the worker process was killed."""
+    return bool(_KILLED_RE.search(text or ""))
 
 
 def check_resources(spec: JobSpec, log=print, retrain: bool = False) -> None:
@@ -303,7 +373,9 @@ def check_fit(name: str, key: str, cpu: float, gpu: float, per: str, log=print) 
     raise SpecError(f"{what}; {hint}, or run on a cluster that has them (RAY_ADDRESS)")
 
 
-def _tune(spec: JobSpec, todo, log) -> None:
+def _tune(spec: JobSpec, todo, log, killed: dict | None = None) -> bool:
+    """Run `todo` on Tune; True when Ctrl-C stopped it (Tune's SIGINT handler ends its loop with
+    trials unfinished), False when every trial ended (done or errored)."""
     from ray import tune
 
     init_ray()
@@ -317,6 +389,7 @@ def _tune(spec: JobSpec, todo, log) -> None:
     )
     # The classic reporter: the default (AIR) one ignores column choices and prints config dicts.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    reporter = progress_reporter(spec)
     tuner = tune.Tuner(
         trainable,
         param_space={
@@ -337,17 +410,46 @@ def _tune(spec: JobSpec, todo, log) -> None:
             name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=f"{storage.rstrip('/')}/{spec.name}/tune",
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[sweep_metrics_callback(spec.name), retry_log_callback(spec, log)],
-            progress_reporter=progress_reporter(spec),
+            callbacks=[sweep_metrics_callback(spec.name), retry_log_callback(spec, log, killed)],
+            progress_reporter=reporter,
             verbose=1,
         ),
     )
     t0 = time.perf_counter()
-    grid = tuner.fit()
+    with _quiet_tune_logs():
+        grid = tuner.fit()
+    if reporter.unfinished:
+        return True
     errors = sum(1 for r in grid if r.error is not None)
     log(
         f"sweep {spec.name}: Tune finished {len(todo)} trials in {time.perf_counter() - t0:.1f}s ({errors} errored)"
     )
+    return False
+
+
+class _TuneLogFilter(logging.Filter):
+    """Drops Tune's lines that the sweep says better itself: a failed trial's traceback (the retry
+    log says it in one line; the trace stays in the trial's error.txt under {store}/{job}/tune/),
+    and, after Ctrl-C, `Tuner.restore(...)` advice (rerunning the same command resumes)."""
+
+    DROPPED = ("Trial task failed for trial", "Trials did not complete",
+               "Experiment has been interrupted", "Training has been interrupted")  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.DROPPED)
+
+
+@contextlib.contextmanager
+def _quiet_tune_logs():
+    names = ("ray.tune.tune", "ray.tune.execution.tune_controller")
+    flt = _TuneLogFilter()
+    for name in names:
+        logging.getLogger(name).addFilter(flt)
+    try:
+        yield
+    finally:
+        for name in names:
+            logging.getLogger(name).removeFilter(flt)
 
 
 def _trial_run_id(trial) -> str:
@@ -363,8 +465,8 @@ def short_keys(keys) -> dict[str, str]:
 
 def progress_reporter(spec: JobSpec, stream=None):
     """Tune's progress as one line for the whole sweep: trials done/running/pending, epochs done
-    of all, the best valid_acc so far. On a terminal it is rewritten in place (carriage return);
-    otherwise a plain line at most every 30 s (and one at the end), so a log stays short."""
+    of all, the best valid_acc so far. On a terminal it is rewritten in place (carriage return)
+    when it changes; otherwise a plain line at most every 30 s (and one at the end), so a log stays short."""
     from ray import tune
 
     class SweepProgress(tune.ProgressReporter):
@@ -372,6 +474,8 @@ def progress_reporter(spec: JobSpec, stream=None):
             self.stream = stream
             self.last = 0.0
             self.width = 0
+            self.shown = ""  # the line on the terminal now
+            self.unfinished: list[str] = []  # at the end: trials neither done nor errored
 
         def _out(self):
             return self.stream or sys.stdout
@@ -383,9 +487,16 @@ def progress_reporter(spec: JobSpec, stream=None):
 
         def report(self, trials, done: bool, *sys_info: str) -> None:
             self.last = time.monotonic()
+            if done:  # Tune's loop ends early only on Ctrl-C (SIGINT): trials are left over
+                self.unfinished = [
+                    str(t) for t in trials if t.status not in ("TERMINATED", "ERROR")
+                ]
             out = self._out()
             line = progress_line(spec.name, trials)
             if out.isatty():
+                if line == self.shown and not done:  # Tune asks several times a second
+                    return
+                self.shown = line
                 pad = " " * max(0, self.width - len(line))
                 self.width = len(line)
                 out.write(f"\r{line}{pad}" + ("\n" if done else ""))
@@ -440,22 +551,30 @@ def _error_text(trial) -> str | None:
         return trial.get_error()
 
 
-def retry_log_callback(spec: JobSpec, log):
-    """A Tune callback on the driver that says which trial failed, where, why, and what happens."""
+def retry_log_callback(spec: JobSpec, log, killed: dict | None = None):
+    """A Tune callback on the driver that says which trial failed, where, why, and what happens;
+    a trial whose worker was killed (OOM) is named so, and noted in `killed` (run_id -> node)."""
     from ray import tune
 
     class RetryLog(tune.Callback):
-        def __init__(self, log):
+        def __init__(self, log, killed):
             self.log = log
+            self.killed = killed
 
         def __getstate__(self):  # Tune pickles its callbacks; `log` may not pickle (print)
             return {}
 
         def _say(self, trial, what: str) -> None:
             node = (trial.last_result or {}).get("node_ip", "?")
+            text = _error_text(trial)
+            why = error_line(text)
+            if worker_killed(text):  # the node is in the line already
+                why = f"its process was {killed_hint()}"
+                if getattr(self, "killed", None) is not None:
+                    self.killed[str(trial)] = node
             getattr(self, "log", print)(f"sweep {spec.name}: trial {trial} failed on node {node} "
                 f"(failure {trial.num_failures} of max_failures={spec.max_failures}): "
-                f"{error_line(_error_text(trial))}; {what}")  # fmt: skip
+                f"{why}; {what}")  # fmt: skip
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             self._say(trial, "Tune retries it, resuming from its checkpoint on the store")
@@ -463,7 +582,7 @@ def retry_log_callback(spec: JobSpec, log):
         def on_trial_error(self, iteration, trials, trial, **info):
             self._say(trial, "no retries left (rerun the same command to resume it)")
 
-    return RetryLog(log)
+    return RetryLog(log, killed)
 
 
 def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0, name: str = "") -> list:
@@ -479,7 +598,13 @@ def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0, name: str
     fault = {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)}
     opts = {"runtime_env": {"env_vars": fault}} if fault else {}
     remote = ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=3, **opts)(fn)
-    return ray.get([remote.remote(*a) for a in args])
+    try:
+        return ray.get([remote.remote(*a) for a in args])
+    except (ray.exceptions.OutOfMemoryError, ray.exceptions.WorkerCrashedError) as e:
+        ip = re.search(r"\b(?:IP|ip)[:=]\s*([0-9a-fA-F.:]+[0-9a-fA-F])", str(e))
+        hint = killed_hint(ip.group(1) if ip else "?", retrain=True)
+        raise WorkerKilled(f"{name or 'retrain'}: a retraining task was {hint}; what it "
+                           "finished is cached, rerun the same command to go on") from None  # fmt: skip
 
 
 def ray_available() -> bool:

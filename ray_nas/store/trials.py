@@ -1,6 +1,6 @@
 """The trajectory store: Parquet schemas, the trial writer, status files and the readers.
 
-Layout under `{store}/{job}/` (see README): `epochs/run_id=<id>/`, `alphas/run_id=<id>/`,
+Layout under `{store}/{job}/` (docs/store.md, which lists every file and column): `epochs/run_id=<id>/`, `alphas/run_id=<id>/`,
 `status/`, `trials.parquet`, `selections.parquet`. Files go through `store.fs` (atomic, local or
 S3).
 """
@@ -26,7 +26,7 @@ from ray_nas.store.fs import (
 )
 
 # ------------------------------------------------------------------------------------------
-# the trajectory schema (contract: README "Store layout")
+# the trajectory schema (the contract: docs/store.md, its `epochs` and `alphas` columns)
 
 SCHEMA_VERSION = "2"  # 2: the nullable `concentration` column in alphas (1 lacks it; still read)
 #: the version of a store with connection rows (NAS-Bench-1Shot1's; the others stay at 2)
