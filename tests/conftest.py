@@ -52,11 +52,13 @@ def write_job(tmp_path):
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray (2 CPUs, a logical GPU) shared by every `ray`-marked test."""
+    """One local Ray (2 CPUs, a logical GPU) shared by every `ray`-marked test: always a new one
+    (address="local"), never a cluster something else started on this machine."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
+                 log_to_driver=False)  # fmt: skip
     yield ray
     ray.shutdown()
 
