@@ -47,6 +47,7 @@ from ray_nas.criteria.builtin import (  # noqa: F401
     cell_magnitudes,
     darts_es,
     darts_es_paper,
+    darts_pt,
     dartsplus_rt,
     dartsplus_sc,
     final,

@@ -26,7 +26,10 @@ from ray_nas.errors import did_you_mean
 if TYPE_CHECKING:
     from ray_nas.spaces.base import Space
 
-_MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0, "ev_freq": 1}
+_MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0, "ev_freq": 1,
+            "tune_epochs": 0, "valid_batches": 0}  # fmt: skip
+#: darts_pt's parameters that take one of a few words
+_CHOICES = {"edge_decision": ("random", "fixed"), "crit": ("acc", "loss")}
 
 
 @functools.cache
@@ -75,6 +78,8 @@ def _check_param(key: str, value: Any) -> None:
         raise ValueError(f"{key}: must be >= {_MIN_INT[key]}, got {value!r}")
     if key == "factor" and not value > 0:
         raise ValueError(f"factor: must be > 0, got {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ValueError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r}")
 
 
 def _check_params(**params: Any) -> None:
@@ -243,6 +248,25 @@ def oracle(traj: Trajectory, metric: str = "cifar10_test") -> StopResult:
             traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else f"{metric} unknown at every epoch"
         )
     return stop_at(traj, t)
+
+
+def darts_pt(
+    traj: Trajectory,
+    tune_epochs: int = 5,
+    edge_decision: str = "random",
+    crit: str = "acc",
+    valid_batches: int = 0,
+) -> StopResult:
+    """DARTS-PT (perturbation-based selection, ruocwang/darts-pt) is not a function of the
+    trajectory: it projects the trial's final supernet, a stage of `ray-nas evaluate`
+    (ray_nas.search.pt, ray_nas.offline.pt) whose results are read back as this criterion's
+    selections. Calling it on a trajectory is an error."""
+    _check_params(tune_epochs=tune_epochs, edge_decision=edge_decision, crit=crit,
+                  valid_batches=valid_batches)  # fmt: skip
+    raise ValueError(
+        "darts_pt selects from the trial's final supernet, not from its trajectory: it runs as a "
+        "stage of `ray-nas evaluate` (name it in the job's criteria)"
+    )
 
 
 def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:

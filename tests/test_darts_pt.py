@@ -1,0 +1,144 @@
+"""DARTS-PT (`darts_pt`): perturbation-based selection from a trial's final supernet, as a stage
+of `ray-nas evaluate` whose rows sit beside the criteria's (ray_nas.search.pt, ray_nas.offline.pt).
+Tiny supernets (C=4 N=1 on NB201; C=2, 3 layers, 2 ops on DARTS), fake/digits data, 1 tuning epoch
+of 1-2 steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pandas as pd
+import pytest
+
+from ray_nas import store
+from ray_nas.spaces import darts
+
+NB201 = {"epochs": 2, "steps_per_epoch": 1}
+DARTS = {"space": "darts", "lr_scheme": "ss_darts", "dataset": "digits", "channels": 2,
+         "layers": 3, "ops": ["skip_connect", "sep_conv_3x3"], "epochs": 2, "batch_size": 4,
+         "steps_per_epoch": 1}  # fmt: skip
+PT = {"name": "darts_pt", "tune_epochs": 1}
+
+
+def _decisions(store_dir: str, job: str) -> pd.DataFrame:
+    return store.read_frame(f"{store_dir}/{job}/pt.parquet")
+
+
+@pytest.mark.slow
+def test_nb201_pt_through_the_cli_decides_every_edge_is_cached_and_summarised(
+    write_job, capsys, tmp_path, monkeypatch
+):
+    from ray_nas.cli import main
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "raytmp"))  # no cluster: in this process
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    from ray_nas.spaces.nb201 import parse_arch
+
+    job = write_job(
+        search=NB201,
+        criteria=["final", PT],
+        keep_checkpoints=True,
+        evaluate={"benchmark": "nb201", "metric": "cifar10_test", "retrain": None},
+    )
+    assert main(["search", str(job), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "darts_pt: 1 projections, 0 cached, 1 to run" in out
+    # the summary has the PT row beside final, scored by the NB201 table
+    assert re.search(r"^darts_pt +\d+\.\d\d±0\.00 @2\.0 0/1$", out, re.M), out
+    assert "darts_pt = darts_pt[tune_epochs=1]" in out
+    sel = store.read_frame(f"{tmp_path}/store/tiny/selections.parquet")
+    pt_row = sel[sel.label == "darts_pt[tune_epochs=1]"].iloc[0]
+    cache = _decisions(f"{tmp_path}/store", "tiny")
+    assert pt_row.arch == cache.arch.iloc[0] and pt_row.stop_epoch == 2 and not pt_row.fired
+    assert 0 <= pt_row.cifar10_test <= 100  # the projected genotype looked up in the table
+    ops = parse_arch(pt_row.arch)
+    decisions = json.loads(cache.decisions.iloc[0])
+    # every one of the 6 edges decided once, the genotype is what was decided
+    assert len(decisions) == 6 and len({d[1] for d in decisions}) == 6
+    edge_order = [f"{i}<-{j}" for i in range(1, 4) for j in range(i)]
+    assert [dict((d[1], d[2]) for d in decisions)[e] for e in edge_order] == list(ops)
+    assert cache.tune_epochs_run.iloc[0] == 5  # upstream's schedule: 0,1,2,3,4 then decide
+    # a rerun projects nothing again; selections keep the row
+    mtime = os.path.getmtime(f"{tmp_path}/store/tiny/pt.parquet")
+    assert main(["evaluate", str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "darts_pt: 1 projections, 1 cached, 0 to run" in out and "darts_pt[tune_epochs=1]" in out
+    assert os.path.getmtime(f"{tmp_path}/store/tiny/pt.parquet") == mtime
+    # the report and compare read the same rows
+    from ray_nas.config import load_spec
+    from ray_nas.offline.results import JobResults
+
+    res = JobResults.read(load_spec(job))
+    assert "darts_pt[tune_epochs=1]" in set(res.selections.label)
+    # without its checkpoint a new projection is refused before any work, naming the key
+    ckpt = next((tmp_path / "store" / "tiny" / "checkpoints").iterdir())
+    ckpt.unlink()
+    before = store.read_frame(f"{tmp_path}/store/tiny/selections.parquet")
+    assert main(["evaluate", str(job), "--set", "criteria=[final,{name: darts_pt}]"]) == 2
+    err = capsys.readouterr().err
+    assert "keep_checkpoints: true" in err and "is gone" in err and "--redo" in err
+    pd.testing.assert_frame_equal(
+        store.read_frame(f"{tmp_path}/store/tiny/selections.parquet"), before
+    )
+
+
+@pytest.mark.slow
+def test_darts_space_pt_projects_ops_then_topology_and_is_deterministic(write_job):
+    import torch
+
+    from ray_nas.cli import main
+    from ray_nas.config import load_spec, search_config
+    from ray_nas.offline.evaluate import run_evaluate
+    from ray_nas.search.pt import load_state, project
+
+    job = write_job(search=DARTS, criteria=["final", PT], keep_checkpoints=True,
+                    evaluate={"benchmark": None, "retrain": None})  # fmt: skip
+    assert main(["search", str(job), "--quiet"]) == 0
+    spec = load_spec(job)
+    sel = run_evaluate(spec, log=lambda _l: None).selections
+    row = sel[sel.label == "darts_pt[tune_epochs=1]"].iloc[0]
+    g = darts.parse_genotype(row.arch)  # a valid DARTS genotype
+    cache = store.read_frame(f"{spec.job_dir}/pt.parquet")
+    decisions = json.loads(cache.decisions.iloc[0])
+    ops = [d for d in decisions if d[2] != "removed"]
+    removed = [d for d in decisions if d[2] == "removed"]
+    # 14 op decisions per cell, then nodes 3, 4, 5 drop 1, 2, 3 edges per cell: 2 inputs each
+    assert len(ops) == 28 and len(removed) == 12
+    for cell in ("normal", "reduce"):
+        kept = {e for c, e, _ in ops if c == cell} - {e for c, e, _ in removed if c == cell}
+        assert len(kept) == 8
+        chosen = dict((e, o) for c, e, o in ops if c == cell)
+        pairs = g.cell(cell)
+        for n in range(4):  # the genotype keeps exactly the kept edges with their decided op
+            mine = {(chosen[f"{n + 2}<-{j}"], j) for j in range(n + 2) if f"{n + 2}<-{j}" in kept}
+            assert set(pairs[2 * n : 2 * n + 2]) == mine
+    assert cache.tune_epochs_run.iloc[0] == 16  # decisions at 0, 1, ..., 16
+    # the same projection again (fixed and random orders): identical
+    cfg = search_config(spec)
+    state = load_state(f"{spec.job_dir}/checkpoints/{row.run_id}.pt")
+    kw = dict(tune_epochs=0, edge_decision="fixed", crit="loss")
+    a = project(cfg, state, **kw, log=lambda _l: None)
+    b = project(cfg, load_state(f"{spec.job_dir}/checkpoints/{row.run_id}.pt"), **kw,
+                log=lambda _l: None)  # fmt: skip
+    assert (a.arch, a.decisions) == (b.arch, b.decisions) and a.tune_epochs_run == 0
+    assert [d[1] for d in json.loads(a.decisions)[:4:2]] == ["2<-0", "2<-1"]  # row order
+    assert torch.is_tensor(state["model"]["alpha"])
+
+
+def test_darts_pt_is_refused_where_it_cannot_run(write_job):
+    from ray_nas.config import SpecError, load_spec
+
+    with pytest.raises(SpecError, match=r"criteria\[1\]: darts_pt .* keep_checkpoints: true"):
+        load_spec(write_job(criteria=["final", PT], keep_checkpoints=False))
+    with pytest.raises(SpecError, match="stop: 'darts_pt' cannot stop a search early"):
+        load_spec(write_job(criteria=["final"], stop=PT))
+    with pytest.raises(SpecError, match="crit: must be one of acc, loss, got 'top1'"):
+        load_spec(write_job(criteria=[{"name": "darts_pt", "crit": "top1"}]))
+    nb1 = {"space": "nb1shot1_s1", "dataset": "fake"}
+    with pytest.raises(SpecError, match="darts_pt is defined on the nb201 and darts spaces"):
+        load_spec(write_job(search=nb1, criteria=["final", "darts_pt"],
+                            evaluate={"benchmark": None, "retrain": None}))  # fmt: skip
