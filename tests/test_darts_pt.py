@@ -87,19 +87,41 @@ def test_nb201_pt_through_the_cli_decides_every_edge_is_cached_and_summarised(
 
 
 @pytest.mark.slow
-def test_darts_space_pt_projects_ops_then_topology_and_is_deterministic(write_job):
+@pytest.mark.ray
+def test_darts_space_pt_projects_ops_then_topology_as_a_ray_task(ray_session, write_job):
+    """The sweep's path on a cluster: each trial's projection is one Ray task (sweep.ray_map, the
+    job's `resources`); ops decided on all 28 rows, then each node keeps 2 input edges."""
     import torch
 
     from ray_nas.cli import main
     from ray_nas.config import load_spec, search_config
     from ray_nas.offline.evaluate import run_evaluate
     from ray_nas.search.pt import load_state, project
+    from ray_nas.search.sweep import ray_map
 
     job = write_job(search=DARTS, criteria=["final", PT], keep_checkpoints=True,
                     evaluate={"benchmark": None, "retrain": None})  # fmt: skip
     assert main(["search", str(job), "--quiet"]) == 0
     spec = load_spec(job)
-    sel = run_evaluate(spec, log=lambda _l: None).selections
+    calls: list = []
+
+    def traced_map(fn, args, **resources):
+        """The real ray_map; each task also reports the pid of the process that ran it."""
+        calls.append((fn.__name__, len(args), resources))
+
+        def with_pid(*a):
+            return os.getpid(), fn(*a)
+
+        with_pid.__name__ = fn.__name__
+        out = ray_map(with_pid, args, **resources)
+        pids.update(p for p, _ in out)
+        return [r for _, r in out]
+
+    pids: set[int] = set()
+    sel = run_evaluate(spec, retrain_map=traced_map, log=lambda _l: None).selections
+    assert calls == [("pt_task", 1, {"cpu": 1.0, "gpu": 0.0, "name": "darts_pt",
+                                     "key": "resources"})]  # fmt: skip
+    assert pids and os.getpid() not in pids  # ran in a Ray worker
     row = sel[sel.label == "darts_pt[tune_epochs=1]"].iloc[0]
     g = darts.parse_genotype(row.arch)  # a valid DARTS genotype
     cache = store.read_frame(f"{spec.job_dir}/pt.parquet")
@@ -142,3 +164,16 @@ def test_darts_pt_is_refused_where_it_cannot_run(write_job):
     with pytest.raises(SpecError, match="darts_pt is defined on the nb201 and darts spaces"):
         load_spec(write_job(search=nb1, criteria=["final", "darts_pt"],
                             evaluate={"benchmark": None, "retrain": None}))  # fmt: skip
+
+
+def test_pt_schedule_is_upstreams():
+    from ray_nas.criteria import pt_measurements, pt_schedule
+
+    # NAS-Bench-201 (nasbench201/projection.py): tune_epochs = 5 * (6 - 1), a decision at
+    # e % 5 == 0 or e == 24; the epoch after the last decision is not run
+    assert pt_schedule("nb201", 5) == (6, [0, 5, 10, 15, 20, 24], 24)
+    # DARTS (sota/cnn/projection.py): 5 * (14 + 3 - 1) + 1 epochs, a decision at e % 5 == 0
+    assert pt_schedule("darts", 5) == (17, list(range(0, 81, 5)), 80)
+    assert pt_schedule("nb201", 0) == (6, [0], 0) and pt_schedule("darts", 0)[2] == 0
+    assert pt_measurements("nb201", 5) == 30
+    assert pt_measurements("darts", 7) == 2 * (14 * 7 + 3 + 7 + 12)  # ops, then 3+4, 5+4+3 drops

@@ -133,10 +133,6 @@ def _check_criteria_ops(spec: JobSpec, trials: list[tuple[SearchConfig, str, dic
             )
 
 
-#: the spaces darts_pt projects (ray_nas.search.pt.PT_SPACES, which imports torch)
-PT_SPACES = ("nb201", "darts")
-
-
 def _check_stage(spec: JobSpec, name: str, i: int, spaces_: list[str]) -> None:
     """darts_pt: the job keeps its trials' final supernets, on a space it is defined on."""
     if not spec.keep_checkpoints:
@@ -144,10 +140,10 @@ def _check_stage(spec: JobSpec, name: str, i: int, spaces_: list[str]) -> None:
             f"criteria[{i}]: {name} projects each trial's final supernet, which keep_checkpoints: "
             "false deletes; set keep_checkpoints: true"
         )
-    bad = [n for n in spaces_ if n not in PT_SPACES]
+    bad = [n for n in spaces_ if n not in criteria.PT_SPACES]
     if bad:
         raise SpecError(
-            f"criteria[{i}]: {name} is defined on the {' and '.join(PT_SPACES)} spaces, not on "
+            f"criteria[{i}]: {name} is defined on the {' and '.join(criteria.PT_SPACES)} spaces, not on "
             f"{bad[0]!r} (upstream's); leave it out of this job's criteria"
         )
 

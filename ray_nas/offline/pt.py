@@ -112,7 +112,7 @@ def run_pt(
     t0 = time.perf_counter()
     if pt_map is not None:
         results = pt_map(pt_task, args, cpu=spec.resources.cpu, gpu=spec.resources.gpu,
-                         name="darts_pt")  # fmt: skip
+                         name="darts_pt", key="resources")  # fmt: skip
     else:
         results = []
         for i, a in enumerate(args, 1):

@@ -61,16 +61,14 @@ import torch.nn.functional as F
 from ray_nas.algorithms import algorithm_class
 from ray_nas.algorithms import arch_first as step_arch_first
 from ray_nas.config import SearchConfig, resolve_search
-from ray_nas.config.validate import PT_SPACES  # the spaces DARTS-PT is defined on
+from ray_nas.criteria import PT_DARTS_NODES as _DARTS_NODES
+from ray_nas.criteria import PT_SPACES, pt_schedule
 from ray_nas.errors import CheckpointError, first_line
 from ray_nas.search.loop import BatchPlan
 from ray_nas.spaces import get_space
 from ray_nas.store import fs
 from ray_nas.training.data import Batcher, DataSet, load_dataset
 from ray_nas.training.runtime import autocast, resolve_device, set_rng_state
-
-#: DARTS space: the intermediate nodes with more than 2 input edges, as (node, its edge rows)
-_DARTS_NODES = ((3, (2, 3, 4)), (4, (5, 6, 7, 8)), (5, (9, 10, 11, 12, 13)))
 
 
 @dataclass
@@ -239,8 +237,6 @@ def project(
         proj.nodes_done.add((cell, node))
 
     topology = space.name == "darts"
-    op_rounds = len(space.edges)
-    node_rounds = len(_DARTS_NODES) if topology else 0
 
     def decide() -> None:
         for cell in cells:
@@ -249,27 +245,18 @@ def project(
             elif topology:
                 decide_node(cell)
 
-    rounds = op_rounds + node_rounds
-    if topology:  # upstream: tune_epochs = intv * (14 + 3 - 1) + 1, decisions at e % intv == 0
-        total = tune_epochs * (rounds - 1) + 1
-        due = [e for e in range(total) if tune_epochs and e % tune_epochs == 0]
-    else:  # upstream: tune_epochs = intv * (6 - 1), decisions at e % intv == 0 or e == last
-        total = tune_epochs * (rounds - 1)
-        due = [e for e in range(total) if e % tune_epochs == 0 or e == total - 1]
-    due = (due or [0])[:rounds]
+    rounds, due, n_tune = pt_schedule(space.name, tune_epochs)
     arch_first = step_arch_first(cfg.algorithm, cfg.space, cfg.step_order)
     algo.begin_epoch(cfg.total_epochs, cfg.total_epochs)
     tuned, done = 0, 0
-    for epoch in range(max(total, 1)):
+    for epoch in range(n_tune + 1):
         if epoch in due:
             decide()
             done += 1
-            if done == rounds:
-                break
-        if done and tune_epochs:  # (the first decision is at epoch 0)
+        if epoch < n_tune:
             _tune(plan, algo, forward, loss_of, lr, arch_first)
             tuned += 1
-    while done < rounds:  # a schedule with fewer decision epochs than decisions (intv 0)
+    while done < rounds:  # decisions the schedule has no epoch for: back to back
         decide()
         done += 1
     final = base()
