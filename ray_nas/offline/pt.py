@@ -44,13 +44,14 @@ def _last_epoch(t: store.TrialData) -> int:
     return int(t.epochs["epoch"][-1])
 
 
-def _eligible(t: store.TrialData, status: pd.DataFrame | None) -> bool:
-    """The trial ended (completed or stopped: its checkpoint is its last epoch's supernet); a
-    diverged or running trial is not projected."""
-    if status is None or not len(status) or t.run_id not in set(status["run_id"]):
-        return False
-    st = status.loc[status["run_id"] == t.run_id, "status"].iloc[-1]
-    return st in FINAL_STATUSES and st != "diverged"
+def _ended(status: pd.DataFrame | None) -> set[str]:
+    """run_ids of the trials that ended completed or stopped (their checkpoint is their last
+    epoch's supernet); diverged, running and failed trials are not projected."""
+    if status is None or not len(status):
+        return set()
+    last = status.drop_duplicates("run_id", keep="last")
+    ok = [s in FINAL_STATUSES and s != "diverged" for s in last["status"]]
+    return set(last.loc[ok, "run_id"])
 
 
 def pending(
@@ -63,9 +64,10 @@ def pending(
     done = set()
     if cache is not None:
         done = set(zip(cache["run_id"], cache["params"], cache["epoch"].astype(int)))
+    ended = _ended(status)
     return [
         (t, c) for c in stage_specs(specs) for t in trials
-        if _eligible(t, status) and (t.run_id, c.params_json, _last_epoch(t)) not in done
+        if t.run_id in ended and (t.run_id, c.params_json, _last_epoch(t)) not in done
     ]  # fmt: skip
 
 
@@ -93,11 +95,12 @@ def run_pt(
     """Project every ended trial the cache lacks for the stage criteria among `specs`, append the
     results to pt.parquet; returns how many ran. `pt_map`: search.sweep.ray_map (one task per
     trial, the job's `resources`), else one after another here."""
-    cache = read_cache(spec.job_dir)
-    todo = pending(trials, specs, status, cache)
     if not stage_specs(specs):
         return 0
-    n = len([t for t in trials if _eligible(t, status)]) * len(stage_specs(specs))
+    cache = read_cache(spec.job_dir)
+    todo = pending(trials, specs, status, cache)
+    ended = _ended(status)
+    n = sum(t.run_id in ended for t in trials) * len(stage_specs(specs))
     log(f"darts_pt: {n} projections, {n - len(todo)} cached, {len(todo)} to run")
     if not todo:
         return 0

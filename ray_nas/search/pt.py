@@ -19,9 +19,11 @@ optimiser's state):
    statistics); the op kept is the one whose removal gives the lowest accuracy (`crit: acc`,
    first on ties) or the highest loss (`crit: loss`);
 3. DARTS space only, once every edge has its op: topology decisions, a node (3, 4, 5 in random
-   or fixed order) at a time and each cell type: while the node has more than 2 input edges, the
-   edge whose removal (its whole row 0) gives the highest accuracy (`acc`; the lowest loss with
-   `loss`; the later on ties, as upstream's `not compare`) is removed;
+   or fixed order) at a time and each cell type: while the node has more than 2 candidate input
+   edges, the candidate whose removal alone (its whole row 0, the node's other edges as they
+   are) gives the highest accuracy (`acc`; the lowest loss with `loss`; the later on ties, as
+   upstream's `not compare`) stops being a candidate; then the node's non-candidates are removed
+   (upstream `project_edge` after its loop);
 4. between two decisions `tune_epochs` epochs of the search's own steps (the algorithm's
    architecture step and weight step, its step order) with the projected weights in every
    forward. Upstream's decision epochs: NAS-Bench-201 `e % intv == 0 or e == 5 intv - 1`
@@ -232,8 +234,10 @@ def project(
                 if extreme is None or not better_op(score, extreme):
                     drop, extreme = eid, score
             eids.remove(drop)
-            proj.remove_edge(drop)
             decisions.append([cell, rows[drop][1], "removed"])
+        for eid in dict(_DARTS_NODES)[node]:  # upstream's project_edge: after the node's loop
+            if offset + eid not in eids:
+                proj.remove_edge(offset + eid)
         proj.nodes_done.add((cell, node))
 
     topology = space.name == "darts"
