@@ -177,3 +177,116 @@ def test_pt_schedule_is_upstreams():
     assert pt_schedule("nb201", 0) == (6, [0], 0) and pt_schedule("darts", 0)[2] == 0
     assert pt_measurements("nb201", 5) == 30
     assert pt_measurements("darts", 7) == 2 * (14 * 7 + 3 + 7 + 12)  # ops, then 3+4, 5+4+3 drops
+
+
+class _Memory:
+    """A checkpoint store in memory (the loop's CheckpointStore)."""
+
+    state = None
+
+    def load(self):
+        return self.state
+
+    def save(self, state):
+        self.state = state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crit", ["acc", "loss"])
+def test_darts_decisions_equal_a_transcription_of_upstreams_projection(crit):
+    """Without tuning and in row order, the decisions are those of a transcription of
+    ruocwang/darts-pt sota/cnn/projection.py (project_op, then project_edge with its deferred
+    removal) on the same supernet and search-valid batches, train-mode measurements (float32 as
+    ours: the decisions are discrete, a near tie must not flip with the precision)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ray_nas.config import resolve_search
+    from ray_nas.search.loop import search
+    from ray_nas.search.pt import project
+    from ray_nas.spaces import get_space
+    from ray_nas.training.data import Batcher, load_dataset
+
+    cfg = resolve_search({**DARTS, "epochs": 1, "hessian_every": 0, "device": "cpu"})
+    ckpt = _Memory()
+    search(cfg, lambda _r: False, checkpoint=ckpt, progress=False, log=lambda _l: None)
+    ours = json.loads(project(cfg, ckpt.state, tune_epochs=0, edge_decision="fixed", crit=crit,
+                              valid_batches=2, log=lambda _l: None).decisions)  # fmt: skip
+
+    # the transcription
+    data = load_dataset(cfg.dataset, cfg.data_root, cfg.split_file, False, cfg.data_split_seed)
+    model = get_space("darts").build_supernet(cfg, data.num_classes)
+    model.load_state_dict(ckpt.state["model"])
+    valid = Batcher(data.search_valid, data.name, "cpu")
+    batches = [valid.get(torch.arange(s, s + cfg.batch_size)) for s in (0, cfg.batch_size)]
+    n_edges, n_ops = 14, len(cfg.ops)
+    flags = {c: [True] * n_edges for c in ("normal", "reduce")}
+    flags_edge = {c: [True] * 3 for c in ("normal", "reduce")}
+    proj_w = {c: torch.zeros(n_edges, n_ops) for c in ("normal", "reduce")}
+    nid2eids = {0: [2, 3, 4], 1: [5, 6, 7, 8], 2: [9, 10, 11, 12, 13]}
+    selected = {c: {0: [], 1: [], 2: []} for c in ("normal", "reduce")}
+
+    def get_projected_weights(cell):
+        a = model.alpha.detach()
+        w = F.softmax(a[:14] if cell == "normal" else a[14:], dim=-1).clone()
+        for eid in range(n_edges):
+            if not flags[cell][eid]:
+                w[eid] = proj_w[cell][eid]
+        for nid in nid2eids:
+            if not flags_edge[cell][nid]:
+                for eid in nid2eids[nid]:
+                    if eid not in selected[cell][nid]:
+                        w[eid] = proj_w[cell][eid]
+        return w
+
+    def infer(cell, w_cell):
+        other = "reduce" if cell == "normal" else "normal"
+        both = {cell: w_cell, other: get_projected_weights(other)}
+        weights = torch.cat([both["normal"], both["reduce"]])
+        model.train()
+        correct, loss, count = 0, 0.0, 0
+        with torch.no_grad():
+            for x, y in batches:
+                logits = model(x, weights=weights)
+                loss += F.cross_entropy(logits, y, reduction="sum").item()
+                correct += (logits.argmax(1) == y).sum().item()
+                count += len(y)
+        return 100.0 * correct / count, loss / count
+
+    idx = 0 if crit == "acc" else 1
+    compare = (lambda x, y: x < y) if crit == "acc" else (lambda x, y: x > y)
+    theirs = []
+    edges = get_space("darts").edges
+    for _ in range(n_edges):  # project_op, normal then reduce, the first remaining edge
+        for cell in ("normal", "reduce"):
+            eid = flags[cell].index(True)
+            best, extrema = 0, None
+            for opid in range(n_ops):
+                w = get_projected_weights(cell)
+                w[eid, opid] = 0
+                c = infer(cell, w)[idx]
+                if extrema is None or compare(c, extrema):
+                    extrema, best = c, opid
+            proj_w[cell][eid, best] = 1
+            flags[cell][eid] = False
+            theirs.append([cell, edges[eid], cfg.ops[best]])
+    for _ in range(3):  # project_edge
+        for cell in ("normal", "reduce"):
+            nid = flags_edge[cell].index(True)
+            eids = list(nid2eids[nid])
+            while len(eids) > 2:
+                todel, extrema = None, None
+                for eid in eids:
+                    w = get_projected_weights(cell)
+                    w[eid] = 0
+                    c = infer(cell, w)[idx]
+                    if extrema is None or not compare(c, extrema):
+                        extrema, todel = c, eid
+                eids.remove(todel)
+                theirs.append([cell, edges[todel], "removed"])
+            for eid in nid2eids[nid]:
+                if eid not in eids:
+                    proj_w[cell][eid] = 0
+            selected[cell][nid] = eids
+            flags_edge[cell][nid] = False
+    assert ours == theirs
