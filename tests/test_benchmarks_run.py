@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 
@@ -65,6 +67,7 @@ def test_nb1shot1_step_benchmark_prints_ms_per_step_per_space():
     assert all(float(v) > 0 for r in rows for v in r[1:])
 
 
+@pytest.mark.slow
 def test_algorithm_step_benchmark_runs_on_1shot1_and_names_what_the_space_refuses():
     out = _run("algorithm_step.py --space nb1shot1_s2 --channels 2 --layers 3 --batch 2 --size 8 "
                "--steps 1 --warmup 0 --threads 1 --algorithm darts_v2 gdas")  # fmt: skip
