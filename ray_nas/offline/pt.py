@@ -113,24 +113,32 @@ def run_pt(
         for t, c in todo
     ]  # fmt: skip
     t0 = time.perf_counter()
+
+    def save(done: list, results: list) -> None:
+        """The cache with the results of `done` (replacing older rows of the same trial and
+        parameters), written whole."""
+        nonlocal cache
+        new = pd.DataFrame(
+            [(t.run_id, c.params_json, *r) for (t, c), r in zip(done, results)], columns=PT_COLUMNS
+        )
+        new["epoch"] = new["epoch"].astype("int64")
+        if cache is not None:
+            key = set(zip(new["run_id"], new["params"]))
+            old = cache[[k not in key for k in zip(cache["run_id"], cache["params"])]]
+            new = pd.concat([old, new], ignore_index=True)
+        store.write_frame(new, f"{spec.job_dir}/{PT_CACHE}")
+        cache = new
+
     if pt_map is not None:
         results = pt_map(pt_task, args, cpu=spec.resources.cpu, gpu=spec.resources.gpu,
                          name="darts_pt", key="resources")  # fmt: skip
-    else:
-        results = []
+        save(todo, results)
+    else:  # one after another: each result cached as it comes (a failure keeps the others)
         for i, a in enumerate(args, 1):
-            results.append(pt_task(*a))
+            r = pt_task(*a)
+            save([todo[i - 1]], [r])
             log(f"  projected {i}/{len(args)} (trial {todo[i - 1][0].run_id}): "
-                f"{results[-1][2]:.2f}% valid in {results[-1][5]:.1f}s")  # fmt: skip
-    new = pd.DataFrame(
-        [(t.run_id, c.params_json, *r) for (t, c), r in zip(todo, results)], columns=PT_COLUMNS
-    )
-    new["epoch"] = new["epoch"].astype("int64")
-    if cache is not None:
-        key = set(zip(new["run_id"], new["params"]))
-        cache = cache[[k not in key for k in zip(cache["run_id"], cache["params"])]]
-        new = pd.concat([cache, new], ignore_index=True)
-    store.write_frame(new, f"{spec.job_dir}/{PT_CACHE}")
+                f"{r[2]:.2f}% valid in {r[5]:.1f}s")  # fmt: skip
     log(f"darts_pt: {len(todo)} projections in {time.perf_counter() - t0:.1f}s, cached in "
         f"{spec.job_dir}/{PT_CACHE}")  # fmt: skip
     return len(todo)
