@@ -520,12 +520,18 @@ def test_step_cost_benchmark_prints_every_algorithm_beside_darts_v1():
 
     out = subprocess.run(
         [sys.executable, "benchmarks/algorithm_step.py", "--channels", "4", "--cells", "1",
-         "--batch", "4", "--size", "16", "--steps", "1", "--threads", "1", "--algorithm", *NEW],
+         "--batch", "4", "--size", "16", "--steps", "1", "--threads", "1", "--check",
+         "--algorithm", *NEW],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=True,
     ).stdout  # fmt: skip
     rows = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines()[3:] if ln.strip()}
     assert set(rows) == {"darts_v1", *NEW}
-    assert rows["darts_v1"][1] == "1.00x" and all(float(ms) > 0 for ms, _ in rows.values())
+    assert rows["darts_v1"][1] == "1.00x" and all(float(r[0]) > 0 for r in rows.values())
+    # --check: float32 against float64 on the device (here the CPU), forward and one step
+    for name, (_ms, _ratio, fwd, step) in rows.items():
+        assert 0 < float(fwd) < 1e-5, name
+        stochastic = name in ("sdarts_rs", "sdarts_adv", "gdas", "snas")
+        assert step == "draws" if stochastic else 0 < float(step) < 1e-5, name
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 
@@ -63,3 +65,12 @@ def test_nb1shot1_step_benchmark_prints_ms_per_step_per_space():
     rows = [line.split() for line in out.splitlines() if line.startswith("nb1shot1_s")]
     assert [r[0] for r in rows] == ["nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3"]
     assert all(float(v) > 0 for r in rows for v in r[1:])
+
+
+@pytest.mark.slow
+def test_algorithm_step_benchmark_runs_on_1shot1_and_names_what_the_space_refuses():
+    out = _run("algorithm_step.py --space nb1shot1_s2 --channels 2 --layers 3 --batch 2 --size 8 "
+               "--steps 1 --warmup 0 --threads 1 --algorithm darts_v2 gdas")  # fmt: skip
+    rows = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines()[3:] if ln.strip()}
+    assert float(rows["darts_v1"][0]) > 0 and rows["darts_v2"][1].endswith("x")
+    assert rows["gdas"][0] == "skipped:" and "valid there: darts_v1, darts_v2" in out

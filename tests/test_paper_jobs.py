@@ -31,6 +31,8 @@ TRIALS = {
     "jobs/paper/table4_darts_space.yaml": 1,
     "jobs/paper/exp8_nb1shot1.yaml": 15,  # 3 NAS-Bench-1Shot1 spaces x 5 seeds
     "jobs/paper/table4_baselines_sdarts_gdas_snas_nasp.yaml": 30,  # 10 rows x 3 seeds (DARTS space)
+    "jobs/paper/table4_baselines.yaml": 42,  # Table 4's 14 search rows x 3 seeds (DARTS space)
+    "jobs/beyond/collapse_fixes.yaml": 110,  # 11 algorithms x 2 lr schemes x 5 seeds (NB201)
     # small examples (run at a tiny size by tests/test_examples.py): 2 seeds each
     "jobs/examples/darts_space.yaml": 2,
     "jobs/examples/gaea_nb201.yaml": 2,
@@ -40,7 +42,9 @@ TRIALS = {
 TABLE4 = "jobs/paper/table4_darts_space.yaml"
 EXP8 = "jobs/paper/exp8_nb1shot1.yaml"
 BASELINES = "jobs/paper/table4_baselines_sdarts_gdas_snas_nasp.yaml"
-PAPER = [j for j in TRIALS if j.startswith("jobs/paper/") and j not in (TABLE4, EXP8, BASELINES)]
+TABLE4_ALL = "jobs/paper/table4_baselines.yaml"
+PAPER = [j for j in TRIALS if j.startswith("jobs/paper/")
+         and j not in (TABLE4, EXP8, BASELINES, TABLE4_ALL)]  # fmt: skip
 
 
 def _configs(job: str) -> list:
@@ -291,3 +295,54 @@ def test_exp8_is_darts_for_500_epochs_on_the_three_1shot1_spaces(capsys):
     # 15 trials x 500 epochs x 157 s (NB201's 218 s/epoch scaled by multiply-adds, job comment)
     assert "15 trials, 7500 epochs in all, x 157 s/epoch = 327.1 GPU-hours" in out
     assert "as " in out and "exp8_nb1shot1.yaml sets it" in out
+
+
+def test_table4_baselines_merges_the_darts_space_rows_with_pt_and_the_papers_recipe(capsys):
+    from ray_nas.algorithms import REGISTRY
+    from ray_nas.config import run_id
+
+    spec = load_spec(REPO / TABLE4_ALL)
+    trials = expand_grid(spec)
+    rows: dict[str, set] = {}
+    for cfg, _rid, point in trials:
+        rows.setdefault(point["method"]["label"], set()).add(cfg.seed)
+        assert cfg.space == "darts" and cfg.dataset == "cifar10"
+    assert all(seeds == {0, 1, 2} for seeds in rows.values())
+    # every algorithm but the NB201-only ones has a row; darts_v1 is DARTS+PT's search
+    algos = {cfg.algorithm for cfg, _r, _p in trials}
+    assert algos == set(REGISTRY) - {"gaea"}, set(REGISTRY) - algos
+    one = {p["method"]["label"]: c for c, _r, p in trials if c.seed == 0}
+    assert (one["pc_darts"].partial_channels, one["pc_darts"].edge_normalization) == (4, True)
+    assert one["pc_darts"].batch_size == 256 and one["gaea_pc_darts"].batch_size == 256
+    # every search of the older baselines job is one of these (same run_id: its store is reused;
+    # its R-DARTS 3e-4 point is the darts_v2 row)
+    old = {rid for _c, rid, _p in expand_grid(load_spec(REPO / BASELINES))}
+    assert len(old) == 30 and old <= {rid for _c, rid, _p in trials}
+    assert run_id(one["darts_v2"]) in old
+    labels = [parse_criterion(c).label for c in spec.criteria]
+    assert "darts_pt" in labels and spec.keep_checkpoints
+    r = spec.evaluate.retrain
+    assert (r.recipe, list(r.seeds)) == ("drnas", [0])
+    assert main(["sweep", str(REPO / TABLE4_ALL), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "darts_pt: 42 projections, 3360 tuning epochs" in out  # 80 per projection (5 x 16)
+
+
+def test_collapse_fixes_is_every_algorithm_by_both_schemes_with_every_selection(capsys):
+    from ray_nas.algorithms import REGISTRY
+
+    job = "jobs/beyond/collapse_fixes.yaml"
+    spec = load_spec(REPO / job)
+    trials = expand_grid(spec)
+    cells = {(c.algorithm, p["lr_scheme"]) for c, _r, p in trials}
+    assert cells == {(a, s) for a in REGISTRY for s in ("nb201", "exchange")}
+    assert {c.seed for c, _r, _p in trials} == set(SEEDS)
+    assert {c.space for c, _r, _p in trials} == {"nb201"} and spec.keep_checkpoints
+    names = {parse_criterion(c).name for c in spec.criteria}
+    assert {"final", "ss_eq12", "ss_eq13", "dartsplus_sc", "dartsplus_rt", "darts_es",
+            "darts_pt"} <= names  # fmt: skip
+    assert {c.hessian_every for c, _r, _p in trials} == {1}  # DARTS-ES's eigenvalues
+    assert main(["sweep", str(REPO / job), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # 24 tuning epochs (5 x 5 - 1) and 6 edges x 5 ops measurements per projection
+    assert "darts_pt: 110 projections, 2640 tuning epochs + 3300 candidate measurements" in out

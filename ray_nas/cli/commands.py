@@ -170,7 +170,36 @@ def _estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
         )
     elif gpu == 0:
         lines.append("  resources.gpu=0: the trials run on CPUs, so this GPU figure does not apply")
-    return lines + _retrain_estimate_lines(spec, trials)
+    return lines + _pt_estimate(spec, trials)[1] + _retrain_estimate_lines(spec, trials)
+
+
+#: the cost of one darts_pt candidate measurement (a forward pass over search-valid) in search
+#: epochs: an epoch is a forward and backward on a weight batch and on an arch batch per step
+#: (~6 forwards over as many images)
+PT_MEASURE_EPOCHS = 1 / 6
+
+
+def _pt_estimate(spec: specmod.JobSpec, trials: list) -> tuple[float, list[str]]:
+    """(GPU-hours, lines) of darts_pt's projections: per trial its tuning epochs
+    (criteria.pt_schedule) and candidate measurements (criteria.pt_measurements, each
+    PT_MEASURE_EPOCHS of an epoch), x the job's GPU seconds per epoch; (0, []) without darts_pt."""
+    stages = [c for c in map(criteria.parse_criterion, spec.criteria) if c.info.stage]
+    if not stages:
+        return 0.0, []
+    tuned = measures = 0
+    for c in stages:
+        for cfg, _rid, _point in trials:
+            tuned += criteria.pt_schedule(cfg.space, c.params["tune_epochs"])[2]
+            measures += criteria.pt_measurements(cfg.space, len(cfg.ops))
+    epochs = tuned + measures * PT_MEASURE_EPOCHS
+    per_epoch = spec.estimate.gpu_seconds_per_epoch
+    hours = epochs * per_epoch / 3600
+    return hours, [
+        f"darts_pt: {len(trials) * len(stages)} projections, {tuned} tuning epochs + {measures} "
+        f"candidate measurements (~1/6 epoch each) = {epochs:.0f} epochs x {per_epoch:g} s/epoch "
+        f"= {hours:.1f} GPU-hours (measured on the whole search-valid split: "
+        "less with valid_batches)",
+    ]
 
 
 def _set_by_job(spec: specmod.JobSpec) -> str:
@@ -201,7 +230,7 @@ def _retrain_estimate_lines(spec: specmod.JobSpec, trials: list) -> list[str]:
         f"= {runs * sec / 3600:.1f} GPU-hours (fewer when criteria pick the same genotype)",
         "  (estimate.retrain_gpu_seconds_per_epoch: the default is DARTS_V2 at 20 cells, C=36 on a V100; "
         "a smaller recipe (proxy) runs proportionally faster: measure yours)",
-        f"total: {(sum(c.total_epochs for c, _r, _p in trials) * spec.estimate.gpu_seconds_per_epoch + runs * sec) / 3600:.1f} GPU-hours",
+        f"total: {(sum(c.total_epochs for c, _r, _p in trials) * spec.estimate.gpu_seconds_per_epoch + runs * sec) / 3600 + _pt_estimate(spec, trials)[0]:.1f} GPU-hours",
     ]
 
 

@@ -92,6 +92,11 @@ def _check_criteria(spec: JobSpec) -> None:
         stop = criteria.parse_criterion(spec.stop)
     except ValueError as e:
         raise SpecError(f"stop: {e}") from None
+    if stop.info.stage:
+        raise SpecError(
+            f"stop: {stop.name!r} cannot stop a search early (it selects from the final supernet, "
+            "a stage of `ray-nas evaluate`; name it in criteria)"
+        )
     if stop.name in ("final", "best_valid", "oracle"):
         raise SpecError(
             f"stop: {stop.name!r} cannot stop a search early (it looks at the whole run)"
@@ -111,7 +116,10 @@ def _check_criteria_ops(spec: JobSpec, trials: list[tuple[SearchConfig, str, dic
     cells = list(dict.fromkeys(c for n in names for c in spaces.get_space(n).cell_types))
     where = f"search space {'/'.join(names)}"
     for i, item in enumerate(spec.criteria):
-        params = criteria.parse_criterion(item).params
+        parsed = criteria.parse_criterion(item)
+        if parsed.info.stage:
+            _check_stage(spec, parsed.name, i, names)
+        params = parsed.params
         op, cell = params.get("op"), params.get("cell")
         if isinstance(op, str) and op not in ops:
             raise SpecError(
@@ -123,6 +131,21 @@ def _check_criteria_ops(spec: JobSpec, trials: list[tuple[SearchConfig, str, dic
                 f"criteria[{i}]: cell {cell!r} is not a cell type of this job's searches "
                 f"({where}; valid: {', '.join(cells)})"
             )
+
+
+def _check_stage(spec: JobSpec, name: str, i: int, spaces_: list[str]) -> None:
+    """darts_pt: the job keeps its trials' final supernets, on a space it is defined on."""
+    if not spec.keep_checkpoints:
+        raise SpecError(
+            f"criteria[{i}]: {name} projects each trial's final supernet, which keep_checkpoints: "
+            "false deletes; set keep_checkpoints: true"
+        )
+    bad = [n for n in spaces_ if n not in criteria.PT_SPACES]
+    if bad:
+        raise SpecError(
+            f"criteria[{i}]: {name} is defined on the {' and '.join(criteria.PT_SPACES)} spaces, not on "
+            f"{bad[0]!r} (upstream's); leave it out of this job's criteria"
+        )
 
 
 def benchmark_key_column(spec: JobSpec) -> str:

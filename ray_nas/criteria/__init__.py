@@ -36,6 +36,8 @@ import path), parse.py (CriterionSpec: a criterion as a job names it, the defaul
 from ray_nas.criteria.builtin import (  # noqa: F401
     _MIN_INT,
     _PAPER_ES,
+    PT_DARTS_NODES,
+    PT_SPACES,
     _check_param,
     _check_params,
     _evaluations,
@@ -47,6 +49,7 @@ from ray_nas.criteria.builtin import (  # noqa: F401
     cell_magnitudes,
     darts_es,
     darts_es_paper,
+    darts_pt,
     dartsplus_rt,
     dartsplus_sc,
     final,
@@ -55,6 +58,8 @@ from ray_nas.criteria.builtin import (  # noqa: F401
     magnitude_cells,
     magnitudes,
     oracle,
+    pt_measurements,
+    pt_schedule,
     ss_eq12,
     ss_eq13,
 )

@@ -26,7 +26,10 @@ from ray_nas.errors import did_you_mean
 if TYPE_CHECKING:
     from ray_nas.spaces.base import Space
 
-_MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0, "ev_freq": 1}
+_MIN_INT = {"k": 1, "window": 1, "delta": 1, "patience": 0, "start_epoch": 0, "ev_freq": 1,
+            "tune_epochs": 0, "valid_batches": 0}  # fmt: skip
+#: darts_pt's parameters that take one of a few words
+_CHOICES = {"edge_decision": ("random", "fixed"), "crit": ("acc", "loss")}
 
 
 @functools.cache
@@ -75,6 +78,8 @@ def _check_param(key: str, value: Any) -> None:
         raise ValueError(f"{key}: must be >= {_MIN_INT[key]}, got {value!r}")
     if key == "factor" and not value > 0:
         raise ValueError(f"factor: must be > 0, got {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ValueError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r}")
 
 
 def _check_params(**params: Any) -> None:
@@ -243,6 +248,60 @@ def oracle(traj: Trajectory, metric: str = "cifar10_test") -> StopResult:
             traj, _NOTHING_TO_CHOOSE if traj.last_epoch == 0 else f"{metric} unknown at every epoch"
         )
     return stop_at(traj, t)
+
+
+#: the spaces darts_pt projects (upstream's: NAS-Bench-201 and the DARTS space)
+PT_SPACES = ("nb201", "darts")
+#: DARTS space: the intermediate nodes with more than 2 input edges, (node, its edge rows)
+PT_DARTS_NODES = ((3, (2, 3, 4)), (4, (5, 6, 7, 8)), (5, (9, 10, 11, 12, 13)))
+
+
+def pt_schedule(space: str, tune_epochs: int) -> tuple[int, list[int], int]:
+    """darts_pt's schedule (ruocwang/darts-pt): (decisions, the tuning epochs at whose start a
+    decision falls, tuning epochs run). NAS-Bench-201: 6 edge decisions over tune_epochs * 5
+    epochs, one at e % tune_epochs == 0 or e == the last; DARTS: 14 op decisions (an edge of each
+    cell type) then 3 topology decisions (a node of each cell type) over tune_epochs * 16 + 1
+    epochs, one at e % tune_epochs == 0. Decisions the schedule has no epoch for (tune_epochs 0 or
+    1 on NAS-Bench-201) follow the last one without tuning; the epoch after the last decision is not
+    run (it cannot change the genotype)."""
+    rounds = 14 + len(PT_DARTS_NODES) if space == "darts" else 6
+    if space == "darts":
+        total = tune_epochs * (rounds - 1) + 1
+        due = [e for e in range(total) if tune_epochs and e % tune_epochs == 0]
+    else:
+        total = tune_epochs * (rounds - 1)
+        due = [e for e in range(total) if e % tune_epochs == 0 or e == total - 1]
+    due = (due or [0])[:rounds]
+    tuned = due[-1] if len(due) == rounds else (max(total, 1) if tune_epochs else 0)
+    return rounds, due, tuned
+
+
+def pt_measurements(space: str, n_ops: int) -> int:
+    """Candidate measurements (forward passes over the measured search-valid batches) of one
+    darts_pt projection: every op of every edge, then on DARTS each node's edges as it drops them."""
+    if space == "darts":
+        drops = sum(sum(range(3, len(edges) + 1)) for _node, edges in PT_DARTS_NODES)
+        return 2 * (14 * n_ops + drops)
+    return 6 * n_ops
+
+
+def darts_pt(
+    traj: Trajectory,
+    tune_epochs: int = 5,
+    edge_decision: str = "random",
+    crit: str = "acc",
+    valid_batches: int = 0,
+) -> StopResult:
+    """DARTS-PT (perturbation-based selection, ruocwang/darts-pt) is not a function of the
+    trajectory: it projects the trial's final supernet, a stage of `ray-nas evaluate`
+    (ray_nas.search.pt, ray_nas.offline.pt) whose results are read back as this criterion's
+    selections. Calling it on a trajectory is an error."""
+    _check_params(tune_epochs=tune_epochs, edge_decision=edge_decision, crit=crit,
+                  valid_batches=valid_batches)  # fmt: skip
+    raise ValueError(
+        "darts_pt selects from the trial's final supernet, not from its trajectory: it runs as a "
+        "stage of `ray-nas evaluate` (name it in the job's criteria)"
+    )
 
 
 def dartsplus_sc(traj: Trajectory, k: int = 2) -> StopResult:

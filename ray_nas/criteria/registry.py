@@ -4,6 +4,7 @@ that enforces the shared rules around every criterion (`apply_checked`).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import numbers
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from ray_nas.criteria.builtin import (
     best_valid,
     darts_es,
     darts_es_paper,
+    darts_pt,
     dartsplus_rt,
     dartsplus_sc,
     final,
@@ -45,6 +47,10 @@ class CriterionInfo:
     """parameter name -> the type a value must have (None: any); empty = the type of the default"""
     builtin: bool = True
     """False for a function named by import path in a job"""
+    stage: bool = False
+    """True for a selection that is not a function of the trajectory (darts_pt: it projects the
+    trial's final supernet in a stage of `ray-nas evaluate`; its rows come from that stage's
+    results, ray_nas.offline.pt)"""
 
     @property
     def where(self) -> str:
@@ -140,6 +146,26 @@ CRITERIA: dict[str, CriterionInfo] = {
             "EVLocalAvg(5, ev_freq=2) on one eigenvalue per epoch, the current genotype, "
             "fires at epochs 13-49 only",
         ),
+        dataclasses.replace(
+            _info(
+                darts_pt,
+                "DARTS-PT (ruocwang/darts-pt): perturbation-based selection from the trial's final "
+                "supernet (needs keep_checkpoints: true); on each edge in turn the op whose "
+                "removal hurts search-valid accuracy most is kept, with fine-tuning between "
+                "decisions; on the DARTS space each node then keeps the 2 input edges whose "
+                "removal hurts most. A stage of `ray-nas evaluate`, cached in pt.parquet",
+                tune_epochs="fine-tuning epochs between two decisions (upstream --proj_intv, 5 "
+                "in its scripts); 0 = decide every edge without tuning",
+                edge_decision="which undecided edge is decided next: random (upstream; seeded "
+                "by the trial's seed) | fixed (row order)",
+                crit="acc: keep the op whose removal lowers accuracy most (upstream default) | "
+                "loss: whose removal raises the loss most",
+                valid_batches="search-valid batches each candidate is measured on; 0 = the "
+                "split, capped at search.steps_per_epoch where the search caps its own "
+                "evaluation (upstream: the whole split)",
+            ),
+            stage=True,
+        ),
         _info(
             oracle,
             "the best benchmark score over all epochs (upper bound)",
@@ -161,6 +187,11 @@ def apply_checked(
     criterion sees `traj.finite_prefix()` (a diverged search's epochs before the divergence).
     """
     who = f"criterion {label!r}" + ("" if info.where == info.name else f" ({info.where})")
+    if info.stage:
+        raise CriterionError(
+            f"{who} is a selection stage of `ray-nas evaluate` (it projects the trial's final "
+            "supernet), not a function of a trajectory"
+        )
     traj = traj.finite_prefix()
     try:
         r = info.fn(traj, **params)

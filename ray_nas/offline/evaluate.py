@@ -18,6 +18,7 @@ import pandas as pd
 
 from ray_nas import store
 from ray_nas.config import JobSpec
+from ray_nas.offline import pt
 from ray_nas.offline.results import JobResults
 from ray_nas.offline.retrain import retrain_selected
 from ray_nas.offline.select import (  # noqa: F401 - the names callers knew from here
@@ -83,6 +84,9 @@ def run_evaluate(
         f"{time.perf_counter() - t0:.1f}s to read")  # fmt: skip
     for rid, why in sorted(res.problems.items()):
         log(f"  skipped trial {rid}: {why} (`{redo_command(spec, rid)}` runs it again)")
+    if pt.run_pt(spec, res.trials, res.criteria, res.status, pt_map=retrain_map, log=log):
+        for key in ("pt_cache", "_scores", "fresh", "_selected"):  # read again with the new rows
+            res.__dict__.pop(key, None)
     sel = res.fresh
     uncovered = res.benchmark is None or res.metric is None or res.metric not in sel
     if uncovered and spec.evaluate.retrain is not None:

@@ -20,6 +20,7 @@ import pandas as pd
 from ray_nas import criteria as crit
 from ray_nas import store
 from ray_nas.config import JobSpec
+from ray_nas.offline import pt
 from ray_nas.offline import select as sl
 from ray_nas.offline import summary as sm
 
@@ -78,6 +79,11 @@ class JobResults:
         path = f"{self.spec.job_dir}/selections.parquet"
         return store.read_frame(path) if store.exists(path) else None
 
+    @functools.cached_property
+    def pt_cache(self) -> pd.DataFrame | None:
+        """The job's pt.parquet (darts_pt's projections, `ray-nas evaluate` writes it), or None."""
+        return pt.read_cache(self.spec.job_dir)
+
     # -------------------------------------------------------------------------------- derived
 
     @functools.cached_property
@@ -114,7 +120,9 @@ class JobResults:
         """(scores, per_epoch) of benchmark_scores, or (None, None) without a table or trials."""
         if self.benchmark is None or not self.trials:
             return None, None
-        return sl.benchmark_scores(self.trials, self.benchmark)
+        return sl.benchmark_scores(
+            self.trials, self.benchmark, pt.extra_archs(self.trials, self.pt_cache)
+        )
 
     @property
     def per_epoch(self) -> sl.PerEpoch | None:
@@ -128,6 +136,8 @@ class JobResults:
         scores, per_epoch = self._scores
         own = self.own_metric
         sel = sl.select(self.trials, specs, per_epoch, self.running, lambda t: own[t.run_id])
+        if pt.stage_specs(specs):  # darts_pt: its rows from the stage's cache
+            sel = _concat(sel, pt.pt_rows(self.trials, specs, self.pt_cache))
         if scores is None:
             return sel
         return sl.add_scores(sel, {t.run_id: t.space for t in self.trials}, scores)
@@ -195,3 +205,12 @@ class JobResults:
     def summary_text(self) -> str:
         """The summary as the text table `ray-nas evaluate` prints."""
         return sm.format_summary(self.summary, sm.shown_metric(self.score, self.own_metric))
+
+
+def _concat(sel: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
+    """`sel` then the rows of `more` (same columns), the dtypes of `sel` kept."""
+    if not len(more):
+        return sel
+    if not len(sel):
+        return more
+    return pd.concat([sel, more], ignore_index=True).astype(sel.dtypes.to_dict())

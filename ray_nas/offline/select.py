@@ -145,6 +145,7 @@ def select(
 
     metric_of(trial): the metric a plain `oracle` (no explicit metric) uses for that trial.
     """
+    specs = [c for c in specs if not c.info.stage]  # darts_pt: rows from its stage (offline.pt)
     rows = []
     # the specs with a plain oracle set to each metric, and their params text, made once
     by_metric: dict[str | None, list[tuple[crit.CriterionSpec, str]]] = {}
@@ -169,7 +170,9 @@ def select(
 # benchmark scores
 
 
-def benchmark_scores(trials: list[store.TrialData], table: pd.DataFrame):
+def benchmark_scores(
+    trials: list[store.TrialData], table: pd.DataFrame, extra: Mapping[str, list] | None = None
+):
     """(scores, per_epoch) of every genotype the trials recorded, looked up once per distinct
     (space, arch) through each trial's space: its `benchmark_key(arch)` in the table's
     `benchmark_key_column` (NAS-Bench-201: the arch string in ``arch``; NAS-Bench-1Shot1: the
@@ -178,10 +181,13 @@ def benchmark_scores(trials: list[store.TrialData], table: pd.DataFrame):
     scores: one row per distinct (space, arch), columns ``space``, ``arch``, then the table's
     ``index``, metrics and costs (`benchmark.lookup`); per_epoch(trial) -> {metric: [T+1] score
     of each epoch's arch, NaN where unknown}. ValueError (one line) for a trial whose space has
-    no tabular benchmark."""
+    no tabular benchmark. extra: space -> further genotypes to look up (darts_pt's projections).
+    """
     archs: dict[str, dict[str, None]] = {}  # space -> its distinct archs, first-seen order
     for t in trials:
         archs.setdefault(t.space, {}).update(dict.fromkeys(t.epochs["arch"]))
+    for name, texts in (extra or {}).items():
+        archs.setdefault(name, {}).update(dict.fromkeys(texts))
     frames = []
     for name, texts in archs.items():
         space = get_space(name)

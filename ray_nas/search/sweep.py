@@ -585,8 +585,12 @@ def retry_log_callback(spec: JobSpec, log, killed: dict | None = None):
     return RetryLog(log, killed)
 
 
-def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0, name: str = "") -> list:
-    """Run fn(*a) for each a as Ray tasks (the retraining stage), results in order.
+def ray_map(
+    fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0, name: str = "",
+    key: str = "evaluate.retrain",
+) -> list:  # fmt: skip
+    """Run fn(*a) for each a as Ray tasks (the retraining stage; darts_pt's projections, one per
+    trial with the job's `resources`, key "resources"), results in order.
 
     A task whose node is lost is rerun by Ray (up to 3 times); the retraining tasks checkpoint
     every epoch on the store, so a rerun resumes where the lost one stopped. The test-only
@@ -594,7 +598,8 @@ def ray_map(fn, args: list[tuple], cpu: float = 1.0, gpu: float = 0.0, name: str
     import ray
 
     init_ray()
-    check_fit(name or "retrain", "evaluate.retrain", cpu, gpu, "per retraining task")
+    check_fit(name or "retrain", key, cpu, gpu,
+              "per retraining task" if key == "evaluate.retrain" else "per task")  # fmt: skip
     fault = {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)}
     opts = {"runtime_env": {"env_vars": fault}} if fault else {}
     remote = ray.remote(num_cpus=cpu, num_gpus=gpu, max_retries=3, **opts)(fn)
