@@ -117,10 +117,60 @@ def _bashrc(home: Path, mode: str = "disabled") -> Path:
 
 
 def _listening():
+    """A port that accepts connections and says nothing (another service, or a proxy)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen()
     return s, f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def _gcs_like(code=None):
+    """A gRPC server answering the GCS call the probe makes (Ray's own method name), as a
+    running cluster's GCS does; `code`: abort with that status instead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from ray_nas.offline.retrain import GCS_PROBE
+
+    service, method = GCS_PROBE.strip("/").split("/")
+
+    def reply(request, context):
+        if code is not None:
+            context.abort(code, "no")
+        return b""
+
+    server = grpc.server(ThreadPoolExecutor(1))
+    handler = grpc.unary_unary_rpc_method_handler(reply)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service, {method: handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def test_only_a_gcs_counts_as_a_running_cluster():
+    """A port that takes the connection but is no Ray GCS (here a silent socket, on the walk a
+    proxy answering HTTP 404) is not a cluster: a driver sent there retried for minutes."""
+    import grpc
+
+    from ray_nas.offline.retrain import answers
+
+    silent, plain = _listening()
+    gcs, live = _gcs_like()
+    token, guarded = _gcs_like(grpc.StatusCode.UNAUTHENTICATED)
+    other, elsewhere = _gcs_like(grpc.StatusCode.UNIMPLEMENTED)
+    try:
+        t0 = time.perf_counter()
+        assert not answers(plain, timeout=1.0) and not answers(elsewhere)
+        assert answers(live) and answers(f"http://{live}/") and answers(guarded)
+        assert not answers(_dead_address()) and not answers("nohost")
+        assert time.perf_counter() - t0 < 10
+    finally:
+        silent.close()
+        for server in (gcs, token, other):
+            server.stop(None)
 
 
 def _dead_address() -> str:
@@ -151,7 +201,7 @@ def test_run_py_sets_the_configs_auth_mode_over_a_stale_environment(tmp_path, mo
 def test_run_py_joins_the_cluster_running_on_this_node(tmp_path, monkeypatch):
     run = _run_py()
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
-    server, live = _listening()  # stands for the GCS port `ray start` recorded
+    server, live = _gcs_like()  # stands for the GCS `ray start` recorded
     try:
         (tmp_path / "ray").mkdir()
         (tmp_path / "ray" / "ray_current_cluster").write_text(live + "\n")
@@ -160,11 +210,23 @@ def test_run_py_joins_the_cluster_running_on_this_node(tmp_path, monkeypatch):
         assert changes == {"RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": live} and error is None
         dead = _dead_address()  # a stale RAY_ADDRESS from another shell: replaced, and said
         changes, notes, error = run.cluster_env(["evaluate", "j.yaml"], {"RAY_ADDRESS": dead}, home)
-        assert changes["RAY_ADDRESS"] == live and f"RAY_ADDRESS={dead}: nothing answers" in notes[0]
+        assert (
+            changes["RAY_ADDRESS"] == live
+            and f"RAY_ADDRESS={dead}: no Ray cluster answers" in notes[0]
+        )
         # one that answers is kept (the Jobs API sets the driver's)
         assert "RAY_ADDRESS" not in run.cluster_env(["sweep", "j"], {"RAY_ADDRESS": live}, home)[0]
+        silent, plain = _listening()  # a RAY_ADDRESS where something else listens: replaced
+        try:
+            changes, notes, error = run.cluster_env(["sweep", "j"], {"RAY_ADDRESS": plain}, home)
+        finally:
+            silent.close()
+        assert (
+            changes["RAY_ADDRESS"] == live
+            and f"RAY_ADDRESS={plain}: no Ray cluster answers" in notes[0]
+        )
     finally:
-        server.close()
+        server.stop(None)
     # the recorded cluster is gone: its address is not used
     assert "RAY_ADDRESS" not in run.cluster_env(["evaluate", "j.yaml"], {}, home)[0]
 
