@@ -308,7 +308,7 @@ def test_one_node_local_config_needs_no_worker_or_nfs_edits(tmp_path):
     for name in CONFIGS:
         text = (ROOT / name).read_text()
         assert '"*.egg-info"' in text and "ulimit -c" not in text
-        assert text.count("ulimit -n 65536; ray start") == 2
+        assert text.count("ulimit -n 65536 2>/dev/null || ulimit -n hard; ray start") == 2
     # the mount step, as it stands (NFS export not replaced), on a folder that is no mount point
     mount = next(c for c in prepared["initialization_commands"] if "mount -t nfs" in c)
     script = mount.replace("/mnt/shared", str(tmp_path / "shared"))
