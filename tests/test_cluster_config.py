@@ -357,3 +357,45 @@ def test_ray_up_waits_for_mlflow(name, tmp_path):
         server.wait()
     assert r.returncode == 0 and f"MLflow answers on 127.0.0.1:{port}" in r.stdout, r.stdout
     assert took < 30
+
+
+def test_teardown_lists_then_removes_what_the_setup_left(tmp_path):
+    """jobs/teardown.sh on a home as setup left it (the .bashrc lines the configs append, the
+    files, an MLflow server by PID file): lists each, removes them, keeps the user's own lines."""
+    home = _bashrc(tmp_path / "home")
+    prepared = _validate(_load("cluster.yaml"))
+    venv_line = next(c for c in prepared["setup_commands"] if "RAY_NAS_VENV" in c)
+    with open(home / ".bashrc", "a") as f:
+        f.write(venv_line.split("echo '", 1)[1].rsplit("'", 1)[0] + "\n")
+    for name in ("ray_bootstrap_key.pem", "ray_bootstrap_config.yaml", "run.py"):
+        (home / name).write_text("x")
+    for name in ("venv/bin", "ray_nas/jobs", "mlflow"):
+        (home / name).mkdir(parents=True)
+    # stands for the server the head's start command launched: a group leader named mlflow
+    server = subprocess.Popen(["bash", "-c", "exec -a mlflow-server sleep 120"],
+                              start_new_session=True)  # fmt: skip
+    (home / "mlflow" / "server.pid").write_text(f"{server.pid}\n")
+    env = {**os.environ, "HOME": str(home), "TMUX_TMPDIR": str(tmp_path)}  # no tmux server
+    script = str(ROOT / "jobs" / "teardown.sh")
+    try:
+        listed = subprocess.run(["bash", script], env=env, capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        assert listed.returncode == 0 and server.poll() is None, listed.stderr
+        for what in (f"MLflow server running: process group {server.pid}",
+                     "~/ray_bootstrap_key.pem", "~/venv", "~/ray_nas", "~/mlflow", "~/run.py",
+                     "~/.bashrc: 2 lines marked RAY_NAS_"):  # fmt: skip
+            assert what in listed.stdout, listed.stdout
+        assert (home / "venv").is_dir()  # listing removes nothing
+        removed = subprocess.run(["bash", script, "--remove"], env=env, capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+        assert removed.returncode == 0, removed.stderr
+        assert server.wait(timeout=15) is not None
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc"]
+    assert (home / ".bashrc").read_text() == "# the user's own lines\nexport FOO=1\n"
+    again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "nothing left by the cluster config here" in again.stdout
+    bad = subprocess.run(["bash", script, "--rm"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument '--rm'" in bad.stderr
