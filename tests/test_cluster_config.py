@@ -339,9 +339,9 @@ def test_ray_up_waits_for_mlflow(name, tmp_path):
     a free port) and returns once it answers; it says so when it never does."""
     prepared = _validate(_load(name))
     wait = prepared["head_start_ray_commands"][-1]
-    assert "/health" in wait and "seq 90" in wait
+    assert "/health" in wait and "timeout 180 " in wait
     port = _dead_address().rsplit(":", 1)[1]
-    script = wait.replace("5000", port).replace("seq 90", "seq 3")
+    script = wait.replace("5000", port).replace("timeout 180 ", "timeout 3 ")
     r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "does not answer" in r.stdout
     (tmp_path / "health").write_text("OK")
