@@ -13,9 +13,10 @@ Before anything imports Ray, this sets what the cluster config promises, whateve
 it (a tmux server started before `ray up` does not read ~/.bashrc):
 - RAY_AUTH_MODE: the value cluster.yaml / cluster-local.yaml wrote to ~/.bashrc (its line ends
   with `# RAY_NAS_AUTH`), over whatever the environment holds;
-- RAY_ADDRESS: kept when it answers; else (unset, or nothing answers there) the cluster running
-  on this node, from Ray's own `ray_current_cluster` file. A sweep on a node the configs set up
-  (or with a RAY_ADDRESS) that reaches no cluster stops within seconds, with one line, exit 2.
+- RAY_ADDRESS: kept when a Ray GCS answers there; else (unset, a dead port, another service
+  on it) the cluster running on this node, from Ray's own `ray_current_cluster` file. A sweep
+  on a node the configs set up (or with a RAY_ADDRESS) that reaches no cluster stops within
+  seconds, with one line, exit 2.
 """
 
 import os
@@ -65,8 +66,8 @@ def cluster_env(argv: list[str], environ: dict, home: Path) -> tuple[dict, list[
     if local:
         changes["RAY_ADDRESS"] = local
         if given:
-            notes.append(f"RAY_ADDRESS={given}: nothing answers there; using the Ray cluster "
-                         f"running on this node, {local}")  # fmt: skip
+            notes.append(f"RAY_ADDRESS={given}: no Ray cluster answers there; using the Ray "
+                         f"cluster running on this node, {local}")  # fmt: skip
     elif given:
         return changes, notes, (f"RAY_ADDRESS={given}: no Ray cluster answers there, and none "
                                 "runs on this node (start one with `ray up CLUSTER.yaml`, or "

@@ -118,10 +118,60 @@ def _bashrc(home: Path, mode: str = "disabled") -> Path:
 
 
 def _listening():
+    """A port that accepts connections and says nothing (another service, or a proxy)."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen()
     return s, f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def _gcs_like(code=None):
+    """A gRPC server answering the GCS call the probe makes (Ray's own method name), as a
+    running cluster's GCS does; `code`: abort with that status instead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from ray_nas.offline.retrain import GCS_PROBE
+
+    service, method = GCS_PROBE.strip("/").split("/")
+
+    def reply(request, context):
+        if code is not None:
+            context.abort(code, "no")
+        return b""
+
+    server = grpc.server(ThreadPoolExecutor(1))
+    handler = grpc.unary_unary_rpc_method_handler(reply)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service, {method: handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def test_only_a_gcs_counts_as_a_running_cluster():
+    """A port that takes the connection but is no Ray GCS (here a silent socket, on the walk a
+    proxy answering HTTP 404) is not a cluster: a driver sent there retried for minutes."""
+    import grpc
+
+    from ray_nas.offline.retrain import answers
+
+    silent, plain = _listening()
+    gcs, live = _gcs_like()
+    token, guarded = _gcs_like(grpc.StatusCode.UNAUTHENTICATED)
+    other, elsewhere = _gcs_like(grpc.StatusCode.UNIMPLEMENTED)
+    try:
+        t0 = time.perf_counter()
+        assert not answers(plain, timeout=1.0) and not answers(elsewhere)
+        assert answers(live) and answers(f"http://{live}/") and answers(guarded)
+        assert not answers(_dead_address()) and not answers("nohost")
+        assert time.perf_counter() - t0 < 10
+    finally:
+        silent.close()
+        for server in (gcs, token, other):
+            server.stop(None)
 
 
 def _dead_address() -> str:
@@ -152,7 +202,7 @@ def test_run_py_sets_the_configs_auth_mode_over_a_stale_environment(tmp_path, mo
 def test_run_py_joins_the_cluster_running_on_this_node(tmp_path, monkeypatch):
     run = _run_py()
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
-    server, live = _listening()  # stands for the GCS port `ray start` recorded
+    server, live = _gcs_like()  # stands for the GCS `ray start` recorded
     try:
         (tmp_path / "ray").mkdir()
         (tmp_path / "ray" / "ray_current_cluster").write_text(live + "\n")
@@ -161,11 +211,23 @@ def test_run_py_joins_the_cluster_running_on_this_node(tmp_path, monkeypatch):
         assert changes == {"RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": live} and error is None
         dead = _dead_address()  # a stale RAY_ADDRESS from another shell: replaced, and said
         changes, notes, error = run.cluster_env(["evaluate", "j.yaml"], {"RAY_ADDRESS": dead}, home)
-        assert changes["RAY_ADDRESS"] == live and f"RAY_ADDRESS={dead}: nothing answers" in notes[0]
+        assert (
+            changes["RAY_ADDRESS"] == live
+            and f"RAY_ADDRESS={dead}: no Ray cluster answers" in notes[0]
+        )
         # one that answers is kept (the Jobs API sets the driver's)
         assert "RAY_ADDRESS" not in run.cluster_env(["sweep", "j"], {"RAY_ADDRESS": live}, home)[0]
+        silent, plain = _listening()  # a RAY_ADDRESS where something else listens: replaced
+        try:
+            changes, notes, error = run.cluster_env(["sweep", "j"], {"RAY_ADDRESS": plain}, home)
+        finally:
+            silent.close()
+        assert (
+            changes["RAY_ADDRESS"] == live
+            and f"RAY_ADDRESS={plain}: no Ray cluster answers" in notes[0]
+        )
     finally:
-        server.close()
+        server.stop(None)
     # the recorded cluster is gone: its address is not used
     assert "RAY_ADDRESS" not in run.cluster_env(["evaluate", "j.yaml"], {}, home)[0]
 
@@ -247,7 +309,7 @@ def test_one_node_local_config_needs_no_worker_or_nfs_edits(tmp_path):
     for name in CONFIGS:
         text = (ROOT / name).read_text()
         assert '"*.egg-info"' in text and "ulimit -c" not in text
-        assert text.count("ulimit -n 65536; ray start") == 2
+        assert text.count("ulimit -n 65536 2>/dev/null || ulimit -n hard; ray start") == 2
     # the mount step, as it stands (NFS export not replaced), on a folder that is no mount point
     mount = next(c for c in prepared["initialization_commands"] if "mount -t nfs" in c)
     script = mount.replace("/mnt/shared", str(tmp_path / "shared"))
@@ -278,9 +340,9 @@ def test_ray_up_waits_for_mlflow(name, tmp_path):
     a free port) and returns once it answers; it says so when it never does."""
     prepared = _validate(_load(name))
     wait = prepared["head_start_ray_commands"][-1]
-    assert "/health" in wait and "seq 90" in wait
+    assert "/health" in wait and "timeout 180 " in wait
     port = _dead_address().rsplit(":", 1)[1]
-    script = wait.replace("5000", port).replace("seq 90", "seq 3")
+    script = wait.replace("5000", port).replace("timeout 180 ", "timeout 3 ")
     r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "does not answer" in r.stdout
     (tmp_path / "health").write_text("OK")
@@ -296,3 +358,45 @@ def test_ray_up_waits_for_mlflow(name, tmp_path):
         server.wait()
     assert r.returncode == 0 and f"MLflow answers on 127.0.0.1:{port}" in r.stdout, r.stdout
     assert took < 30
+
+
+def test_teardown_lists_then_removes_what_the_setup_left(tmp_path):
+    """jobs/teardown.sh on a home as setup left it (the .bashrc lines the configs append, the
+    files, an MLflow server by PID file): lists each, removes them, keeps the user's own lines."""
+    home = _bashrc(tmp_path / "home")
+    prepared = _validate(_load("cluster.yaml"))
+    venv_line = next(c for c in prepared["setup_commands"] if "RAY_NAS_VENV" in c)
+    with open(home / ".bashrc", "a") as f:
+        f.write(venv_line.split("echo '", 1)[1].rsplit("'", 1)[0] + "\n")
+    for name in ("ray_bootstrap_key.pem", "ray_bootstrap_config.yaml", "run.py"):
+        (home / name).write_text("x")
+    for name in ("venv/bin", "ray_nas/jobs", "mlflow"):
+        (home / name).mkdir(parents=True)
+    # stands for the server the head's start command launched: a group leader named mlflow
+    server = subprocess.Popen(["bash", "-c", "exec -a mlflow-server sleep 120"],
+                              start_new_session=True)  # fmt: skip
+    (home / "mlflow" / "server.pid").write_text(f"{server.pid}\n")
+    env = {**os.environ, "HOME": str(home), "TMUX_TMPDIR": str(tmp_path)}  # no tmux server
+    script = str(ROOT / "jobs" / "teardown.sh")
+    try:
+        listed = subprocess.run(["bash", script], env=env, capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        assert listed.returncode == 0 and server.poll() is None, listed.stderr
+        for what in (f"MLflow server running: process group {server.pid}",
+                     "~/ray_bootstrap_key.pem", "~/venv", "~/ray_nas", "~/mlflow", "~/run.py",
+                     "~/.bashrc: 2 lines marked RAY_NAS_"):  # fmt: skip
+            assert what in listed.stdout, listed.stdout
+        assert (home / "venv").is_dir()  # listing removes nothing
+        removed = subprocess.run(["bash", script, "--remove"], env=env, capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+        assert removed.returncode == 0, removed.stderr
+        assert server.wait(timeout=15) is not None
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc"]
+    assert (home / ".bashrc").read_text() == "# the user's own lines\nexport FOO=1\n"
+    again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "nothing left by the cluster config here" in again.stdout
+    bad = subprocess.run(["bash", script, "--rm"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument '--rm'" in bad.stderr

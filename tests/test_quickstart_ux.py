@@ -117,6 +117,12 @@ def test_where_block_names_the_report_mlflow_and_the_parquet_files(write_job):
     assert f"{spec.job_dir}/selections.parquet" in text and "never the search" in text
     assert "ray-nas report jobs/w.yaml` writes" in where_text(spec, "jobs/w.yaml")
     assert len(text.splitlines()) <= 12
+    # a run with --set overrides (the store, the name): the commands it names carry them
+    sets = ["store=/mnt/shared/runs", "grid.seed=[0]", "criteria=[final]"]
+    text = where_text(spec, "jobs/w.yaml", None, sets)
+    again = "jobs/w.yaml --set store=/mnt/shared/runs --set 'grid.seed=[0]'"
+    assert f"ray-nas report {again} --set 'criteria=[final]'` writes" in text
+    assert f"ray-nas evaluate {again} --set 'criteria=[...]'" in text
 
 
 def test_a_criterion_on_an_op_the_space_lacks_is_refused_before_any_work(write_job, capsys):

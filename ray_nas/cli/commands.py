@@ -6,6 +6,7 @@ Everything a command needs is validated here before any work starts.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -291,22 +292,26 @@ def evaluate_command(
         from ray_nas.report import write_report
 
         report_path = write_report(spec, None, log=lambda _line: None)
-    print(where_text(spec, job, report_path))
+    print(where_text(spec, job, report_path, overrides))
     return 0
 
 
-def where_text(spec, job: str, report_path: str | None = None) -> str:
+def where_text(spec, job: str, report_path: str | None = None, overrides=()) -> str:
     """The block `ray-nas evaluate` ends with: the report, MLflow, the Parquet files, and how to
     rerun only the criteria; every command spelled as it runs from the repository (`.venv/bin/`
-    where the tools live in the project's venv)."""
+    where the tools live in the project's venv), with the run's `--set` overrides (the store, the
+    name: without them a command reads another job's files)."""
     from ray_nas.tracking import experiment_id  # urllib/ssl: only when a job has run
 
     b = _bin()
     d = spec.job_dir
+    sets = [o for o in overrides if not o.strip().startswith("criteria=")]
+    again = " ".join([job] + [f"--set {shlex.quote(o)}" for o in overrides])
+    job = " ".join([job] + [f"--set {shlex.quote(o)}" for o in sets])
     report = (
         f"{report_path}  (open it in a browser)"
         if report_path
-        else f"`{b}ray-nas report {job}` writes {d}/report.html"
+        else f"`{b}ray-nas report {again}` writes {d}/report.html"
     )
     ui = mlflow_hint(spec.tracking_uri, experiment_id(spec.tracking_uri, spec.name), b)
     if ui.startswith(b + "mlflow ui") and "then open" not in ui:

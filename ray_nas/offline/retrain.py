@@ -40,8 +40,15 @@ def ray_address_file() -> Path:
     return Path(os.environ.get("RAY_TMPDIR") or "/tmp", "ray", "ray_current_cluster")
 
 
+#: the GCS call that tells a Ray cluster from any other server on a port (Ray's own RPC, cheap)
+GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+
+
 def answers(address: str, timeout: float = 2.0) -> bool:
-    """True when something accepts a TCP connection at `address` (host:port, or a URL of one)."""
+    """True when a Ray cluster's GCS answers at `address` (host:port, or a URL of one): a port
+    that merely accepts connections (another service, a proxy that takes every connection) is
+    not one, and a driver sent there would retry for minutes. Asks the GCS its cluster id over
+    gRPC (grpcio comes with Ray), no proxy; a GCS that wants a token counts (it answered)."""
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
@@ -50,6 +57,15 @@ def answers(address: str, timeout: float = 2.0) -> bool:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError:
         return False
+    import grpc
+
+    channel = grpc.insecure_channel(hostport, options=[("grpc.enable_http_proxy", 0)])
+    try:
+        channel.unary_unary(GCS_PROBE)(b"", timeout=timeout)
+    except grpc.RpcError as e:
+        return e.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        channel.close()
     return True
 
 
