@@ -122,7 +122,7 @@ def test_where_block_names_the_report_mlflow_and_the_parquet_files(write_job):
     text = where_text(spec, "jobs/w.yaml", None, sets)
     again = "jobs/w.yaml --set store=/mnt/shared/runs --set 'grid.seed=[0]'"
     assert f"ray-nas report {again} --set 'criteria=[final]'` writes" in text
-    assert f"ray-nas evaluate {again} --set 'criteria=[...]'" in text
+    assert f"ray-nas evaluate {again} --report --set 'criteria=[...]'" in text
 
 
 def test_a_criterion_on_an_op_the_space_lacks_is_refused_before_any_work(write_job, capsys):
