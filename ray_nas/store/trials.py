@@ -448,11 +448,29 @@ def list_run_ids(job_dir: str) -> list[str]:
 
 
 def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str, str]]:
-    """Every trial's trajectory under `job_dir`, read in parallel.
+    """Every trial's trajectory under `job_dir`: one pyarrow dataset scan of its `epochs/` and
+    `alphas/` files (`scan_trials`), with the per-file reader (`read_job_files`) for every trial
+    the scan leaves (a file missing, unreadable or inconsistent: the problem is said as that
+    reader says it; connection rows).
 
     Returns (trials sorted by run_id, problems: run_id -> why it was skipped) where problems are
     missing, partial or unreadable files.
     """
+    ids = list_run_ids(job_dir)
+    trials, left = scan_trials(job_dir, ids)
+    if left:
+        more, problems = read_job_files(job_dir, threads, left)
+        trials = sorted([*trials, *more], key=lambda t: t.run_id)
+    else:
+        problems = {}
+    return trials, problems
+
+
+def read_job_files(
+    job_dir: str, threads: int = 4, run_ids: list[str] | None = None
+) -> tuple[list[TrialData], dict[str, str]]:
+    """`read_job` one trial at a time: each trial's two files read and checked on their own, in
+    parallel (`run_ids`: those trials only; default every trial of the job)."""
     from concurrent.futures import ThreadPoolExecutor
 
     fs, _ = _fs_path(job_dir)
@@ -475,10 +493,218 @@ def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str,
         return rid, trial, None
 
     trials, problems = [], {}
+    ids = list_run_ids(job_dir) if run_ids is None else run_ids
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for rid, trial, problem in pool.map(one, list_run_ids(job_dir)):
+        for rid, trial, problem in pool.map(one, ids):
             if problem:
                 problems[rid] = problem
             else:
                 trials.append(trial)
     return trials, problems
+
+
+#: trials read per dataset scan (bounds the memory of one scan's Arrow tables)
+SCAN_CHUNK = 4096
+
+
+def scan_trials(job_dir: str, run_ids: list[str]) -> tuple[list[TrialData], list[str]]:
+    """The trials `run_ids` read by pyarrow dataset scans over their epochs and alphas files
+    (columns projected, files read in parallel by Arrow's threads, local or S3), with the checks
+    the per-file reader makes: both files name the trial (ray_nas.run_id), epochs 0..T once
+    each in order, E x K alphas rows per epoch. Returns (trials in run_id order, run_ids left
+    to the per-file reader: a file missing, failing a check or unreadable, connection rows)."""
+    fs, p = _fs_path(job_dir.rstrip("/"))
+    present = {kind: _part_files(fs, f"{p}/{kind}") for kind in ("epochs", "alphas")}
+    ready = [r for r in run_ids if r in present["epochs"] and r in present["alphas"]]
+    left = [r for r in run_ids if r not in present["epochs"] or r not in present["alphas"]]
+    trials: list[TrialData] = []
+    names: dict[str, str] = {}  # interned arch and cell texts across chunks
+    for c0 in range(0, len(ready), SCAN_CHUNK):
+        part = ready[c0 : c0 + SCAN_CHUNK]
+        try:
+            got, bad = _scan_chunk(fs, p, part, names)
+        except Exception:  # noqa: BLE001 - a file the scan cannot read: the per-file reader says which
+            got, bad = [], part
+        trials += got
+        left += bad
+    return trials, sorted(left)
+
+
+def _part_files(fs, folder: str) -> set[str]:
+    """run_ids with a `run_id=<id>/part-0.parquet` file under `folder` (one listing)."""
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return set()
+    ids = set()
+    for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
+        if info.type == pafs.FileType.File and info.base_name == PART:
+            parent = info.path.rsplit("/", 2)[-2]
+            if parent.startswith("run_id="):
+                ids.add(parent[len("run_id=") :])
+    return ids
+
+
+def _scan(fs, paths: list[str], columns: list[str]):
+    """(table of `columns` over the files in `paths` order, rows per file, metadata per file):
+    one scan, its batches put back in file order."""
+    import pyarrow.dataset as ds
+
+    index = {path: i for i, path in enumerate(paths)}
+    dataset = ds.dataset(paths, filesystem=fs, format="parquet")
+    batches: list[list[pa.RecordBatch]] = [[] for _ in paths]
+    metadata: list[dict | None] = [None] * len(paths)
+    for tagged in dataset.scanner(columns=columns).scan_batches():
+        i = index[tagged.fragment.path]
+        batches[i].append(tagged.record_batch)
+        if metadata[i] is None:
+            metadata[i] = tagged.fragment.physical_schema
+    rows = np.array([sum(b.num_rows for b in bs) for bs in batches], dtype=np.int64)
+    ordered = [b for bs in batches for b in bs]
+    schema = dataset.schema.remove_metadata()
+    table = pa.Table.from_batches(ordered, schema=pa.schema([schema.field(c) for c in columns]))
+    return table, rows, metadata
+
+
+def _strings(column, names: dict[str, str]) -> np.ndarray:
+    """A string column as an object array whose equal texts are one interned str each."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if col.null_count:
+        return col.to_numpy(zero_copy_only=False)
+    enc = pc.dictionary_encode(col)
+    uniq = np.array([names.setdefault(a, a) for a in enc.dictionary.to_pylist()], dtype=object)
+    return uniq[enc.indices.to_numpy()] if len(uniq) else np.empty(0, dtype=object)
+
+
+def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str]):
+    """scan_trials on one chunk of run_ids (each with both files)."""
+    ep_paths = [f"{base}/epochs/run_id={r}/{PART}" for r in run_ids]
+    al_paths = [f"{base}/alphas/run_id={r}/{PART}" for r in run_ids]
+    ep, ep_rows, ep_schemas = _scan(fs, ep_paths, list(EPOCHS_SCHEMA.names))
+    al_cols = ["epoch", "cell", "alpha", "weight", *EXTRA_ALPHA_COLUMNS]
+    try:
+        al, al_rows, al_schemas = _scan(fs, al_paths, al_cols)
+    except Exception:  # noqa: BLE001 - older files without an extra column: scan without it
+        al_cols = ["epoch", "cell", "alpha", "weight"]
+        al, al_rows, al_schemas = _scan(fs, al_paths, al_cols)
+    bad: list[str] = []
+    json_cache: dict[str, tuple] = {}
+
+    def parsed(text: str) -> tuple:
+        if text not in json_cache:
+            json_cache[text] = tuple(
+                tuple(x) if isinstance(x, list) else x for x in json.loads(text)
+            )
+        return json_cache[text]
+
+    # per trial: its files' metadata, the shapes they promise, the schema checks
+    shapes = []  # (i, rid, ops, edges, meta, n, e, k) of the trials that pass
+    ep_start = np.concatenate([[0], np.cumsum(ep_rows)])
+    al_start = np.concatenate([[0], np.cumsum(al_rows)])
+    for i, rid in enumerate(run_ids):
+        es, as_ = ep_schemas[i], al_schemas[i]
+        if (
+            es is None
+            or as_ is None
+            or not _schema_ok(es, EPOCHS_SCHEMA, ())
+            or not _schema_ok(as_, ALPHAS_SCHEMA, EXTRA_ALPHA_COLUMNS)
+        ):
+            bad.append(rid)
+            continue
+        meta = {k.decode(): v.decode() for k, v in (es.metadata or {}).items()}
+        other = (as_.metadata or {}).get(b"ray_nas.run_id", b"").decode()
+        mine = meta.get("ray_nas.run_id", "")
+        if (other and mine and other != mine) or (mine and mine != rid):
+            bad.append(rid)  # misplaced: the per-file reader says how
+            continue
+        if meta.get("ray_nas.connections", "[]") != "[]":
+            bad.append(rid)  # connection rows: the per-file reader splits them
+            continue
+        try:
+            ops, edges = parsed(meta["ray_nas.ops"]), parsed(meta["ray_nas.edges"])
+        except (KeyError, ValueError, TypeError):
+            bad.append(rid)
+            continue
+        n, e, k = int(ep_rows[i]), len(edges), len(ops)
+        if n == 0 or e * k == 0 or al_rows[i] != n * e * k:
+            bad.append(rid)
+            continue
+        shapes.append((i, rid, ops, edges, meta, n, e, k))
+    if not shapes:
+        return [], bad
+    # epochs 0..T in order in both files, checked for every trial at once
+    ep_epoch = ep.column("epoch").to_numpy()
+    al_epoch = al.column("epoch").to_numpy()
+    idx = np.array([s[0] for s in shapes])
+    per = np.ones(len(run_ids), dtype=np.int64)
+    per[idx] = [s[6] * s[7] for s in shapes]
+    ok = _epochs_in_order(ep_epoch, ep_rows, np.ones(len(run_ids), dtype=np.int64))[idx]
+    ok &= _epochs_in_order(al_epoch, al_rows, per)[idx]
+    cols = {}
+    for name in EPOCHS_SCHEMA.names:
+        if name == "arch":
+            cols[name] = _strings(ep.column(name), names)
+        elif name == "hessian_eig":
+            cols[name] = np.asarray(ep.column(name).to_pandas(), dtype=np.float64)
+        else:
+            cols[name] = ep.column(name).to_numpy()
+    alpha = al.column("alpha").to_numpy().astype(np.float64)
+    weight = al.column("weight").to_numpy().astype(np.float64)
+    extras = {}
+    for c in EXTRA_ALPHA_COLUMNS:
+        if c in al.column_names and al.column(c).null_count < al.num_rows:
+            col = al.column(c)
+            extras[c] = (col.to_numpy(zero_copy_only=False).astype(np.float64),
+                         col.is_null().to_numpy(zero_copy_only=False))  # fmt: skip
+    cell_col = al.column("cell")
+    trials = []
+    for (i, rid, ops, edges, meta, n, e, k), good in zip(shapes, ok.tolist()):
+        if not good:
+            bad.append(rid)
+            continue
+        a0, a1, e0 = int(al_start[i]), int(al_start[i + 1]), int(ep_start[i])
+        shape = (n, e, k)
+        trial_extras = {
+            c: values[a0:a1].reshape(shape)
+            for c, (values, nulls) in extras.items()
+            if a1 > a0 and not nulls[a0:a1].any()
+        }
+        cells = tuple(names.setdefault(x, x) for x in cell_col.slice(a0, e * k).to_pylist()[::k])
+        trials.append(
+            TrialData(
+                run_id=meta.get("ray_nas.run_id") or rid,
+                config=json.loads(meta.get("ray_nas.config", "{}")),
+                ops=tuple(ops),
+                edges=tuple(edges),
+                epochs={name: v[e0 : e0 + n] for name, v in cols.items()},
+                alpha=alpha[a0:a1].reshape(shape),
+                weights=weight[a0:a1].reshape(shape),
+                extras=trial_extras,
+                cells=cells,
+                connections=(),
+                connection_alpha=np.zeros((n, 0)),
+                connection_weights=np.zeros((n, 0)),
+            )
+        )
+    return trials, bad
+
+
+def _schema_ok(schema: pa.Schema, want: pa.Schema, optional: tuple[str, ...]) -> bool:
+    """The file's columns have the types of `want` (those in `optional` may be absent)."""
+    for f in want:
+        i = schema.get_field_index(f.name)
+        if i < 0:
+            if f.name in optional:
+                continue
+            return False
+        if schema.field(i).type != f.type:
+            return False
+    return True
+
+
+def _epochs_in_order(epoch: np.ndarray, rows: np.ndarray, per: np.ndarray) -> np.ndarray:
+    """[files] bool: file f's rows[f] rows of `epoch` (the files' rows one after the other) are
+    per[f] rows of epoch 0, then per[f] of epoch 1, ... (False for a file without rows)."""
+    f = np.repeat(np.arange(len(rows)), rows)
+    start = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+    expected = (np.arange(len(epoch), dtype=np.int64) - start[f]) // per[f]
+    wrong = np.bincount(f, weights=epoch != expected, minlength=len(rows))
+    return (wrong == 0) & (rows > 0)
