@@ -68,11 +68,19 @@ class Batch:
 
     @functools.cached_property
     def arch_codes(self) -> tuple[np.ndarray, list[str]]:
-        """(codes [N, T+1] into uniques, the distinct arch texts in first-seen order)."""
-        seen: dict[str, int] = {}
-        flat = self.archs.ravel()
-        codes = np.fromiter((seen.setdefault(a, len(seen)) for a in flat), np.intp, len(flat))
-        return codes.reshape(self.archs.shape), list(seen)
+        """(codes [N, T+1] into uniques, the distinct arch texts)."""
+        return _factorize(self.archs)
+
+
+def _factorize(archs: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(codes [same shape] into uniques, uniques) of an object array of texts: by object
+    identity first (the store's reader gives one str per distinct text), then by value."""
+    flat = archs.ravel()
+    ids = np.fromiter(map(id, flat), np.int64, len(flat))
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    seen: dict[str, int] = {}
+    code_of = np.fromiter((seen.setdefault(a, len(seen)) for a in flat[first]), np.intp, len(first))
+    return code_of[inverse].reshape(archs.shape), list(seen)
 
 
 class Outcome:
@@ -212,10 +220,13 @@ def _ss_eq13(b, op="nor_conv_3x3", exclude=(), gate=True, patience=0, gate_all_o
 
 
 def _dartsplus_sc(b: Batch, k: int = 2) -> Outcome:
-    cell = _space(b.space).magnitude_cell
-    codes, uniques = b.arch_codes
-    counts = np.array([_skip_count(b.space, a, cell) for a in uniques], dtype=np.int64)[codes]
-    hit = counts >= k
+    cache = b.__dict__.setdefault("_cache", {})
+    if "skips" not in cache:  # once per batch for every k
+        cell = _space(b.space).magnitude_cell
+        codes, uniques = b.arch_codes
+        counts = np.array([_skip_count(b.space, a, cell) for a in uniques], dtype=np.int64)
+        cache["skips"] = counts[codes] if len(uniques) else np.zeros(codes.shape, np.int64)
+    hit = cache["skips"] >= k
     hit[:, 0] = False
     found = hit.any(axis=1)
     out = Outcome(b.n, b.last_epoch)
@@ -436,29 +447,26 @@ def _batches(trials: Sequence, metrics_of: MetricsOf | None, chunk: int = CHUNK)
             weights = np.stack([np.asarray(t.weights, dtype=np.float64) for t in sub])
             bad = ~(np.isfinite(alpha).all(axis=(2, 3)) & np.isfinite(weights).all(axis=(2, 3)))
             last = np.where(bad.any(axis=1), np.maximum(bad.argmax(axis=1) - 1, 0), shape[0] - 1)
-            archs = np.array([list(t.epochs["arch"]) for t in sub], dtype=object)
+            archs = np.stack([np.asarray(t.epochs["arch"], dtype=object) for t in sub])
             valid = np.stack([np.asarray(t.epochs["valid_acc"], dtype=np.float64) for t in sub])
             eig = np.stack([np.asarray(t.epochs["hessian_eig"], dtype=np.float64) for t in sub])
             metrics: dict[str, np.ndarray] = {}
+            codes, uniques = _factorize(archs)
             if metrics_of is not None:
-                codes = {}
-                flat = archs.ravel()
-                at = np.fromiter(
-                    (codes.setdefault(a, len(codes)) for a in flat), np.intp, len(flat)
-                )
-                scores = metrics_of(space, list(codes))
-                metrics = {m: np.asarray(v, dtype=np.float64)[at].reshape(archs.shape)
-                           for m, v in scores.items()}  # fmt: skip
+                scores = metrics_of(space, uniques)
+                metrics = {m: np.asarray(v, dtype=np.float64)[codes] for m, v in scores.items()}
             for T in np.unique(last).tolist():
                 keep = last == T
                 if T == 0:  # nothing to choose: the per-trial notes say so
                     yield part[keep], None
                     continue
                 s = slice(0, T + 1)
-                yield part[keep], Batch(
+                b = Batch(
                     space, ops, cells, alpha[keep, s], weights[keep, s], archs[keep, s],
                     valid[keep, s], eig[keep, s], {m: v[keep, s] for m, v in metrics.items()},
                 )  # fmt: skip
+                b.__dict__["arch_codes"] = (codes[keep, s], uniques)
+                yield part[keep], b
 
 
 def apply_many(specs: Sequence, trials: Sequence, metrics_of: MetricsOf | None = None) -> Selected:

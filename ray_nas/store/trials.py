@@ -456,8 +456,10 @@ def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str,
     Returns (trials sorted by run_id, problems: run_id -> why it was skipped) where problems are
     missing, partial or unreadable files.
     """
-    ids = list_run_ids(job_dir)
-    trials, left = scan_trials(job_dir, ids)
+    fs, p = _fs_path(job_dir.rstrip("/"))
+    listed = {kind: _listing(fs, f"{p}/{kind}") for kind in ("epochs", "alphas")}
+    ids = sorted(set().union(*(folders for folders, _ in listed.values())))
+    trials, left = scan_trials(job_dir, ids, {k: files for k, (_, files) in listed.items()})
     if left:
         more, problems = read_job_files(job_dir, threads, left)
         trials = sorted([*trials, *more], key=lambda t: t.run_id)
@@ -507,14 +509,18 @@ def read_job_files(
 SCAN_CHUNK = 4096
 
 
-def scan_trials(job_dir: str, run_ids: list[str]) -> tuple[list[TrialData], list[str]]:
+def scan_trials(
+    job_dir: str, run_ids: list[str], present: dict[str, set[str]] | None = None
+) -> tuple[list[TrialData], list[str]]:
     """The trials `run_ids` read by pyarrow dataset scans over their epochs and alphas files
     (columns projected, files read in parallel by Arrow's threads, local or S3), with the checks
     the per-file reader makes: both files name the trial (ray_nas.run_id), epochs 0..T once
     each in order, E x K alphas rows per epoch. Returns (trials in run_id order, run_ids left
-    to the per-file reader: a file missing, failing a check or unreadable, connection rows)."""
+    to the per-file reader: a file missing, failing a check or unreadable, connection rows).
+    present: {"epochs": run_ids with that file, "alphas": ...} when listed already."""
     fs, p = _fs_path(job_dir.rstrip("/"))
-    present = {kind: _part_files(fs, f"{p}/{kind}") for kind in ("epochs", "alphas")}
+    if present is None:
+        present = {kind: _listing(fs, f"{p}/{kind}")[1] for kind in ("epochs", "alphas")}
     ready = [r for r in run_ids if r in present["epochs"] and r in present["alphas"]]
     left = [r for r in run_ids if r not in present["epochs"] or r not in present["alphas"]]
     trials: list[TrialData] = []
@@ -530,38 +536,41 @@ def scan_trials(job_dir: str, run_ids: list[str]) -> tuple[list[TrialData], list
     return trials, sorted(left)
 
 
-def _part_files(fs, folder: str) -> set[str]:
-    """run_ids with a `run_id=<id>/part-0.parquet` file under `folder` (one listing)."""
+def _listing(fs, folder: str) -> tuple[set[str], set[str]]:
+    """(run_ids with a `run_id=<id>` folder under `folder`, those with its part-0.parquet file):
+    one recursive listing."""
     if fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return set()
-    ids = set()
+        return set(), set()
+    folders, files = set(), set()
     for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
-        if info.type == pafs.FileType.File and info.base_name == PART:
-            parent = info.path.rsplit("/", 2)[-2]
-            if parent.startswith("run_id="):
-                ids.add(parent[len("run_id=") :])
-    return ids
+        *_, parent, name = f"/{info.path}".rsplit("/", 2)
+        if (
+            info.type == pafs.FileType.Directory
+            and name.startswith("run_id=")
+            and (parent == folder.rstrip("/").rsplit("/", 1)[-1])
+        ):
+            folders.add(name[len("run_id=") :])
+        elif info.type == pafs.FileType.File and name == PART and parent.startswith("run_id="):
+            files.add(parent[len("run_id=") :])
+    return folders | files, files
 
 
 def _scan(fs, paths: list[str], columns: list[str]):
-    """(table of `columns` over the files in `paths` order, rows per file, metadata per file):
-    one scan, its batches put back in file order."""
+    """(table of `columns` over the files in `paths` order, rows per file, schema per file): one
+    scan (Arrow's `to_table` puts the batches in file order; each file's footer, read by the scan
+    with its pages, gives its row count and metadata: a file replaced meanwhile is read whole,
+    old or new)."""
     import pyarrow.dataset as ds
 
-    index = {path: i for i, path in enumerate(paths)}
     dataset = ds.dataset(paths, filesystem=fs, format="parquet")
-    batches: list[list[pa.RecordBatch]] = [[] for _ in paths]
-    metadata: list[dict | None] = [None] * len(paths)
-    for tagged in dataset.scanner(columns=columns).scan_batches():
-        i = index[tagged.fragment.path]
-        batches[i].append(tagged.record_batch)
-        if metadata[i] is None:
-            metadata[i] = tagged.fragment.physical_schema
-    rows = np.array([sum(b.num_rows for b in bs) for bs in batches], dtype=np.int64)
-    ordered = [b for bs in batches for b in bs]
-    schema = dataset.schema.remove_metadata()
-    table = pa.Table.from_batches(ordered, schema=pa.schema([schema.field(c) for c in columns]))
-    return table, rows, metadata
+    table = dataset.to_table(columns=columns)
+    fragments = list(dataset.get_fragments())
+    if [f.path for f in fragments] != paths:
+        raise ValueError("the scan's files are not the ones asked for")
+    rows = np.array([f.metadata.num_rows for f in fragments], dtype=np.int64)
+    if rows.sum() != table.num_rows:
+        raise ValueError("the scan's rows are not its files' rows")
+    return table, rows, [f.physical_schema for f in fragments]
 
 
 def _strings(column, names: dict[str, str]) -> np.ndarray:
@@ -586,9 +595,21 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str]):
         al_cols = ["epoch", "cell", "alpha", "weight"]
         al, al_rows, al_schemas = _scan(fs, al_paths, al_cols)
     bad: list[str] = []
-    json_cache: dict[str, tuple] = {}
+    json_cache: dict[bytes, tuple] = {}
+    passed: list[tuple[pa.Schema, pa.Schema]] = []  # (epochs, alphas) schemas checked already
 
-    def parsed(text: str) -> tuple:
+    def schemas_ok(es: pa.Schema, as_: pa.Schema) -> bool:
+        for e, a in passed:
+            if es.equals(e) and as_.equals(a):  # metadata aside
+                return True
+        if _schema_ok(es, EPOCHS_SCHEMA, ()) and _schema_ok(
+            as_, ALPHAS_SCHEMA, EXTRA_ALPHA_COLUMNS
+        ):
+            passed.append((es, as_))
+            return True
+        return False
+
+    def parsed(text: bytes) -> tuple:
         if text not in json_cache:
             json_cache[text] = tuple(
                 tuple(x) if isinstance(x, list) else x for x in json.loads(text)
@@ -601,25 +622,19 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str]):
     al_start = np.concatenate([[0], np.cumsum(al_rows)])
     for i, rid in enumerate(run_ids):
         es, as_ = ep_schemas[i], al_schemas[i]
-        if (
-            es is None
-            or as_ is None
-            or not _schema_ok(es, EPOCHS_SCHEMA, ())
-            or not _schema_ok(as_, ALPHAS_SCHEMA, EXTRA_ALPHA_COLUMNS)
-        ):
+        if es is None or as_ is None or not schemas_ok(es, as_):
             bad.append(rid)
             continue
-        meta = {k.decode(): v.decode() for k, v in (es.metadata or {}).items()}
-        other = (as_.metadata or {}).get(b"ray_nas.run_id", b"").decode()
-        mine = meta.get("ray_nas.run_id", "")
-        if (other and mine and other != mine) or (mine and mine != rid):
+        meta, other = es.metadata or {}, (as_.metadata or {}).get(b"ray_nas.run_id", b"")
+        mine = meta.get(b"ray_nas.run_id", b"")
+        if (other and mine and other != mine) or (mine and mine.decode() != rid):
             bad.append(rid)  # misplaced: the per-file reader says how
             continue
-        if meta.get("ray_nas.connections", "[]") != "[]":
+        if meta.get(b"ray_nas.connections", b"[]") != b"[]":
             bad.append(rid)  # connection rows: the per-file reader splits them
             continue
         try:
-            ops, edges = parsed(meta["ray_nas.ops"]), parsed(meta["ray_nas.edges"])
+            ops, edges = parsed(meta[b"ray_nas.ops"]), parsed(meta[b"ray_nas.edges"])
         except (KeyError, ValueError, TypeError):
             bad.append(rid)
             continue
@@ -654,9 +669,15 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str]):
             col = al.column(c)
             extras[c] = (col.to_numpy(zero_copy_only=False).astype(np.float64),
                          col.is_null().to_numpy(zero_copy_only=False))  # fmt: skip
-    cell_col = al.column("cell")
+    # each trial's cells: the `cell` of its first epoch's rows, one per edge (every k-th row)
+    firsts = [np.arange(al_start[s[0]], al_start[s[0]] + s[6] * s[7], s[7]) for s in shapes]
+    texts = al.column("cell").take(pa.array(np.concatenate(firsts))).to_pylist()
+    bounds = np.cumsum([0, *(s[6] for s in shapes)]).tolist()
+    cells_of = [
+        tuple(names.setdefault(x, x) for x in texts[a:b]) for a, b in zip(bounds, bounds[1:])
+    ]
     trials = []
-    for (i, rid, ops, edges, meta, n, e, k), good in zip(shapes, ok.tolist()):
+    for j, ((i, rid, ops, edges, meta, n, e, k), good) in enumerate(zip(shapes, ok.tolist())):
         if not good:
             bad.append(rid)
             continue
@@ -667,11 +688,11 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str]):
             for c, (values, nulls) in extras.items()
             if a1 > a0 and not nulls[a0:a1].any()
         }
-        cells = tuple(names.setdefault(x, x) for x in cell_col.slice(a0, e * k).to_pylist()[::k])
+        cells = cells_of[j]
         trials.append(
             TrialData(
-                run_id=meta.get("ray_nas.run_id") or rid,
-                config=json.loads(meta.get("ray_nas.config", "{}")),
+                run_id=rid,
+                config=json.loads(meta.get(b"ray_nas.config", b"{}")),
                 ops=tuple(ops),
                 edges=tuple(edges),
                 epochs={name: v[e0 : e0 + n] for name, v in cols.items()},
@@ -703,6 +724,10 @@ def _schema_ok(schema: pa.Schema, want: pa.Schema, optional: tuple[str, ...]) ->
 def _epochs_in_order(epoch: np.ndarray, rows: np.ndarray, per: np.ndarray) -> np.ndarray:
     """[files] bool: file f's rows[f] rows of `epoch` (the files' rows one after the other) are
     per[f] rows of epoch 0, then per[f] of epoch 1, ... (False for a file without rows)."""
+    if len(rows) and (rows == rows[0]).all() and (per == per[0]).all() and rows[0] % per[0] == 0:
+        n, p = int(rows[0] // per[0]), int(per[0])  # every file alike: one comparison
+        grid = epoch.reshape(len(rows), n, p)
+        return (grid == np.arange(n, dtype=epoch.dtype)[None, :, None]).all(axis=(1, 2)) & (n > 0)
     f = np.repeat(np.arange(len(rows)), rows)
     start = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
     expected = (np.arange(len(epoch), dtype=np.int64) - start[f]) // per[f]
