@@ -57,6 +57,46 @@ def test_golden_store_selects_and_reads_as_per_trial(tmp_path):
         assert now["fired"].nunique() == 2 and now["in_progress"].sum() == len(specs)
 
 
+def test_damaged_and_mixed_stores_read_as_per_file(tmp_path, monkeypatch):
+    """read_job (columns read whole, in chunks) gives the trials and the problems the per-file
+    reader gives on a store with every kind of file: DrNAS's concentration filled, a schema-1
+    alphas file without it, a misplaced file, a truncated one, epochs out of order, a missing
+    file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    job_dir = f"{write_store(str(tmp_path))}/golden"
+    ids = stored.list_run_ids(job_dir)
+    paths = [stored.trial_paths(job_dir, r) for r in ids]
+
+    def rewrite(path, change):
+        table = pq.read_table(path)
+        meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+        stored.write_table(change(table.replace_schema_metadata(None)), path, meta)
+
+    rewrite(paths[0]["alphas"], lambda t: t.set_column(
+        t.schema.get_field_index("concentration"), stored.ALPHAS_SCHEMA.field("concentration"),
+        pa.array(np.linspace(1, 2, t.num_rows, dtype=np.float32))))  # fmt: skip
+    rewrite(paths[1]["alphas"], lambda t: t.drop_columns(["concentration"]))
+    (tmp_path / "x").write_bytes(open(paths[3]["epochs"], "rb").read())
+    (tmp_path / "x").replace(paths[2]["epochs"])
+    data = open(paths[4]["alphas"], "rb").read()
+    open(paths[4]["alphas"], "wb").write(data[: len(data) // 2])
+    rewrite(paths[5]["epochs"], lambda t: t.take(pa.array(np.arange(t.num_rows)[::-1])))
+    lone = stored.trial_paths(job_dir, "0123456789ab")["epochs"]
+    stored.write_table(pq.read_table(paths[3]["epochs"]), lone)
+    monkeypatch.setattr(stored.trials, "SCAN_CHUNK", 3)
+    trials, problems = stored.read_job(job_dir)
+    by_file, reference = stored.read_job_files(job_dir)
+    assert problems == reference and len(problems) == 4 and len(trials) == 3
+    same_trials(trials, sorted(by_file, key=lambda t: t.run_id))
+    assert "concentration" in trials[0].extras and not trials[1].extras
+    # the sound trials came from the column reads, the others went to the per-file reader
+    scanned, left = stored.scan_trials(job_dir, sorted([*ids, "0123456789ab"]))
+    assert [t.run_id for t in scanned] == [ids[0], ids[1], ids[3]]
+    assert left == sorted([ids[2], ids[4], ids[5], "0123456789ab"]) == sorted(problems)
+
+
 # ------------------------------------------------------------------ random trajectories
 
 

@@ -32,8 +32,9 @@ from ray_nas.errors import CriterionError
 #: unknown}: the per-epoch scores the oracle reads (`Trajectory.metrics`)
 MetricsOf = Callable[[str, Sequence[str]], dict[str, np.ndarray]]
 
-#: trials stacked at most per batch (bounds the memory of the stacked arrays)
-CHUNK = 2048
+#: trials stacked at most per batch, and values of alpha (about): bound the stacked arrays' memory
+CHUNK = 1024
+CHUNK_VALUES = 2_000_000
 
 
 @dataclass
@@ -440,8 +441,9 @@ def _batches(trials: Sequence, metrics_of: MetricsOf | None, chunk: int = CHUNK)
                 or not _stackable(space, ops, edges, cells)):  # fmt: skip
             yield np.array(rows), None
             continue
-        for c0 in range(0, len(rows), chunk):
-            part = np.array(rows[c0 : c0 + chunk])
+        step = max(1, min(chunk, CHUNK_VALUES // max(1, int(np.prod(shape)))))
+        for c0 in range(0, len(rows), step):
+            part = np.array(rows[c0 : c0 + step])
             sub = [trials[i] for i in part]
             alpha = np.stack([np.asarray(t.alpha, dtype=np.float64) for t in sub])
             weights = np.stack([np.asarray(t.weights, dtype=np.float64) for t in sub])
