@@ -6,7 +6,7 @@
 Writes the store into a temporary folder (or --store), then runs `ray-nas evaluate`'s offline
 stage on it in a subprocess with the paper's criteria and the shared NB201 table when present (or
 --table), and prints the write time, the evaluate wall time (the subprocess's, Python's start and
-imports included) and its peak memory (ru_maxrss of the child), beside the time pyarrow.dataset
+imports included) and its peak memory (VmHWM of the child, Linux), beside the time pyarrow.dataset
 needs to read the same epochs and alphas in this process; each also in CPU seconds (user +
 system, all threads), which a busy machine changes less than wall time.
 """
@@ -124,12 +124,14 @@ def main() -> None:
         read, read_cpu = read_seconds(f"{store}/{name}")
         cmd = [sys.executable, "-c", "import sys; from ray_nas.cli.commands import evaluate_command; "
                f"from ray_nas.config import load_spec; from ray_nas.offline.evaluate import run_evaluate; "
-               f"run_evaluate(load_spec({str(job_path)!r}), log=lambda s: None)"]  # fmt: skip
+               f"run_evaluate(load_spec({str(job_path)!r}), log=lambda s: None); "
+               "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"]  # fmt: skip
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
         wall = time.perf_counter() - t0
         child = resource.getrusage(resource.RUSAGE_CHILDREN)
-        peak, cpu = child.ru_maxrss / 1024**2, child.ru_utime + child.ru_stime
+        # the child's own peak (VmHWM): its ru_maxrss counts this process's pages it was forked with
+        peak, cpu = int(out.split()[-1]) / 1024**2, child.ru_utime + child.ru_stime
         print(f"evaluate {args.trials} trials x {args.epochs} epochs: {wall:.1f}s wall "
               f"({cpu:.1f}s CPU), peak RSS {peak:.2f} GB")  # fmt: skip
         print(f"  pyarrow.dataset read of the same store (epochs + alphas): {read:.1f}s wall "
