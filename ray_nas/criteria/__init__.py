@@ -29,10 +29,11 @@ Over the full op set sum_o m(t, o) = 1 (every edge's w sums to 1), so Eq.13 is a
 which `exclude` gives (e.g. exclude=["none"]); tests check both facts.
 
 Modules: trajectory.py (Trajectory, StopResult and helpers), builtin.py (the built-in criteria,
-pure), registry.py (the catalogue and the shared-rule checker), plugins.py (criteria named by
+pure), batch.py (the built-ins over many trials at once, `apply_many`), registry.py (the catalogue and the shared-rule checker), plugins.py (criteria named by
 import path), parse.py (CriterionSpec: a criterion as a job names it, the default set per space).
 """
 
+from ray_nas.criteria.batch import MetricsOf, Selected, apply_many  # noqa: F401
 from ray_nas.criteria.builtin import (  # noqa: F401
     _MIN_INT,
     _PAPER_ES,

@@ -100,7 +100,7 @@ def run_evaluate(
     log(res.summary_text)
     for line in diverged_lines(res.status):
         log(line)
-    others = sorted(set(kept["label"]) - set(sel["label"])) if len(kept) else []
+    others = sorted(set(kept["label"].unique()) - set(sel["label"].unique())) if len(kept) else []
     log(f"selections: {job_dir}/selections.parquet ({len(sel)} rows of these criteria"
         + (f"; {len(kept) - len(sel)} rows of {len(others)} other criteria kept" if others else "")
         + f"); {len(res.problems)} trials skipped; {time.perf_counter() - t0:.1f}s")  # fmt: skip

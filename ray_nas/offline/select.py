@@ -144,7 +144,55 @@ def select(
     """One row per (trial, criterion): the stop epoch, whether it fired, the arch there.
 
     metric_of(trial): the metric a plain `oracle` (no explicit metric) uses for that trial.
+    The criteria run over all trials at once (criteria.apply_many); `select_per_trial` is the
+    same, one trial at a time (the reference the tests compare it with).
     """
+    specs = [c for c in specs if not c.info.stage]  # darts_pt: rows from its stage (offline.pt)
+    metrics_of = getattr(per_epoch_metrics, "of", None)
+    if not trials or (per_epoch_metrics is not None and metrics_of is None):  # a plain function
+        return select_per_trial(trials, specs, per_epoch_metrics, in_progress, metric_of)
+    by_metric: dict[str | None, list[int]] = {}
+    for i, t in enumerate(trials):
+        by_metric.setdefault(metric_of(t) if metric_of else None, []).append(i)
+    n, c = len(trials), len(specs)
+    epoch = np.zeros((n, c), dtype=np.int64)
+    fired = np.zeros((n, c), dtype=bool)
+    arch = np.empty((n, c), dtype=object)
+    note = np.empty((n, c), dtype=object)
+    row_params = np.empty((n, c), dtype=object)  # a plain oracle's differ by the trial's metric
+    for metric, rows in by_metric.items():
+        specs_m = with_oracle_metric(specs, metric)
+        got = crit.apply_many(specs_m, [trials[i] for i in rows], metrics_of)
+        epoch[rows], fired[rows], arch[rows], note[rows] = got.epoch, got.fired, got.arch, got.note
+        row_params[rows] = [s.params_json for s in specs_m]
+    labels = [s.label for s in specs]
+    names = [s.name for s in specs]
+    run_ids = np.array([t.run_id for t in trials], dtype=object)
+    return pd.DataFrame(
+        {
+            "run_id": np.repeat(run_ids, c),
+            "criterion": np.tile(np.array(names, dtype=object), n),
+            "params": row_params.ravel(),
+            "label": np.tile(np.array(labels, dtype=object), n),
+            "fired": fired.ravel(),
+            "stop_epoch": epoch.ravel().astype("int32"),
+            "arch": arch.ravel(),
+            "note": note.ravel(),
+            "in_progress": np.repeat(np.array([r in in_progress for r in run_ids], dtype=bool), c),
+        },
+        columns=SELECTION_COLUMNS,
+    )
+
+
+def select_per_trial(
+    trials: list[store.TrialData],
+    specs: list[crit.CriterionSpec],
+    per_epoch_metrics: PerEpoch | None = None,
+    in_progress: set[str] = frozenset(),
+    metric_of: Callable[[store.TrialData], str | None] | None = None,
+) -> pd.DataFrame:
+    """`select`, one trial and criterion at a time through `CriterionSpec.apply` (the reference
+    that `select`'s stacked criteria are tested against)."""
     specs = [c for c in specs if not c.info.stage]  # darts_pt: rows from its stage (offline.pt)
     rows = []
     # the specs with a plain oracle set to each metric, and their params text, made once
@@ -207,12 +255,23 @@ def benchmark_scores(
     values = {m: np.append(scores[m].to_numpy(dtype=np.float64), np.nan) for m in present}
     row = {key: i for i, key in enumerate(zip(scores["space"], scores["arch"]))}
 
-    def per_epoch(t: store.TrialData) -> dict[str, np.ndarray]:
-        space, epoch_archs = t.space, t.epochs["arch"]
-        at = np.fromiter((row.get((space, a), -1) for a in epoch_archs), np.intp, len(epoch_archs))
-        return {m: v[at] for m, v in values.items()}
+    return scores, EpochScores(row, values)
 
-    return scores, per_epoch
+
+class EpochScores:
+    """per_epoch(trial) -> {metric: [T+1] score of each epoch's arch, NaN where unknown}; and
+    .of(space, archs) -> {metric: [len(archs)] score of each arch text} (criteria.MetricsOf)."""
+
+    def __init__(self, row: dict[tuple[str, str], int], values: dict[str, np.ndarray]):
+        self.row, self.values = row, values
+
+    def of(self, space: str, archs) -> dict[str, np.ndarray]:
+        row = self.row
+        at = np.fromiter((row.get((space, a), -1) for a in archs), np.intp, len(archs))
+        return {m: v[at] for m, v in self.values.items()}
+
+    def __call__(self, t: store.TrialData) -> dict[str, np.ndarray]:
+        return self.of(t.space, t.epochs["arch"])
 
 
 def add_scores(
