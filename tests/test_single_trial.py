@@ -88,6 +88,7 @@ def test_three_grid_points_one_by_one_equal_the_sweep(ray_session, write_job, tm
         pd.testing.assert_frame_equal(a, b)
     ta, tb = (pd.read_parquet(f"{d}/trials.parquet").sort_values("run_id") for d in (one, sweep))
     assert list(ta.run_id) == list(tb.run_id) and list(ta.status) == list(tb.status)
+
     # the same job.yaml but for the store path (and so the checksum header that covers it)
     def body(d: str) -> bytes:
         return store.read_bytes(f"{d}/job.yaml").split(b"\n", 1)[1]
