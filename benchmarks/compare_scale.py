@@ -5,7 +5,7 @@
 Writes each job's store as `benchmarks/offline_scale.py` does (random-walk alphas, one trial per
 seed, a different random stream per job) into a temporary folder (or --store, reused when already
 written), then runs `ray-nas compare` on them in a subprocess with the paper's criteria and the
-shared NB201 table when present, and prints the wall time and peak memory of the child.
+NB201 table in $RAY_NAS_NB201_TABLE when set, and prints the wall time and peak memory of the child.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
-from offline_scale import SHARED_TABLE, write_store
+from offline_scale import ENV_TABLE, write_store
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or tmp
-        bench = str(SHARED_TABLE) if SHARED_TABLE.is_file() else None
+        bench = ENV_TABLE
         paths = []
         for j in range(args.jobs):
             name = f"compare{j}_{args.trials}x{args.epochs}"

@@ -4,8 +4,8 @@
     python benchmarks/offline_scale.py --trials 1000 --epochs 500
 
 Writes the store into a temporary folder (or --store), then runs `ray-nas evaluate`'s offline
-stage on it in a subprocess with the paper's criteria and the shared NB201 table when present (or
---table), and prints the write time, the evaluate wall time (the subprocess's, Python's start and
+stage on it in a subprocess with the paper's criteria and an NB201 table (--table, or
+$RAY_NAS_NB201_TABLE), and prints the write time, the evaluate wall time (the subprocess's, Python's start and
 imports included) and its peak memory (VmHWM of the child, Linux), beside the time pyarrow.dataset
 needs to read the same epochs and alphas in this process; each also in CPU seconds (user +
 system, all threads), which a busy machine changes less than wall time.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -30,13 +31,9 @@ from ray_nas import store as stored
 from ray_nas.config import config_json, resolve_search, run_id
 from ray_nas.spaces import nb201
 
-SHARED_TABLE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "nb201"
-    / "nb201_test_accuracy.parquet"
-)
+#: a NAS-Bench-201 accuracy table (Parquet, as `evaluate.benchmark` takes) to score with, from
+#: the environment; none: the criteria run without scores (oracle and scoring left out)
+ENV_TABLE = os.environ.get("RAY_NAS_NB201_TABLE") or None
 
 
 def synth_trial(rng: np.random.Generator, epochs: int, ops=nb201.OPS):
@@ -107,8 +104,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--store", help="store folder (default: a temporary one)")
-    ap.add_argument("--table", default=str(SHARED_TABLE) if SHARED_TABLE.is_file() else None,
-                    help="NAS-Bench-201 table (default: the shared one when present, else none)")  # fmt: skip
+    ap.add_argument("--table", default=ENV_TABLE,
+                    help="NAS-Bench-201 table (default: $RAY_NAS_NB201_TABLE, else none)")  # fmt: skip
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or tmp
