@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from ray_nas import store
@@ -70,6 +71,11 @@ def test_a_killed_trial_is_named_with_what_to_do(ray_session, write_job, monkeyp
     assert "Traceback" not in out + err and "ray-nas sweep: unexpected error" not in err
     done = [ln for ln in out.splitlines() if "1 trials did not complete" in ln]
     assert done and "; 1 of them killed on node " in done[0], out[-3000:]
+    # its status says so (it had stayed `running`): trials.parquet, and a rerun resumes it
+    trials = pd.read_parquet(f"{load_spec(job).job_dir}/trials.parquet")
+    row = trials.set_index("run_id").loc[rid]
+    assert row.status == "failed" and row.error.startswith("its process was killed on node ")
+    assert row.epochs_done == 1
 
 
 def _killed_task(x: int) -> int:

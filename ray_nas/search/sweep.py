@@ -36,6 +36,7 @@ from ray_nas.search.integrity import (
     check_store_writable,
     check_trials,
     redo_trial,
+    status_row,
     typed_command,
     write_job_yaml,
 )
@@ -281,6 +282,8 @@ def run_sweep(
             interrupted = _tune(spec, todo, log, killed)
         except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over SIGINT
             interrupted = True
+        if not interrupted:
+            _close_dead_trials(spec.job_dir, [rid for _, rid, _ in todo], killed)
     status = store.consolidate_trials(spec.job_dir)
     result = dict(zip(status["run_id"], status["status"]))
     if interrupted:
@@ -303,6 +306,23 @@ def run_sweep(
         log(f"sweep {spec.name}: {len(diverged)} trials diverged (a non-finite loss or alpha): "
             f"{', '.join(diverged)}; see trials.parquet's stop_reason")  # fmt: skip
     return result
+
+
+def _close_dead_trials(job_dir: str, rids: list[str], killed: dict[str, str]) -> None:
+    """After Tune has ended, a trial of this sweep whose status still says `running` is not
+    running: its process died without a word (SIGKILL, the OOM killer, a lost node). Its status
+    becomes `failed` with why, so trials.parquet and `ray-nas status` say so; a rerun resumes it
+    (a failed trial is not complete)."""
+    for rid in rids:
+        row = status_row(store.trial_paths(job_dir, rid)["status"])
+        if row is None or row.get("status") != "running":
+            continue
+        why = (
+            f"its process was {killed_hint(killed[rid])}"
+            if rid in killed
+            else "its process ended without reporting (killed, or its node was lost)"
+        )
+        store.update_status(job_dir, rid, status="failed", error=why[:500], updated=time.time())
 
 
 class SweepInterrupted(KeyboardInterrupt):

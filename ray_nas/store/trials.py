@@ -273,6 +273,20 @@ def write_status(job_dir: str, run_id: str, row: dict) -> None:
     write_table(pa.Table.from_pylist([row]), trial_paths(job_dir, run_id)["status"])
 
 
+def update_status(job_dir: str, run_id: str, **changes) -> dict | None:
+    """The trial's status row with `changes` applied, rewritten (the row's values as written,
+    not through pandas); None, and nothing written, when the trial has no readable status."""
+    path = trial_paths(job_dir, run_id)["status"]
+    try:
+        fs, p = _fs_path(path)
+        row = read_parquet_file(p, fs).to_pylist()[0]
+    except Exception:  # noqa: BLE001 - missing or unreadable: nothing to update
+        return None
+    row.update(changes)
+    write_status(job_dir, run_id, row)
+    return row
+
+
 def read_status(job_dir: str):
     """All trials' status rows as a DataFrame (empty if none)."""
     import pandas as pd
