@@ -36,7 +36,6 @@ from ray_nas.search.integrity import (
     check_store_writable,
     check_trials,
     redo_trial,
-    status_row,
     typed_command,
     write_job_yaml,
 )
@@ -282,9 +281,10 @@ def run_sweep(
             interrupted = _tune(spec, todo, log, killed)
         except KeyboardInterrupt:  # a second Ctrl-C, or one before Tune took over SIGINT
             interrupted = True
-        if not interrupted:
-            _close_dead_trials(spec.job_dir, [rid for _, rid, _ in todo], killed)
-    status = store.consolidate_trials(spec.job_dir)
+    status = store.read_status(spec.job_dir)  # once: the dead trials' rows are mended in it
+    if todo and not interrupted:
+        status = _close_dead_trials(spec.job_dir, status, [rid for _, rid, _ in todo], killed)
+    status = store.consolidate_trials(spec.job_dir, status)
     result = dict(zip(status["run_id"], status["status"]))
     if interrupted:
         complete = sum(result.get(rid) in FINAL_STATUSES for rid in rids)
@@ -308,21 +308,22 @@ def run_sweep(
     return result
 
 
-def _close_dead_trials(job_dir: str, rids: list[str], killed: dict[str, str]) -> None:
+def _close_dead_trials(job_dir: str, status, rids: list[str], killed: dict[str, str]):
     """After Tune has ended, a trial of this sweep whose status still says `running` is not
     running: its process died without a word (SIGKILL, the OOM killer, a lost node). Its status
-    becomes `failed` with why, so trials.parquet and `ray-nas status` say so; a rerun resumes it
-    (a failed trial is not complete)."""
-    for rid in rids:
-        row = status_row(store.trial_paths(job_dir, rid)["status"])
-        if row is None or row.get("status") != "running":
-            continue
+    file becomes `failed` with why, so trials.parquet and `ray-nas status` say so; a rerun resumes
+    it (a failed trial is not complete). `status`: the job's status rows; returned mended."""
+    dead = status["run_id"].isin(rids) & status["status"].eq("running")
+    for i in status.index[dead]:
+        rid = status.at[i, "run_id"]
         why = (
             f"its process was {killed_hint(killed[rid])}"
             if rid in killed
             else "its process ended without reporting (killed, or its node was lost)"
-        )
-        store.update_status(job_dir, rid, status="failed", error=why[:500], updated=time.time())
+        )[:500]
+        if store.update_status(job_dir, rid, status="failed", error=why, updated=time.time()):
+            status.loc[i, ["status", "error"]] = ["failed", why]
+    return status
 
 
 class SweepInterrupted(KeyboardInterrupt):

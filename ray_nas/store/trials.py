@@ -309,9 +309,10 @@ def read_status(job_dir: str):
     return pd.concat(frames, ignore_index=True).sort_values("run_id", ignore_index=True)
 
 
-def consolidate_trials(job_dir: str):
-    """Rewrite `{job}/trials.parquet` from the per-trial status files; returns the frame."""
-    df = read_status(job_dir)
+def consolidate_trials(job_dir: str, status=None):
+    """Rewrite `{job}/trials.parquet` from the per-trial status files (or `status`, their rows
+    as the caller already read them); returns the frame."""
+    df = read_status(job_dir) if status is None else status
     write_frame(df, f"{job_dir.rstrip('/')}/trials.parquet")
     return df
 
