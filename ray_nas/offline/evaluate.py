@@ -84,9 +84,14 @@ def run_evaluate(
         f"{time.perf_counter() - t0:.1f}s to read")  # fmt: skip
     for rid, why in sorted(res.problems.items()):
         log(f"  skipped trial {rid}: {why} (`{redo_command(spec, rid)}` runs it again)")
-    if pt.run_pt(spec, res.trials, res.criteria, res.status, pt_map=retrain_map, log=log):
-        for key in ("pt_cache", "_scores", "fresh", "_selected"):  # read again with the new rows
+    cache = None
+    if pt.stage_specs(res.criteria):  # darts_pt: its projections first (pt.parquet only then)
+        cache = pt.run_pt(spec, res.trials, res.criteria, res.status, res.pt_cache,
+                          pt_map=retrain_map, log=log)  # fmt: skip
+    if cache is not None:  # derived again with the new rows
+        for key in ("_scores", "fresh", "_selected"):
             res.__dict__.pop(key, None)
+        res.__dict__["pt_cache"] = cache
     sel = res.fresh
     uncovered = res.benchmark is None or res.metric is None or res.metric not in sel
     if uncovered and spec.evaluate.retrain is not None:

@@ -57,14 +57,13 @@ def _ended(status: pd.DataFrame | None) -> set[str]:
 def pending(
     trials: list[store.TrialData],
     specs: list[crit.CriterionSpec],
-    status: pd.DataFrame | None,
+    ended: set[str],
     cache: pd.DataFrame | None,
 ) -> list[tuple[store.TrialData, crit.CriterionSpec]]:
-    """(trial, spec) pairs the cache lacks, for the ended trials of the job."""
+    """(trial, spec) pairs the cache lacks, for the ended trials (`ended`, run_ids) of the job."""
     done = set()
     if cache is not None:
         done = set(zip(cache["run_id"], cache["params"], cache["epoch"].astype(int)))
-    ended = _ended(status)
     return [
         (t, c) for c in stage_specs(specs) for t in trials
         if t.run_id in ended and (t.run_id, c.params_json, _last_epoch(t)) not in done
@@ -89,21 +88,22 @@ def run_pt(
     trials: list[store.TrialData],
     specs: list[crit.CriterionSpec],
     status: pd.DataFrame | None,
+    cache: pd.DataFrame | None,
     pt_map: Callable | None = None,
     log: Callable[[str], None] = print,
-) -> int:
-    """Project every ended trial the cache lacks for the stage criteria among `specs`, append the
-    results to pt.parquet; returns how many ran. `pt_map`: search.sweep.ray_map (one task per
-    trial, the job's `resources`), else one after another here."""
+) -> pd.DataFrame | None:
+    """Project every ended trial the cache (`cache`: the job's pt.parquet as read, or None) lacks
+    for the stage criteria among `specs`, append the results to pt.parquet; returns the cache as
+    written, or None when nothing ran. `pt_map`: search.sweep.ray_map (one task per trial, the
+    job's `resources`), else one after another here."""
     if not stage_specs(specs):
-        return 0
-    cache = read_cache(spec.job_dir)
-    todo = pending(trials, specs, status, cache)
+        return None
     ended = _ended(status)
+    todo = pending(trials, specs, ended, cache)
     n = sum(t.run_id in ended for t in trials) * len(stage_specs(specs))
     log(f"darts_pt: {n} projections, {n - len(todo)} cached, {len(todo)} to run")
     if not todo:
-        return 0
+        return None
     check_checkpoints(spec, todo)
     from ray_nas.search.pt import pt_task  # torch: imported on use
 
@@ -141,7 +141,7 @@ def run_pt(
                 f"{r[2]:.2f}% valid in {r[5]:.1f}s")  # fmt: skip
     log(f"darts_pt: {len(todo)} projections in {time.perf_counter() - t0:.1f}s, cached in "
         f"{spec.job_dir}/{PT_CACHE}")  # fmt: skip
-    return len(todo)
+    return cache
 
 
 def pt_rows(
