@@ -302,25 +302,14 @@ COMMAND_LINE: list[str] | None = None
 
 
 def redo_command(spec: JobSpec, rid: str, command: str | None = None) -> str:
-    """`ray-nas <command> JOB [--set ...] --redo RID`: the command typed (its --set options kept,
-    any --redo it had replaced), else one built from the job file (command: sweep by default)."""
+    """`ray-nas <command> JOB [--set ...] --redo RID`: the command typed (its options kept, any
+    --redo it had replaced; an `evaluate`'s trials are the sweep's: its job and --set), else one
+    built from the job file (command: sweep by default)."""
     line = COMMAND_LINE
     if line and len(line) > 2 and line[1] in ("sweep", "search", "evaluate"):
-        typed = line[1] if line[1] != "evaluate" else "sweep"  # evaluate's trials: the sweep's
+        typed = line[1] if line[1] != "evaluate" else "sweep"
         if command is None or command == typed:
-            args, skip = [line[0], typed], False
-            for a in line[2:]:
-                if skip:
-                    skip = False
-                    if line[1] == "sweep" or not a.startswith("-"):
-                        continue  # the RUN_ID of --redo (search's --redo may have none)
-                if a == "--redo":
-                    skip = True
-                    continue
-                if a.startswith("--redo=") or (line[1] == "evaluate" and a == "--no-evaluate"):
-                    continue
-                args.append(a)
-            return shlex.join([*args, "--redo", rid])
+            return f"{typed_command(spec, typed, flags=line[1] != 'evaluate')} --redo {rid}"
     return f"ray-nas {command or 'sweep'} {shlex.quote(spec.source or '<job.yaml>')} --redo {rid}"
 
 
@@ -331,12 +320,17 @@ def typed_command(spec: JobSpec, command: str, flags: bool = False) -> str:
     line = COMMAND_LINE
     if not (line and len(line) > 2 and line[1] in ("sweep", "search", "evaluate")):
         return f"ray-nas {command} {shlex.quote(spec.source or '<job.yaml>')}"
-    args, it = [line[0], command], iter(line[2:])
-    for a in it:
-        if a in ("--set", "--redo", "--trial", "--trial-index"):  # the options with a value
-            value = next(it, None)
-            if value is not None and (a == "--set" or (flags and a != "--redo")):
-                args += [a, value]
+    args, rest, i = [line[0], command], line[2:], 0
+    while i < len(rest):
+        a = rest[i]
+        i += 1
+        if a == "--redo":  # and its RUN_ID (search's --redo may have none)
+            if i < len(rest) and (line[1] == "sweep" or not rest[i].startswith("-")):
+                i += 1
+        elif a in ("--set", "--trial", "--trial-index"):  # the options with a value
+            if i < len(rest) and (a == "--set" or flags):
+                args += [a, rest[i]]
+            i += 1
         elif a.startswith("--redo="):
             continue
         elif not a.startswith("-") or a.startswith("--set=") or flags:
