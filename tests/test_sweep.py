@@ -1,6 +1,7 @@
 """The sweep on a real local Ray (shared by these tests), results in a real MLflow."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -108,7 +109,10 @@ def test_driver_killed_then_resumed(ray_session, write_job):
     time.sleep(1)  # let Ray reap the dead driver's trial actors
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"{len(done)} already complete" in r.stdout
+    # A trial can still finish between the status read above and the kill (or before Ray reaps the
+    # dead driver's actors), so the resumed sweep may find more complete than `done`, never fewer.
+    m = re.search(r"(\d+) already complete", r.stdout)
+    assert m and len(done) <= int(m.group(1)) <= 4, r.stdout[:400]
     st = store.read_status(spec.job_dir)
     assert len(st) == 4 and set(st.status) == {"completed"}
     ep = _epochs(spec)
