@@ -370,14 +370,10 @@ def write_new_runs(store, exp_id: str, runs: list[dict]) -> None:
             if k not in param_names:
                 param_names.add(_validate_param(k, v).key)
             param_rows.append((k, v[:MAX_PARAM_VAL_LENGTH], rid))
-        ts, points, latest = int(r["timestamp"]), {}, {}
-        for key, value, step in r["metrics"]:
-            points[(key, step, value)] = (key, value, step)  # MLflow's key (timestamp: one)
-        for key, value, step in sorted(points.values(), key=lambda m: (m[0], m[2])):
+        ts, latest = int(r["timestamp"]), {}
+        for key, value, step in _points(r["metrics"]):
             metric_rows.append((key, value, ts, step, False, rid))
-            old = latest.get(key)
-            if old is None or (step, value) > (old[2], old[1]):
-                latest[key] = (key, value, step)
+            latest[key] = (key, value, step)  # the last of its key: the highest (step, value)
         latest_rows.extend((k, v, ts, s, False, rid) for k, v, s in latest.values())
         names.update(latest)
     for key in names:
@@ -410,6 +406,75 @@ def _sqlite_cache(conn):
     finally:
         cursor.execute(f"PRAGMA cache_size = {int(before)}")
         cursor.close()
+
+
+def _points(metrics: list[tuple[str, float, int]]) -> list[tuple[str, float, int]]:
+    """A run's (key, value, step) points once each (MLflow's primary key: one timestamp per
+    call), sorted by key, step and value (see _insert)."""
+    return sorted(set(metrics), key=lambda m: (m[0], m[2], m[1]))
+
+
+def append_runs(store, runs: list[dict]) -> None:
+    """Finished runs' new epochs (a resumed search) in one transaction on an SQL backend
+    (`fast_store`): the rows MLflow's `update_run` (RUNNING), `log_batch` (the new points and
+    tags) and `set_terminated` leave, `latest_metrics` by MLflow's rule (the highest step, then
+    timestamp, then value, the stored one included). Each of `runs`: {"run_id", "end" (ms or
+    None: now), "tags": {key: value} (set or replaced), "metrics": [(key, value, step)] (finite
+    values), "timestamp" (ms, of every point)}."""
+    import sqlalchemy
+    from mlflow.entities import RunStatus
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
+    from mlflow.utils.validation import _validate_metric_name, _validate_tag
+
+    if not runs:
+        return
+    now = int(time.time() * 1000)
+    metric_rows, tag_rows, names = [], [], set()
+    latest: dict[tuple[str, str], tuple] = {}  # (run, key) -> (key, value, timestamp, step)
+    for r in sorted(runs, key=lambda r: r["run_id"]):
+        rid, ts = r["run_id"], int(r["timestamp"])
+        for key, value, step in _points(r["metrics"]):
+            metric_rows.append((key, value, ts, step, False, rid))
+            latest[(rid, key)] = (key, value, ts, step)
+            names.add(key)
+        for k, v in r["tags"].items():
+            t = _validate_tag(k, v)
+            tag_rows.append((t.key, t.value, rid))
+    for key in names:
+        _validate_metric_name(key)
+    lm, tags, run_table = SqlLatestMetric.__table__, SqlTag.__table__, SqlRun.__table__
+    ids = sorted({r["run_id"] for r in runs})
+    by = sqlalchemy.bindparam
+    with store.ManagedSessionMaker(read_only=False) as session:
+        conn = session.connection()
+        stale = []  # (run, key) of stored latest values the new points replace
+        for i in range(0, len(ids), 500):
+            query = sqlalchemy.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.timestamp,
+                                      lm.c.step).where(lm.c.run_uuid.in_(ids[i : i + 500]))  # fmt: skip
+            for rid, key, value, ts, step in conn.execute(query):
+                new = latest.get((rid, key))
+                if new is None:
+                    continue
+                if (new[3], new[2], new[1]) > (step, ts, value):
+                    stale.append({"rid": rid, "k": key})
+                else:
+                    del latest[(rid, key)]  # the stored value stays the latest
+        where = lambda t: t.delete().where(t.c.run_uuid == by("rid"), t.c.key == by("k"))  # noqa: E731
+        if stale:
+            conn.execute(where(lm), stale)
+        if tag_rows:
+            conn.execute(where(tags), [{"rid": rid, "k": k} for k, _v, rid in tag_rows])
+        with _sqlite_cache(conn):
+            _insert(conn, SqlMetric.__table__, COLUMNS["metrics"], metric_rows)
+            rows = [(k, v, ts, s, False, rid) for (rid, _k), (k, v, ts, s) in latest.items()]
+            _insert(conn, lm, COLUMNS["latest_metrics"], sorted(rows, key=lambda r: r[5]))
+            _insert(conn, tags, COLUMNS["tags"], tag_rows)
+        conn.execute(
+            run_table.update()
+            .where(run_table.c.run_uuid == by("rid"))
+            .values(status=RunStatus.to_string(RunStatus.FINISHED), end_time=by("end_ms")),
+            [{"rid": r["run_id"], "end_ms": r["end"] or now} for r in runs],
+        )
 
 
 #: The columns of the rows `write_new_runs` builds, table by table (MLflow's names)
@@ -537,6 +602,7 @@ def _log_job(
     groups = res.groups if res is not None else {}
     times = _status_times(res.status if res is not None else None)
     pending: list[dict] = []  # new runs for write_new_runs
+    updates: list[dict] = []  # finished runs' new epochs for append_runs
     for trial in result.trials:
         n_epochs = str(len(trial.epochs["epoch"]))
         start, end = times.get(trial.run_id, (None, None))
@@ -562,6 +628,16 @@ def _log_job(
             }
             text["run_id"] = trial.run_id
             params = [(k, v[:6000]) for k, v in text.items()]
+        if fast and not fresh:  # its new points, epoch count and end: one transaction
+            updates.append({
+                "run_id": run.info.run_id, "end": end, "tags": {EPOCHS_TAG: n_epochs},
+                "timestamp": int(time.time() * 1000),
+                "metrics": [(k, float(v), int(s)) for k, v, s in items if math.isfinite(v)],
+            })  # fmt: skip
+            if len(updates) >= NEW_RUNS_PER_TRANSACTION:
+                append_runs(fast, updates)
+                updates.clear()
+            continue
         if fresh and fast:  # the run, its tags, params, metrics and end: one transaction
             tags = {KEY_TAG: f"trial:{trial.run_id}", EPOCHS_TAG: n_epochs, **tags}
             pending.append({
@@ -584,6 +660,8 @@ def _log_job(
         client.set_terminated(rid, "FINISHED", end_time=end)
     if pending:
         write_new_runs(fast, exp_id, pending)
+    if updates:
+        append_runs(fast, updates)
     latest = client.get_run(pid).data.metrics if not parent_fresh else {}
     _log_summary(client, pid, result.summary, getattr(result, "metric", ""), latest)
     _log_parent(client, pid, spec, result, resolved_job_dict(spec), report_path)
