@@ -311,8 +311,8 @@ def _sql_runs_by_key(store, exp_id: str) -> dict[str, list]:
 
 
 def write_new_runs(store, exp_id: str, runs: list[dict]) -> None:
-    """New runs, whole, in one transaction of INSERTs (one statement a table) on an SQL backend (`fast_store`):
-    exactly the rows MLflow's `create_run` (with tags and run_name), `log_batch` (params,
+    """New runs, whole, in one transaction of INSERTs (one statement a table) on an SQL backend
+    (`fast_store`): exactly the rows MLflow's `create_run` (with tags and run_name), `log_batch` (params,
     metrics) and `set_terminated` (FINISHED) leave, in every table they write: `runs`, `tags`,
     `params`, `metrics`, `latest_metrics`. Each of `runs`: {"run_id", "name", "start", "end"
     (ms or None: now), "tags": {key: value}, "params": [(key, value)], "metrics": [(key, value,
