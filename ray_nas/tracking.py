@@ -552,9 +552,11 @@ def log_job(
     """Write (or complete) the job's MLflow experiment from what `offline.evaluate.run_evaluate`
     computed (`result`: its trials, selections, summary and summary_text). Returns counts.
 
-    Each trial's run takes a few calls: created with its tags, its params, metrics and epoch
-    count in batches (`log_batches`), a new run's metrics in one transaction on an SQL backend
-    (`write_new_runs`, many runs a transaction; `fast_sql=False` uses log_batch there too), then finished.
+    On an SQL backend of MLflow's schema SCHEMA_REVISION (`fast_store`), new trial runs are
+    written whole and resumed ones get their new epochs, many runs a transaction
+    (`write_new_runs`, `append_runs`); otherwise (a server, another schema, `fast_sql=False`)
+    each run takes a few calls: created with its tags, its params, metrics and epoch count in
+    batches (`log_batches`), then finished.
 
     Raises TrackingOutage (one line) when the backend cannot be reached or fails meanwhile; what
     was logged so far is completed, not duplicated, by the next call.
