@@ -29,8 +29,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -169,10 +172,11 @@ def _of_store(runs: list, key: str) -> list:
 def _get_or_create(
     client, exp_id: str, existing: dict, key: str, name: str, parent: str | None, log,
     tags: dict[str, str] | None = None, start_time: int | None = None,
-    create_tags: dict[str, str] | None = None,
+    create_tags: dict[str, str] | None = None, create: bool = True,
 ):  # fmt: skip
     """(run, fresh) for a key: a FINISHED run is reused (the caller marks it RUNNING only if it
-    writes to it; renamed when `name` changed); unfinished or duplicate runs are deleted."""
+    writes to it; renamed when `name` changed); unfinished or duplicate runs are deleted. A new
+    run is created unless `create` is False: (None, True), the caller writes it whole."""
     runs = existing.get(key, [])
     keep = next((r for r in runs if r.info.status == "FINISHED"), None)
     for r in runs:
@@ -186,6 +190,8 @@ def _get_or_create(
             if keep.data.tags.get(k) != v:
                 client.set_tag(keep.info.run_id, k, v)
         return keep, False
+    if not create:
+        return None, True
     tags = {KEY_TAG: key, EPOCHS_TAG: "0", **(tags or {}), **(create_tags or {})}
     if parent:
         tags["mlflow.parentRunId"] = parent
@@ -248,73 +254,260 @@ def _sql_store(client):
     return store if isinstance(store, SqlAlchemyStore) else None
 
 
-def write_new_runs(client, runs: list[tuple[str, list, list]]) -> bool:
-    """New runs' params and metrics, and their end (FINISHED), in one transaction of multi-row
-    INSERTs when the backend is an SQL database (the rows MLflow's own log_batch and
-    set_terminated leave: metric history, latest value per key, params, run status); False, with
-    nothing written, when it is not, and the caller uses the public calls. `runs`: (MLflow run
-    id, [Metric], [Param]) of runs create_run made and nothing else wrote to.
+#: The MLflow database schema (its alembic revision, MLflow 3.17's) whose tables `write_new_runs`
+#: writes rows for; a database of another revision is written through MLflow's API instead.
+SCHEMA_REVISION = "dc11669786a5"
 
-    MLflow's SQL store builds one ORM object per metric point, updates the latest values key by
-    key and commits every call on its own (params, metrics, tags, status: each a disk sync): ~1 ms
-    a point, 50 minutes for 10,000 trials of 50 epochs. Names are checked by MLflow's own rules
-    first, so nothing is written that log_batch would refuse; a crash before the commit leaves
-    the runs as create_run made them (RUNNING), which the next log replaces."""
+
+def fast_store(client, log: Callable[[str], None] = print):
+    """The SQL store that `write_new_runs` and `_sql_runs_by_key` may use directly: the client's
+    SQL backend when its schema is SCHEMA_REVISION (MLflow's tables as `write_new_runs` knows
+    them); None for a server or file store, and None with one line logged for another schema
+    revision (a newer or older MLflow), whose rows only MLflow's own calls may write."""
     store = _sql_store(client)
     if store is None:
-        return False
+        return None
     try:
         import sqlalchemy
-        from mlflow.store.tracking.dbmodels.models import (
-            SqlLatestMetric,
-            SqlMetric,
-            SqlParam,
-            SqlRun,
-        )
-        from mlflow.utils.validation import _validate_metric_name, _validate_param_name
-    except ImportError:  # another MLflow layout: the public calls do it
-        return False
+
+        with store.ManagedSessionMaker() as session:
+            found = session.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
+            revision = found.scalar()
+    except Exception as e:  # noqa: BLE001 - no such table or column: not a schema we know
+        revision = f"unreadable ({type(e).__name__})"
+    if revision != SCHEMA_REVISION:
+        log(f"  mlflow: database schema {revision}, not {SCHEMA_REVISION} (MLflow 3.17) that "
+            "ray_nas writes rows for directly: logging through MLflow's API (slower)")  # fmt: skip
+        return None
+    return store
+
+
+def _sql_runs_by_key(store, exp_id: str) -> dict[str, list]:
+    """`_runs_by_key` in one query on an SQL backend: the experiment's active runs with a key tag,
+    each as (run_id, status, run_name) and the tags ray_nas reads (key, store, epochs, run_id,
+    parent), not their metrics and params (MLflow's search_runs loads those: ~7 ms a run)."""
+    import sqlalchemy
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+
+    runs, tags = SqlRun.__table__, SqlTag.__table__
+    wanted = (KEY_TAG, STORE_TAG, EPOCHS_TAG, RUN_ID_TAG, "mlflow.parentRunId")
+    query = (
+        sqlalchemy.select(runs.c.run_uuid, runs.c.status, runs.c.name, tags.c.key, tags.c.value)
+        .join(tags, tags.c.run_uuid == runs.c.run_uuid)
+        .where(runs.c.experiment_id == int(exp_id), runs.c.lifecycle_stage == "active",
+               tags.c.key.in_(wanted))
+    )  # fmt: skip
+    found: dict[str, tuple] = {}
+    with store.ManagedSessionMaker() as session:
+        for rid, status, name, key, value in session.execute(query):
+            found.setdefault(rid, (status, name, {}))[2][key] = value
+    out: dict[str, list] = {}
+    for rid, (status, name, run_tags) in found.items():
+        if run_tags.get(KEY_TAG):
+            info = SimpleNamespace(run_id=rid, status=status, run_name=name)
+            run = SimpleNamespace(info=info, data=SimpleNamespace(tags=run_tags))
+            out.setdefault(run_tags[KEY_TAG], []).append(run)
+    return out
+
+
+def write_new_runs(store, exp_id: str, runs: list[dict]) -> None:
+    """New runs, whole, in one transaction of INSERTs (one statement a table) on an SQL backend
+    (`fast_store`): exactly the rows MLflow's `create_run` (with tags and run_name), `log_batch` (params,
+    metrics) and `set_terminated` (FINISHED) leave, in every table they write: `runs`, `tags`,
+    `params`, `metrics`, `latest_metrics`. Each of `runs`: {"run_id", "name", "start", "end"
+    (ms or None: now), "tags": {key: value}, "params": [(key, value)], "metrics": [(key, value,
+    step)] (finite values), "timestamp" (ms, of every point)}.
+
+    MLflow's SQL store creates a run in its own transaction (~40 ms: it reads the experiment and
+    the run's inputs back), builds one ORM object per metric point and commits every call
+    separately (a disk sync each): ~1 ms a point, 50 minutes for 10,000 trials of 50 epochs.
+    Names and lengths are checked by MLflow's own rules first, so nothing is written that its
+    calls would refuse; a crash before the commit leaves nothing of these runs."""
+    import sqlalchemy
+    from mlflow.entities import LifecycleStage, RunStatus, SourceType
+    from mlflow.store.tracking.dbmodels.models import (
+        SqlExperiment,
+        SqlLatestMetric,
+        SqlMetric,
+        SqlParam,
+        SqlRun,
+        SqlTag,
+    )
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+    from mlflow.utils.uri import append_to_uri_path
+    from mlflow.utils.validation import (
+        MAX_PARAM_VAL_LENGTH,
+        _validate_metric_name,
+        _validate_param,
+        _validate_tag,
+    )
+
     if not runs:
-        return True
-    metric_rows, latest_rows, param_rows, names = [], [], [], set()
-    for run_id, metrics, params, *_end in runs:
-        rows, latest = {}, {}
-        for m in metrics:
-            row = {"run_uuid": run_id, "key": m.key, "value": float(m.value),
-                   "timestamp": int(m.timestamp), "step": int(m.step), "is_nan": False}  # fmt: skip
-            rows[(m.key, row["timestamp"], row["step"], row["value"])] = row  # MLflow's key
-            old = latest.get(m.key)
-            if old is None or (row["step"], row["timestamp"], row["value"]) > (
-                old["step"],
-                old["timestamp"],
-                old["value"],
-            ):
-                latest[m.key] = row
-        metric_rows.extend(rows.values())
-        latest_rows.extend(latest.values())
-        param_rows.extend({"run_uuid": run_id, "key": p.key, "value": p.value} for p in params)
+        return
+    experiments = SqlExperiment.__table__
+    with store.ManagedSessionMaker() as session:
+        location = session.execute(
+            sqlalchemy.select(experiments.c.artifact_location).where(
+                experiments.c.experiment_id == int(exp_id)
+            )
+        ).scalar_one()
+    now = int(time.time() * 1000)
+    run_rows, tag_rows, param_rows, metric_rows, latest_rows = [], [], [], [], []
+    names: set[str] = set()
+    param_names: set[str] = set()
+    for r in sorted(runs, key=lambda r: r["run_id"]):  # the indexes' order: see _insert
+        rid = r["run_id"]
+        run_rows.append((
+            rid, r["name"], SourceType.to_string(SourceType.UNKNOWN), "", "", "unknown",
+            RunStatus.to_string(RunStatus.FINISHED), r["start"] or now, r["end"] or now, None, "",
+            LifecycleStage.ACTIVE, append_to_uri_path(location, rid, store.ARTIFACTS_FOLDER_NAME),
+            int(exp_id),
+        ))  # fmt: skip
+        for k, v in {**r["tags"], MLFLOW_RUN_NAME: r["name"]}.items():
+            t = _validate_tag(k, v)
+            tag_rows.append((t.key, t.value, rid))
+        for k, v in r["params"]:
+            if k not in param_names:
+                param_names.add(_validate_param(k, v).key)
+            param_rows.append((k, v[:MAX_PARAM_VAL_LENGTH], rid))
+        ts, latest = int(r["timestamp"]), {}
+        for key, value, step in _points(r["metrics"]):
+            metric_rows.append((key, value, ts, step, False, rid))
+            latest[key] = (key, value, step)  # the last of its key: the highest (step, value)
+        latest_rows.extend((k, v, ts, s, False, rid) for k, v, s in latest.values())
         names.update(latest)
     for key in names:
         _validate_metric_name(key)
-    for key in {p["key"] for p in param_rows}:
-        _validate_param_name(key)
-    run_table = SqlRun.__table__
     with store.ManagedSessionMaker(read_only=False) as session:
-        for table, rows in ((SqlParam, param_rows), (SqlMetric, metric_rows),
-                            (SqlLatestMetric, latest_rows)):  # fmt: skip
-            if rows:
-                session.execute(sqlalchemy.insert(table.__table__), rows)
-        now = int(time.time() * 1000)
-        ends: dict[int, list[str]] = {}  # end time (ms; the trial's own where given) -> runs
-        for rid, _m, _p, *end in runs:
-            ends.setdefault(end[0] if end and end[0] is not None else now, []).append(rid)
-        for end_time, rids in ends.items():
-            session.execute(
-                sqlalchemy.update(run_table)
-                .where(run_table.c.run_uuid.in_(rids))
-                .values(status="FINISHED", end_time=int(end_time))
-            )
-    return True
+        conn = session.connection()
+        with _sqlite_cache(conn):
+            for model, rows in ((SqlRun, run_rows), (SqlTag, tag_rows), (SqlParam, param_rows),
+                                (SqlMetric, metric_rows), (SqlLatestMetric, latest_rows)):  # fmt: skip
+                _insert(conn, model.__table__, COLUMNS[model.__tablename__], rows)
+
+
+#: SQLite's page cache (KiB) while write_new_runs inserts: its default (2 MB) made each insert
+#: into the metrics indexes a page read once the file outgrew it (4x slower at 2,000 runs)
+SQLITE_CACHE_KIB = 65536
+
+
+@contextmanager
+def _sqlite_cache(conn):
+    """SQLITE_CACHE_KIB of page cache on this SQLite connection meanwhile (then its own setting
+    again; a setting of the connection alone, nothing in the file); other databases: nothing."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    cursor = conn.connection.cursor()
+    try:
+        before = cursor.execute("PRAGMA cache_size").fetchone()[0]
+        cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+        yield
+    finally:
+        cursor.execute(f"PRAGMA cache_size = {int(before)}")
+        cursor.close()
+
+
+def _points(metrics: list[tuple[str, float, int]]) -> list[tuple[str, float, int]]:
+    """A run's (key, value, step) points once each (MLflow's primary key: one timestamp per
+    call), sorted by key, step and value (see _insert)."""
+    return sorted(set(metrics), key=lambda m: (m[0], m[2], m[1]))
+
+
+def append_runs(store, runs: list[dict]) -> None:
+    """Finished runs' new epochs (a resumed search) in one transaction on an SQL backend
+    (`fast_store`): the rows MLflow's `update_run` (RUNNING), `log_batch` (the new points and
+    tags) and `set_terminated` leave, `latest_metrics` by MLflow's rule (the highest step, then
+    timestamp, then value, the stored one included). Each of `runs`: {"run_id", "end" (ms or
+    None: now), "tags": {key: value} (set or replaced), "metrics": [(key, value, step)] (finite
+    values), "timestamp" (ms, of every point)}."""
+    import sqlalchemy
+    from mlflow.entities import RunStatus
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun, SqlTag
+    from mlflow.utils.validation import _validate_metric_name, _validate_tag
+
+    if not runs:
+        return
+    now = int(time.time() * 1000)
+    metric_rows, tag_rows, names = [], [], set()
+    latest: dict[tuple[str, str], tuple] = {}  # (run, key) -> (key, value, timestamp, step)
+    for r in sorted(runs, key=lambda r: r["run_id"]):
+        rid, ts = r["run_id"], int(r["timestamp"])
+        for key, value, step in _points(r["metrics"]):
+            metric_rows.append((key, value, ts, step, False, rid))
+            latest[(rid, key)] = (key, value, ts, step)
+            names.add(key)
+        for k, v in r["tags"].items():
+            t = _validate_tag(k, v)
+            tag_rows.append((t.key, t.value, rid))
+    for key in names:
+        _validate_metric_name(key)
+    lm, tags, run_table = SqlLatestMetric.__table__, SqlTag.__table__, SqlRun.__table__
+    ids = sorted({r["run_id"] for r in runs})
+    by = sqlalchemy.bindparam
+    with store.ManagedSessionMaker(read_only=False) as session:
+        conn = session.connection()
+        stale = []  # (run, key) of stored latest values the new points replace
+        for i in range(0, len(ids), 500):
+            query = sqlalchemy.select(lm.c.run_uuid, lm.c.key, lm.c.value, lm.c.timestamp,
+                                      lm.c.step).where(lm.c.run_uuid.in_(ids[i : i + 500]))  # fmt: skip
+            for rid, key, value, ts, step in conn.execute(query):
+                new = latest.get((rid, key))
+                if new is None:
+                    continue
+                if (new[3], new[2], new[1]) > (step, ts, value):
+                    stale.append({"rid": rid, "k": key})
+                else:
+                    del latest[(rid, key)]  # the stored value stays the latest
+        where = lambda t: t.delete().where(t.c.run_uuid == by("rid"), t.c.key == by("k"))  # noqa: E731
+        if stale:
+            conn.execute(where(lm), stale)
+        if tag_rows:
+            conn.execute(where(tags), [{"rid": rid, "k": k} for k, _v, rid in tag_rows])
+        with _sqlite_cache(conn):
+            _insert(conn, SqlMetric.__table__, COLUMNS["metrics"], metric_rows)
+            rows = [(k, v, ts, s, False, rid) for (rid, _k), (k, v, ts, s) in latest.items()]
+            _insert(conn, lm, COLUMNS["latest_metrics"], sorted(rows, key=lambda r: r[5]))
+            _insert(conn, tags, COLUMNS["tags"], tag_rows)
+        conn.execute(
+            run_table.update()
+            .where(run_table.c.run_uuid == by("rid"))
+            .values(status=RunStatus.to_string(RunStatus.FINISHED), end_time=by("end_ms")),
+            [{"rid": r["run_id"], "end_ms": r["end"] or now} for r in runs],
+        )
+
+
+#: The columns of the rows `write_new_runs` builds, table by table (MLflow's names)
+COLUMNS = {
+    "runs": ("run_uuid", "name", "source_type", "source_name", "entry_point_name", "user_id",
+             "status", "start_time", "end_time", "deleted_time", "source_version",
+             "lifecycle_stage", "artifact_uri", "experiment_id"),
+    "tags": ("key", "value", "run_uuid"),
+    "params": ("key", "value", "run_uuid"),
+    "metrics": ("key", "value", "timestamp", "step", "is_nan", "run_uuid"),
+    "latest_metrics": ("key", "value", "timestamp", "step", "is_nan", "run_uuid"),
+}  # fmt: skip
+
+
+def _insert(conn, table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Rows (tuples in `columns`' order) into `table` in one executemany; on SQLite straight to
+    its driver (SQLAlchemy's per-row parameter processing was half of the time), elsewhere
+    through SQLAlchemy. The rows come sorted by run, then key and step (the order of MLflow's
+    run_uuid and (run_uuid, key, step) indexes: an insert lands next to the one before)."""
+    import sqlalchemy
+
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join("?" * len(columns))
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
+        finally:
+            cursor.close()
+        return
+    conn.execute(sqlalchemy.insert(table), [dict(zip(columns, r)) for r in rows])
 
 
 #: New runs written to an SQL backend together (write_new_runs): one transaction each so many
@@ -359,9 +552,11 @@ def log_job(
     """Write (or complete) the job's MLflow experiment from what `offline.evaluate.run_evaluate`
     computed (`result`: its trials, selections, summary and summary_text). Returns counts.
 
-    Each trial's run takes a few calls: created with its tags, its params, metrics and epoch
-    count in batches (`log_batches`), a new run's metrics in one transaction on an SQL backend
-    (`write_new_runs`, many runs a transaction; `fast_sql=False` uses log_batch there too), then finished.
+    On an SQL backend of MLflow's schema SCHEMA_REVISION (`fast_store`), new trial runs are
+    written whole and resumed ones get their new epochs, many runs a transaction
+    (`write_new_runs`, `append_runs`); otherwise (a server, another schema, `fast_sql=False`)
+    each run takes a few calls: created with its tags, its params, metrics and epoch count in
+    batches (`log_batches`), then finished.
 
     Raises TrackingOutage (one line) when the backend cannot be reached or fails meanwhile; what
     was logged so far is completed, not duplicated, by the next call.
@@ -384,7 +579,8 @@ def _log_job(
     check_tracking(spec.tracking_uri)
     client = _client(spec.tracking_uri)
     exp_id = _experiment(client, spec.name)
-    existing = _runs_by_key(client, exp_id)
+    fast = fast_store(client, log) if fast_sql else None
+    existing = _sql_runs_by_key(fast, exp_id) if fast else _runs_by_key(client, exp_id)
     where, key = store_key(spec), f"job:{spec.name}"
     parent, parent_fresh = _get_or_create(
         client, exp_id, {key: _of_store(existing.get(key, []), where)}, key, spec.name, None,
@@ -407,53 +603,68 @@ def _log_job(
     res = getattr(result, "results", None)
     groups = res.groups if res is not None else {}
     times = _status_times(res.status if res is not None else None)
-    sql = fast_sql and write_new_runs(client, [])  # an SQL backend (writes nothing)
-    pending: list[tuple[str, list, list, int | None]] = []
+    pending: list[dict] = []  # new runs for write_new_runs
+    updates: list[dict] = []  # finished runs' new epochs for append_runs
     for trial in result.trials:
         n_epochs = str(len(trial.epochs["epoch"]))
         start, end = times.get(trial.run_id, (None, None))
         name = trial_run_name(groups.get(trial.run_id, ""), trial.config)
+        tags = {RUN_ID_TAG: trial.run_id, "mlflow.parentRunId": pid}
         run, fresh = _get_or_create(
-            client, exp_id, existing, f"trial:{trial.run_id}", name, pid, log,
-            tags={RUN_ID_TAG: trial.run_id, "mlflow.parentRunId": pid}, start_time=start,
-            create_tags={EPOCHS_TAG: n_epochs},  # a new run gets every epoch below
+            client, exp_id, existing, f"trial:{trial.run_id}", name, pid, log, tags=tags,
+            start_time=start, create_tags={EPOCHS_TAG: n_epochs},  # a new run gets every epoch
+            create=fast is None,  # on an SQL backend, a new run is written whole below
         )  # fmt: skip
-        rid = run.info.run_id
         done = int(run.data.tags.get(EPOCHS_TAG, "0")) if not fresh else 0
         items = _epoch_metrics(trial, done)
         if not fresh and not items:
             counts["unchanged"] += 1  # nothing new: no call at all for this run
             continue
         counts["created" if fresh else "updated"] += 1
+        counts["epochs_logged"] += len(trial.epochs["epoch"]) - done
         params = []
         if fresh:
-            from mlflow.entities import Param
-
             text = {
                 k: json.dumps(v) if isinstance(v, list) else str(v)
                 for k, v in flatten(trial.config).items()
             }
             text["run_id"] = trial.run_id
-            params = [Param(k, v[:6000]) for k, v in text.items()]
-        else:
-            client.update_run(rid, status="RUNNING")  # a crash from here on gets the run replaced
-        from mlflow.entities import RunTag
-
-        # a new run on an SQL backend: params, metrics and its end in one transaction;
-        # otherwise its params, new metrics and epoch count in a few log_batch calls
-        metrics = _metric_entities(items)
-        counts["epochs_logged"] += len(trial.epochs["epoch"]) - done
-        if fresh and sql:
-            pending.append((rid, metrics, params, end))
+            params = [(k, v[:6000]) for k, v in text.items()]
+        if fast and not fresh:  # its new points, epoch count and end: one transaction
+            updates.append({
+                "run_id": run.info.run_id, "end": end, "tags": {EPOCHS_TAG: n_epochs},
+                "timestamp": int(time.time() * 1000),
+                "metrics": [(k, float(v), int(s)) for k, v, s in items if math.isfinite(v)],
+            })  # fmt: skip
+            if len(updates) >= NEW_RUNS_PER_TRANSACTION:
+                append_runs(fast, updates)
+                updates.clear()
+            continue
+        if fresh and fast:  # the run, its tags, params, metrics and end: one transaction
+            tags = {KEY_TAG: f"trial:{trial.run_id}", EPOCHS_TAG: n_epochs, **tags}
+            pending.append({
+                "run_id": uuid.uuid4().hex, "name": name, "start": start, "end": end,
+                "tags": tags, "params": params, "timestamp": int(time.time() * 1000),
+                "metrics": [(k, float(v), int(s)) for k, v, s in items if math.isfinite(v)],
+            })  # fmt: skip
             if len(pending) >= NEW_RUNS_PER_TRANSACTION:
-                write_new_runs(client, pending)
+                write_new_runs(fast, exp_id, pending)
                 pending.clear()
             continue
-        log_batches(client, rid, metrics, params, [RunTag(EPOCHS_TAG, n_epochs)])
+        from mlflow.entities import Param, RunTag
+
+        # otherwise its params, new metrics and epoch count in a few log_batch calls
+        rid = run.info.run_id
+        if not fresh:
+            client.update_run(rid, status="RUNNING")  # a crash from here on gets the run replaced
+        log_batches(client, rid, _metric_entities(items), [Param(k, v) for k, v in params],
+                    [RunTag(EPOCHS_TAG, n_epochs)])  # fmt: skip
         client.set_terminated(rid, "FINISHED", end_time=end)
     if pending:
-        write_new_runs(client, pending)
-    latest = parent.data.metrics if not parent_fresh else {}
+        write_new_runs(fast, exp_id, pending)
+    if updates:
+        append_runs(fast, updates)
+    latest = client.get_run(pid).data.metrics if not parent_fresh else {}
     _log_summary(client, pid, result.summary, getattr(result, "metric", ""), latest)
     _log_parent(client, pid, spec, result, resolved_job_dict(spec), report_path)
     client.set_terminated(pid, "FINISHED")

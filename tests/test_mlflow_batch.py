@@ -1,7 +1,13 @@
 """MLflow logging in batches (real MLflow on SQLite files): MLflow's per-call limits hold, the
-SQL fast path leaves exactly the rows that the public calls leave, and reruns add nothing."""
+SQL fast path leaves exactly the rows that the public calls leave (every table), reruns add
+nothing, a resumed trial gets only its new epochs, and another schema revision takes the API."""
 
 import json
+import shutil
+import sqlite3
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from mlflow.entities import Metric, Param, RunTag
@@ -49,6 +55,107 @@ def test_log_batches_keeps_within_mlflows_limits(tmp_path):
     ]
 
 
+def _tables(db: Path, window: tuple[int, int]) -> dict[str, list]:
+    """Every row of every table of an MLflow SQLite file (but the schema's alembic_version),
+    sorted, with each run's uuid (wherever it occurs: run rows, tags such as mlflow.parentRunId,
+    artifact URIs) replaced by its key tag and each integer within `window` (ms: when the log
+    calls ran; time stamps of points, runs, experiments) replaced by "now"."""
+    con = sqlite3.connect(db)
+    try:
+        ids = dict(con.execute("SELECT run_uuid, value FROM tags WHERE key = ?",
+                               (tracking.KEY_TAG,)).fetchall())  # fmt: skip
+        out = {}
+        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            if table == "alembic_version":
+                continue
+            rows = []
+            for row in con.execute(f'SELECT * FROM "{table}"'):
+                cells = []
+                for v in row:
+                    if isinstance(v, str):
+                        for rid, key in ids.items():
+                            v = v.replace(rid, key)
+                    elif isinstance(v, int) and window[0] <= v <= window[1]:
+                        v = "now"
+                    cells.append(v)
+                rows.append(tuple(cells))
+            out[table] = sorted(rows, key=repr)
+        return out
+    finally:
+        con.close()
+
+
+def _shorter(result, epochs: int):
+    """The result with every trial cut to its first `epochs` epochs (as if still searching)."""
+    cut = [replace(t, epochs={k: v[:epochs] for k, v in t.epochs.items()},
+                   alpha=t.alpha[:epochs], weights=t.weights[:epochs]) for t in result.trials]  # fmt: skip
+    return replace(result, trials=cut)
+
+
+@pytest.mark.slow
+def test_sql_fast_path_writes_what_the_api_writes_reruns_add_nothing_resumes_append(
+    tmp_path, monkeypatch
+):
+    """One evaluated store logged to copies of one new MLflow database: by the SQL fast path
+    (`write_new_runs`), and twice as a resumed search (first 21 epochs, then all 31) by MLflow's
+    API (create_run, log_batch, update_run, set_terminated) and by the fast path
+    (`write_new_runs`, then `append_runs`): the three files hold the same rows in every table;
+    a rerun changes no row. A database of another schema revision than the rows were written
+    for (a newer MLflow's) takes the API, with one line saying so."""
+    store = write_store(str(tmp_path))
+    job = tmp_path / "job.yaml"
+    job.write_text(json.dumps({"name": "golden", "store": store, "search": {"epochs": 30},
+                               "criteria": ["final", "best_valid", {"name": "dartsplus_sc", "k": 2}],
+                               "evaluate": {"benchmark": None, "retrain": None}}))  # fmt: skip
+    spec = load_spec(job)
+    result = run_evaluate(spec, log=lambda s: None)
+    empty = tmp_path / "empty.db"
+    tracking._client(f"sqlite:///{empty}").search_experiments()  # MLflow's tables, once
+    lines, tables = [], {}
+    for how in ("fast", "api", "resumed"):
+        db = tmp_path / f"{how}.db"
+        shutil.copy(empty, db)
+        s = replace(spec, tracking_uri=f"sqlite:///{db}")
+        fast = how != "api"
+        start = int(time.time() * 1000)
+        if how != "fast":
+            first = tracking.log_job(s, _shorter(result, 21), log=lines.append, fast_sql=fast)
+            assert (first["created"], first["epochs_logged"]) == (6, 6 * 21)
+        counts = tracking.log_job(s, result, log=lines.append, fast_sql=fast)
+        if how != "fast":
+            assert (counts["created"], counts["updated"]) == (0, 6)
+            assert counts["epochs_logged"] == 6 * 10  # only the new epochs
+        else:
+            assert (counts["created"], counts["epochs_logged"]) == (6, 6 * 31)
+        window = (start, int(time.time() * 1000) + 1)
+        tables[how] = _tables(db, window)
+        again = tracking.log_job(s, result, log=lines.append, fast_sql=fast)
+        assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 6)
+        assert _tables(db, (start, int(time.time() * 1000) + 1)) == tables[how]
+        assert count_runs(s.tracking_uri, spec.name) == {
+            "runs": 7,
+            "valid_acc_points": 6 * 31,
+            "duplicate_steps": 0,
+        }
+    fast = tables["fast"]
+    for table in ("runs", "tags", "params", "metrics", "latest_metrics"):
+        assert fast[table], table
+        assert fast[table] == tables["api"][table], table
+        assert fast[table] == tables["resumed"][table], table
+    assert fast == tables["api"] == tables["resumed"]  # and every other table MLflow has
+    assert len(fast["runs"]) == 7 and {r[6] for r in fast["runs"]} == {"FINISHED"}  # status
+    assert not any("schema" in line for line in lines)
+    logged = _logged(f"sqlite:///{tmp_path}/fast.db", spec.name)
+    status, params, tags, latest, hist = next(iter(logged.values()))
+    assert status == "FINISHED" and tags[tracking.EPOCHS_TAG] == "31" and params["epochs"] == "30"
+    assert [s for s, _v in hist["valid_acc"]] == list(range(31))  # criteria: on the parent run
+    client = tracking._client(f"sqlite:///{empty}")
+    assert tracking.fast_store(client, log=lines.append) is not None
+    monkeypatch.setattr(tracking, "SCHEMA_REVISION", "0123456789ab")
+    assert tracking.fast_store(client, log=lines.append) is None
+    assert "0123456789ab" in lines[-1] and "MLflow's API" in lines[-1]
+
+
 def _logged(uri: str, name: str) -> dict:
     """Every trial run's params, tags (less MLflow's own), latest metrics and metric histories,
     by the trial's key tag."""
@@ -65,30 +172,3 @@ def _logged(uri: str, name: str) -> dict:
         tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
         out[key] = (run.info.status, run.data.params, tags, run.data.metrics, hist)
     return out
-
-
-@pytest.mark.slow
-def test_sql_fast_path_writes_what_log_batch_writes_and_reruns_add_nothing(tmp_path):
-    store = write_store(str(tmp_path))
-    job = tmp_path / "job.yaml"
-    job.write_text(json.dumps({"name": "golden", "store": store, "search": {"epochs": 30},
-                               "criteria": ["final", "best_valid", {"name": "dartsplus_sc", "k": 2}],
-                               "evaluate": {"benchmark": None, "retrain": None}}))  # fmt: skip
-    spec = load_spec(job)
-    result = run_evaluate(spec, log=lambda s: None)
-    logged = {}
-    for fast in (True, False):
-        uri = f"sqlite:///{tmp_path}/{'fast' if fast else 'plain'}.db"
-        s = spec.__class__(**{**spec.__dict__, "tracking_uri": uri})
-        counts = tracking.log_job(s, result, log=lambda x: None, fast_sql=fast)
-        assert counts["created"] == 6 and counts["epochs_logged"] == 6 * 31
-        logged[fast] = _logged(uri, spec.name)
-        first = count_runs(uri, spec.name)
-        assert first == {"runs": 7, "valid_acc_points": 6 * 31, "duplicate_steps": 0}
-        again = tracking.log_job(s, result, log=lambda x: None, fast_sql=fast)
-        assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 6)
-        assert count_runs(uri, spec.name) == first
-    assert logged[True] == logged[False]
-    status, params, tags, latest, hist = next(iter(logged[True].values()))
-    assert status == "FINISHED" and tags[tracking.EPOCHS_TAG] == "31" and params["epochs"] == "30"
-    assert [s for s, _v in hist["valid_acc"]] == list(range(31))  # criteria: on the parent run
