@@ -423,7 +423,7 @@ def test_bad_keys_are_one_line_errors_before_any_work(write_job, capsys, tmp_pat
         ({"gdas": {"tau_min": 0}}, "search.gdas.tau_min: must be > 0"),
         ({"nasp": {"init": 2}}, "search.nasp.init: must be in [0, 1], got 2"),
         ({"nasp": {"greedy": 0.1}}, "search.nasp.greedy: unknown key"),
-        ({"algorithm": "gdas", "space": "nb1shot1_s1"}, "search.algorithm: gdas does not move"),
+        ({"algorithm": "sdarts_rs", "space": "nb1shot1_s1"}, "search.algorithm: sdarts_rs does not move the input/output connection weights of nb1shot1_s1 (sdarts_rs runs on nb201 and darts)"),
     ]:  # fmt: skip
         assert main(["search", str(write_job(search=search))]) == 2
         err = capsys.readouterr().err

@@ -149,6 +149,8 @@ class AlgorithmInfo:
     """upstream's step order: the architecture step before the weight step of each batch"""
     weights_first_spaces: tuple[str, ...] = ()
     """the spaces whose upstream code steps the weights first (overrides arch_first there)"""
+    arch_first_spaces: tuple[str, ...] = ()
+    """the spaces whose upstream code steps the architecture first (overrides arch_first there)"""
     choices: tuple[str, ...] = ()
     """how this implementation differs from (or chooses among) its upstream codes, one line each
     (shown by `ray-nas algorithms` and docs/algorithms.md)"""
@@ -156,6 +158,7 @@ class AlgorithmInfo:
 
 ADAM = ("alpha.lr", "alpha.betas", "alpha.weight_decay")
 PC_KEYS = ("partial_channels", "edge_normalization")
+NB1SHOT1 = ("nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3")
 #: the weight step's clip and the running statistics, as every algorithm here does them
 _CLIP = (
     "weights.grad_clip: the norm is over the supernet weights' gradients only (as quark0/darts, "
@@ -238,13 +241,19 @@ REGISTRY: dict[str, AlgorithmInfo] = {
         AlgorithmInfo(
             "gdas", "ray_nas.algorithms.gdas:Gdas",
             "GDAS: one Gumbel-max hard sample per edge and forward (straight-through), tau "
-            "annealed; weight step, then an Adam alpha step", GdasSettings, ADAM,
-            arch_first=False,  # the weight step first, as upstream
+            "annealed; weight step, then an Adam alpha step (nb1shot1_*: nasbench-1shot1's "
+            "GDAS: a sample per cell, soft Gumbel connection weights, architecture step first, "
+            "its gradient clipped)", GdasSettings, ADAM, connections=True,
+            arch_first=False,  # the weight step first, as upstream (AutoDL)
+            arch_first_spaces=NB1SHOT1,  # nasbench-1shot1 optimizers/gdas: architect.step first
             source="D-X-Y/AutoDL-Projects@f46486e2: exps/NAS-Bench-201-algos/GDAS.py, "
-            "search_model_gdas.py",
+            "search_model_gdas.py; nb1shot1_*: automl/nasbench-1shot1@cb0f0ec6: "
+            "optimizers/gdas/model_search.py, architect.py, train_search.py",
             deviations="every op computed (value as upstream; non-sampled ops get DARTS's "
             "gradient, upstream a scalar one); weight clip excludes alpha; darts: DARTS's "
-            "genotype rule; no NAS-Bench-1Shot1",
+            "genotype rule; nb1shot1_*: tau schedule tau_max + e (tau_min - tau_max) / E as "
+            "upstream, whose default tau_min is 1 (set it), valid_acc on softmax weights "
+            "(upstream samples)",
         ),
         AlgorithmInfo(
             "snas", "ray_nas.algorithms.snas:Snas",
@@ -270,7 +279,12 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             "pc_darts", "ray_nas.algorithms.pc_darts:PcDarts",
             "PC-DARTS (yuhuixu1993/PC-DARTS @ b74702f): first-order DARTS, alpha step first, on "
             "the PC-DARTS supernet (search.partial_channels, search.edge_normalization: betas "
-            "in alpha's Adam; preset lr_scheme: pc_darts)", uses=ADAM + PC_KEYS, connections=True,
+            "in alpha's Adam; preset lr_scheme: pc_darts); nb1shot1_*: nasbench-1shot1's "
+            "PC-DARTS (partial_channels: 4, no edge normalisation, the connection weights in "
+            "alpha's Adam)", uses=ADAM + PC_KEYS, connections=True,
+            source="yuhuixu1993/PC-DARTS@b74702f: model_search.py, train_search.py, "
+            "architect.py; nb1shot1_*: automl/nasbench-1shot1@cb0f0ec6: "
+            "optimizers/pc_darts/model_search.py, train_search.py",
         ),
         AlgorithmInfo(
             "gaea_pc_darts", "ray_nas.algorithms.gaea_pc_darts:GaeaPcDarts",
@@ -305,6 +319,8 @@ def arch_first(algorithm: str, space: str, step_order: str = "upstream") -> bool
     if step_order == "weights_first":
         return False
     info = REGISTRY[algorithm]
+    if space in info.arch_first_spaces:
+        return True
     return False if space in info.weights_first_spaces else info.arch_first
 
 

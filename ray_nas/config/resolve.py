@@ -172,15 +172,15 @@ def _check_pc_darts(c: SearchConfig, w: str) -> None:
     """PC-DARTS's supernet options: where they exist, and the algorithms that need them."""
     check_positive(c.partial_channels, f"{w}.partial_channels")
     pc = c.partial_channels > 1 or c.edge_normalization
-    if c.algorithm in ("pc_darts", "gaea_pc_darts") and c.space not in ("nb201", "darts"):
+    if c.algorithm == "gaea_pc_darts" and c.space not in ("nb201", "darts"):
         raise SpecError(
-            f"{w}.algorithm: {c.algorithm} runs on nb201 and darts (PC-DARTS's supernet), "
+            f"{w}.algorithm: gaea_pc_darts runs on nb201 and darts (PC-DARTS's supernet), "
             f"not {c.space}"
         )
-    if pc and c.space not in ("nb201", "darts"):
-        key = "partial_channels" if c.partial_channels > 1 else "edge_normalization"
+    if c.edge_normalization and c.space not in ("nb201", "darts"):
         raise SpecError(
-            f"{w}.{key}: PC-DARTS's supernet options exist on nb201 and darts, not {c.space}"
+            f"{w}.edge_normalization: PC-DARTS's edge normalisation exists on nb201 and darts, "
+            f"not {c.space} (nasbench-1shot1's PC-DARTS has none; its partial_channels is)"
         )
     if c.channels % c.partial_channels:
         raise SpecError(
@@ -203,20 +203,32 @@ def _check_pc_darts(c: SearchConfig, w: str) -> None:
             raise SpecError(f"{k}.edge_clamp: must be in [0, 0.2), got {s.edge_clamp!r}")
 
 
+#: algorithms whose connection weights are NAS-Bench-1Shot1's only (upstream: nasbench-1shot1)
+_NB1SHOT1_CONNECTIONS_ONLY = ("gdas",)
+
+
 def _check_connections(c: SearchConfig, w: str) -> None:
     """A search with connection weights (NAS-Bench-1Shot1's, PC-DARTS's edge normalisation) needs
     an algorithm that moves them."""
     rows = spaces.get_space(c.space).connection_rows(c)
+    if c.edge_normalization and c.algorithm in _NB1SHOT1_CONNECTIONS_ONLY:
+        raise SpecError(
+            f"{w}.algorithm: {c.algorithm} moves NAS-Bench-1Shot1's connection weights, not the "
+            "edge-normalisation betas (edge_normalization: true); set edge_normalization: false"
+        )
     if rows and not ALGORITHM_INFO[c.algorithm].connections:
         ok = [
             n
             for n, info in ALGORITHM_INFO.items()
-            if info.connections and (c.edge_normalization or "edge_normalization" not in info.uses)
-        ]  # pc_darts / gaea_pc_darts need PC-DARTS's supernet, which nb1shot1_* do not have
+            if info.connections
+            and (c.edge_normalization or n != "gaea_pc_darts")
+            and not (c.edge_normalization and n in _NB1SHOT1_CONNECTIONS_ONLY)
+        ]  # gaea_pc_darts needs gaea_release's supernets (nb201, darts)
         what = (
             "edge-normalisation betas (edge_normalization: true)"
             if c.edge_normalization
-            else f"input/output connection weights of {c.space}"
+            else f"input/output connection weights of {c.space} ({c.algorithm} runs on nb201 "
+            "and darts)"
         )
         raise SpecError(
             f"{w}.algorithm: {c.algorithm} does not move the {what}; valid there: {', '.join(ok)}"
