@@ -129,6 +129,22 @@ class GaeaPcDartsSettings:
 
 
 @dataclass(frozen=True)
+class SgasSettings:
+    """SGAS (greedy edge decisions; lightaime/sgas `cnn/train_search.py`)."""
+
+    criterion: int = 1
+    """1: edge importance x selection certainty | 2: x selection stability too (upstream's
+    --use_history: histogram intersection with the last history_size epochs)"""
+    warmup_dec_epoch: int = 9
+    """epochs before the first decision: decisions after epochs warmup_dec_epoch + 1,
+    + decision_freq, ... (upstream's 0-based epoch warmup_dec_epoch, ...)"""
+    decision_freq: int = 5
+    """epochs between decisions (one edge per cell type each)"""
+    history_size: int = 4
+    """criterion 2's window of past epochs' op distributions"""
+
+
+@dataclass(frozen=True)
 class AlgorithmInfo:
     name: str
     target: str
@@ -274,6 +290,19 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             source="xujinfan/NASP-codes@3bfb7060: codes/architect.py, codes/model_search.py",
             deviations="the space's ops (upstream: its own op set without none; use ops without "
             "none on darts); NB201 is our adaptation; no NAS-Bench-1Shot1",
+        ),
+        AlgorithmInfo(
+            "sgas", "ray_nas.algorithms.sgas:Sgas",
+            "SGAS: first-order DARTS, alpha step first; after epochs 10, 15, ... the undecided "
+            "edge of highest score (importance x certainty, criterion 2 x stability) of each "
+            "cell type is fixed to its best op and leaves alpha's Adam; a node with 2 decided "
+            "inputs drops the rest (darts only, ops with none)", SgasSettings, ADAM,
+            source="lightaime/sgas@9cfff65a: cnn/train_search.py, cnn/model_search.py, "
+            "cnn/architect.py, cnn/utils.py",
+            deviations="decided edges still compute every op (times 0); no batch-size increase "
+            "after decisions (upstream +8 per decision epoch); the genotype of a partly decided "
+            "supernet is DARTS's rule on the mixing weights (upstream ranks undecided edges by "
+            "importance); no NB201 or NAS-Bench-1Shot1 (no upstream code)",
         ),
         AlgorithmInfo(
             "pc_darts", "ray_nas.algorithms.pc_darts:PcDarts",

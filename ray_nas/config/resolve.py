@@ -166,6 +166,34 @@ def _check_baselines(c: SearchConfig, w: str) -> None:
     check_choice(c.snas.arch_optimizer, SNAS_ARCH_OPTIMIZERS, f"{w}.snas.arch_optimizer")
     if not 0 <= c.nasp.init <= 1:
         raise SpecError(f"{w}.nasp.init: must be in [0, 1], got {c.nasp.init!r}")
+    _check_sgas(c, w)
+
+
+def _check_sgas(c: SearchConfig, w: str) -> None:
+    """SGAS's keys, and where it runs (lightaime/sgas: the DARTS space, an op list with none)."""
+    s, k = c.sgas, f"{w}.sgas"
+    if s.criterion not in (1, 2):
+        raise SpecError(f"{k}.criterion: must be 1 or 2, got {s.criterion!r}")
+    check_positive(s.warmup_dec_epoch, f"{k}.warmup_dec_epoch", allow_zero=True)
+    check_positive(s.decision_freq, f"{k}.decision_freq")
+    check_positive(s.history_size, f"{k}.history_size")
+    if c.algorithm != "sgas":
+        return
+    if c.space != "darts":
+        raise SpecError(
+            f"{w}.algorithm: sgas runs on darts (lightaime/sgas has no {c.space} code), "
+            f"not {c.space}"
+        )
+    if "none" not in c.ops:
+        raise SpecError(
+            f"{w}.ops: sgas needs `none` among the ops (its edge importance is the weight off "
+            f"none), got {list(c.ops)}"
+        )
+    if c.edge_normalization or c.partial_channels > 1:
+        raise SpecError(
+            f"{w}.algorithm: sgas runs on DARTS's supernet without PC-DARTS's options "
+            "(partial_channels: 1, edge_normalization: false)"
+        )
 
 
 def _check_pc_darts(c: SearchConfig, w: str) -> None:
