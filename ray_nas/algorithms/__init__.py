@@ -157,6 +157,9 @@ class AlgorithmInfo:
     connections: bool = False
     """moves a supernet's connection weights (NAS-Bench-1Shot1's input/output weights, PC-DARTS's
     edge-normalisation betas) with alpha; a search that has them refuses the other algorithms"""
+    betas: bool = True
+    """with `connections`: also moves PC-DARTS's edge-normalisation betas (nb201, darts); False:
+    the NAS-Bench-1Shot1 connection weights only (GDAS, as nasbench-1shot1)"""
     source: str = ""
     """the upstream code followed (repository @ commit: files)"""
     deviations: str = ""
@@ -259,7 +262,7 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             "GDAS: one Gumbel-max hard sample per edge and forward (straight-through), tau "
             "annealed; weight step, then an Adam alpha step (nb1shot1_*: nasbench-1shot1's "
             "GDAS: a sample per cell, soft Gumbel connection weights, architecture step first, "
-            "its gradient clipped)", GdasSettings, ADAM, connections=True,
+            "its gradient clipped)", GdasSettings, ADAM, connections=True, betas=False,
             arch_first=False,  # the weight step first, as upstream (AutoDL)
             arch_first_spaces=NB1SHOT1,  # nasbench-1shot1 optimizers/gdas: architect.step first
             source="D-X-Y/AutoDL-Projects@f46486e2: exps/NAS-Bench-201-algos/GDAS.py, "
@@ -383,11 +386,15 @@ def describe_algorithms() -> str:
         if info.uses:
             lines.append(f"    reads: {', '.join('search.' + u for u in info.uses)}")
         if info.connections and "edge_normalization" in info.uses:
-            lines.append("    moves the edge-normalisation betas with alpha (nb201, darts)")
-        elif info.connections:
-            lines.append(
-                "    moves the connection weights with alpha (nb1shot1_*; edge_normalization)"
+            also = (
+                " and the connection weights (nb1shot1_*)"
+                if "nasbench-1shot1" in info.source
+                else ""
             )
+            lines.append(f"    moves the edge-normalisation betas with alpha (nb201, darts){also}")
+        elif info.connections:
+            where = "nb1shot1_*; edge_normalization" if info.betas else "nb1shot1_*"
+            lines.append(f"    moves the connection weights with alpha ({where})")
         if info.source:
             lines.append(f"    source: {info.source}")
         if info.deviations:

@@ -231,15 +231,11 @@ def _check_pc_darts(c: SearchConfig, w: str) -> None:
             raise SpecError(f"{k}.edge_clamp: must be in [0, 0.2), got {s.edge_clamp!r}")
 
 
-#: algorithms whose connection weights are NAS-Bench-1Shot1's only (upstream: nasbench-1shot1)
-_NB1SHOT1_CONNECTIONS_ONLY = ("gdas",)
-
-
 def _check_connections(c: SearchConfig, w: str) -> None:
     """A search with connection weights (NAS-Bench-1Shot1's, PC-DARTS's edge normalisation) needs
     an algorithm that moves them."""
     rows = spaces.get_space(c.space).connection_rows(c)
-    if c.edge_normalization and c.algorithm in _NB1SHOT1_CONNECTIONS_ONLY:
+    if c.edge_normalization and not ALGORITHM_INFO[c.algorithm].betas:
         raise SpecError(
             f"{w}.algorithm: {c.algorithm} moves NAS-Bench-1Shot1's connection weights, not the "
             "edge-normalisation betas (edge_normalization: true); set edge_normalization: false"
@@ -250,7 +246,7 @@ def _check_connections(c: SearchConfig, w: str) -> None:
             for n, info in ALGORITHM_INFO.items()
             if info.connections
             and (c.edge_normalization or n != "gaea_pc_darts")
-            and not (c.edge_normalization and n in _NB1SHOT1_CONNECTIONS_ONLY)
+            and (info.betas or not c.edge_normalization)
         ]  # gaea_pc_darts needs gaea_release's supernets (nb201, darts)
         what = (
             "edge-normalisation betas (edge_normalization: true)"
