@@ -14,7 +14,8 @@ GDAS's and SNAS's Gumbel) draw different numbers in the two dtypes: their step e
 --memory: each algorithm alone (its model the only one on the device), the peak GPU memory of a
 step (torch.cuda.max_memory_allocated), i.e. what one trial needs.
 Spaces: nb201, darts and the NAS-Bench-1Shot1 spaces (the algorithms a space refuses are skipped
-with the reason).
+with the reason; on nb1shot1_* pc_darts runs nasbench-1shot1's partial_channels 4 and gdas its
+per-cell samples).
 
 A step is what `ray_nas.search.loop.search` does per batch, through the same Algorithm interface:
 `begin_epoch` once, then per step the architecture step (`arch_step`) on an arch batch and the
@@ -58,6 +59,10 @@ def config(algorithm: str, args: argparse.Namespace):
         keys["impl"] = "fast"
     if args.space.startswith("nb1shot1"):
         keys.pop("cells")
+        if algorithm == "pc_darts":  # nasbench-1shot1's PC-DARTS: partial channels, k = 4
+            keys["partial_channels"] = 4
+        if algorithm == "gdas":  # nasbench-1shot1's GDAS default
+            keys["gdas"] = {"tau_min": 1.0}
     return resolve_search(keys)
 
 

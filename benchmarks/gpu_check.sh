@@ -10,8 +10,8 @@
 # 2-epoch search of 100 steps each (the shared CIFAR-10 when ../shared is there, else fake); every
 # search algorithm's step on both impls (issue 12), a DARTS-space search epoch (issue 13), and
 # the NAS-Bench-1Shot1 supernet's step on each of its three spaces at its defaults (issue 14);
-# every algorithm (SDARTS-RS/ADV, GDAS, SNAS, NASP, PC-DARTS, GAEA+PC-DARTS included) on every
-# space: ms/step beside DARTS-V1, float32 against float64 on the GPU, peak GPU memory of one
+# every algorithm (SDARTS-RS/ADV, GDAS, SNAS, NASP, SGAS, PC-DARTS, GAEA+PC-DARTS included; on
+# nb1shot1_* nasbench-1shot1's GDAS and PC-DARTS) on every space: ms/step beside DARTS-V1, float32 against float64 on the GPU, peak GPU memory of one
 # trial's step; PC-DARTS's partial-channel supernet; one DARTS-PT projection (darts_pt) timed.
 set -euo pipefail
 out=${1:-gpu_check_out}

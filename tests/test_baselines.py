@@ -408,8 +408,10 @@ def test_new_keys_leave_old_run_ids_and_count_when_set():
     ids = {run_id(resolve_search(k)) for k in (
         {}, {"algorithm": "snas"}, {"snas": {"temp_min": 0.1}}, {"sdarts_rs": {"epsilon_max": 0.1}},
         {"sdarts_adv": {"steps": 3}}, {"gdas": {"tau_min": 1.0}}, {"nasp": {"init": 0.2}},
+        {"sgas": {"criterion": 2}},
     )}  # fmt: skip
-    assert len(ids) == 7
+    assert len(ids) == 8
+    assert base == run_id(resolve_search({"sgas": {"criterion": 1, "decision_freq": 5}}))
 
 
 def test_bad_keys_are_one_line_errors_before_any_work(write_job, capsys, tmp_path):
@@ -423,7 +425,11 @@ def test_bad_keys_are_one_line_errors_before_any_work(write_job, capsys, tmp_pat
         ({"gdas": {"tau_min": 0}}, "search.gdas.tau_min: must be > 0"),
         ({"nasp": {"init": 2}}, "search.nasp.init: must be in [0, 1], got 2"),
         ({"nasp": {"greedy": 0.1}}, "search.nasp.greedy: unknown key"),
-        ({"algorithm": "gdas", "space": "nb1shot1_s1"}, "search.algorithm: gdas does not move"),
+        ({"algorithm": "sgas"}, "search.algorithm: sgas runs on darts (lightaime/sgas has no nb201 code), not nb201"),
+        ({"algorithm": "sgas", "space": "darts", "ops": ["skip_connect", "sep_conv_3x3"]}, "search.ops: sgas needs `none` among the ops"),
+        ({"sgas": {"criterion": 3}}, "search.sgas.criterion: must be 1 or 2, got 3"),
+        ({"sgas": {"decision_freq": 0}}, "search.sgas.decision_freq: must be > 0, got 0"),
+        ({"algorithm": "sdarts_rs", "space": "nb1shot1_s1"}, "search.algorithm: sdarts_rs does not move the input/output connection weights of nb1shot1_s1 (sdarts_rs runs on nb201 and darts)"),
     ]:  # fmt: skip
         assert main(["search", str(write_job(search=search))]) == 2
         err = capsys.readouterr().err
@@ -439,9 +445,13 @@ def test_algorithms_command_lists_keys_and_sources(capsys):
     for text in ("search.sdarts_rs.epsilon_max = 0.3", "search.sdarts_adv.steps = 7",
                  "search.gdas.tau_max = 10.0", "search.snas.temp_min = 0.03",
                  "search.nasp.init = 0.5", "SmoothDARTS@d3dbfed0", "AutoDL-Projects@f46486e2",
-                 "SNAS-Series@9a43adbd", "NASP-codes@3bfb7060"):  # fmt: skip
+                 "SNAS-Series@9a43adbd", "NASP-codes@3bfb7060", "search.sgas.criterion = 1",
+                 "search.sgas.warmup_dec_epoch = 9", "search.sgas.decision_freq = 5",
+                 "search.sgas.history_size = 4", "lightaime/sgas@9cfff65a",
+                 "nasbench-1shot1@cb0f0ec6: optimizers/gdas",
+                 "nasbench-1shot1@cb0f0ec6: optimizers/pc_darts"):  # fmt: skip
         assert text in out
-    assert out.count("deviations:") == len(NEW)
+    assert out.count("deviations:") == len(NEW) + 1  # and sgas
 
 
 #: the DARTS search network is ~10x NB201's cost per step here: one step per epoch, no Hessian
@@ -481,9 +491,15 @@ DARTS_TINY = {"space": "darts", "layers": 3, "ops": list(darts.PAPER_OPS), "step
               "hessian_every": 0}  # fmt: skip
 
 
+#: SGAS's decisions after every epoch from the first (its default: after epochs 10, 15, ...)
+SGAS_EVERY_EPOCH = {"sgas": {"warmup_dec_epoch": 0, "decision_freq": 1}}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("space", ["nb201", "darts"])
-@pytest.mark.parametrize("algorithm", NEW)
+@pytest.mark.parametrize(
+    "algorithm, space",
+    [(a, s) for s in ("nb201", "darts") for a in NEW] + [("sgas", "darts")],  # SGAS: darts only
+)
 def test_two_epoch_search_through_the_cli(algorithm, space, write_job):
     from ray_nas.cli import main
     from ray_nas.config import load_spec, run_id, search_config
@@ -492,6 +508,8 @@ def test_two_epoch_search_through_the_cli(algorithm, space, write_job):
             "hessian_every": 1, **(DARTS_TINY if space == "darts" else {})}  # fmt: skip
     if algorithm == "sdarts_adv":
         keys["sdarts_adv"] = {"steps": 2}  # 2 PGD steps, not 7: the same code, a third the cost
+    if algorithm == "sgas":
+        keys |= {**SGAS_EVERY_EPOCH, "ops": list(darts.OPS)}  # needs `none`
     job = write_job(search=keys)
     assert main(["search", str(job), "--quiet"]) == 0
     spec = load_spec(job)
@@ -509,6 +527,9 @@ def test_two_epoch_search_through_the_cli(algorithm, space, write_job):
     assert ((sums - 1).abs() < 1e-5).all()
     first, last = (al[al.epoch == e].sort_values(rows + ["op"]).alpha.to_numpy() for e in (0, 2))
     assert not np.array_equal(first, last)
+    if algorithm == "sgas":  # one edge per cell type decided after each epoch: one-hot rows
+        hot = al[al.weight == 1.0].groupby("epoch").size()
+        assert hot.get(0, 0) == 0 and hot[1] >= 2 and hot[2] >= 4
 
 
 @pytest.mark.slow
@@ -535,9 +556,177 @@ def test_step_cost_benchmark_prints_every_algorithm_beside_darts_v1():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["sdarts_adv", "snas"])
+@pytest.mark.parametrize("algorithm", ["sdarts_adv", "snas", "sgas"])
 def test_cli_search_resumes_bit_identically_after_sigkill(algorithm, write_job):
     search = {"algorithm": algorithm, "epochs": 5, "steps_per_epoch": 2, "batch_size": 8}
     if algorithm == "sdarts_adv":
         search["sdarts_adv"] = {"steps": 2}
-    killed_search_matches_uninterrupted(write_job, search, 5)
+    if algorithm == "sgas":  # decisions before and after the kill: they come from the checkpoint
+        search |= {**DARTS_TINY, **SGAS_EVERY_EPOCH, "ops": list(darts.OPS), "batch_size": 4,
+                   "steps_per_epoch": 1}  # fmt: skip
+    _spec, _rid, _ep, al = killed_search_matches_uninterrupted(write_job, search, 5)
+    if algorithm == "sgas":
+        assert (al[al.epoch == 5].weight == 1.0).sum() >= 10  # 5 decisions per cell type
+
+
+# -- SGAS -----------------------------------------------------------------------------------------
+
+
+def _sgas_setup(criterion: int = 1):
+    """(model, algo, reference copy, train, arch) on a tiny DARTS search network at float64."""
+    from ray_nas.spaces.darts.network import SearchNetwork
+
+    torch.manual_seed(0)
+    model = SearchNetwork(darts.OPS, channels=4, layers=3).double()  # a normal cell, 2 reduce
+    w_params = model.weight_parameters()
+    w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    cfg = resolve_search({"space": "darts", "algorithm": "sgas", "sgas": {"criterion": criterion}})
+    algo = algorithm_class("sgas")(cfg, model, w_params, w_opt)
+    with torch.no_grad():
+        model.alpha.normal_()  # far from uniform
+    x = torch.randn(16, 3, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (16,))
+    return model, algo, copy.deepcopy(model), (x[:8], y[:8]), (x[8:], y[8:])
+
+
+def upstream_sgas_forward(net, x, alphas, selected):
+    """lightaime/sgas `Network.forward` / `Cell.forward` on our modules: per row j of the cell type
+    softmax(alphas[j]); an undecided edge (-1) mixes, a pruned one (`none`, index 0) is skipped, a
+    decided one runs its op alone."""
+    n = len(darts.EDGES)
+    s0 = s1 = net.stem(x)
+    for cell in net.cells:
+        off = n if cell.reduction else 0
+        states = [cell.pre0(s0), cell.pre1(s1)]
+        offset = 0
+        for _ in range(darts.STEPS):
+            o_list = []
+            for j, h in enumerate(states):
+                sel = int(selected[off + offset + j])
+                mixed = cell.edges[offset + j]
+                if sel == -1:
+                    w = F.softmax(alphas[off + offset + j], dim=-1)
+                    o_list.append(sum(wk * op(h) for wk, op in zip(w, mixed.ops)))
+                elif sel == 0:
+                    continue
+                else:
+                    o_list.append(mixed.ops[sel](h))
+            offset += len(states)
+            states.append(sum(o_list))
+        s0, s1 = s1, torch.cat(states[-4:], dim=1)
+    return net.classifier(torch.flatten(F.adaptive_avg_pool2d(s1, 1), 1))
+
+
+def upstream_edge_decision(alphas, selected, flags, history, epoch, criterion, steps=4):
+    """lightaime/sgas train_search.py `edge_decision` (+ `Network.check_edges`) for one cell type,
+    warmup_dec_epoch 9, decision_freq 5, history_size 4; returns (selected, flags)."""
+    import math
+
+    import numpy as np
+
+    def normalize(v):
+        min_v = torch.min(v)
+        range_v = torch.max(v) - min_v
+        return (v - min_v) / range_v if range_v > 0 else torch.zeros(v.size(), dtype=v.dtype)
+
+    def histogram_intersection(a, b):
+        return torch.from_numpy(np.minimum(a.numpy(), b.numpy())).sum(dim=1)
+
+    mat = F.softmax(torch.stack(alphas, dim=0), dim=-1).detach()
+    importance = torch.sum(mat[:, 1:], dim=-1)
+    probs = mat[:, 1:] / importance[:, None]
+    entropy = torch.distributions.Categorical(probs=probs).entropy() / math.log(probs.size()[1])
+    if criterion == 2:
+        inter = torch.zeros(probs.shape[0], dtype=probs.dtype)
+        for hist in history:
+            inter += histogram_intersection(hist, probs)
+        if history:
+            inter /= len(history)
+        history.append(probs)
+        if len(history) > 4:
+            history.pop(0)
+        score = normalize(importance) * normalize(1 - entropy) * normalize(inter)
+    else:
+        score = normalize(importance) * normalize(1 - entropy)
+    if torch.sum(flags.int()) > 0 and epoch >= 9 and (epoch - 9) % 5 == 0:
+        masked_score = torch.min(score, (2 * flags.to(score.dtype) - 1) * np.inf)
+        e = torch.argmax(masked_score)
+        selected[e] = torch.argmax(probs[e]) + 1
+        flags[e] = False
+        n, start = 2, 0
+        for _ in range(steps):  # check_edges
+            end = start + n
+            if torch.sum(1 - flags[start:end].int()) >= 2:
+                for j in range(start, end):
+                    if flags[j]:
+                        flags[j] = False
+                        selected[j] = 0
+            start, n = end, n + 1
+    return selected, flags
+
+
+@pytest.mark.parametrize("criterion", [1, 2])
+def test_sgas_decisions_equal_upstream(criterion):
+    """Upstream epochs 0..49 of edge_decision (normal, then reduce) on moving alphas: our
+    decisions, pruning and criterion 2's window against the transcription; 8 edges decided per
+    cell type by the end of upstream's 50-epoch schedule, the rest pruned."""
+    model, algo, *_ = _sgas_setup(criterion)
+    n = len(darts.EDGES)
+    sel = {c: -torch.ones(n, dtype=torch.long) for c in ("normal", "reduce")}
+    flags = {c: torch.ones(n, dtype=torch.bool) for c in ("normal", "reduce")}
+    hist = {"normal": [], "reduce": []}
+    g = torch.Generator().manual_seed(3)
+    for e in range(50):
+        with torch.no_grad():  # the undecided rows move, as the architecture steps would move them
+            step = 0.3 * torch.randn(model.alpha.shape, generator=g, dtype=torch.float64)
+            model.alpha.add_(torch.where(algo.decided()[:, None], 0.0, step))
+        rows = [model.alpha[i].detach().clone() for i in range(2 * n)]
+        for c, off in (("normal", 0), ("reduce", n)):
+            sel[c], flags[c] = upstream_edge_decision(
+                rows[off : off + n], sel[c], flags[c], hist[c], e, criterion
+            )
+        algo.end_epoch(e + 1, 50)
+        assert algo.selected.tolist() == sel["normal"].tolist() + sel["reduce"].tolist(), e
+    decided = [(s != -1).sum().item() for s in sel.values()]
+    assert decided == [14, 14] and [(s > 0).sum().item() for s in sel.values()] == [8, 8]
+    assert len(algo.decisions) == 28
+    if criterion == 2:
+        assert len(algo.history["normal"]) == 4
+
+
+def test_sgas_step_equals_upstream_with_decided_edges():
+    """One SGAS step (architecture first, first order, then the weights) with decided and pruned
+    edges against upstream's forward (decided op alone, pruned edge skipped) and Architect (one
+    Adam over the per-edge alphas, decided ones without gradient). The ops that a decided edge no
+    longer uses are the one documented difference (ours: zero gradient, moved by weight decay)."""
+    model, algo, ref, train, arch = _sgas_setup()
+    selected = -torch.ones(28, dtype=torch.long)
+    selected[[0, 1, 15]] = torch.tensor([4, 6, 5])  # node 0 of normal decided; a reduce edge
+    selected[[2, 3]] = torch.tensor([0, 0])  # pruned
+    algo.selected = selected.clone()
+    _loop_step(model, algo, train, arch)
+
+    alphas = [
+        ref.alpha[i].detach().clone().requires_grad_(int(selected[i]) == -1) for i in range(28)
+    ]
+    a_opt = torch.optim.Adam(alphas, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    a_opt.zero_grad()
+    F.cross_entropy(upstream_sgas_forward(ref, arch[0], alphas, selected), arch[1]).backward()
+    for a in alphas:
+        if not a.requires_grad:
+            a.grad = None
+    a_opt.step()
+    w = ref.weight_parameters()
+    w_opt = torch.optim.SGD(w, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    w_opt.zero_grad(set_to_none=True)
+    F.cross_entropy(upstream_sgas_forward(ref, train[0], alphas, selected), train[1]).backward()
+    torch.nn.utils.clip_grad_norm_([p for p in w if p.grad is not None], 5.0)
+    w_opt.step()
+    torch.testing.assert_close(model.alpha, torch.stack(alphas).detach(), **TOL)
+    used = [p.grad is not None for p in w]
+    assert 0 < sum(used) < len(w)  # the decided edges' other ops got no gradient upstream
+    for a, b, u in zip(model.weight_parameters(), w, used):
+        if u:
+            torch.testing.assert_close(a, b, **TOL)
+    wts = algo.distribution()
+    assert (wts[0] == F.one_hot(torch.tensor(4), 8)).all() and wts[2, 0] == 1

@@ -277,3 +277,39 @@ def test_darts_decisions_equal_a_transcription_of_upstreams_projection(crit="acc
             selected[cell][nid] = eids
             flags_edge[cell][nid] = False
     assert ours == theirs
+
+
+@pytest.mark.slow
+def test_darts_pt_projects_an_sgas_search_from_its_decisions():
+    """SGAS+PT: darts_pt on an sgas trial's checkpoint restores SGAS's decisions with its
+    optimiser state, measures with its mixing weights (decided rows one-hot, pruned rows on
+    `none`), tunes with its steps (decided rows frozen, no new decisions) and decides every row."""
+    import torch
+
+    from ray_nas.algorithms import algorithm_class
+    from ray_nas.config import resolve_search
+    from ray_nas.search.loop import search
+    from ray_nas.search.pt import project
+    from ray_nas.spaces import get_space
+
+    keys = {**DARTS, "algorithm": "sgas", "ops": ["none", "skip_connect", "sep_conv_3x3"],
+            "sgas": {"warmup_dec_epoch": 0, "decision_freq": 1}, "hessian_every": 0,
+            "device": "cpu"}  # fmt: skip
+    cfg = resolve_search(keys)
+    ckpt = _Memory()
+    search(cfg, lambda _r: False, checkpoint=ckpt, progress=False, log=lambda _l: None)
+    model = get_space("darts").build_supernet(cfg, 10)
+    sgas = algorithm_class("sgas")(cfg, model, model.weight_parameters(), None)
+    sgas.load_state_dict(ckpt.state["a_opt"])
+    decided = sgas.selected >= 0
+    assert decided.sum() >= 4 and len(sgas.decisions) == decided.sum()  # 2 epochs, 2 cell types
+    model.load_state_dict(ckpt.state["model"])
+    w = sgas.distribution()
+    assert torch.equal(w[decided].max(-1).values, torch.ones(int(decided.sum())))
+    r = project(cfg, ckpt.state, tune_epochs=1, edge_decision="fixed", valid_batches=1,
+                log=lambda _l: None)  # fmt: skip
+    decisions = json.loads(r.decisions)
+    assert len([d for d in decisions if d[2] != "removed"]) == 28
+    assert len([d for d in decisions if d[2] == "removed"]) == 12
+    darts.parse_genotype(r.arch)  # a valid DARTS genotype
+    assert r.tune_epochs_run == 16

@@ -68,10 +68,17 @@ SEARCH = {"lr_scheme": "nb1shot1", "dataset": "fake", "channels": 2, "layers": 3
           "batch_size": 4, "steps_per_epoch": 1, "hessian_every": 2}  # fmt: skip
 
 
+#: one algorithm per space: DARTS-V1, nasbench-1shot1's GDAS (per-cell samples) and PC-DARTS
+#: (partial channels; upstream's k = 4 needs channels 4)
+ALGORITHMS = {"nb1shot1_s1": {}, "nb1shot1_s2": {"algorithm": "gdas", "gdas": {"tau_min": 1.0}},
+              "nb1shot1_s3": {"algorithm": "pc_darts", "partial_channels": 4, "channels": 4}}  # fmt: skip
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_search_writes_the_contract_and_resumes_after_sigkill(name, write_job):
     space = get_space(name)
-    spec, rid, ep, al = killed_search_matches_uninterrupted(write_job, {**SEARCH, "space": name}, 4)
+    keys = {**SEARCH, "space": name, **ALGORITHMS[name]}
+    spec, rid, ep, al = killed_search_matches_uninterrupted(write_job, keys, 4)
     assert spec.search["layers"] == 3 and spec.search["lr_scheme"] == "nb1shot1"
 
     # op rows: one per choice block x 3 ops; connection rows: the space's, both summing to 1
@@ -110,7 +117,8 @@ def test_space_keys_and_algorithms_are_checked_before_any_work(write_job, capsys
     for search, msg in [
         ({"space": "nb1shot1_s4"}, "search.space: unknown space 'nb1shot1_s4'; did you mean"),
         ({"space": "nb1shot1_s1", "ops": ["maxpool3x3"]}, "search.ops: nb1shot1_s1 searches all of maxpool3x3, conv3x3-bn-relu, conv1x1-bn-relu; no op subsets"),
-        ({"space": "nb1shot1_s2", "algorithm": "gaea"}, "search.algorithm: gaea does not move the input/output connection weights of nb1shot1_s2; valid there: darts_v1, darts_v2"),
+        ({"space": "nb1shot1_s2", "algorithm": "gaea"}, "search.algorithm: gaea does not move the input/output connection weights of nb1shot1_s2 (gaea runs on nb201 and darts); valid there: darts_v1, darts_v2, gdas, pc_darts"),
+        ({"space": "nb1shot1_s1", "algorithm": "snas"}, "search.algorithm: snas does not move the input/output connection weights of nb1shot1_s1 (snas runs on nb201 and darts)"),
         ({"space": "nb1shot1_s3", "algorithm": "drnas"}, "search.algorithm: drnas does not move"),
     ]:  # fmt: skip
         assert main(["search", str(write_job(search=search))]) == 2
@@ -222,3 +230,131 @@ def test_synthetic_store_with_connection_rows_reads_back(tmp_path):
     assert trial.connections == space.connection_rows() and trial.cells == ("shared",) * space.steps
     writer.truncate(1)  # what a resume keeps
     assert writer.trial_data().connection_alpha.shape == (2, c)
+
+
+# -- GDAS and PC-DARTS: nasbench-1shot1's optimizers/gdas and optimizers/pc_darts -----------------
+
+
+def _upstream_1shot1_logits(net, x, sample_ops, sample_conn):
+    """nasbench-1shot1 `GDASNetwork.forward` (optimizers/gdas/model_search.py): per cell, the op
+    weights, the output weights, then each input vector drawn, in that order; the rest of the
+    network as `Network.forward` (post-processing, mean over the spatial positions, classifier)."""
+    s = net.stem(x)
+    for i, cell in enumerate(net.cells):
+        if i in (len(net.cells) // 3, 2 * len(net.cells) // 3):
+            s = torch.nn.MaxPool2d(kernel_size=2, stride=2, padding=1)(s)
+        mixed_op_weights = sample_ops(net.alpha)
+        output_weights = sample_conn(net.alphas_output)
+        input_weights = [sample_conn(a) for a in net.alphas_inputs]
+        w_in = {v: w[0] for v, w in zip(net.space.choice_vertices, input_weights)}
+        s = cell(s, mixed_op_weights, output_weights[0], w_in)
+    s = net.postprocess(s)
+    out = s.view(*s.shape[:2], -1).mean(-1)
+    return net.classifier(out.view(out.size(0), -1))
+
+
+def _setup_1shot1(algorithm: str, **keys):
+    import copy
+
+    from ray_nas.algorithms import algorithm_class
+    from ray_nas.config import resolve_search
+
+    space = SPACES["nb1shot1_s2"]
+    seed_everything(0)
+    cfg = resolve_search({"space": space.name, "algorithm": algorithm, "channels": 4, **keys})
+    model = Supernet(space, channels=4, layers=3, partial_channels=cfg.partial_channels).double()
+    w_params = model.weight_parameters()
+    w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    algo = algorithm_class(algorithm)(cfg, model, w_params, w_opt)
+    with torch.no_grad():
+        for p in algo.arch_parameters:
+            p.normal_()  # far from uniform
+    x, y = torch.randn(16, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (16,))
+    return model, algo, copy.deepcopy(model), (x[:8], y[:8]), (x[8:], y[8:])
+
+
+def _ref_arch_opt(ref):
+    arch = [ref.alpha, ref.alphas_output, *ref.alphas_inputs]
+    return arch, torch.optim.Adam(arch, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+
+
+def _assert_same_1shot1(model, ref):
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_gdas_1shot1_step_equals_upstream():
+    """One GDAS step on nasbench-1shot1 (float64) against a transcription of its
+    `GDASNetwork.forward`, `ArchitectGDAS.step` and train_search.py's weight step: per-cell hard
+    op / soft connection Gumbel samples, the architecture step first, its gradient clipped."""
+    import torch.nn.functional as F
+
+    from ray_nas.algorithms import arch_first
+    from ray_nas.algorithms.gdas import tau_of_1shot1
+
+    from .test_baselines import _loop_step
+
+    model, algo, ref, train, arch = _setup_1shot1("gdas", gdas={"tau_min": 1.0})
+    assert arch_first("gdas", "nb1shot1_s2") and not arch_first("gdas", "nb201")
+    algo.begin_epoch(3, 5)
+    tau = 10.0 + 2 * (1.0 - 10.0) / 5  # upstream: tau_epoch += (tau_min - tau_max) / epochs
+    assert algo.tau == pytest.approx(tau) and tau_of_1shot1(algo.cfg.gdas, 1, 5) == 10.0
+    torch.manual_seed(11)
+    _loop_step(model, algo, train, arch)
+
+    def hard(a):
+        return F.gumbel_softmax(a, tau=tau, hard=True, dim=-1)
+
+    def soft(a):
+        return F.gumbel_softmax(a, tau=tau, hard=False, dim=-1)
+
+    torch.manual_seed(11)
+    arch_params, a_opt = _ref_arch_opt(ref)
+    a_opt.zero_grad()
+    F.cross_entropy(_upstream_1shot1_logits(ref, arch[0], hard, soft), arch[1]).backward()
+    torch.nn.utils.clip_grad_norm_(arch_params, 5.0)
+    a_opt.step()
+    w = ref.weight_parameters()
+    w_opt = torch.optim.SGD(w, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    w_opt.zero_grad()
+    F.cross_entropy(_upstream_1shot1_logits(ref, train[0], hard, soft), train[1]).backward()
+    torch.nn.utils.clip_grad_norm_(w, 5.0)
+    w_opt.step()
+    _assert_same_1shot1(model, ref)
+    w_ops, w_out, w_in = algo.mixing_weights()()  # one cell's draw: one-hot ops, soft inputs
+    assert ((w_ops == 0) | (w_ops == 1)).all() and (w_ops.sum(-1) == 1).all()
+    assert ((w_out > 0) & (w_out < 1)).all() and torch.isclose(w_out.sum(), torch.ones(()).double())
+
+
+def test_pc_darts_1shot1_mixed_op_and_step_equal_upstream():
+    """nasbench-1shot1's `MixedOpPCDARTS.forward` (k = 4: the ops on the first quarter of the
+    channels, concatenated with the rest, channel_shuffle in 4 groups) against ours, then one
+    pc_darts step (DARTS's first-order Architect first, then the weights) at float64."""
+    import torch.nn.functional as F
+
+    from .test_baselines import _loop_step
+
+    model, algo, ref, train, arch = _setup_1shot1("pc_darts", partial_channels=4)
+    block = model.cells[0].blocks[0]
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    w = torch.softmax(torch.randn(3, dtype=torch.float64), -1)
+    dim_2 = x.shape[1]
+    temp1 = sum(wk * op(x[:, : dim_2 // 4]) for wk, op in zip(w, block.ops))
+    ans = torch.cat([temp1, x[:, dim_2 // 4 :]], dim=1)
+    b, c, h, wd = ans.shape  # upstream channel_shuffle(ans, 4)
+    ans = ans.view(b, 4, c // 4, h, wd).transpose(1, 2).contiguous().view(b, -1, h, wd)
+    torch.testing.assert_close(block(x, w), ans, rtol=0, atol=0)
+    assert block.ops[1][0].in_channels == 1  # C // 4
+
+    _loop_step(model, algo, train, arch)
+    arch_params, a_opt = _ref_arch_opt(ref)
+    a_opt.zero_grad()
+    F.cross_entropy(ref(arch[0]), arch[1]).backward()  # softmax of every architecture vector
+    a_opt.step()
+    w = ref.weight_parameters()
+    w_opt = torch.optim.SGD(w, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    w_opt.zero_grad()
+    F.cross_entropy(ref(train[0]), train[1]).backward()
+    torch.nn.utils.clip_grad_norm_(w, 5.0)
+    w_opt.step()
+    _assert_same_1shot1(model, ref)

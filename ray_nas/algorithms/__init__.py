@@ -129,6 +129,22 @@ class GaeaPcDartsSettings:
 
 
 @dataclass(frozen=True)
+class SgasSettings:
+    """SGAS (greedy edge decisions; lightaime/sgas `cnn/train_search.py`)."""
+
+    criterion: int = 1
+    """1: edge importance x selection certainty | 2: x selection stability too (upstream's
+    --use_history: histogram intersection with the last history_size epochs)"""
+    warmup_dec_epoch: int = 9
+    """epochs before the first decision: decisions after epochs warmup_dec_epoch + 1,
+    + decision_freq, ... (upstream's 0-based epoch warmup_dec_epoch, ...)"""
+    decision_freq: int = 5
+    """epochs between decisions (one edge per cell type each)"""
+    history_size: int = 4
+    """criterion 2's window of past epochs' op distributions"""
+
+
+@dataclass(frozen=True)
 class AlgorithmInfo:
     name: str
     target: str
@@ -141,6 +157,9 @@ class AlgorithmInfo:
     connections: bool = False
     """moves a supernet's connection weights (NAS-Bench-1Shot1's input/output weights, PC-DARTS's
     edge-normalisation betas) with alpha; a search that has them refuses the other algorithms"""
+    betas: bool = True
+    """with `connections`: also moves PC-DARTS's edge-normalisation betas (nb201, darts); False:
+    the NAS-Bench-1Shot1 connection weights only (GDAS, as nasbench-1shot1)"""
     source: str = ""
     """the upstream code followed (repository @ commit: files)"""
     deviations: str = ""
@@ -149,6 +168,8 @@ class AlgorithmInfo:
     """upstream's step order: the architecture step before the weight step of each batch"""
     weights_first_spaces: tuple[str, ...] = ()
     """the spaces whose upstream code steps the weights first (overrides arch_first there)"""
+    arch_first_spaces: tuple[str, ...] = ()
+    """the spaces whose upstream code steps the architecture first (overrides arch_first there)"""
     choices: tuple[str, ...] = ()
     """how this implementation differs from (or chooses among) its upstream codes, one line each
     (shown by `ray-nas algorithms` and docs/algorithms.md)"""
@@ -156,6 +177,7 @@ class AlgorithmInfo:
 
 ADAM = ("alpha.lr", "alpha.betas", "alpha.weight_decay")
 PC_KEYS = ("partial_channels", "edge_normalization")
+NB1SHOT1 = ("nb1shot1_s1", "nb1shot1_s2", "nb1shot1_s3")
 #: the weight step's clip and the running statistics, as every algorithm here does them
 _CLIP = (
     "weights.grad_clip: the norm is over the supernet weights' gradients only (as quark0/darts, "
@@ -238,13 +260,19 @@ REGISTRY: dict[str, AlgorithmInfo] = {
         AlgorithmInfo(
             "gdas", "ray_nas.algorithms.gdas:Gdas",
             "GDAS: one Gumbel-max hard sample per edge and forward (straight-through), tau "
-            "annealed; weight step, then an Adam alpha step", GdasSettings, ADAM,
-            arch_first=False,  # the weight step first, as upstream
+            "annealed; weight step, then an Adam alpha step (nb1shot1_*: nasbench-1shot1's "
+            "GDAS: a sample per cell, soft Gumbel connection weights, architecture step first, "
+            "its gradient clipped)", GdasSettings, ADAM, connections=True, betas=False,
+            arch_first=False,  # the weight step first, as upstream (AutoDL)
+            arch_first_spaces=NB1SHOT1,  # nasbench-1shot1 optimizers/gdas: architect.step first
             source="D-X-Y/AutoDL-Projects@f46486e2: exps/NAS-Bench-201-algos/GDAS.py, "
-            "search_model_gdas.py",
+            "search_model_gdas.py; nb1shot1_*: automl/nasbench-1shot1@cb0f0ec6: "
+            "optimizers/gdas/model_search.py, architect.py, train_search.py",
             deviations="every op computed (value as upstream; non-sampled ops get DARTS's "
             "gradient, upstream a scalar one); weight clip excludes alpha; darts: DARTS's "
-            "genotype rule; no NAS-Bench-1Shot1",
+            "genotype rule; nb1shot1_*: tau schedule tau_max + e (tau_min - tau_max) / E as "
+            "upstream, whose default tau_min is 1 (set it), valid_acc on softmax weights "
+            "(upstream samples)",
         ),
         AlgorithmInfo(
             "snas", "ray_nas.algorithms.snas:Snas",
@@ -267,10 +295,28 @@ REGISTRY: dict[str, AlgorithmInfo] = {
             "none on darts); NB201 is our adaptation; no NAS-Bench-1Shot1",
         ),
         AlgorithmInfo(
+            "sgas", "ray_nas.algorithms.sgas:Sgas",
+            "SGAS: first-order DARTS, alpha step first; after epochs 10, 15, ... the undecided "
+            "edge of highest score (importance x certainty, criterion 2 x stability) of each "
+            "cell type is fixed to its best op and leaves alpha's Adam; a node with 2 decided "
+            "inputs drops the rest (darts only, ops with none)", SgasSettings, ADAM,
+            source="lightaime/sgas@9cfff65a: cnn/train_search.py, cnn/model_search.py, "
+            "cnn/architect.py, cnn/utils.py",
+            deviations="decided edges still compute every op (times 0); no batch-size increase "
+            "after decisions (upstream +8 per decision epoch); the genotype of a partly decided "
+            "supernet is DARTS's rule on the mixing weights (upstream ranks undecided edges by "
+            "importance); no NB201 or NAS-Bench-1Shot1 (no upstream code)",
+        ),
+        AlgorithmInfo(
             "pc_darts", "ray_nas.algorithms.pc_darts:PcDarts",
             "PC-DARTS (yuhuixu1993/PC-DARTS @ b74702f): first-order DARTS, alpha step first, on "
             "the PC-DARTS supernet (search.partial_channels, search.edge_normalization: betas "
-            "in alpha's Adam; preset lr_scheme: pc_darts)", uses=ADAM + PC_KEYS, connections=True,
+            "in alpha's Adam; preset lr_scheme: pc_darts); nb1shot1_*: nasbench-1shot1's "
+            "PC-DARTS (partial_channels: 4, no edge normalisation, the connection weights in "
+            "alpha's Adam)", uses=ADAM + PC_KEYS, connections=True,
+            source="yuhuixu1993/PC-DARTS@b74702f: model_search.py, train_search.py, "
+            "architect.py; nb1shot1_*: automl/nasbench-1shot1@cb0f0ec6: "
+            "optimizers/pc_darts/model_search.py, train_search.py",
         ),
         AlgorithmInfo(
             "gaea_pc_darts", "ray_nas.algorithms.gaea_pc_darts:GaeaPcDarts",
@@ -305,6 +351,8 @@ def arch_first(algorithm: str, space: str, step_order: str = "upstream") -> bool
     if step_order == "weights_first":
         return False
     info = REGISTRY[algorithm]
+    if space in info.arch_first_spaces:
+        return True
     return False if space in info.weights_first_spaces else info.arch_first
 
 
@@ -338,11 +386,15 @@ def describe_algorithms() -> str:
         if info.uses:
             lines.append(f"    reads: {', '.join('search.' + u for u in info.uses)}")
         if info.connections and "edge_normalization" in info.uses:
-            lines.append("    moves the edge-normalisation betas with alpha (nb201, darts)")
-        elif info.connections:
-            lines.append(
-                "    moves the connection weights with alpha (nb1shot1_*; edge_normalization)"
+            also = (
+                " and the connection weights (nb1shot1_*)"
+                if "nasbench-1shot1" in info.source
+                else ""
             )
+            lines.append(f"    moves the edge-normalisation betas with alpha (nb201, darts){also}")
+        elif info.connections:
+            where = "nb1shot1_*; edge_normalization" if info.betas else "nb1shot1_*"
+            lines.append(f"    moves the connection weights with alpha ({where})")
         if info.source:
             lines.append(f"    source: {info.source}")
         if info.deviations:

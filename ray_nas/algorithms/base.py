@@ -14,8 +14,9 @@ temperatures, perturbation radii); per step: `weight_step(...)` (by default one 
 with `mixing_weights()`; an algorithm that needs the weight batch for its mixing weights, or moves
 alpha in the same step, overrides it) and `arch_step(...)` before or after it (search.step_order; the registry's upstream order,
 ray_nas.algorithms.arch_first); per
-epoch: `distribution()`, `extras()` and `mix` (the Hessian) for the record; `state_dict()` for
-checkpoints. The defaults of `begin_epoch` and `weight_step` are what the loop did before they
+epoch: `mix` (the Hessian) after the evaluation, then `end_epoch(epoch, total)` (SGAS's edge
+decisions), then `distribution()` and `extras()` for the record; `state_dict()` for
+checkpoints. The defaults of `begin_epoch`, `end_epoch` and `weight_step` are what the loop did before they
 existed, so the algorithms that do not override them compute bit-identically.
 """
 
@@ -84,6 +85,11 @@ class Algorithm:
         """Called before the first step of training epoch `epoch` (1-based, of `total` = warmup +
         joint epochs), on a fresh run and on a resumed one alike: per-epoch schedules must be pure
         functions of the epoch (they then need no checkpoint state). Default: nothing."""
+
+    def end_epoch(self, epoch: int, total: int) -> None:
+        """Called after training epoch `epoch` (1-based) and its search-valid evaluation, before
+        its record and checkpoint (SGAS's edge decisions): what it changes must be in
+        `state_dict()`. Default: nothing."""
 
     def weight_step(self, forward, batch: Batch, arch_frozen: bool):
         """One step on the supernet weights on the weight batch; returns (loss, logits [B, classes]).

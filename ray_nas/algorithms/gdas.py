@@ -23,7 +23,26 @@ Deviations from upstream:
 - upstream's weight step clips the norm of all `network.parameters()` gradients, alpha's
   straight-through gradient included; ours clips the weights' only;
 - DARTS space: upstream's NASNet variant keeps per node the top 2 (op, input) pairs (both may
-  come from one edge); we keep DARTS's genotype rule; NAS-Bench-1Shot1 is not supported.
+  come from one edge); we keep DARTS's genotype rule.
+
+NAS-Bench-1Shot1 (automl/nasbench-1shot1 @ cb0f0ec61ce8b37f8e2d0f2728c3ef0b9ec81bf1,
+`optimizers/gdas/model_search.py` `GDASNetwork.forward`, `optimizers/gdas/architect.py`,
+`optimizers/gdas/train_search.py`): a different GDAS, followed as written there:
+- every CELL draws its own sample (the supernet's per-cell `weights` option), in upstream's order:
+  the op weights F.gumbel_softmax(alpha, tau, hard=True) (straight-through one-hot), then the
+  output and each input connection vector F.gumbel_softmax(beta, tau, hard=False) (a soft sample:
+  upstream keeps them soft, "hard very quickly gave exploding gradients");
+- the architecture step FIRST (Adam on alpha and the connection parameters through the per-cell
+  samples, their gradient norm clipped to weights.grad_clip as `ArchitectGDAS.step`), then the
+  weight step (its own per-cell samples);
+- tau of epoch e (0-based of E): tau_max + e (tau_min - tau_max) / E (the last epoch runs one
+  step above tau_min); upstream's 1Shot1 default is --tau_min 1 (set `gdas.tau_min: 1`; the key's
+  default 0.1 is AutoDL's NAS-Bench-201 one);
+- deviations: the ops of a block are all computed (upstream's `MixedOpGDAS` skips the zero
+  weights: the same value; the gradient of the non-sampled entries is DARTS's, as above);
+  upstream's `infer` (valid_acc) also samples, ours mixes softmax(alpha) with the softmaxed
+  connections, as the recorded distribution and the genotype (upstream's genotype is the argmax
+  too).
 """
 
 from __future__ import annotations
@@ -56,20 +75,48 @@ def tau_of(settings, epoch: int, total: int) -> float:
     return settings.tau_max - (settings.tau_max - settings.tau_min) * (epoch - 1) / (total - 1)
 
 
+def tau_of_1shot1(settings, epoch: int, total: int) -> float:
+    """nasbench-1shot1's GDAS temperature of training epoch `epoch` (1-based) of `total`:
+    tau_max + (epoch - 1) (tau_min - tau_max) / total."""
+    return settings.tau_max + (epoch - 1) * (settings.tau_min - settings.tau_max) / total
+
+
 class Gdas(DartsV1):
     name = "gdas"
 
     def __init__(self, cfg, model, w_params, w_opt):
         super().__init__(cfg, model, w_params, w_opt)
         self.tau = cfg.gdas.tau_max
+        #: NAS-Bench-1Shot1 (a supernet with connection weights): nasbench-1shot1's GDAS
+        self.per_cell = bool(self.connections) and hasattr(model, "cell_sampler")
 
     def begin_epoch(self, epoch: int, total: int) -> None:
-        self.tau = tau_of(self.cfg.gdas, epoch, total)
+        schedule = tau_of_1shot1 if self.per_cell else tau_of
+        self.tau = schedule(self.cfg.gdas, epoch, total)
 
-    def mixing_weights(self) -> torch.Tensor:
+    def sampler(self, detach: bool):
+        """nasbench-1shot1's per-cell draw: hard Gumbel-softmax ops, soft Gumbel-softmax
+        connections, at the current tau."""
+        tau = self.tau
+        return self.model.cell_sampler(
+            lambda a: F.gumbel_softmax(a, tau=tau, hard=True, dim=-1),
+            lambda b: F.gumbel_softmax(b, tau=tau, hard=False, dim=-1),
+            detach=detach,
+        )
+
+    def mixing_weights(self):
+        if self.per_cell:
+            return self.sampler(detach=True)
         with torch.no_grad():
             return gumbel_hard(self.alpha, self.tau)
 
     def arch_step(self, loss_of: LossOf, train: Batch, arch: Batch, lr_weights: float) -> None:
         xv, yv = arch
-        self.backward_and_step(loss_of(xv, yv, gumbel_hard(self.alpha, self.tau)))
+        if not self.per_cell:
+            self.backward_and_step(loss_of(xv, yv, gumbel_hard(self.alpha, self.tau)))
+            return
+        self.opt.zero_grad(set_to_none=True)
+        loss_of(xv, yv, self.sampler(detach=False)).backward(inputs=self.arch_parameters)
+        if self.cfg.weights.grad_clip > 0:  # upstream ArchitectGDAS: args.grad_clip
+            torch.nn.utils.clip_grad_norm_(self.arch_parameters, self.cfg.weights.grad_clip)
+        self.opt.step()

@@ -73,6 +73,10 @@ ADDED_FIELDS: tuple[str, ...] = (
     "gaea_pc_darts.edge_clamp",
     "partial_channels",
     "edge_normalization",
+    "sgas.criterion",
+    "sgas.warmup_dec_epoch",
+    "sgas.decision_freq",
+    "sgas.history_size",
 )
 
 #: Added fields whose default computes something other than the code before them did. Each is

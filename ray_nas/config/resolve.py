@@ -166,21 +166,49 @@ def _check_baselines(c: SearchConfig, w: str) -> None:
     check_choice(c.snas.arch_optimizer, SNAS_ARCH_OPTIMIZERS, f"{w}.snas.arch_optimizer")
     if not 0 <= c.nasp.init <= 1:
         raise SpecError(f"{w}.nasp.init: must be in [0, 1], got {c.nasp.init!r}")
+    _check_sgas(c, w)
+
+
+def _check_sgas(c: SearchConfig, w: str) -> None:
+    """SGAS's keys, and where it runs (lightaime/sgas: the DARTS space, an op list with none)."""
+    s, k = c.sgas, f"{w}.sgas"
+    if s.criterion not in (1, 2):
+        raise SpecError(f"{k}.criterion: must be 1 or 2, got {s.criterion!r}")
+    check_positive(s.warmup_dec_epoch, f"{k}.warmup_dec_epoch", allow_zero=True)
+    check_positive(s.decision_freq, f"{k}.decision_freq")
+    check_positive(s.history_size, f"{k}.history_size")
+    if c.algorithm != "sgas":
+        return
+    if c.space != "darts":
+        raise SpecError(
+            f"{w}.algorithm: sgas runs on darts (lightaime/sgas has no {c.space} code), "
+            f"not {c.space}"
+        )
+    if "none" not in c.ops:
+        raise SpecError(
+            f"{w}.ops: sgas needs `none` among the ops (its edge importance is the weight off "
+            f"none), got {list(c.ops)}"
+        )
+    if c.edge_normalization or c.partial_channels > 1:
+        raise SpecError(
+            f"{w}.algorithm: sgas runs on DARTS's supernet without PC-DARTS's options "
+            "(partial_channels: 1, edge_normalization: false)"
+        )
 
 
 def _check_pc_darts(c: SearchConfig, w: str) -> None:
     """PC-DARTS's supernet options: where they exist, and the algorithms that need them."""
     check_positive(c.partial_channels, f"{w}.partial_channels")
     pc = c.partial_channels > 1 or c.edge_normalization
-    if c.algorithm in ("pc_darts", "gaea_pc_darts") and c.space not in ("nb201", "darts"):
+    if c.algorithm == "gaea_pc_darts" and c.space not in ("nb201", "darts"):
         raise SpecError(
-            f"{w}.algorithm: {c.algorithm} runs on nb201 and darts (PC-DARTS's supernet), "
+            f"{w}.algorithm: gaea_pc_darts runs on nb201 and darts (PC-DARTS's supernet), "
             f"not {c.space}"
         )
-    if pc and c.space not in ("nb201", "darts"):
-        key = "partial_channels" if c.partial_channels > 1 else "edge_normalization"
+    if c.edge_normalization and c.space not in ("nb201", "darts"):
         raise SpecError(
-            f"{w}.{key}: PC-DARTS's supernet options exist on nb201 and darts, not {c.space}"
+            f"{w}.edge_normalization: PC-DARTS's edge normalisation exists on nb201 and darts, "
+            f"not {c.space} (nasbench-1shot1's PC-DARTS has none; its partial_channels is)"
         )
     if c.channels % c.partial_channels:
         raise SpecError(
@@ -207,16 +235,24 @@ def _check_connections(c: SearchConfig, w: str) -> None:
     """A search with connection weights (NAS-Bench-1Shot1's, PC-DARTS's edge normalisation) needs
     an algorithm that moves them."""
     rows = spaces.get_space(c.space).connection_rows(c)
+    if c.edge_normalization and not ALGORITHM_INFO[c.algorithm].betas:
+        raise SpecError(
+            f"{w}.algorithm: {c.algorithm} moves NAS-Bench-1Shot1's connection weights, not the "
+            "edge-normalisation betas (edge_normalization: true); set edge_normalization: false"
+        )
     if rows and not ALGORITHM_INFO[c.algorithm].connections:
         ok = [
             n
             for n, info in ALGORITHM_INFO.items()
-            if info.connections and (c.edge_normalization or "edge_normalization" not in info.uses)
-        ]  # pc_darts / gaea_pc_darts need PC-DARTS's supernet, which nb1shot1_* do not have
+            if info.connections
+            and (c.edge_normalization or n != "gaea_pc_darts")
+            and (info.betas or not c.edge_normalization)
+        ]  # gaea_pc_darts needs gaea_release's supernets (nb201, darts)
         what = (
             "edge-normalisation betas (edge_normalization: true)"
             if c.edge_normalization
-            else f"input/output connection weights of {c.space}"
+            else f"input/output connection weights of {c.space} ({c.algorithm} runs on nb201 "
+            "and darts)"
         )
         raise SpecError(
             f"{w}.algorithm: {c.algorithm} does not move the {what}; valid there: {', '.join(ok)}"

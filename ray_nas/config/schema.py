@@ -22,6 +22,7 @@ from ray_nas.algorithms import (
     NaspSettings,
     SdartsAdvSettings,
     SdartsRsSettings,
+    SgasSettings,
     SnasSettings,
 )
 from ray_nas.errors import SpecError, did_you_mean
@@ -82,7 +83,7 @@ class SearchConfig:
     """One search = one trial. Defaults are the paper's S.1 (NAS-Bench-201's DARTS-V1)."""
 
     algorithm: str = "darts_v1"
-    """darts_v1 | darts_v2 | gaea | drnas | sdarts_rs | sdarts_adv | gdas | snas | nasp |
+    """darts_v1 | darts_v2 | gaea | drnas | sdarts_rs | sdarts_adv | gdas | snas | nasp | sgas |
     pc_darts | gaea_pc_darts (ray_nas.algorithms; `ray-nas algorithms` lists them)"""
     objective: str = "bilevel"
     """bilevel (weights on search-train, architecture on search-valid) | erm (both on the whole
@@ -110,10 +111,12 @@ class SearchConfig:
     """NASP's own keys (read only when algorithm is nasp)"""
     gaea_pc_darts: GaeaPcDartsSettings = field(default_factory=GaeaPcDartsSettings)
     """GAEA+PC-DARTS's own keys (read only when algorithm is gaea_pc_darts)"""
+    sgas: SgasSettings = field(default_factory=SgasSettings)
+    """SGAS's own keys (read only when algorithm is sgas)"""
     partial_channels: int = 1
     """PC-DARTS's partial channel connections: each mixed op sees 1/k of its input's channels (the
     rest bypass it), then a channel shuffle with k groups; 1 = off (PC-DARTS: 4). nb201 (impl:
-    reference) and darts; must divide `channels`"""
+    reference), darts and nb1shot1_* (nasbench-1shot1's PC-DARTS: 4); must divide `channels`"""
     edge_normalization: bool = False
     """PC-DARTS's edge normalisation: a further architecture parameter (betas) per edge; each
     edge's output is multiplied by the softmax of its node's betas (gaea_pc_darts: the betas on

@@ -357,13 +357,13 @@ def end_of_epoch(
 ) -> EpochRecord:
     """Evaluate on search-valid (mixing with the algorithm's evaluation weights: the recorded
     distribution but for NASP's binarised alpha), optionally the Hessian
-    eigenvalue w.r.t. the algorithm's raw parameter, and snapshot it.
+    eigenvalue w.r.t. the algorithm's raw parameter, then the algorithm's `end_epoch` (epochs >= 1),
+    and snapshot it.
 
     arch_batch: the epoch's last architecture-step batch (x, y), augmented, batch_size images (drawn
     in warmup too); None at epoch 0, which has none and so gets no eigenvalue. The Hessian's L2
     term is the one the algorithm's update applies (_alpha_l2; none for GAEA).
     """
-    dist = algo.distribution()
     valid_loss, valid_acc, _ = evaluate_split(
         model, valid_b, cfg.batch_size, cfg.steps_per_epoch, algo.evaluation_weights()
     )
@@ -372,6 +372,9 @@ def end_of_epoch(
     due = cfg.hessian_every and epoch % cfg.hessian_every == 0 and arch_batch is not None
     if due and finite:  # NaN: eigvalsh fails
         eig, _ = hessian_eigenvalue(model, model.alpha, *arch_batch, _alpha_l2(algo, cfg), algo.mix)
+    if epoch > 0:  # after the epoch's evaluation, before its record (SGAS's edge decisions)
+        algo.end_epoch(epoch, cfg.total_epochs)
+    dist = algo.distribution()
     alpha = model.alpha.detach().float().cpu()
     conn = _connections(model)
     return EpochRecord(

@@ -18,6 +18,15 @@ w_0 * (a 1x1 ConvBnRelu projection of s0 to steps*C) + concat_b(w_b * block b), 
 softmax(alphas_output). Ops: maxpool3x3 (stride 1, padding 1), conv3x3-bn-relu, conv1x1-bn-relu
 (Conv, BN, ReLU; upstream has no extra BN after the pool).
 
+Options (each an upstream variant of this supernet, nasbench-1shot1 `optimizers/*/model_search.py`):
+- `partial_channels` k > 1 (PC-DARTS, `optimizers/pc_darts`): each choice block's ops see the
+  first C/k channels of its input, the rest bypass them, and the two parts are channel-shuffled
+  in k groups (upstream hard-codes k = 4);
+- per-cell architecture weights (GDAS, `optimizers/gdas`): `forward(x, weights=f)` with a callable
+  f() -> (op weights [steps, 3], output weights [steps+1], {vertex: input weights [vertex]})
+  called once per cell, in cell order, so each cell mixes its own draw of the op AND connection
+  weights (`cell_sampler` builds f from two sampling maps).
+
 BatchNorm momentum: upstream passes NAS-Bench-101's TensorFlow decay 0.997 to
 PyTorch's `momentum`, where it means running = 0.003 * running + 0.997 * batch, i.e. the running
 statistics follow the last training batch. We keep that (`BN_MOMENTUM`), as upstream ran it: the
@@ -29,6 +38,7 @@ steps behind them. BN layers are affine and track running statistics, as upstrea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -37,6 +47,7 @@ from torch import nn
 
 from ray_nas.spaces.nb1shot1.ops import SPACE_OPS
 from ray_nas.spaces.nb101 import CONV1X1, CONV3X3, MAXPOOL3X3
+from ray_nas.spaces.pc_darts import channel_shuffle
 
 if TYPE_CHECKING:
     from ray_nas.spaces.nb1shot1.unit import NB1Shot1Space
@@ -71,27 +82,33 @@ def make_op(name: str, c: int) -> nn.Module:
 
 
 class MixedOp(nn.Module):
-    """sum_o w_o * op_o(x) over the 3 ops of one choice block."""
+    """sum_o w_o * op_o(x) over the 3 ops of one choice block; with partial_channels k > 1 the ops
+    run on the first c/k channels, concatenated with the other channels, channel-shuffled."""
 
-    def __init__(self, c: int):
+    def __init__(self, c: int, partial_channels: int = 1):
         super().__init__()
-        self.ops = nn.ModuleList(make_op(o, c) for o in SPACE_OPS)
+        self.k = partial_channels
+        self.ops = nn.ModuleList(make_op(o, c // partial_channels) for o in SPACE_OPS)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W]; w [3] the block's op weights."""
-        return sum(wk * op(x) for op, wk in zip(self.ops, w))
+        if self.k == 1:
+            return sum(wk * op(x) for op, wk in zip(self.ops, w))
+        part = x.shape[1] // self.k
+        mixed = sum(wk * op(x[:, :part]) for op, wk in zip(self.ops, w))
+        return channel_shuffle(torch.cat([mixed, x[:, part:]], dim=1), self.k)
 
 
 class SearchCell(nn.Module):
     """One cell: `steps` choice blocks with their input projections, and the output projection."""
 
-    def __init__(self, space: NB1Shot1Space, c_in: int, c: int):
+    def __init__(self, space: NB1Shot1Space, c_in: int, c: int, partial_channels: int = 1):
         super().__init__()
         self.steps = space.steps
         self.weighted = set(space.choice_vertices)
         self.projections = nn.ModuleList(ConvBnRelu(c_in, c, 1) for _ in range(self.steps))
         self.out_projection = ConvBnRelu(c_in, c * self.steps, 1)
-        self.blocks = nn.ModuleList(MixedOp(c) for _ in range(self.steps))
+        self.blocks = nn.ModuleList(MixedOp(c, partial_channels) for _ in range(self.steps))
 
     def forward(
         self,
@@ -124,15 +141,25 @@ class Supernet(nn.Module):
     next to alpha; `connection_parameters()`)."""
 
     def __init__(
-        self, space: NB1Shot1Space, channels: int = 16, layers: int = 9, num_classes: int = 10
+        self,
+        space: NB1Shot1Space,
+        channels: int = 16,
+        layers: int = 9,
+        num_classes: int = 10,
+        partial_channels: int = 1,
     ):
         super().__init__()
+        if partial_channels < 1 or channels % partial_channels:
+            raise ValueError(
+                f"partial_channels must divide channels ({channels}), got {partial_channels}"
+            )
         self.space, self.op_names = space, SPACE_OPS
         self.stem = ConvBnRelu(3, channels, 3)
         cells, c_prev, c = [], channels, channels
         for i in range(layers):
             c *= 2 if i in downsample_layers(layers) else 1
-            cells.append(SearchCell(space, c_prev if i == 0 else c_prev * space.steps, c))
+            c_in = c_prev if i == 0 else c_prev * space.steps
+            cells.append(SearchCell(space, c_in, c, partial_channels))
             c_prev = c
         self.cells = nn.ModuleList(cells)
         self.pool_before = set(downsample_layers(layers))
@@ -164,29 +191,59 @@ class Supernet(nn.Module):
         """[C] softmax of each connection vector, flat, `space.connection_rows` order."""
         return torch.cat([F.softmax(p, dim=-1).reshape(-1) for p in self.connection_parameters()])
 
+    def cell_sampler(
+        self,
+        sample_ops: Callable[[torch.Tensor], torch.Tensor],
+        sample_connections: Callable[[torch.Tensor], torch.Tensor],
+        detach: bool = False,
+    ) -> Callable[[], tuple]:
+        """The per-cell `weights` option: f() -> (sample_ops(alpha) [steps, 3],
+        sample_connections(alphas_output)[0], {v: sample_connections(alphas_inputs[i])[0]}),
+        drawn in that order (upstream GDAS's: ops, output, then each input vector). detach: of
+        the raw parameters (a weight step, whose backward reaches only the weights)."""
+
+        def raw(p: torch.Tensor) -> torch.Tensor:
+            return p.detach() if detach else p
+
+        def draw() -> tuple:
+            w = sample_ops(raw(self.alpha))
+            w_out = sample_connections(raw(self.alphas_output))[0]
+            w_in = {
+                v: sample_connections(raw(p))[0]
+                for v, p in zip(self.space.choice_vertices, self.alphas_inputs)
+            }
+            return w, w_out, w_in
+
+        return draw
+
     def forward(
         self,
         x: torch.Tensor,
         alpha: torch.Tensor | None = None,
-        weights: torch.Tensor | None = None,
+        weights: torch.Tensor | Callable[[], tuple] | None = None,
     ) -> torch.Tensor:
         """x [B, 3, H, W] -> logits [B, classes]. `weights` [steps, 3]: the op distribution to
         mix with (a search algorithm's); without it softmax(alpha), `alpha` defaulting to
-        self.alpha. The connection weights are always softmax of the connection parameters."""
-        w = (
-            weights
-            if weights is not None
-            else F.softmax(self.alpha if alpha is None else alpha, -1)
-        )
-        w_out = F.softmax(self.alphas_output, dim=-1)[0]
-        w_in = {
-            v: F.softmax(p, dim=-1)[0]
-            for v, p in zip(self.space.choice_vertices, self.alphas_inputs)
-        }
+        self.alpha; the connection weights are then softmax of the connection parameters. A
+        callable `weights` gives each cell its own (ops, output, inputs) weights (`cell_sampler`)."""
+        per_cell = weights if callable(weights) else None
+        if per_cell is None:
+            w = (
+                weights
+                if weights is not None
+                else F.softmax(self.alpha if alpha is None else alpha, -1)
+            )
+            w_out = F.softmax(self.alphas_output, dim=-1)[0]
+            w_in = {
+                v: F.softmax(p, dim=-1)[0]
+                for v, p in zip(self.space.choice_vertices, self.alphas_inputs)
+            }
         s = self.stem(x)
         for i, cell in enumerate(self.cells):
             if i in self.pool_before:
                 s = F.max_pool2d(s, kernel_size=2, stride=2, padding=1)
+            if per_cell is not None:
+                w, w_out, w_in = per_cell()
             s = cell(s, w, w_out, w_in)
         s = self.postprocess(s)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(s, 1), 1))
@@ -199,6 +256,7 @@ class Supernet(nn.Module):
 
 
 def build_supernet(space: NB1Shot1Space, cfg, num_classes: int) -> Supernet:
-    """The supernet of a search config: cfg.channels (C), cfg.layers (cells), cfg.channels_last."""
-    net = Supernet(space, cfg.channels, cfg.layers, num_classes)
+    """The supernet of a search config: cfg.channels (C), cfg.layers (cells), cfg.channels_last,
+    cfg.partial_channels (PC-DARTS)."""
+    net = Supernet(space, cfg.channels, cfg.layers, num_classes, cfg.partial_channels)
     return net.to(memory_format=torch.channels_last) if cfg.channels_last else net
