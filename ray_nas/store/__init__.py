@@ -3,8 +3,10 @@
 fs.py          atomic local/S3 files (write, read, move, delete)
 trials.py      Parquet schemas, the trial writer, status files, trial and job readers
 checkpoint.py  a trial's checkpoint file
+compact.py     the compacted copy of a job's trajectories (`{job}/compact/`), read in their place
 """
 
+from ray_nas.store.compact import *  # noqa: F403
 from ray_nas.store.fs import *  # noqa: F403
 from ray_nas.store.fs import _fs_path  # noqa: F401
 from ray_nas.store.trials import *  # noqa: F403
