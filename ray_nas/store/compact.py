@@ -2,10 +2,12 @@
 rows in two Parquet files instead of two files per trial, read in their place.
 
     compact/index.parquet   one row per compacted trial: run_id, group (its row group in the
-                            two files below), epochs (its T+1 epochs rows), ops, edges, config
-                            (the JSON texts of its files' metadata), epochs_size,
-                            epochs_mtime_ns, alphas_size, alphas_mtime_ns (its two files' size
-                            and modification time when they were compacted)
+                            two files below), epochs (its T+1 epochs rows), ops, edges (JSON
+                            texts, as its files' metadata), config (JSON: its top-level items
+                            that differ from the copy's `base_config`, or with config_whole
+                            the whole config), epochs_size, epochs_mtime_ns, alphas_size,
+                            alphas_mtime_ns (its two files' size and modification time when
+                            they were compacted)
     compact/epochs.parquet  the trials' epochs rows, one trial after the other (EPOCHS_SCHEMA)
     compact/alphas.parquet  their alphas rows: epoch, cell, alpha, weight, concentration (edge
                             and op are the rows' order in `edges` x `ops`, as in the trial files)
@@ -65,6 +67,7 @@ INDEX_SCHEMA = pa.schema(
         ("ops", pa.string()),
         ("edges", pa.string()),
         ("config", pa.string()),
+        ("config_whole", pa.bool_()),
         ("epochs_size", pa.int64()),
         ("epochs_mtime_ns", pa.int64()),
         ("alphas_size", pa.int64()),
@@ -214,8 +217,20 @@ def _served(pfs: dict[str, pq.ParquetFile], base: str, stamps: dict[str, Stamps]
     rid = index.column("run_id").to_pylist()
     group = index.column("group").to_numpy()
     n = index.column("epochs").to_numpy().astype(np.int64)
-    stamp = {c: index.column(c).to_numpy() for c in INDEX_SCHEMA.names[6:]}
+    stamp = {c: index.column(c).to_numpy() for c in INDEX_SCHEMA.names[7:]}
     texts = {c: index.column(c).to_pylist() for c in ("ops", "edges", "config")}
+    whole = index.column("config_whole").to_numpy(zero_copy_only=False)
+    base = json.loads(metas["index"].get("base_config") or "{}")
+    if not isinstance(base, dict):
+        raise _Ignored("index.parquet: its base_config is not a config")
+
+    def config(i: int) -> dict:  # the trial's config, its nested parts shared with the base's
+        if whole[i]:
+            return json.loads(texts["config"][i])
+        d = base.copy()
+        d.update(json.loads(texts["config"][i]))
+        return d
+
     parsed: dict[str, tuple] = {}
 
     def tup(text: str) -> tuple:
@@ -240,7 +255,7 @@ def _served(pfs: dict[str, pq.ParquetFile], base: str, stamps: dict[str, Stamps]
     unset = (-2, -2)
     match = np.array(
         [ep_st.get(r, unset) == (s0, m0) and al_st.get(r, unset) == (s1, m1)
-         for r, s0, m0, s1, m1 in zip(rid, *(stamp[c].tolist() for c in INDEX_SCHEMA.names[6:]))],
+         for r, s0, m0, s1, m1 in zip(rid, *(stamp[c].tolist() for c in INDEX_SCHEMA.names[7:]))],
         dtype=bool,
     )  # fmt: skip
     out: list[TrialData] = []
@@ -251,7 +266,7 @@ def _served(pfs: dict[str, pq.ParquetFile], base: str, stamps: dict[str, Stamps]
             continue
         ep = pfs["epochs"].read_row_group(g, use_threads=True)
         al = pfs["alphas"].read_row_group(g, use_threads=True)
-        shapes = [(i - a, rid[i], ops[i], edges[i], texts["config"][i], int(n[i]),
+        shapes = [(i - a, rid[i], ops[i], edges[i], config(i), int(n[i]),
                    len(edges[i]), len(ops[i])) for i in range(a, b) if match[i]]  # fmt: skip
         got, _ = _cut_trials(ep.replace_schema_metadata(None), n[a:b],
                              al.replace_schema_metadata(None), rows[a:b], shapes, names)  # fmt: skip
@@ -269,8 +284,10 @@ def write_compact(state: JobRead, settle: float = SETTLE_S) -> int:
         return 0
     paths = compact_paths(state.job_dir)
     job = state.job_dir.rstrip("/").rsplit("/", 1)[-1]
+    base = trials[0].config
     meta = {COMPACT_KEY: json.dumps({"version": COMPACT_VERSION, "build": uuid.uuid4().hex,
-                                     "job": job}).encode()}  # fmt: skip
+                                     "job": job, "base_config": json.dumps(base)}).encode()}  # fmt: skip
+    base_text = {k: json.dumps(v) for k, v in base.items()}
     chunks, rows = [[]], 0
     for t in trials:
         r = int(np.prod(t.stored_shape))
@@ -288,7 +305,9 @@ def write_compact(state: JobRead, settle: float = SETTLE_S) -> int:
             index["epochs"].append(t.stored_shape[0])
             index["ops"].append(json.dumps(list(t.ops)))
             index["edges"].append(json.dumps(list(t.edges)))
-            index["config"].append(json.dumps(t.config))
+            delta = _delta(t.config, base, base_text)
+            index["config"].append(json.dumps(t.config if delta is None else delta))
+            index["config_whole"].append(delta is None)
             for kind, st in (("epochs", ep_st), ("alphas", al_st)):
                 index[f"{kind}_size"].append(st[t.run_id][0])
                 index[f"{kind}_mtime_ns"].append(st[t.run_id][1])
@@ -309,6 +328,23 @@ def write_compact(state: JobRead, settle: float = SETTLE_S) -> int:
                     if fs.get_file_info(tmp).type == pafs.FileType.File:
                         fs.delete_file(tmp)
     return len(trials)
+
+
+def _delta(config: dict, base: dict, base_text: dict[str, str]) -> dict | None:
+    """config's top-level items that differ from base's (as JSON: 1 and 1.0 differ), or None
+    when its keys are not base's in base's order."""
+    if len(config) != len(base) or list(config) != list(base):
+        return None
+    out = {}
+    for k, v in config.items():
+        b = base[k]
+        if isinstance(v, (dict, list)):
+            same = v == b and json.dumps(v) == base_text[k]
+        else:
+            same = type(v) is type(b) and v == b
+        if not same:
+            out[k] = v
+    return out
 
 
 def _write(fs, path: str, schema: pa.Schema, tables) -> tuple[str, str]:

@@ -734,8 +734,8 @@ def _cut_trials(
 ) -> tuple[list[TrialData], list[str]]:
     """The trials of `shapes` cut from the tables of a chunk: ep (EPOCHS_SCHEMA) and al
     (_ALPHA_COLUMNS) hold the chunk's files one after the other, ep_rows / al_rows [files] rows
-    each; shapes: (file index, run_id, ops, edges, config JSON, n, e, k) of the files to cut
-    (the others hold no rows or are skipped). Checks epochs 0..T in order in both tables
+    each; shapes: (file index, run_id, ops, edges, config: JSON or dict, n, e, k) of the files
+    to cut (the others hold no rows or are skipped). Checks epochs 0..T in order in both tables
     (trials failing it are returned as the second element, by run_id)."""
     bad: list[str] = []
     if not shapes:
@@ -790,7 +790,7 @@ def _cut_trials(
         trials.append(
             TrialData(
                 run_id=rid,
-                config=_config(config, names),
+                config=config if isinstance(config, dict) else json.loads(config),
                 ops=tuple(ops),
                 edges=tuple(edges),
                 epochs={name: v[e0 : e0 + n] for name, v in cols.items()},
@@ -804,30 +804,6 @@ def _cut_trials(
             )
         )
     return trials, bad
-
-
-def _config(text: bytes | str, shared: dict) -> dict:
-    """A trial's config from its JSON text, the parts it has in common with the other trials
-    read (`shared`: equal keys, texts, nested dicts and lists of scalars) kept once: a config
-    is ~9 KB of Python objects, most of it the same in every trial of a grid."""
-
-    def hook(d: dict) -> dict:
-        items = []
-        for k, v in d.items():
-            if isinstance(v, str):
-                v = shared.setdefault(v, v)
-            elif isinstance(v, list) and all(isinstance(x, (str, int, float, bool)) for x in v):
-                v = shared.setdefault(("list", *map(type, v), *v), v)
-            items.append((shared.setdefault(k, k), v))
-        try:
-            key = ("dict", *((k, "id", id(v)) if isinstance(v, (dict, list)) else (k, type(v), v)
-                             for k, v in items))  # fmt: skip
-            hash(key)
-        except TypeError:  # a value of another kind: kept as it is
-            return dict(items)
-        return shared.setdefault(key, dict(items))
-
-    return json.loads(text, object_hook=hook)
 
 
 def _schema_ok(schema: pa.Schema, want: pa.Schema, optional: tuple[str, ...]) -> bool:
