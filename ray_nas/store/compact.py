@@ -287,7 +287,6 @@ def write_compact(state: JobRead, settle: float = SETTLE_S) -> int:
     base = trials[0].config
     meta = {COMPACT_KEY: json.dumps({"version": COMPACT_VERSION, "build": uuid.uuid4().hex,
                                      "job": job, "base_config": json.dumps(base)}).encode()}  # fmt: skip
-    base_text = {k: json.dumps(v) for k, v in base.items()}
     chunks, rows = [[]], 0
     for t in trials:
         r = int(np.prod(t.stored_shape))
@@ -305,7 +304,7 @@ def write_compact(state: JobRead, settle: float = SETTLE_S) -> int:
             index["epochs"].append(t.stored_shape[0])
             index["ops"].append(json.dumps(list(t.ops)))
             index["edges"].append(json.dumps(list(t.edges)))
-            delta = _delta(t.config, base, base_text)
+            delta = _delta(t.config, base)
             index["config"].append(json.dumps(t.config if delta is None else delta))
             index["config_whole"].append(delta is None)
             for kind, st in (("epochs", ep_st), ("alphas", al_st)):
@@ -330,21 +329,25 @@ def write_compact(state: JobRead, settle: float = SETTLE_S) -> int:
     return len(trials)
 
 
-def _delta(config: dict, base: dict, base_text: dict[str, str]) -> dict | None:
-    """config's top-level items that differ from base's (as JSON: 1 and 1.0 differ), or None
+def _delta(config: dict, base: dict) -> dict | None:
+    """config's top-level items that differ from base's (1 and 1.0 differ, as in JSON), or None
     when its keys are not base's in base's order."""
     if len(config) != len(base) or list(config) != list(base):
         return None
-    out = {}
-    for k, v in config.items():
-        b = base[k]
-        if isinstance(v, (dict, list)):
-            same = v == b and json.dumps(v) == base_text[k]
-        else:
-            same = type(v) is type(b) and v == b
-        if not same:
-            out[k] = v
-    return out
+    return {k: v for k, v in config.items() if not _same(v, base[k])}
+
+
+def _same(a, b) -> bool:
+    """a and b are the same JSON value (types compared, not only values; dict order too)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _write(fs, path: str, schema: pa.Schema, tables) -> tuple[str, str]:
