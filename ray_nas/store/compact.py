@@ -183,7 +183,7 @@ def _read_compact(fs, base: str, stamps: dict[str, Stamps], names: dict[str, str
             pfs = {}
             for name, path in paths.items():
                 try:
-                    f = stack.enter_context(fs.open_input_file(path))
+                    f = stack.enter_context(_open(fs, path))
                     pfs[name] = pq.ParquetFile(f, read_dictionary=_DICTIONARY.get(name))
                 except FileNotFoundError as e:
                     raise _Ignored(f"{name}.parquet is missing") from e
@@ -196,6 +196,14 @@ def _read_compact(fs, base: str, stamps: dict[str, Stamps], names: dict[str, str
     except Exception as e:  # noqa: BLE001 - a damaged copy is never trusted, never fatal
         why = f"unreadable ({type(e).__name__}: {first_line(e, 120)})"
     return [], f"{folder}: ignored ({why}); rewritten by `ray-nas evaluate`", True
+
+
+def _open(fs, path: str):
+    """The file for reading: memory-mapped when local (a third of the CPU time of reading it
+    into buffers; the copy is only ever replaced by a rename, never rewritten in place)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return pa.memory_map(path)
+    return fs.open_input_file(path)
 
 
 def _served(pfs: dict[str, pq.ParquetFile], base: str, stamps: dict[str, Stamps],
@@ -264,8 +272,8 @@ def _served(pfs: dict[str, pq.ParquetFile], base: str, stamps: dict[str, Stamps]
         a, b = int(starts[g]), int(starts[g + 1])
         if not match[a:b].any():
             continue
-        ep = pfs["epochs"].read_row_group(g, use_threads=True)
-        al = pfs["alphas"].read_row_group(g, use_threads=True)
+        ep = pfs["epochs"].read_row_group(g, use_threads=False)
+        al = pfs["alphas"].read_row_group(g, use_threads=False)
         shapes = [(i - a, rid[i], ops[i], edges[i], config(i), int(n[i]),
                    len(edges[i]), len(ops[i])) for i in range(a, b) if match[i]]  # fmt: skip
         got, _ = _cut_trials(ep.replace_schema_metadata(None), n[a:b],
