@@ -109,6 +109,20 @@ def compact_paths(job_dir: str) -> dict[str, str]:
     return {name: f"{base}/{name}.parquet" for name in ("index", "epochs", "alphas")}
 
 
+def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str, str]]:
+    """Every trial's trajectory under `job_dir`: its `epochs/` and `alphas/` files read as whole
+    columns (`scan_trials`), with the per-file reader (`read_job_files`) for every trial the
+    scan leaves (a file missing, unreadable or inconsistent: the problem is said as that reader
+    says it; connection rows).
+
+    Returns (trials sorted by run_id, problems: run_id -> why it was skipped) where problems are
+    missing, partial or unreadable files. A trial whose two files are unchanged since the job's
+    compacted copy was written (`store.compact`) is read from that copy instead.
+    """
+    state = read_job_state(job_dir, threads)
+    return state.trials, state.problems
+
+
 def read_job_state(job_dir: str, threads: int = 4) -> JobRead:
     """`store.read_job` (every trial's trajectory, the problems), telling which trials came from
     the compacted copy and whether it is stale."""

@@ -491,22 +491,6 @@ def list_run_ids(job_dir: str) -> list[str]:
     return sorted(ids)
 
 
-def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str, str]]:
-    """Every trial's trajectory under `job_dir`: its `epochs/` and `alphas/` files read as whole
-    columns (`scan_trials`), with the per-file reader (`read_job_files`) for every trial the
-    scan leaves (a file missing, unreadable or inconsistent: the problem is said as that reader
-    says it; connection rows).
-
-    Returns (trials sorted by run_id, problems: run_id -> why it was skipped) where problems are
-    missing, partial or unreadable files. A trial whose two files are unchanged since the job's
-    compacted copy was written (`store.compact`) is read from that copy instead.
-    """
-    from ray_nas.store.compact import read_job_state  # it builds on this module's readers
-
-    state = read_job_state(job_dir, threads)
-    return state.trials, state.problems
-
-
 def read_job_files(
     job_dir: str, threads: int = 4, run_ids: list[str] | None = None
 ) -> tuple[list[TrialData], dict[str, str]]:
