@@ -47,6 +47,7 @@ from ray_nas.store.trials import (
     TrialData,
     _cut_trials,
     _listing,
+    _same,
     read_job_files,
     scan_trials,
 )
@@ -357,19 +358,6 @@ def _delta(config: dict, base: dict) -> dict | None:
     if len(config) != len(base) or list(config) != list(base):
         return None
     return {k: v for k, v in config.items() if not _same(v, base[k])}
-
-
-def _same(a, b) -> bool:
-    """a and b are the same JSON value (types compared, not only values; dict order too)."""
-    if a is b:
-        return True
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def _write(fs, path: str, schema: pa.Schema, tables) -> tuple[str, str]:

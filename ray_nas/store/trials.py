@@ -774,7 +774,7 @@ def _cut_trials(
         trials.append(
             TrialData(
                 run_id=rid,
-                config=config if isinstance(config, dict) else json.loads(config),
+                config=config if isinstance(config, dict) else _shared(json.loads(config), names),
                 ops=tuple(ops),
                 edges=tuple(edges),
                 epochs={name: v[e0 : e0 + n] for name, v in cols.items()},
@@ -788,6 +788,29 @@ def _cut_trials(
             )
         )
     return trials, bad
+
+
+def _shared(config: dict, names: dict) -> dict:
+    """`config` whose top-level values equal to those of the first config read (kept in `names`)
+    are that config's objects: a resolved config is ~9 KB of Python objects, most of it the same
+    in every trial of a grid."""
+    base = names.setdefault(("config",), config)
+    if base is config:
+        return config
+    return {k: base[k] if k in base and _same(v, base[k]) else v for k, v in config.items()}
+
+
+def _same(a, b) -> bool:
+    """a and b are the same JSON value (types compared, not only values; dict order too)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _schema_ok(schema: pa.Schema, want: pa.Schema, optional: tuple[str, ...]) -> bool:
