@@ -141,6 +141,7 @@ def read_job_state(job_dir: str, threads: int = 4) -> JobRead:
         more, problems = read_job_files(job_dir, threads, left)
         trials += more
     eligible = _eligible(trials, stamps, listed_at, SETTLE_S)
+    pa.default_memory_pool().release_unused()  # the chunks' freed buffers: back to the system
     trials = sorted([*got, *trials], key=lambda t: t.run_id)
     stale = bool(eligible) and (
         note is not None or not present or len(eligible) > len(trials) // 50
