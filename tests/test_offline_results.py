@@ -108,13 +108,13 @@ def test_api_summary_matches_evaluate(retrained):
 def test_job_results_read_the_store_once(retrained, monkeypatch):
     a, b, _ = retrained
     calls: list[str] = []
-    read_job = store.read_job
+    read_job = store.read_job_state
 
     def counted(job_dir: str, *args, **kwargs):
         calls.append(job_dir)
         return read_job(job_dir, *args, **kwargs)
 
-    monkeypatch.setattr(store, "read_job", counted)
+    monkeypatch.setattr(store, "read_job_state", counted)
     spec = load_spec(a)
     res = JobResults(spec)
     first = res.selections

@@ -142,5 +142,41 @@ def test_s3_sweep_with_evaluate_while_it_runs(s3_env, ray_session, write_job, tm
     lines = [ln for ln in log.read_text().splitlines() if ln.startswith("sweep s3sweep: ")]
     assert any(ln.startswith("sweep s3sweep: 2/2 trials done; epochs 6/6") for ln in lines)
     assert "| Trial name" not in log.read_text()
+    # the sweep's end (no evaluation after it) compacted the trajectories; evaluate reads them
+    assert f"compacted 2 trials into {spec.job_dir}/compact/" in log.read_text()
+    assert stored.read_job_state(spec.job_dir).compacted == 2
     assert evaluate_command(str(job), []) == 0
     assert not stored.read_frame(f"{spec.job_dir}/selections.parquet").in_progress.any()
+
+
+@pytest.mark.slow
+def test_s3_compacted_copy(s3_env, tmp_path):
+    """The compacted copy on S3: written (one PUT per file), read in place of the trial files,
+    a trial rewritten since read from its own, a damaged copy ignored with a note."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .nb201_golden import TRIALS, write_store
+    from .test_criteria_batch import same_trials
+
+    job_dir = f"{write_store(f's3://{BUCKET}/compact', TRIALS[:2])}/golden"
+    assert stored.write_compact(stored.read_job_state(job_dir), settle=0) == 2
+    state = stored.read_job_state(job_dir)
+    assert state.compacted == 2 and state.note is None
+    same_trials(state.trials, sorted(stored.read_job_files(job_dir)[0], key=lambda t: t.run_id))
+    rid = state.trials[1].run_id
+    fs, _ = stored._fs_path(job_dir)
+    for kind in ("epochs", "alphas"):  # resumed from epoch 3
+        path = stored.trial_paths(job_dir, rid)[kind]
+        with fs.open_input_file(stored._fs_path(path)[1]) as f:
+            table = pq.ParquetFile(f).read()
+        meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+        keep = pc.less_equal(table["epoch"], 3)
+        stored.write_table(table.replace_schema_metadata(None).filter(keep), path, meta)
+    state = stored.read_job_state(job_dir)
+    assert state.compacted == 1
+    assert next(t for t in state.trials if t.run_id == rid).stored_shape[0] == 4
+    stored.write_bytes(stored.compact_paths(job_dir)["alphas"], b"PAR1 cut short")
+    state = stored.read_job_state(job_dir)
+    assert state.compacted == 0 and "alphas.parquet is unreadable" in state.note
+    same_trials(state.trials, sorted(stored.read_job_files(job_dir)[0], key=lambda t: t.run_id))

@@ -84,6 +84,7 @@ def run_evaluate(
         f"{time.perf_counter() - t0:.1f}s to read")  # fmt: skip
     for rid, why in sorted(res.problems.items()):
         log(f"  skipped trial {rid}: {why} (`{redo_command(spec, rid)}` runs it again)")
+    compact_trials(res.read_state, log)
     cache = None
     if pt.stage_specs(res.criteria):  # darts_pt: its projections first (pt.parquet only then)
         cache = pt.run_pt(spec, res.trials, res.criteria, res.status, res.pt_cache,
@@ -111,6 +112,27 @@ def run_evaluate(
         + f"); {len(res.problems)} trials skipped; {time.perf_counter() - t0:.1f}s")  # fmt: skip
     return EvaluateResult(sel, res.summary, res.trials, res.problems, res.score or "",
                           res.summary_text, res)  # fmt: skip
+
+
+def compact_trials(state: store.JobRead, log: Callable[[str], None]) -> None:
+    """Bring the job's compacted copy of its trajectories (`{job}/compact/`, docs/store.md) up to
+    date when `state` (the read that just happened) found it stale or ignored it, from the trials
+    read; a copy that cannot be written is said in one line (the per-trial files stay the
+    source of truth, so nothing else depends on it)."""
+    if state.note:
+        log(f"  note: {state.note}")
+    if not state.stale:
+        return
+    t0 = time.perf_counter()
+    try:
+        n = store.write_compact(state)
+    except OSError as e:
+        log(f"  note: {state.job_dir}/{store.COMPACT_DIR}: not written ({e}); the trials are "
+            "read from their own files")  # fmt: skip
+        return
+    if n:
+        log(f"  compacted {n} trials into {state.job_dir}/{store.COMPACT_DIR}/ "
+            f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
 
 
 def merge_selections(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:

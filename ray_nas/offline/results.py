@@ -42,9 +42,15 @@ class JobResults:
 
     @functools.cached_property
     def _read(self) -> tuple[list[store.TrialData], dict[str, str]]:
-        trials, problems = store.read_job(self.spec.job_dir)
+        trials, problems = self.read_state.trials, self.read_state.problems
         trials.sort(key=lambda t: (sl.grid_rank(self.spec, t.config), t.run_id))
         return trials, problems
+
+    @functools.cached_property
+    def read_state(self) -> store.JobRead:
+        """How the trajectories were read (store.read_job_state): which came from the job's
+        compacted copy, whether it is stale, why it was ignored (`note`)."""
+        return store.read_job_state(self.spec.job_dir)
 
     @property
     def trials(self) -> list[store.TrialData]:

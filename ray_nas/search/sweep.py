@@ -285,6 +285,8 @@ def run_sweep(
     if todo and not interrupted:
         status = _close_dead_trials(spec.job_dir, status, [rid for _, rid, _ in todo], killed)
     status = store.consolidate_trials(spec.job_dir, status)
+    if not interrupted and not evaluate:  # (an evaluation that follows compacts as it reads)
+        _compact(spec.job_dir, log)
     result = dict(zip(status["run_id"], status["status"]))
     if interrupted:
         complete = sum(result.get(rid) in FINAL_STATUSES for rid in rids)
@@ -306,6 +308,21 @@ def run_sweep(
         log(f"sweep {spec.name}: {len(diverged)} trials diverged (a non-finite loss or alpha): "
             f"{', '.join(diverged)}; see trials.parquet's stop_reason")  # fmt: skip
     return result
+
+
+def _compact(job_dir: str, log) -> None:
+    """The job's compacted copy of its trajectories (`{job}/compact/`, docs/store.md), written
+    when the sweep ends: every trial's files were just written for the last time, so none is
+    left out as too recent. One line if it cannot be written (the trial files stay the truth)."""
+    t0 = time.perf_counter()
+    try:
+        n = store.write_compact(store.read_job_state(job_dir), settle=0)
+    except OSError as e:
+        log(f"  note: {job_dir}/{store.COMPACT_DIR}: not written ({e})")
+        return
+    if n:
+        log(f"  compacted {n} trials into {job_dir}/{store.COMPACT_DIR}/ "
+            f"({time.perf_counter() - t0:.1f}s)")  # fmt: skip
 
 
 def _close_dead_trials(job_dir: str, status, rids: list[str], killed: dict[str, str]):

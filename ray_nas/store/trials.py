@@ -334,9 +334,10 @@ class TrialData:
     epochs: dict[str, np.ndarray]
     """column -> [T+1] (epoch, train_loss, ..., hessian_eig NaN where null, arch as object)"""
     alpha: np.ndarray
-    """float64 [T+1, E, K] raw logits"""
+    """float64 [T+1, E, K] raw logits (the store's readers hold the stored float32 values and
+    widen them on each access: `stored_shape` is the shape without that copy)"""
     weights: np.ndarray
-    """float64 [T+1, E, K] the op distribution (softmax(alpha) for DARTS)"""
+    """float64 [T+1, E, K] the op distribution (softmax(alpha) for DARTS; held as alpha)"""
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     """float64 [T+1, E, K] per extra alphas column the algorithm filled (e.g. concentration)"""
     cells: tuple[str, ...] = ()
@@ -352,6 +353,34 @@ class TrialData:
     def space(self) -> str:
         """The trial's search space (ray_nas.spaces): its config's, nb201 in older stores."""
         return name_of(self.config)
+
+    @property
+    def stored_shape(self) -> tuple[int, int, int]:
+        """(T+1, E, K): alpha's shape, without widening it."""
+        return self.__dict__["_alpha"].shape
+
+    def stored(self, name: str) -> np.ndarray:
+        """`alpha` or `weights` as held (float32 where read from the store: the stored values)."""
+        return self.__dict__[f"_{name}"]
+
+
+def _widened(name: str) -> property:
+    """A TrialData array held as given (float32 from the store: half the memory of float64) and
+    returned as float64: the same values the float64 copy made at reading time held."""
+    key = f"_{name}"
+
+    def get(self) -> np.ndarray:
+        a = self.__dict__[key]
+        return a if a.dtype == np.float64 else a.astype(np.float64)
+
+    def put(self, value) -> None:
+        self.__dict__[key] = value
+
+    return property(get, put, doc=f"float64 [T+1, E, K] {name} (TrialData's field)")
+
+
+TrialData.alpha = _widened("alpha")  # type: ignore[assignment]
+TrialData.weights = _widened("weights")  # type: ignore[assignment]
 
 
 class MisplacedFileError(ValueError):
@@ -462,28 +491,6 @@ def list_run_ids(job_dir: str) -> list[str]:
     return sorted(ids)
 
 
-def read_job(job_dir: str, threads: int = 4) -> tuple[list[TrialData], dict[str, str]]:
-    """Every trial's trajectory under `job_dir`: its `epochs/` and `alphas/` files read as whole
-    columns (`scan_trials`), with the per-file reader (`read_job_files`) for every trial the
-    scan leaves (a file missing, unreadable or inconsistent: the problem is said as that reader
-    says it; connection rows).
-
-    Returns (trials sorted by run_id, problems: run_id -> why it was skipped) where problems are
-    missing, partial or unreadable files.
-    """
-    fs, p = _fs_path(job_dir.rstrip("/"))
-    listed = {kind: _listing(fs, f"{p}/{kind}") for kind in ("epochs", "alphas")}
-    ids = sorted(set().union(*(folders for folders, _ in listed.values())))
-    present = {k: files for k, (_, files) in listed.items()}
-    trials, left = scan_trials(job_dir, ids, present, threads)
-    if left:
-        more, problems = read_job_files(job_dir, threads, left)
-        trials = sorted([*trials, *more], key=lambda t: t.run_id)
-    else:
-        problems = {}
-    return trials, problems
-
-
 def read_job_files(
     job_dir: str, threads: int = 4, run_ids: list[str] | None = None
 ) -> tuple[list[TrialData], dict[str, str]]:
@@ -529,7 +536,7 @@ SCAN_ROWS = 2_000_000
 def scan_trials(
     job_dir: str,
     run_ids: list[str],
-    present: dict[str, set[str]] | None = None,
+    present: dict[str, set[str] | dict] | None = None,
     threads: int = 4,
 ) -> tuple[list[TrialData], list[str]]:
     """The trials `run_ids` read as whole columns: their epochs and alphas files read `threads`
@@ -559,17 +566,18 @@ def scan_trials(
         trials += got
         left += bad
         c0 += len(part)
-        rows = max([t.alpha.shape[0] * t.alpha.shape[1] * t.alpha.shape[2] for t in got] or [1])
+        rows = max([int(np.prod(t.stored_shape)) for t in got] or [1])
         size = min(SCAN_CHUNK, max(16, SCAN_ROWS // rows))
     return trials, sorted(left)
 
 
-def _listing(fs, folder: str) -> tuple[set[str], set[str]]:
-    """(run_ids with a `run_id=<id>` folder under `folder`, those with its part-0.parquet file):
-    one recursive listing."""
+def _listing(fs, folder: str) -> tuple[set[str], dict[str, tuple[int, int]]]:
+    """(run_ids with a `run_id=<id>` folder under `folder`, {run_id: (size, mtime in ns) of its
+    part-0.parquet file} for those with one): one recursive listing (the stamps come with it;
+    mtime -1 where the filesystem gives none)."""
     if fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return set(), set()
-    folders, files = set(), set()
+        return set(), {}
+    folders, files = set(), {}
     for info in fs.get_file_info(pafs.FileSelector(folder, recursive=True)):
         *_, parent, name = f"/{info.path}".rsplit("/", 2)
         if (
@@ -579,8 +587,9 @@ def _listing(fs, folder: str) -> tuple[set[str], set[str]]:
         ):
             folders.add(name[len("run_id=") :])
         elif info.type == pafs.FileType.File and name == PART and parent.startswith("run_id="):
-            files.add(parent[len("run_id=") :])
-    return folders | files, files
+            mtime = info.mtime_ns
+            files[parent[len("run_id=") :]] = (int(info.size), -1 if mtime is None else int(mtime))
+    return folders | set(files), files
 
 
 def _read_files(fs, paths: list[str], want: pa.Schema, threads: int):
@@ -621,11 +630,18 @@ def _read_files(fs, paths: list[str], want: pa.Schema, threads: int):
 
 
 def _strings(column, names: dict[str, str]) -> np.ndarray:
-    """A string column as an object array whose equal texts are one interned str each."""
-    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    """A string column (or dictionary-encoded) as an object array whose equal texts are one
+    interned str each."""
+    if isinstance(column, pa.ChunkedArray):
+        if pa.types.is_dictionary(column.type):
+            column = column.unify_dictionaries()
+        column = column.combine_chunks()
+    col = column
     if col.null_count:
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
         return col.to_numpy(zero_copy_only=False)
-    enc = pc.dictionary_encode(col)
+    enc = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
     uniq = np.array([names.setdefault(a, a) for a in enc.dictionary.to_pylist()], dtype=object)
     return uniq[enc.indices.to_numpy()] if len(uniq) else np.empty(0, dtype=object)
 
@@ -664,9 +680,7 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str], thread
         return json_cache[text]
 
     # per trial: its files' metadata, the shapes they promise, the schema checks
-    shapes = []  # (i, rid, ops, edges, meta, n, e, k) of the trials that pass
-    ep_start = np.concatenate([[0], np.cumsum(ep_rows)])
-    al_start = np.concatenate([[0], np.cumsum(al_rows)])
+    shapes = []  # (i, rid, ops, edges, config, n, e, k) of the trials that pass
     for i, rid in enumerate(run_ids):
         es, as_ = ep_schemas[i], al_schemas[i]
         if es is None or as_ is None or not schemas_ok(es, as_):
@@ -689,16 +703,37 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str], thread
         if n == 0 or e * k == 0 or al_rows[i] != n * e * k:
             bad.append(rid)
             continue
-        shapes.append((i, rid, ops, edges, meta, n, e, k))
+        shapes.append((i, rid, ops, edges, meta.get(b"ray_nas.config", b"{}"), n, e, k))
+    trials, more = _cut_trials(ep, ep_rows, al, al_rows, shapes, names)
+    return trials, bad + more
+
+
+def _cut_trials(
+    ep: pa.Table,
+    ep_rows: np.ndarray,
+    al: pa.Table,
+    al_rows: np.ndarray,
+    shapes: list[tuple],
+    names: dict[str, str],
+) -> tuple[list[TrialData], list[str]]:
+    """The trials of `shapes` cut from the tables of a chunk: ep (EPOCHS_SCHEMA) and al
+    (_ALPHA_COLUMNS) hold the chunk's files one after the other, ep_rows / al_rows [files] rows
+    each; shapes: (file index, run_id, ops, edges, config: JSON or dict, n, e, k) of the files
+    to cut (the others hold no rows or are skipped). Checks epochs 0..T in order in both tables
+    (trials failing it are returned as the second element, by run_id)."""
+    bad: list[str] = []
     if not shapes:
         return [], bad
+    ep_start = np.concatenate([[0], np.cumsum(ep_rows)])
+    al_start = np.concatenate([[0], np.cumsum(al_rows)])
+    nfiles = len(ep_rows)
     # epochs 0..T in order in both files, checked for every trial at once
     ep_epoch = ep.column("epoch").to_numpy()
     al_epoch = al.column("epoch").to_numpy()
     idx = np.array([s[0] for s in shapes])
-    per = np.ones(len(run_ids), dtype=np.int64)
+    per = np.ones(nfiles, dtype=np.int64)
     per[idx] = [s[6] * s[7] for s in shapes]
-    ok = _epochs_in_order(ep_epoch, ep_rows, np.ones(len(run_ids), dtype=np.int64))[idx]
+    ok = _epochs_in_order(ep_epoch, ep_rows, np.ones(nfiles, dtype=np.int64))[idx]
     ok &= _epochs_in_order(al_epoch, al_rows, per)[idx]
     cols = {}
     for name in EPOCHS_SCHEMA.names:
@@ -708,8 +743,8 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str], thread
             cols[name] = np.asarray(ep.column(name).to_pandas(), dtype=np.float64)
         else:
             cols[name] = ep.column(name).to_numpy()
-    alpha = al.column("alpha").to_numpy().astype(np.float64)
-    weight = al.column("weight").to_numpy().astype(np.float64)
+    alpha = al.column("alpha").to_numpy()  # float32 as stored: TrialData widens on access
+    weight = al.column("weight").to_numpy()
     extras = {}
     for c in EXTRA_ALPHA_COLUMNS:
         if c in al.column_names and al.column(c).null_count < al.num_rows:
@@ -724,7 +759,7 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str], thread
         tuple(names.setdefault(x, x) for x in texts[a:b]) for a, b in zip(bounds, bounds[1:])
     ]
     trials = []
-    for j, ((i, rid, ops, edges, meta, n, e, k), good) in enumerate(zip(shapes, ok.tolist())):
+    for j, ((i, rid, ops, edges, config, n, e, k), good) in enumerate(zip(shapes, ok.tolist())):
         if not good:
             bad.append(rid)
             continue
@@ -739,7 +774,7 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str], thread
         trials.append(
             TrialData(
                 run_id=rid,
-                config=json.loads(meta.get(b"ray_nas.config", b"{}")),
+                config=config if isinstance(config, dict) else _shared(json.loads(config), names),
                 ops=tuple(ops),
                 edges=tuple(edges),
                 epochs={name: v[e0 : e0 + n] for name, v in cols.items()},
@@ -753,6 +788,29 @@ def _scan_chunk(fs, base: str, run_ids: list[str], names: dict[str, str], thread
             )
         )
     return trials, bad
+
+
+def _shared(config: dict, names: dict) -> dict:
+    """`config` whose top-level values equal to those of the first config read (kept in `names`)
+    are that config's objects: a resolved config is ~9 KB of Python objects, most of it the same
+    in every trial of a grid."""
+    base = names.setdefault(("config",), config)
+    if base is config:
+        return config
+    return {k: base[k] if k in base and _same(v, base[k]) else v for k, v in config.items()}
+
+
+def _same(a, b) -> bool:
+    """a and b are the same JSON value (types compared, not only values; dict order too)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _schema_ok(schema: pa.Schema, want: pa.Schema, optional: tuple[str, ...]) -> bool:
