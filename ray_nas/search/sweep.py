@@ -127,19 +127,22 @@ def _dashboard_problem(addr: str, timeout: float) -> str | None:
     return "its /api/version names no ray_version"
 
 
-def _trainable(config: dict) -> None:
-    """Tune function trainable: one search, reported to Tune after every epoch."""
+def _trainable(config: dict, shared: dict) -> None:
+    """Tune function trainable: one search, reported to Tune after every epoch. `config` holds
+    the trial's own entry (config["trial"]: run_id, resolved search, grid point); `shared` what
+    every trial of the sweep shares (the job, the driver's cwd, fault env, epoch_lines), passed
+    once through Ray's object store (tune.with_parameters), not copied into each trial's config."""
     from ray import tune
 
-    os.environ.update(config.get("fault_env") or {})
+    os.environ.update(shared.get("fault_env") or {})
     if os.path.isdir(
-        config["cwd"]
+        shared["cwd"]
     ):  # Tune starts trials in their own folder: relative paths are the driver's
-        os.chdir(config["cwd"])
+        os.chdir(shared["cwd"])
     import torch
 
-    torch.set_num_threads(max(1, int(config["job"]["resources"]["cpu"])))
-    spec = spec_from_dict(config["job"], source="sweep")
+    torch.set_num_threads(max(1, int(shared["job"]["resources"]["cpu"])))
+    spec = spec_from_dict(shared["job"], source="sweep")
     cfg = resolve_search(config["trial"]["search"], record=True)
     rid = config["trial"]["run_id"]
 
@@ -152,7 +155,7 @@ def _trainable(config: dict) -> None:
                      "skips": space.skips(rec.arch), "arch": rec.arch, "run_id": rid})  # fmt: skip
 
     def log(line: str) -> None:  # a local sweep's driver shows epochs on its progress line
-        if config.get("epoch_lines", True) or not line.startswith("epoch "):
+        if shared.get("epoch_lines", True) or not line.startswith("epoch "):
             print(f"[{rid}] {line}")
 
     status = run_trial(
@@ -405,23 +408,33 @@ def _tune(spec: JobSpec, todo, log, killed: dict | None = None) -> bool:
     job = {**resolved_job_dict(spec), "search": spec.search, "grid": {}}
     space = [{"run_id": rid, "search": to_dict(cfg), "point": point} for cfg, rid, point in todo]
     storage = spec.store if "://" in spec.store else os.path.abspath(spec.store)
+    # What every trial shares goes to Ray's object store once: Tune keeps each trial's config on
+    # the driver (twice, and once more in its last result) and in its experiment state, so only
+    # the trial's own entry belongs there.
+    shared = {
+        "job": job,
+        "cwd": os.getcwd(),
+        "fault_env": {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)},
+        # per-epoch lines from the workers: on a cluster (RAY_ADDRESS) only; a local sweep
+        # shows its progress as one line (progress_reporter)
+        "epoch_lines": bool(os.environ.get("RAY_ADDRESS")),
+    }
     trainable = tune.with_resources(
-        _trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+        tune.with_parameters(_trainable, shared=shared),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     # The classic reporter: the default (AIR) one ignores column choices and prints config dicts.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's own per-trial records (progress.csv, result.json, params.json/.pkl, a TensorBoard
+    # events file: 5 files, ~47 KB a trial) come from logger callbacks it adds unless this is 1;
+    # nothing here reads them (the store holds every trial's status and trajectory) and resuming
+    # does not use them. Read by Tuner.fit, so setting it here covers this driver; an explicit
+    # TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0 brings them back (see docs/scale.md).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     reporter = progress_reporter(spec)
     tuner = tune.Tuner(
         trainable,
-        param_space={
-            "trial": tune.grid_search(space),
-            "job": job,
-            "cwd": os.getcwd(),
-            "fault_env": {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)},
-            # per-epoch lines from the workers: on a cluster (RAY_ADDRESS) only; a local sweep
-            # shows its progress as one line (progress_reporter)
-            "epoch_lines": bool(os.environ.get("RAY_ADDRESS")),
-        },  # fmt: skip
+        param_space={"trial": tune.grid_search(space)},
         # reuse_actors: a finished trial's worker process runs the next one (no new process and
         # torch import per trial: about 5 s of CPU each); every trial sets its own state up.
         tune_config=tune.TuneConfig(
