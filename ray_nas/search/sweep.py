@@ -129,9 +129,10 @@ def _dashboard_problem(addr: str, timeout: float) -> str | None:
 
 def _trainable(config: dict, shared: dict) -> None:
     """Tune function trainable: one search, reported to Tune after every epoch. `config` holds
-    the trial's own entry (config["trial"]: run_id, resolved search, grid point); `shared` what
-    every trial of the sweep shares (the job, the driver's cwd, fault env, epoch_lines), passed
-    once through Ray's object store (tune.with_parameters), not copied into each trial's config."""
+    the trial's run_id and own entry (config["trial"]: run_id, resolved search, grid point);
+    `shared` what every trial of the sweep shares (the job, the driver's cwd, fault env,
+    epoch_lines), passed once through Ray's object store (tune.with_parameters), not copied
+    into each trial's config."""
     from ray import tune
 
     os.environ.update(shared.get("fault_env") or {})
