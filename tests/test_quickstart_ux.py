@@ -76,6 +76,14 @@ def test_progress_is_one_line_rewritten_on_a_terminal_and_throttled_in_a_log():
     line = progress_line("quickstart", trials)
     assert line == ("sweep quickstart: 1/3 trials done, 1 running, 1 pending; epochs 27/60; "
                     "best valid_acc 95.2%")  # fmt: skip
+    # a trial Tune has not started has only its run_id resolved (its entry is a placeholder
+    # until then): its epochs come from the sweep's run_id -> epochs
+    waiting = types.SimpleNamespace(status="PENDING", last_result={},
+                                    config={"run_id": "r9", "trial": ("__fn_ph", "1f2e")})  # fmt: skip
+    assert progress_line("q", [*trials, waiting], {"r9": 30}) == (
+        "sweep q: 1/4 trials done, 1 running, 2 pending; epochs 27/90; best valid_acc 95.2%"
+    )
+    assert "epochs 27/60;" in progress_line("q", [*trials, waiting])
 
     class Tty(io.StringIO):
         def isatty(self):

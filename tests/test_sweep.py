@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -29,6 +30,24 @@ def _epochs(spec):
     return ep.assign(run_id=ep.run_id.astype(str))
 
 
+#: Tune's experiment-level files (the trial folders hold nothing unless a trial fails)
+EXPERIMENT_FILES = [
+    ".validate_storage_marker",
+    "basic-variant-state",
+    "experiment_state",
+    "tuner.pkl",
+]
+
+
+def _tune_files(spec) -> dict[str, list]:
+    """Tune's files under the job: those in its trial folders (paths), the experiment-level ones
+    (names, less their timestamps)."""
+    files = [p for p in Path(spec.job_dir, "tune").rglob("*") if p.is_file()]
+    top = sorted(re.sub(r"-\d{4}-\d\d-\d\d_[\d-]+\.json$", "", p.name) for p in files
+                 if p.parent.parent.name == "tune")  # fmt: skip
+    return {"trial": [p for p in files if p.parent.parent.name != "tune"], "experiment": top}
+
+
 def test_sweep_end_to_end_and_idempotent_mlflow(ray_session, write_job, capsys):
     job = write_job(name="e2e", search={"epochs": 2}, grid=GRID, resources={"cpu": 0.5, "gpu": 0},
                     criteria=["final", {"name": "dartsplus_sc", "k": 2}], evaluate=NO_RETRAIN)  # fmt: skip
@@ -47,6 +66,11 @@ def test_sweep_end_to_end_and_idempotent_mlflow(ray_session, write_job, capsys):
     assert len(sel) == 8
     trials = pd.read_parquet(f"{spec.job_dir}/trials.parquet")
     assert sorted(trials.run_id) == sorted(rids) and set(trials.status) == {"completed"}
+    # Tune's folder: one experiment (its state files), its trial folders empty (no per-trial
+    # logger files: the sweep sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS), the job in no config
+    assert _tune_files(spec) == {"trial": [], "experiment": EXPERIMENT_FILES}
+    state = next(Path(spec.job_dir, "tune").glob("tune-*/experiment_state-*.json")).read_text()
+    assert rids[0] in state and "tracking_uri" not in state  # the job: not in the trials' configs
     first = count_runs(spec.tracking_uri, spec.name)
     assert (
         first["runs"] == 5 and first["valid_acc_points"] == 4 * 3 and first["duplicate_steps"] == 0
@@ -71,6 +95,8 @@ def test_crashed_trial_is_retried_from_its_checkpoint(
     assert sweep_command(str(job), [], evaluate=False) == 0
     assert (tmp_path / "fault" / "failed-once").exists()  # it did crash once
     spec = load_spec(job)
+    # the crashed trial's folder holds Tune's error files (its trace), nothing else
+    assert {p.name for p in _tune_files(spec)["trial"]} == {"error.txt", "error.pkl"}
     ep = _epochs(spec)
     assert sorted(ep.epoch) == [0, 1, 2, 3]  # every epoch exactly once
     assert store.read_status(spec.job_dir).status.tolist() == ["completed"]

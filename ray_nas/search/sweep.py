@@ -127,19 +127,23 @@ def _dashboard_problem(addr: str, timeout: float) -> str | None:
     return "its /api/version names no ray_version"
 
 
-def _trainable(config: dict) -> None:
-    """Tune function trainable: one search, reported to Tune after every epoch."""
+def _trainable(config: dict, shared: dict) -> None:
+    """Tune function trainable: one search, reported to Tune after every epoch. `config` holds
+    the trial's run_id and own entry (config["trial"]: run_id, resolved search, grid point);
+    `shared` what every trial of the sweep shares (the job, the driver's cwd, fault env,
+    epoch_lines), passed once through Ray's object store (tune.with_parameters), not copied
+    into each trial's config."""
     from ray import tune
 
-    os.environ.update(config.get("fault_env") or {})
+    os.environ.update(shared.get("fault_env") or {})
     if os.path.isdir(
-        config["cwd"]
+        shared["cwd"]
     ):  # Tune starts trials in their own folder: relative paths are the driver's
-        os.chdir(config["cwd"])
+        os.chdir(shared["cwd"])
     import torch
 
-    torch.set_num_threads(max(1, int(config["job"]["resources"]["cpu"])))
-    spec = spec_from_dict(config["job"], source="sweep")
+    torch.set_num_threads(max(1, int(shared["job"]["resources"]["cpu"])))
+    spec = spec_from_dict(shared["job"], source="sweep")
     cfg = resolve_search(config["trial"]["search"], record=True)
     rid = config["trial"]["run_id"]
 
@@ -152,7 +156,7 @@ def _trainable(config: dict) -> None:
                      "skips": space.skips(rec.arch), "arch": rec.arch, "run_id": rid})  # fmt: skip
 
     def log(line: str) -> None:  # a local sweep's driver shows epochs on its progress line
-        if config.get("epoch_lines", True) or not line.startswith("epoch "):
+        if shared.get("epoch_lines", True) or not line.startswith("epoch "):
             print(f"[{rid}] {line}")
 
     status = run_trial(
@@ -420,25 +424,43 @@ def _tune(spec: JobSpec, todo, log, killed: dict | None = None) -> bool:
     # Each trial carries its fully resolved search, so the job it gets needs no grid: with one, every
     # trial would re-validate the whole grid on start (O(trials^2) work over a big sweep).
     job = {**resolved_job_dict(spec), "search": spec.search, "grid": {}}
-    space = [{"run_id": rid, "search": to_dict(cfg), "point": point} for cfg, rid, point in todo]
+    entries = {
+        rid: {"run_id": rid, "search": to_dict(cfg), "point": point} for cfg, rid, point in todo
+    }
     storage = spec.store if "://" in spec.store else os.path.abspath(spec.store)
+    # What every trial shares goes to Ray's object store once: Tune keeps each trial's config on
+    # the driver (twice, and once more in its last result) and in its experiment state, so only
+    # the trial's own entry belongs there.
+    shared = {
+        "job": job,
+        "cwd": os.getcwd(),
+        "fault_env": {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)},
+        # per-epoch lines from the workers: on a cluster (RAY_ADDRESS) only; a local sweep
+        # shows its progress as one line (progress_reporter)
+        "epoch_lines": bool(os.environ.get("RAY_ADDRESS")),
+    }
     trainable = tune.with_resources(
-        _trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+        tune.with_parameters(_trainable, shared=shared),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     # The classic reporter: the default (AIR) one ignores column choices and prints config dicts.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    reporter = progress_reporter(spec)
+    # Tune's own per-trial records (progress.csv, result.json, params.json/.pkl, a TensorBoard
+    # events file: 5 files, ~47 KB a trial) come from logger callbacks it adds unless this is 1;
+    # nothing here reads them (the store holds every trial's status and trajectory) and resuming
+    # does not use them. Read by Tuner.fit, so setting it here covers this driver; an explicit
+    # TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0 brings them back (see docs/scale.md).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    reporter = progress_reporter(spec, epochs={rid: cfg.total_epochs for cfg, rid, _ in todo})
     tuner = tune.Tuner(
         trainable,
+        # The grid runs over the run_ids; each trial's entry is looked up once its run_id is set.
+        # A grid over the entries themselves costs O(trials^2): Tune deep-copies the unresolved
+        # space, every entry included, for each trial it generates (0.4 s a trial at 2,000).
         param_space={
-            "trial": tune.grid_search(space),
-            "job": job,
-            "cwd": os.getcwd(),
-            "fault_env": {k: os.environ[k] for k in FAULT_ENVS if os.environ.get(k)},
-            # per-epoch lines from the workers: on a cluster (RAY_ADDRESS) only; a local sweep
-            # shows its progress as one line (progress_reporter)
-            "epoch_lines": bool(os.environ.get("RAY_ADDRESS")),
-        },  # fmt: skip
+            "run_id": tune.grid_search(list(entries)),
+            "trial": tune.sample_from(lambda config: entries[config["run_id"]]),
+        },
         # reuse_actors: a finished trial's worker process runs the next one (no new process and
         # torch import per trial: about 5 s of CPU each); every trial sets its own state up.
         tune_config=tune.TuneConfig(
@@ -468,10 +490,13 @@ def _tune(spec: JobSpec, todo, log, killed: dict | None = None) -> bool:
 class _TuneLogFilter(logging.Filter):
     """Drops Tune's lines that the sweep says better itself: a failed trial's traceback (the retry
     log says it in one line; the trace stays in the trial's error.txt under {store}/{job}/tune/),
-    and, after Ctrl-C, `Tuner.restore(...)` advice (rerunning the same command resumes)."""
+    after Ctrl-C, `Tuner.restore(...)` advice (rerunning the same command resumes), and the
+    result grid's `Failed to fetch metrics` for every trial: Tune's per-trial result files are
+    off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS, in _tune); the store holds the trajectories."""
 
     DROPPED = ("Trial task failed for trial", "Trials did not complete",
-               "Experiment has been interrupted", "Training has been interrupted")  # fmt: skip
+               "Experiment has been interrupted", "Training has been interrupted",
+               "Failed to fetch metrics")  # fmt: skip
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self.DROPPED)
@@ -479,7 +504,8 @@ class _TuneLogFilter(logging.Filter):
 
 @contextlib.contextmanager
 def _quiet_tune_logs():
-    names = ("ray.tune.tune", "ray.tune.execution.tune_controller")
+    names = ("ray.tune.tune", "ray.tune.execution.tune_controller",
+             "ray.tune.analysis.experiment_analysis")  # fmt: skip
     flt = _TuneLogFilter()
     for name in names:
         logging.getLogger(name).addFilter(flt)
@@ -492,7 +518,7 @@ def _quiet_tune_logs():
 
 def _trial_run_id(trial) -> str:
     """Tune names and folders trials by our run_id (not by its own trial id)."""
-    return trial.config["trial"]["run_id"]
+    return trial.config["run_id"]
 
 
 def short_keys(keys) -> dict[str, str]:
@@ -501,10 +527,11 @@ def short_keys(keys) -> dict[str, str]:
     return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
 
 
-def progress_reporter(spec: JobSpec, stream=None):
+def progress_reporter(spec: JobSpec, stream=None, epochs: dict[str, int] | None = None):
     """Tune's progress as one line for the whole sweep: trials done/running/pending, epochs done
     of all, the best valid_acc so far. On a terminal it is rewritten in place (carriage return)
-    when it changes; otherwise a plain line at most every 30 s (and one at the end), so a log stays short."""
+    when it changes; otherwise a plain line at most every 30 s (and one at the end), so a log stays short.
+    `epochs`: run_id -> the trial's epochs (see progress_line)."""
     from ray import tune
 
     class SweepProgress(tune.ProgressReporter):
@@ -530,7 +557,7 @@ def progress_reporter(spec: JobSpec, stream=None):
                     str(t) for t in trials if t.status not in ("TERMINATED", "ERROR")
                 ]
             out = self._out()
-            line = progress_line(spec.name, trials)
+            line = progress_line(spec.name, trials, epochs)
             if out.isatty():
                 if line == self.shown and not done:  # Tune asks several times a second
                     return
@@ -549,16 +576,21 @@ def progress_reporter(spec: JobSpec, stream=None):
 PLAIN_PROGRESS_SECONDS = 30
 
 
-def progress_line(name: str, trials) -> str:
+def progress_line(name: str, trials, trial_epochs: dict[str, int] | None = None) -> str:
     """`sweep NAME: 2/6 trials done, 2 running, 2 pending; epochs 57/126; best valid_acc 93.1%`
-    from Tune's trials (their status, last reported epoch and valid_acc, total epochs)."""
+    from Tune's trials (their status, last reported epoch and valid_acc, total epochs). A trial's
+    total epochs: `trial_epochs[run_id]`, else its config's search (a trial not started yet has only
+    its run_id resolved in its config: its entry is looked up when it starts)."""
     states: dict[str, int] = {}
     epochs = total = 0
     best = None
     for t in trials:
         states[t.status] = states.get(t.status, 0) + 1
-        cfg = (t.config.get("trial") or {}).get("search") or {}
-        n = int(cfg.get("warmup_epochs") or 0) + int(cfg.get("epochs") or 0)
+        n = (trial_epochs or {}).get(t.config.get("run_id"))
+        if n is None:
+            entry = t.config.get("trial")
+            cfg = (entry.get("search") if isinstance(entry, dict) else None) or {}
+            n = int(cfg.get("warmup_epochs") or 0) + int(cfg.get("epochs") or 0)
         total += n
         last = t.last_result or {}
         epochs += n if t.status == "TERMINATED" else int(last.get("epoch") or 0)
