@@ -79,8 +79,12 @@ def mlflow_server(tmp_path_factory):
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
            "--default-artifact-root", str(root / "artifacts"), "--workers", "1"]  # fmt: skip
+    # no job runner: MLflow 3's server otherwise starts 8 more processes (a job runner and its huey
+    # consumers, ~240 MB each) for GenAI jobs that tracking never uses
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(root / "server.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=env)  # fmt: skip
     deadline = time.time() + 180
     while True:
         try:
