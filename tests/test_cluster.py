@@ -71,10 +71,6 @@ def _alphas(job_dir: str, rid: str) -> pd.DataFrame:
 
 #: every node of these clusters: 127.0.0.1, one CPU, a small object store
 NODE = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 * 2**20}
-#: the head's GCS checks each node's health every 0.5 s (Ray's default: 3 s), so a removed node is
-#: declared dead after its 5 failed checks in ~2.5 s instead of ~15 s; the threshold (5) and the
-#: timeout of a check (10 s) stay Ray's, so a slow but live node is not declared dead any sooner
-HEAD = {**NODE, "num_cpus": 0, "_system_config": {"health_check_period_ms": 500}}
 
 
 @dataclass
@@ -112,7 +108,7 @@ def paused_driver(cmd: list[str], tmp_path: Path, short_tmp: str, monkeypatch):
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv("RAY_TMPDIR", short_tmp)  # the cluster's files and address stay there
-    cluster = Cluster(initialize_head=True, head_node_args=HEAD)
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "num_cpus": 0})
     proc, log, pause = None, tmp_path / "driver.log", tmp_path / "pause"
     try:
         worker = cluster.add_node(**NODE)
