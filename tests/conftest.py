@@ -207,8 +207,9 @@ def call_forked(target, *args, cwd=None) -> tuple[int, str, str]:
         output = f"{folder}/child"
         pid = forked(target, *args, output=output, cwd=cwd)
         _, status = os.waitpid(pid, 0)
-        with open(f"{output}.out") as out, open(f"{output}.err") as err:
-            return os.waitstatus_to_exitcode(status), out.read(), err.read()
+        out, err = (Path(f"{output}.{ext}") for ext in ("out", "err"))
+        return (os.waitstatus_to_exitcode(status), out.read_text() if out.exists() else "",
+                err.read_text() if err.exists() else "")  # fmt: skip
 
 
 def _run_script(script: str, argv: list[str]) -> None:
