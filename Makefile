@@ -5,13 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: venv test test-fast quickstart docs docs-serve lint format clean
 
-# --no-compile: pip does not byte-compile the ~21,000 modules it installs (torch's CUDA wheel,
-# ray, mlflow, ...: a third of the install's CPU time, 174 s -> 116 s of CPU here); Python writes
-# the .pyc of the ~5,000 that `make test` imports on first import (~15 s of CPU, once). The same
-# packages are installed.
 $(BIN)/ray-nas: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
 venv: $(BIN)/ray-nas
