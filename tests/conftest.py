@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,44 @@ def ray_session():
                  log_to_driver=False)  # fmt: skip
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 (a free port, SQLite), shared by the tests that need
+    one (each logs to experiments of its own names): its port. Stopped after the session."""
+    import http.client
+    import socket
+    import time
+
+    root = tmp_path_factory.mktemp("mlflow")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+           "--default-artifact-root", str(root / "artifacts"), "--workers", "1"]  # fmt: skip
+    # no job runner: MLflow 3's server otherwise starts 8 more processes (a job runner and its huey
+    # consumers, ~240 MB each) for GenAI jobs that tracking never uses
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=env)  # fmt: skip
+    deadline = time.time() + 180
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None and time.time() < deadline, (root / "server.log").read_text()
+        time.sleep(0.5)
+    yield port
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+    log.close()
 
 
 @pytest.fixture(scope="session")
@@ -123,17 +162,115 @@ def sigkill_after_epochs(cmd: list[str], epochs_file: str, rows: int = 3, env=No
     return written()
 
 
+def forked(target, *args, output: str | None = None, cwd=None) -> int:
+    """Fork this process; the child runs target(*args) (torch and ray_nas already imported: no
+    interpreter start-up, 2-4 s a process here, and no global state of its own left behind in
+    pytest) in `cwd`, its stdout and stderr written to `output`.out and `output`.err (None:
+    discarded), and leaves through os._exit, running none of pytest's teardown: exit status
+    target's int (None: 0), a SystemExit's code, 1 on an exception (its traceback on stderr).
+    Returns the child's pid; the caller waits for it (os.waitpid)."""
+    import io
+    import traceback
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            if output is None:
+                sys.stdout = sys.stderr = io.StringIO()
+            else:
+                sys.stdout, sys.stderr = open(f"{output}.out", "w"), open(f"{output}.err", "w")
+            try:
+                result = target(*args)
+                code = result if isinstance(result, int) else 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else int(e.code is not None)
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+            except BaseException:  # noqa: BLE001 - the parent reads it from stderr
+                traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def call_forked(target, *args, cwd=None) -> tuple[int, str, str]:
+    """target(*args) in a forked child of this process (see `forked`): (its exit status, its
+    stdout, its stderr)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        output = f"{folder}/child"
+        pid = forked(target, *args, output=output, cwd=cwd)
+        _, status = os.waitpid(pid, 0)
+        out, err = (Path(f"{output}.{ext}") for ext in ("out", "err"))
+        return (os.waitstatus_to_exitcode(status), out.read_text() if out.exists() else "",
+                err.read_text() if err.exists() else "")  # fmt: skip
+
+
+def _run_script(script: str, argv: list[str]) -> None:
+    import runpy
+
+    sys.argv = [script, *argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python SCRIPT` does
+    runpy.run_path(script, run_name="__main__")
+
+
+def run_benchmark(script: str, *argv: str) -> str:
+    """stdout of `python benchmarks/SCRIPT ARGV...` run from the repository, the script run as
+    __main__ in a forked child of this process (no interpreter start-up); fails on a non-zero
+    exit with its stderr. A script run in a fresh interpreter: tests/test_benchmarks_run.py."""
+    rc, out, err = call_forked(_run_script, f"benchmarks/{script}", list(argv), cwd=REPO)
+    assert rc == 0, f"benchmarks/{script} exited {rc}: {err[-3000:]}"
+    return out
+
+
+def sigkill_forked_search_after_epochs(job, epochs_file: str, rows: int = 3) -> int:
+    """`ray-nas search JOB --quiet` (`ray_nas.cli.main`) in a forked child of this process,
+    SIGKILLed from here once `epochs_file` holds `rows` epochs, as sigkill_after_epochs does
+    with a fresh interpreter; returns how many epochs it had written."""
+    import signal
+    import time
+
+    import pyarrow.parquet as pq
+
+    from ray_nas.cli import main
+
+    def written() -> int:
+        return pq.ParquetFile(epochs_file).metadata.num_rows if os.path.exists(epochs_file) else 0
+
+    pid = forked(main, ["search", str(job), "--quiet"])
+    deadline, ended = time.time() + 240, None
+    while time.time() < deadline and written() < rows:
+        ended = os.waitpid(pid, os.WNOHANG)[0] == pid
+        if ended:  # finished or crashed before the kill: the caller's row check says which
+            break
+        time.sleep(0.02)
+    if not ended:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return written()
+
+
 def killed_search_matches_uninterrupted(write_job, search: dict, epochs: int, **keys):
-    """A search of `search` keys (job "killed", SIGKILLed after 3 epochs, then resumed) against the
-    same search run uninterrupted (job "ref"), both jobs with the top-level `keys`: asserts
-    their stores are equal but for the seconds column and returns (spec of "killed", run_id, its
-    epochs frame, its alphas frame)."""
+    """A search of `search` keys (job "killed": `ray-nas search` in a forked child SIGKILLed after
+    3 epochs, then resumed in this process) against the same search run uninterrupted (job "ref"),
+    both jobs with the top-level `keys`: asserts their stores are equal but for the seconds column
+    and returns (spec of "killed", run_id, its epochs frame, its alphas frame). The SIGKILL of a
+    fresh `python -m ray_nas.cli` process: tests/test_store_resume.py."""
+    import contextlib
+    import io
+
     import pandas as pd
 
     from ray_nas.cli import main
     from ray_nas.config import load_spec, run_id, search_config
 
-    from .test_store_resume import CMD, _read, _run
+    from .test_store_resume import _read
 
     ref = write_job(name="ref", search=search, **keys)
     assert main(["search", str(ref), "--quiet"]) == 0  # in-process
@@ -142,10 +279,12 @@ def killed_search_matches_uninterrupted(write_job, search: dict, epochs: int, **
     rid = run_id(search_config(spec))
     epochs_file = f"{spec.store}/{spec.name}/epochs/run_id={rid}/part-0.parquet"
     # epochs 0..2 written: the checkpoint of epoch 1 is on the store
-    written = sigkill_after_epochs([*CMD, str(job), "--quiet"], epochs_file)
+    written = sigkill_forked_search_after_epochs(job, epochs_file)
     assert 3 <= written <= epochs, "the search finished before it was killed"
-    r = _run(job)
-    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(["search", str(job), "--quiet"]) == 0, err.getvalue()  # resumed in-process
+    assert "resuming" in out.getvalue(), out.getvalue()
     ref_ep, ref_al = _read(spec.store, "ref", rid)
     ep, al = _read(spec.store, "killed", rid)
     assert ep.epoch.tolist() == list(range(epochs + 1))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -22,7 +20,7 @@ from ray_nas.algorithms import NAMES, algorithm_class, arch_first
 from ray_nas.algorithms.darts import DartsV2
 from ray_nas.algorithms.drnas import concentration
 from ray_nas.algorithms.gaea import eg_update
-from ray_nas.config import load_spec, resolve_search, run_id, search_config, spec_from_dict
+from ray_nas.config import resolve_search, run_id, search_config, spec_from_dict
 from ray_nas.search.faults import KILL_AT_ENV
 from ray_nas.search.loop import BatchPlan, hessian_eigenvalue, search, seed_everything
 from ray_nas.search.trial import run_trial
@@ -30,7 +28,7 @@ from ray_nas.spaces import nb201
 from ray_nas.spaces.nb201.build import build_supernet
 from ray_nas.training.data import load_dataset
 
-from .conftest import TINY_SEARCH, sigkill_after_epochs
+from .conftest import TINY_SEARCH, killed_search_matches_uninterrupted
 
 TINY = {**TINY_SEARCH, "epochs": 2, "steps_per_epoch": 2, "batch_size": 8}
 #: the algorithms that run on NAS-Bench-201 (sgas: the DARTS space only; tests/test_baselines.py)
@@ -279,24 +277,9 @@ def test_every_algorithm_writes_the_contract_and_resumes_after_sigkill(algorithm
 
 
 def test_drnas_survives_sigkill_bit_identically(write_job):
+    """`ray-nas search` SIGKILLed at an arbitrary point after 3 epochs, resumed: bit-identical."""
     search_keys = {"algorithm": "drnas", "epochs": 4, "steps_per_epoch": 2, "batch_size": 8}
-    cmd = [sys.executable, "-m", "ray_nas.cli", "search", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ref = write_job(name="ref", search=search_keys)
-    assert (
-        subprocess.run([*cmd, str(ref)], env=env, capture_output=True, timeout=300).returncode == 0
-    )
-    job = write_job(name="killed", search=search_keys)
-    spec = load_spec(job)
-    rid = run_id(search_config(spec))
-    epochs_file = f"{spec.job_dir}/epochs/run_id={rid}/part-0.parquet"
-    written = sigkill_after_epochs([*cmd, str(job)], epochs_file, env=env)
-    assert 3 <= written < 5, "the search finished before the kill"
-    r = subprocess.run([*cmd, str(job)], env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "resuming" in r.stdout, r.stderr
-    (ep, al), (ep2, al2) = _read(f"{spec.store}/ref", rid), _read(spec.job_dir, rid)
-    pd.testing.assert_frame_equal(al, al2)
-    pd.testing.assert_frame_equal(ep, ep2)
+    killed_search_matches_uninterrupted(write_job, search_keys, 4)
 
 
 @pytest.mark.parametrize("algorithm", NB201_NAMES)

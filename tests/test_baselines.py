@@ -534,17 +534,11 @@ def test_two_epoch_search_through_the_cli(algorithm, space, write_job):
 
 @pytest.mark.slow
 def test_step_cost_benchmark_prints_every_algorithm_beside_darts_v1():
-    import subprocess
-    import sys
+    from .conftest import run_benchmark
 
-    from .conftest import REPO
-
-    out = subprocess.run(
-        [sys.executable, "benchmarks/algorithm_step.py", "--channels", "4", "--cells", "1",
-         "--batch", "4", "--size", "16", "--steps", "1", "--threads", "1", "--check",
-         "--algorithm", *NEW],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=True,
-    ).stdout  # fmt: skip
+    out = run_benchmark("algorithm_step.py", "--channels", "4", "--cells", "1", "--batch", "4",
+                        "--size", "16", "--steps", "1", "--threads", "1", "--check",
+                        "--algorithm", *NEW)  # fmt: skip
     rows = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines()[3:] if ln.strip()}
     assert set(rows) == {"darts_v1", *NEW}
     assert rows["darts_v1"][1] == "1.00x" and all(float(r[0]) > 0 for r in rows.values())

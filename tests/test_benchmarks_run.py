@@ -5,15 +5,22 @@ import sys
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, run_benchmark
 
 
 def _run(command: str, *more: str) -> str:
     """stdout of `python benchmarks/<command> <more>` run from the repository (the command's
-    words split on spaces); fails on a non-zero exit."""
+    words split on spaces), the script run as __main__ in a forked child of the test process
+    (conftest.run_benchmark: no interpreter start-up); fails on a non-zero exit."""
+    script, *args = command.split()
+    return run_benchmark(script, *args, *more)
+
+
+def _run_fresh(command: str) -> str:
+    """As _run, in a fresh `python` process, as a user runs it."""
     script, *args = command.split()
     return subprocess.run(
-        [sys.executable, f"benchmarks/{script}", *args, *more],
+        [sys.executable, f"benchmarks/{script}", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -42,7 +49,7 @@ def test_search_step_benchmark_prints_every_algorithm_on_both_impls():
 
 
 def test_equivalence_script_reports_every_layout_and_impl():
-    out = _run("equivalence.py --channels 4 --cells 1 --batch 4 --size 8 --seeds 1")
+    out = _run_fresh("equivalence.py --channels 4 --cells 1 --batch 4 --size 8 --seeds 1")
     rows = [line.split() for line in out.splitlines()[3:] if line.split()]
     assert {(r[0], r[1]) for r in rows} == {
         (layout, impl) for layout in ("nchw", "channels-last") for impl in ("reference", "fast")

@@ -22,7 +22,8 @@ CRITERIA = ["final", "best_valid", {"name": "ss_eq12", "op": "nor_conv_3x3"},
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A 2-seed x 2-scheme job searched for real (tiny), shared by the tests of this module."""
+    """A 2-seed x 2-scheme job searched for real (tiny; batches of 8: the Hessians are most of
+    the cost), shared by the tests of this module."""
     tmp = tmp_path_factory.mktemp("eval")
     if not TABLE.is_file():
         pytest.skip(f"shared NB201 table not found at {TABLE}")
@@ -31,7 +32,7 @@ def store(tmp_path_factory):
     from .conftest import TINY_SEARCH
 
     job = {"name": "ev", "store": str(tmp / "store"), "tracking_uri": f"sqlite:///{tmp}/mlflow.db",
-           "search": {**TINY_SEARCH, "epochs": 4, "hessian_every": 2}, "grid": {"lr_scheme": ["nb201", "exchange"], "seed": [0, 1]},
+           "search": {**TINY_SEARCH, "epochs": 4, "hessian_every": 2, "batch_size": 8}, "grid": {"lr_scheme": ["nb201", "exchange"], "seed": [0, 1]},
            "criteria": CRITERIA, "evaluate": {"benchmark": str(TABLE), "metric": "cifar10_test", "retrain": None}}  # fmt: skip
     path = tmp / "ev.yaml"
     path.write_text(yaml.safe_dump(job))

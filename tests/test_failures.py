@@ -4,9 +4,7 @@ while a trial runs. Nothing written is lost, the error is one clear line, a reru
 import http.client
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,12 +22,6 @@ from ray_nas.search.trial import run_trial
 from .helpers import count_runs
 
 NO_RETRAIN = {"benchmark": None, "retrain": None}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class CuttableProxy(ThreadingHTTPServer):
@@ -75,33 +67,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` on 127.0.0.1 (a free port), stopped after the module."""
-    root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-           "--default-artifact-root", str(root / "artifacts"), "--workers", "1"]  # fmt: skip
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 180
-    while True:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        assert proc.poll() is None and time.time() < deadline, (root / "server.log").read_text()
-        time.sleep(0.5)
-    yield port
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
-    log.close()
-
-
+@pytest.mark.slow
 def test_mlflow_dies_during_evaluate_then_rerun_logs_once(
     mlflow_server, write_job, monkeypatch, capsys
 ):

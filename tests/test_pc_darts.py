@@ -426,17 +426,11 @@ def test_pc_darts_search_resumes_bit_identically_after_sigkill(write_job):
 @pytest.mark.slow
 @pytest.mark.parametrize("space", ["darts", "nb201"])
 def test_step_cost_benchmark_prints_every_trial(space):
-    import subprocess
-    import sys
+    from .conftest import run_benchmark
 
-    from .conftest import REPO
-
-    out = subprocess.run(
-        [sys.executable, "benchmarks/pc_darts_step.py", "--space", space, "--channels", "4",
-         "--layers", "3", "--cells", "1", "--batch", "2", "--size", "16", "--steps", "1",
-         "--threads", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=True,
-    ).stdout  # fmt: skip
+    out = run_benchmark("pc_darts_step.py", "--space", space, "--channels", "4", "--layers", "3",
+                        "--cells", "1", "--batch", "2", "--size", "16", "--steps", "1",
+                        "--threads", "1")  # fmt: skip
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:]}
     assert set(rows) == {"darts_v1", "pc_darts", "pc_darts/k1", "gaea_pc_darts"}
     assert rows["darts_v1"][2] == "1.00x"

@@ -29,7 +29,7 @@ def _read(store, name, rid):
     )
 
 
-def test_columns_metadata_and_skip_when_complete(write_job, tmp_path):
+def test_columns_metadata_and_skip_when_complete(write_job, tmp_path, capsys):
     job = write_job(search={"epochs": 2})
     r = _run(job)
     assert r.returncode == 0, r.stderr
@@ -60,15 +60,22 @@ def test_columns_metadata_and_skip_when_complete(write_job, tmp_path):
     trials = pd.read_parquet(f"{spec.store}/{spec.name}/trials.parquet")
     assert trials.run_id.tolist() == [rid] and trials.status.tolist() == ["completed"]
     assert trials["weights.lr"].tolist() == [0.025]
-    # a complete trajectory is not rerun
-    again = _run(job)
-    assert again.returncode == 0 and "already complete" in again.stdout
+    # a complete trajectory is not rerun (this time in-process: no second interpreter start-up)
+    from ray_nas.cli import main
+
+    capsys.readouterr()
+    assert main(["search", str(job), "--quiet"]) == 0
+    assert "already complete" in capsys.readouterr().out
 
 
 def test_killed_search_resumes_bit_identically(write_job, tmp_path):
+    """A fresh `python -m ray_nas.cli search` process SIGKILLed, then rerun in another one (the
+    uninterrupted reference runs in this process)."""
+    from ray_nas.cli import main
+
     search = {"epochs": 5, "steps_per_epoch": 4, "hessian_every": 2}
     ref_job = write_job(name="ref", search=search)
-    assert _run(ref_job).returncode == 0
+    assert main(["search", str(ref_job), "--quiet"]) == 0
     job = write_job(name="killed", search=search)
     spec = load_spec(job)
     rid = run_id(search_config(spec))

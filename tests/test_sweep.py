@@ -49,7 +49,9 @@ def _tune_files(spec) -> dict[str, list]:
 
 
 def test_sweep_end_to_end_and_idempotent_mlflow(ray_session, write_job, capsys):
-    job = write_job(name="e2e", search={"epochs": 2}, grid=GRID, resources={"cpu": 0.5, "gpu": 0},
+    """A 2x2 grid on the shared Ray, its four trials packed on its one (logical) GPU and run all at
+    once; then evaluate and MLflow, idempotent; a rerun reruns nothing."""
+    job = write_job(name="e2e", search={"epochs": 2}, grid=GRID, resources={"cpu": 0.5, "gpu": 0.25},
                     criteria=["final", {"name": "dartsplus_sc", "k": 2}], evaluate=NO_RETRAIN)  # fmt: skip
     assert sweep_command(str(job), [], dry_run=True) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -71,6 +73,8 @@ def test_sweep_end_to_end_and_idempotent_mlflow(ray_session, write_job, capsys):
     assert _tune_files(spec) == {"trial": [], "experiment": EXPERIMENT_FILES}
     state = next(Path(spec.job_dir, "tune").glob("tune-*/experiment_state-*.json")).read_text()
     assert rids[0] in state and "tracking_uri" not in state  # the job: not in the trials' configs
+    st = store.read_status(spec.job_dir)
+    assert st.started.max() < st.updated.min(), "the four trials did not run at the same time"
     first = count_runs(spec.tracking_uri, spec.name)
     assert (
         first["runs"] == 5 and first["valid_acc_points"] == 4 * 3 and first["duplicate_steps"] == 0
@@ -100,15 +104,6 @@ def test_crashed_trial_is_retried_from_its_checkpoint(
     ep = _epochs(spec)
     assert sorted(ep.epoch) == [0, 1, 2, 3]  # every epoch exactly once
     assert store.read_status(spec.job_dir).status.tolist() == ["completed"]
-
-
-def test_packing_four_trials_on_one_gpu(ray_session, write_job):
-    job = write_job(name="pack", search={"epochs": 2}, grid={"seed": [0, 1, 2, 3]},
-                    resources={"cpu": 0.5, "gpu": 0.25}, evaluate=NO_RETRAIN)  # fmt: skip
-    assert sweep_command(str(job), [], evaluate=False) == 0
-    st = store.read_status(load_spec(job).job_dir)
-    assert len(st) == 4 and set(st.status) == {"completed"}
-    assert st.started.max() < st.updated.min(), "the four trials did not run at the same time"
 
 
 def test_driver_killed_then_resumed(ray_session, write_job):
@@ -226,47 +221,23 @@ def test_unreachable_ray_address(write_job, monkeypatch):
         check_ray_address(timeout=2)
 
 
-def test_http_tracking_server(write_job, tmp_path):
-    port = _free_port()
-    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    server = subprocess.Popen(
-        [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path}/srv.db", "--default-artifact-root", str(tmp_path / "art")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        uri = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        from ray_nas.tracking import check_tracking
+def test_http_tracking_server(mlflow_server, write_job):
+    from ray_nas.search.trial import run_trial
+    from ray_nas.tracking import check_tracking, log_job
 
-        while True:
-            try:
-                check_tracking(uri, timeout=1)
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.5)
-        job = write_job(name="http", search={"epochs": 1, "steps_per_epoch": 1}, tracking_uri=uri,
-                        criteria=["final"], evaluate=NO_RETRAIN)  # fmt: skip
-        spec = load_spec(job)
-        from ray_nas.search.trial import run_trial
-
-        cfg, rid, _ = expand_grid(spec)[0]
-        run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
-        from ray_nas.tracking import log_job
-
-        for _ in range(2):  # as `ray-nas evaluate` twice: the second logs nothing new
-            log_job(spec, run_evaluate(spec, log=lambda s: None), log=lambda s: None)
-        counts = count_runs(uri, "http")
-        assert (
-            counts["runs"] == 2
-            and counts["valid_acc_points"] == 2
-            and counts["duplicate_steps"] == 0
-        )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    uri = f"http://127.0.0.1:{mlflow_server}"  # a real `mlflow server`, shared (tests/conftest.py)
+    check_tracking(uri, timeout=5)
+    job = write_job(name="http", search={"epochs": 1, "steps_per_epoch": 1}, tracking_uri=uri,
+                    criteria=["final"], evaluate=NO_RETRAIN)  # fmt: skip
+    spec = load_spec(job)
+    cfg, rid, _ = expand_grid(spec)[0]
+    run_trial(spec, cfg, rid, progress=False, log=lambda s: None)
+    for _ in range(2):  # as `ray-nas evaluate` twice: the second logs nothing new
+        log_job(spec, run_evaluate(spec, log=lambda s: None), log=lambda s: None)
+    counts = count_runs(uri, "http")
+    assert (
+        counts["runs"] == 2 and counts["valid_acc_points"] == 2 and counts["duplicate_steps"] == 0
+    )
 
 
 def test_new_criteria_or_evaluate_keys_are_the_same_job(write_job):
