@@ -77,7 +77,10 @@ def test_nb1shot1_step_benchmark_prints_ms_per_step_per_space():
 @pytest.mark.slow
 def test_algorithm_step_benchmark_runs_on_1shot1_and_names_what_the_space_refuses():
     out = _run("algorithm_step.py --space nb1shot1_s2 --channels 2 --layers 3 --batch 2 --size 8 "
-               "--steps 1 --warmup 0 --threads 1 --algorithm darts_v2 gdas")  # fmt: skip
+               "--steps 1 --warmup 0 --threads 1 --algorithm darts_v2 gdas snas")  # fmt: skip
     rows = {ln.split()[0]: ln.split()[1:] for ln in out.splitlines()[3:] if ln.strip()}
     assert float(rows["darts_v1"][0]) > 0 and rows["darts_v2"][1].endswith("x")
-    assert rows["gdas"][0] == "skipped:" and "valid there: darts_v1, darts_v2" in out
+    assert float(rows["gdas"][0]) > 0 and rows["gdas"][1].endswith("x")  # nasbench-1shot1's GDAS
+    assert (
+        rows["snas"][0] == "skipped:" and "valid there: darts_v1, darts_v2, gdas, pc_darts" in out
+    )
