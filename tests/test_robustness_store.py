@@ -575,7 +575,10 @@ def test_a_criterion_that_exits_is_one_line(base, tmp_path, capsys, case, fn, fr
                         "--set", f"criteria=[tests.bad_stops:{fn}]")  # fmt: skip
     assert rc == 2, (out, err)
     assert fragment in err and "tests.bad_stops" in err and err.strip().count("\n") == 0
-    assert _tree(tmp_path / "store") == before
+    # every file as it was, none added; the compacted copy (a cache of the trajectories just read,
+    # written once the trial files are 2 s old, whatever the criteria then do) may be new
+    after = {k: v for k, v in _tree(tmp_path / "store").items() if "/compact/" not in k}
+    assert after == before
 
 
 def test_job_yaml_is_yaml_with_a_checksum_line(tmp_path):
