@@ -56,10 +56,17 @@ def ray_session():
     """One local Ray (2 CPUs, a logical GPU) shared by every `ray`-marked test: always a new one
     (address="local"), never a cluster something else started on this machine."""
     import ray
+    import ray._private.worker as ray_worker
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
                  log_to_driver=False)  # fmt: skip
+    # Ray's driver prints the errors it hears of ("(raylet) A worker died ...", after the tests
+    # that kill trials) from a background thread into whatever sys.stdout is at that moment: a
+    # later test's captured output, which that test then parses. Send them to the real stderr.
+    ray_worker.print_to_stdstream = lambda data, ignore_prefix: ray_worker.print_worker_logs(
+        data, sys.__stderr__, ignore_prefix
+    )
     yield ray
     ray.shutdown()
 
