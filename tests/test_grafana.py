@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from ray_nas.search import metrics
+from ray_nas.search.sweep import ray_metric
 
 from .conftest import REPO
 
@@ -102,7 +103,7 @@ def test_trial_metrics_reach_prometheus_under_these_names(ray_session):
 
     @ray.remote(num_cpus=0)
     def fake_trial(seconds: float):
-        m = metrics.TrialMetrics("grafana_test", "r0", ("none", "nor_conv_3x3"))
+        m = metrics.TrialMetrics(ray_metric, "grafana_test", "r0", ("none", "nor_conv_3x3"))
         for epoch in range(3):
             rec = types.SimpleNamespace(
                 epoch=epoch, seconds=1.5, valid_acc=50.0, weights=np.full((6, 2), 0.5)

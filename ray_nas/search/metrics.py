@@ -3,12 +3,11 @@
 Ray exports a `ray.util.metrics` metric named `x` as `ray_x`, a Counter as `ray_x_total`; values
 reach Prometheus through each node's metrics agent (every `metrics_report_interval_ms`, 10 s). A
 gauge of a process that ended ages out of the export, so per-trial series vanish with the trial.
-Ray is imported only when a metric is made (in a trial or on the sweep's driver).
+This module imports no Ray: the sweep (search/sweep.py, Ray's one home) hands `TrialMetrics` the
+maker of Ray's metrics and owns the driver's Tune callback.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
@@ -52,13 +51,6 @@ def prometheus_name(name: str) -> str:
     return f"ray_{name}_total" if METRICS[name][0] == "counter" else f"ray_{name}"
 
 
-def _metric(name: str, **default_tags: str):
-    from ray.util.metrics import Counter, Gauge
-
-    kind, tags, doc = METRICS[name]
-    return (Counter if kind == "counter" else Gauge)(name, doc, tags).set_default_tags(default_tags)
-
-
 def epoch_magnitudes(weights, space: str) -> dict[str, np.ndarray]:
     """{cell: m [K]} of one epoch's op distribution `weights` [R, K] (the space's op rows, in its
     row order): criteria.cell_magnitudes, the criteria's default cell first."""
@@ -70,13 +62,13 @@ def epoch_magnitudes(weights, space: str) -> dict[str, np.ndarray]:
 class TrialMetrics:
     """One trial's live metrics, updated after every epoch; a metrics failure never stops a search."""
 
-    def __init__(self, job: str, run_id: str, ops: tuple[str, ...], space: str = DEFAULT):
+    def __init__(self, make, job: str, run_id: str, ops: tuple[str, ...], space: str = DEFAULT):
+        """make(name, **default_tags): a metric of METRICS with `set`/`inc` (the sweep's
+        `ray_metric`)."""
         self.ops, self.space, self.live = tuple(ops), space, True
         try:
             self.m = {
-                n: _metric(n, nas_job=job, run_id=run_id)
-                for n in METRICS
-                if "run_id" in METRICS[n][1]
+                n: make(n, nas_job=job, run_id=run_id) for n in METRICS if "run_id" in METRICS[n][1]
             }
             self.m["nas_trial_running"].set(1)
         except Exception as e:  # noqa: BLE001
@@ -106,29 +98,3 @@ class TrialMetrics:
     def _off(self, e: Exception) -> None:
         self.live = False
         print(f"live metrics off for this trial ({type(e).__name__}: {e})")
-
-
-def sweep_metrics_callback(job: str):
-    """A Tune callback on the driver: `nas_sweep_trials{state}` = how many trials are in each state."""
-    from ray import tune
-
-    class SweepMetrics(tune.Callback):
-        STATES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
-
-        def __init__(self):
-            self.gauge, self.last = _metric("nas_sweep_trials", nas_job=job), 0.0
-
-        def on_step_end(self, iteration, trials, **info):
-            # the loop steps often; Prometheus reads every 10 s
-            if time.monotonic() - self.last >= 1.0:
-                self.on_experiment_end(trials)
-
-        def on_experiment_end(self, trials, **info):
-            self.last = time.monotonic()
-            counts = dict.fromkeys(self.STATES, 0)
-            for t in trials:
-                counts[t.status] = counts.get(t.status, 0) + 1
-            for state, n in counts.items():
-                self.gauge.set(n, tags={"state": state})
-
-    return SweepMetrics()

@@ -39,7 +39,7 @@ from ray_nas.search.integrity import (
     typed_command,
     write_job_yaml,
 )
-from ray_nas.search.metrics import TrialMetrics, sweep_metrics_callback
+from ray_nas.search.metrics import METRICS, TrialMetrics
 from ray_nas.search.trial import run_trial
 from ray_nas.spaces import get_space
 
@@ -148,7 +148,9 @@ def _trainable(config: dict, shared: dict) -> None:
     rid = config["trial"]["run_id"]
 
     space = get_space(cfg.space)
-    metrics = TrialMetrics(spec.name, rid, cfg.ops, cfg.space)  # live Prometheus metrics
+    metrics = TrialMetrics(
+        ray_metric, spec.name, rid, cfg.ops, cfg.space
+    )  # live Prometheus metrics
 
     def on_record(rec) -> None:
         metrics.record(rec)
@@ -690,3 +692,37 @@ def ray_available() -> bool:
 
 
 __all__ = ["run_sweep", "ray_map", "check_job_identity", "init_ray", "ray_available", "SpecError"]
+
+
+def ray_metric(name: str, **default_tags: str):
+    """A `ray.util.metrics` Counter or Gauge of search.metrics.METRICS (Prometheus: `ray_<name>`)."""
+    from ray.util.metrics import Counter, Gauge
+
+    kind, tags, doc = METRICS[name]
+    return (Counter if kind == "counter" else Gauge)(name, doc, tags).set_default_tags(default_tags)
+
+
+def sweep_metrics_callback(job: str):
+    """A Tune callback on the driver: `nas_sweep_trials{state}` = how many trials are in each state."""
+    from ray import tune
+
+    class SweepMetrics(tune.Callback):
+        STATES = ("PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR")
+
+        def __init__(self):
+            self.gauge, self.last = ray_metric("nas_sweep_trials", nas_job=job), 0.0
+
+        def on_step_end(self, iteration, trials, **info):
+            # the loop steps often; Prometheus reads every 10 s
+            if time.monotonic() - self.last >= 1.0:
+                self.on_experiment_end(trials)
+
+        def on_experiment_end(self, trials, **info):
+            self.last = time.monotonic()
+            counts = dict.fromkeys(self.STATES, 0)
+            for t in trials:
+                counts[t.status] = counts.get(t.status, 0) + 1
+            for state, n in counts.items():
+                self.gauge.set(n, tags={"state": state})
+
+    return SweepMetrics()
